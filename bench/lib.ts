@@ -1,0 +1,120 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+
+/**
+ * Side-by-side benchmarks: every figure is measured against a reference run in the same process run
+ * (direct TCP, Squid, mosquitto, dnsmasq...), repeated, and reported as medians and ratios. Machines here
+ * are shared and noisy, so no figure is asserted by a test; targets are printed beside the ratios.
+ */
+
+export interface Measurement {
+  /** What was measured, e.g. `bulk throughput`. */
+  metric: string;
+  unit: string;
+  /** Higher is better (throughput) or lower is better (latency). */
+  better: 'higher' | 'lower';
+  /** subject name → samples, e.g. { fieldlab: [...], squid: [...], direct: [...] } */
+  samples: Record<string, number[]>;
+}
+
+export interface Comparison {
+  metric: string;
+  subject: string;
+  reference: string;
+  /** The target ratio subject/reference (for `lower`, reference/subject), when one is set. */
+  target?: number;
+}
+
+export interface BenchReport {
+  name: string;
+  startedAt: string;
+  environment: { node: string; platform: string; cpus: number };
+  measurements: Array<Measurement & { medians: Record<string, number> }>;
+  comparisons: Array<Comparison & { ratio: number; met: boolean | null }>;
+  notes: string[];
+}
+
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) return Number.NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/** Runs `fn` `rounds` times per subject, interleaving subjects so drift on the machine hits all alike. */
+export async function interleave(
+  subjects: Record<string, () => Promise<number>>,
+  rounds: number,
+): Promise<Record<string, number[]>> {
+  const out: Record<string, number[]> = {};
+  for (const name of Object.keys(subjects)) out[name] = [];
+  for (let r = 0; r < rounds; r++) {
+    for (const [name, fn] of Object.entries(subjects)) out[name]!.push(await fn());
+  }
+  return out;
+}
+
+export function buildReport(
+  name: string,
+  measurements: Measurement[],
+  comparisons: Comparison[],
+  notes: string[] = [],
+): BenchReport {
+  const withMedians = measurements.map((m) => ({
+    ...m,
+    medians: Object.fromEntries(Object.entries(m.samples).map(([k, v]) => [k, median(v)])),
+  }));
+  const cmp = comparisons.map((c) => {
+    const m = withMedians.find((x) => x.metric === c.metric);
+    const s = m?.medians[c.subject];
+    const r = m?.medians[c.reference];
+    let ratio = Number.NaN;
+    if (m && s !== undefined && r !== undefined) ratio = m.better === 'higher' ? s / r : r / s;
+    const met = c.target === undefined || Number.isNaN(ratio) ? null : ratio >= c.target;
+    return { ...c, ratio, met };
+  });
+  return {
+    name,
+    startedAt: new Date().toISOString(),
+    environment: { node: process.version, platform: `${process.platform}-${process.arch}`, cpus: availableParallelism() },
+    measurements: withMedians,
+    comparisons: cmp,
+    notes,
+  };
+}
+
+
+function fmt(n: number): string {
+  if (!Number.isFinite(n)) return 'n/a';
+  if (Math.abs(n) >= 100) return Math.round(n).toLocaleString('en-US');
+  return n.toPrecision(3);
+}
+
+/** A plain-text table of medians and ratios, for the console. */
+export function formatReport(r: BenchReport): string {
+  const lines = [`\n== ${r.name} ==`];
+  for (const m of r.measurements) {
+    const cells = Object.entries(m.medians).map(([k, v]) => `${k} ${fmt(v)}`);
+    lines.push(`  ${m.metric} (${m.unit}, median of ${Object.values(m.samples)[0]?.length ?? 0}): ${cells.join(' | ')}`);
+  }
+  for (const c of r.comparisons) {
+    const target = c.target === undefined ? '' : ` (target ≥ ${c.target}×: ${c.met ? 'met' : 'MISSED'})`;
+    lines.push(`  ${c.metric}: ${c.subject} / ${c.reference} = ${fmt(c.ratio)}×${target}`);
+  }
+  for (const n of r.notes) lines.push(`  note: ${n}`);
+  return lines.join('\n');
+}
+
+/** Writes the report as JSON under bench/results/ and returns the path. */
+export function saveReport(r: BenchReport, dir = join(process.cwd(), 'bench', 'results')): string {
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, `${r.name}-${r.startedAt.replace(/[:.]/g, '-')}.json`);
+  writeFileSync(path, `${JSON.stringify(r, null, 2)}\n`);
+  return path;
+}
+
+/** Whether a benchmark was asked for a short smoke run (`--quick` or FIELDLAB_BENCH_QUICK=1). */
+export function quick(): boolean {
+  return process.argv.includes('--quick') || process.env.FIELDLAB_BENCH_QUICK === '1';
+}
