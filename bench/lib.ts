@@ -77,13 +77,16 @@ export function buildReport(
   return {
     name,
     startedAt: new Date().toISOString(),
-    environment: { node: process.version, platform: `${process.platform}-${process.arch}`, cpus: availableParallelism() },
+    environment: {
+      node: process.version,
+      platform: `${process.platform}-${process.arch}`,
+      cpus: availableParallelism(),
+    },
     measurements: withMedians,
     comparisons: cmp,
     notes,
   };
 }
-
 
 function fmt(n: number): string {
   if (!Number.isFinite(n)) return 'n/a';
@@ -96,7 +99,9 @@ export function formatReport(r: BenchReport): string {
   const lines = [`\n== ${r.name} ==`];
   for (const m of r.measurements) {
     const cells = Object.entries(m.medians).map(([k, v]) => `${k} ${fmt(v)}`);
-    lines.push(`  ${m.metric} (${m.unit}, median of ${Object.values(m.samples)[0]?.length ?? 0}): ${cells.join(' | ')}`);
+    lines.push(
+      `  ${m.metric} (${m.unit}, median of ${Object.values(m.samples)[0]?.length ?? 0}): ${cells.join(' | ')}`,
+    );
   }
   for (const c of r.comparisons) {
     const target = c.target === undefined ? '' : ` (target ≥ ${c.target}×: ${c.met ? 'met' : 'MISSED'})`;

@@ -51,10 +51,17 @@ function runs(argv: string[]): boolean {
 }
 
 function probe(cap: Capability): CapabilityCheck {
-  const ok = (yes: boolean, reason: string): CapabilityCheck => ({ capability: cap, ok: yes, reason: yes ? '' : reason });
+  const ok = (yes: boolean, reason: string): CapabilityCheck => ({
+    capability: cap,
+    ok: yes,
+    reason: yes ? '' : reason,
+  });
   if (cap.startsWith('cmd:')) {
     const name = cap.slice(4);
-    return ok(which(name) !== undefined, `${name} is not installed (run scripts/setup.sh, or install it with your package manager)`);
+    return ok(
+      which(name) !== undefined,
+      `${name} is not installed (run scripts/setup.sh, or install it with your package manager)`,
+    );
   }
   switch (cap) {
     case 'root':
@@ -75,7 +82,10 @@ function probe(cap: Capability): CapabilityCheck {
         'no Docker engine answers (`docker info` failed); run scripts/setup.sh as root to install and start one',
       );
     case 'k6':
-      return ok(which('k6') !== undefined, 'k6 is not installed; scripts/setup.sh builds it with `go install`');
+      return ok(
+        which('k6') !== undefined,
+        'k6 is not installed; scripts/setup.sh builds it with `go install`',
+      );
     default:
       return ok(false, `unknown capability ${cap}`);
   }

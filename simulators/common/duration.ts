@@ -11,16 +11,17 @@ export function parseDuration(input: string | number): number | undefined {
 }
 
 /** A duration field: a number of milliseconds or a string like `10s`; parses to milliseconds. */
-export const durationSchema = z
-  .union([z.number().nonnegative(), z.string()])
-  .transform((v, ctx) => {
-    const ms = parseDuration(v);
-    if (ms === undefined) {
-      ctx.addIssue({ code: 'custom', message: `not a duration: ${JSON.stringify(v)} (use e.g. 500ms, 10s, 2m, or milliseconds)` });
-      return z.NEVER;
-    }
-    return ms;
-  });
+export const durationSchema = z.union([z.number().nonnegative(), z.string()]).transform((v, ctx) => {
+  const ms = parseDuration(v);
+  if (ms === undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `not a duration: ${JSON.stringify(v)} (use e.g. 500ms, 10s, 2m, or milliseconds)`,
+    });
+    return z.NEVER;
+  }
+  return ms;
+});
 
 /** Formats milliseconds for people: `850ms`, `1.24s`, `2m05s`. */
 export function formatMs(ms: number): string {

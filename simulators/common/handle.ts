@@ -25,7 +25,10 @@ export interface SimulatorHandle<M extends EventMap = EventMap, S = Record<strin
 }
 
 /** The endpoint of a handle by name; throws when the simulator has no such endpoint. */
-export function endpointOf(handle: { name: string; endpoints: readonly Endpoint[] }, name?: string): Endpoint {
+export function endpointOf(
+  handle: { name: string; endpoints: readonly Endpoint[] },
+  name?: string,
+): Endpoint {
   const ep = name === undefined ? handle.endpoints[0] : handle.endpoints.find((e) => e.name === name);
   if (!ep) {
     const have = handle.endpoints.map((e) => e.name).join(', ') || 'none';

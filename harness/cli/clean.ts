@@ -1,0 +1,15 @@
+import { clean } from '../lab/clean.js';
+import { stateDir } from '../lab/state.js';
+
+export async function cleanCommand(flags: { force?: boolean }): Promise<void> {
+  const r = clean({ force: flags.force === true });
+  for (const l of r.labs) {
+    const killed = l.killed.length > 0 ? `, ended processes ${l.killed.join(', ')}` : '';
+    process.stdout.write(`removed lab ${l.labId} (${l.reason}${killed})\n`);
+  }
+  for (const b of r.blocks) process.stdout.write(`released address block ${b}.0/24\n`);
+  for (const id of r.skippedLive)
+    process.stdout.write(`left running lab ${id} alone (its owner still runs; --force removes it)\n`);
+  if (r.labs.length === 0 && r.blocks.length === 0)
+    process.stdout.write(`nothing to clean in ${stateDir()}\n`);
+}

@@ -1,0 +1,129 @@
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { isFieldlabError } from '../../simulators/common/errors.js';
+import { toolVersion } from '../runner/run.js';
+import { caCommand } from './ca.js';
+import { cleanCommand } from './clean.js';
+import { listCommand } from './list.js';
+import { runCommand } from './run.js';
+import { schemaCommand } from './schema.js';
+import { upCommand } from './up.js';
+
+/**
+ * The fieldlab CLI. Exit codes: 0 all good; 1 a scenario variant failed or errored; 2 bad input (a
+ * scenario file, an option, a missing lab); 70 a fieldlab bug.
+ */
+function positiveInt(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a whole number ≥ 1');
+  return n;
+}
+
+function collect(v: string, prev: string[]): string[] {
+  return [
+    ...prev,
+    ...v
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+  ];
+}
+
+export function buildProgram(): Command {
+  const program = new Command()
+    .name('fieldlab')
+    .description(
+      'Rebuild the network path between IoT devices and their clouds on one machine, and run real clients through its failures.',
+    )
+    .version(toolVersion())
+    .showHelpAfterError('(add --help for usage)');
+
+  program
+    .command('run')
+    .description(
+      'run scenarios (files or directories; default: ./scenarios) and report pass/fail with phase timings',
+    )
+    .argument('[paths...]', 'scenario files (.yaml, .js) or directories', [])
+    .addOption(
+      new Option(
+        '-r, --reporter <names>',
+        'reporters, comma-separated or repeated: console, json, junit, html',
+      )
+        .argParser(collect)
+        .default([] as string[], 'console,json,junit'),
+    )
+    .option('-o, --out <dir>', 'directory for the JSON, JUnit and HTML reports', 'fieldlab-report')
+    .option(
+      '--only <selector>',
+      'run only this scenario, or scenario/variant (repeatable, comma-separated)',
+      collect,
+      [] as string[],
+    )
+    .addOption(
+      new Option('-b, --backend <name>', 'network backend')
+        .choices(['loopback', 'netns', 'container'])
+        .default('loopback'),
+    )
+    .option(
+      '-j, --concurrency <n>',
+      'variants run at once (each in its own lab); default: CPUs, at least 2',
+      positiveInt,
+    )
+    .option('--no-color', 'no colours in the console report')
+    .action(runCommand);
+
+  program
+    .command('up')
+    .description(
+      'start a lab (a scenario file, or a file with name + lab), print its endpoints and env, keep it up until Ctrl-C',
+    )
+    .argument('<file>', 'lab or scenario file (.yaml)')
+    .option('--variant <name>', "apply this variant's faults and option overrides")
+    .option('--json', 'print the endpoints as one JSON line instead of a table')
+    .action(upCommand);
+
+  program
+    .command('ca')
+    .description(
+      "write a running lab's trust bundle (its root CA) to a file, to add to a device's or OS trust store",
+    )
+    .option('--lab <id>', 'lab id (see `fieldlab up`); default: the only running lab')
+    .option('-o, --out <file>', 'where to write the PEM bundle', 'fieldlab-ca.pem')
+    .action(caCommand);
+
+  program
+    .command('clean')
+    .description('remove what crashed or killed labs left behind: their processes, files and address claims')
+    .option('--force', 'also remove labs whose owner process still runs')
+    .action(cleanCommand);
+
+  program
+    .command('list')
+    .description('list scenarios with their variants and expected outcomes, or the simulator types')
+    .argument('[paths...]', 'scenario files or directories (default: ./scenarios)', [])
+    .option('--simulators', 'list simulator types instead')
+    .action(listCommand);
+
+  program
+    .command('schema')
+    .description('print the JSON Schema of scenario files (or write it with --out)')
+    .option('-o, --out <file>', 'write it to this file')
+    .action(schemaCommand);
+
+  return program;
+}
+
+export async function main(argv = process.argv): Promise<number> {
+  try {
+    await buildProgram().parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    if (isFieldlabError(err)) {
+      process.stderr.write(`fieldlab: ${err.message}\n${err.hint ? `hint: ${err.hint}\n` : ''}`);
+      return 2;
+    }
+    process.stderr.write(
+      `fieldlab: internal error (a bug; please report it):\n${err instanceof Error ? err.stack : String(err)}\n`,
+    );
+    return 70;
+  }
+}

@@ -1,0 +1,119 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { FieldlabError } from '../../simulators/common/errors.js';
+import { startLab } from '../lab/lab.js';
+import { loadYamlScenario, parseYaml, validateWith } from '../scenario/load.js';
+import { scenarioSchema } from '../scenario/model.js';
+
+/** A file that declares only a lab (no client, no variants), for `fieldlab up`. */
+const labFileSchema = z
+  .object({
+    $schema: z.string().optional(),
+    name: scenarioSchema.shape.name,
+    title: z.string().optional(),
+    lab: scenarioSchema.shape.lab,
+  })
+  .strict();
+
+export async function upCommand(file: string, flags: { variant?: string; json?: boolean }): Promise<void> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    throw new FieldlabError('E_NO_SUCH_PATH', `cannot read ${file}`, {
+      hint: 'give a lab or scenario .yaml file',
+    });
+  }
+  const { data: raw, locate } = parseYaml(file, text);
+  let name: string;
+  let lab: z.output<typeof labFileSchema>['lab'];
+  let variant: ReturnType<typeof loadYamlScenario>['variants'][number] | undefined;
+  if (raw && typeof raw === 'object' && 'variants' in raw) {
+    const s = loadYamlScenario(file, text);
+    name = s.name;
+    lab = s.lab;
+    if (flags.variant) {
+      variant = s.variants.find((v) => v.name === flags.variant);
+      if (!variant) {
+        throw new FieldlabError('E_BAD_FLAG', `${file} has no variant ${flags.variant}`, {
+          hint: `variants: ${s.variants.map((v) => v.name).join(', ')}`,
+        });
+      }
+    }
+  } else {
+    const parsed = validateWith(labFileSchema, raw, file, locate);
+    name = parsed.name;
+    lab = parsed.lab;
+    if (flags.variant)
+      throw new FieldlabError('E_BAD_FLAG', '--variant needs a scenario file (with variants)');
+  }
+
+  const running = await startLab({
+    name,
+    hosts: lab.hosts,
+    simulators: lab.simulators.map((s) => ({
+      ...s,
+      options: { ...s.options, ...(variant?.simulators[s.name] ?? {}) },
+    })),
+  });
+  const stop = async (signal: string) => {
+    process.stderr.write(`\nfieldlab: ${signal}: stopping lab ${running.id}\n`);
+    await running.stop();
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void stop('SIGINT'));
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  try {
+    for (const f of variant?.faults ?? []) {
+      const { target, ...toxic } = f;
+      running.relay(target).addToxic(toxic);
+    }
+  } catch (err) {
+    await running.stop();
+    throw err;
+  }
+
+  const endpoints = [...running.simulators.entries()].flatMap(([simName, s]) =>
+    s.endpoints.map((e) => ({
+      simulator: simName,
+      type: s.decl.type,
+      endpoint: e.name,
+      host: s.decl.host,
+      address: e.host,
+      port: e.port,
+      url: e.url ?? '',
+    })),
+  );
+  const info = {
+    labId: running.id,
+    dir: running.dir,
+    hosts: Object.fromEntries(running.hosts),
+    hostsFile: running.hostsFile,
+    caBundle: running.pki.trust.bundlePath,
+    env: running.trustEnv(),
+    endpoints,
+  };
+  writeFileSync(join(running.dir, 'endpoints.json'), `${JSON.stringify(info, null, 2)}\n`);
+  if (flags.json) {
+    process.stdout.write(`${JSON.stringify(info)}\n`);
+  } else {
+    const out = [`lab ${running.id} is up (Ctrl-C stops it and removes everything)`, '', 'endpoints:'];
+    for (const e of endpoints)
+      out.push(
+        `  ${`${e.simulator}.${e.endpoint}`.padEnd(24)} ${`${e.address}:${e.port}`.padEnd(22)} ${e.url}`,
+      );
+    out.push('', 'hosts:');
+    for (const [h, a] of running.hosts) out.push(`  ${a.padEnd(16)} ${h}`);
+    out.push('', 'environment for clients:');
+    for (const [k, v] of Object.entries(running.trustEnv())) out.push(`  export ${k}=${v}`);
+    const first = endpoints.find((e) => e.url.startsWith('https'));
+    if (first)
+      out.push(
+        '',
+        `try: curl --cacert ${info.caBundle} --connect-to ${first.host}:${first.port}:${first.address}:${first.port} ${first.url}`,
+      );
+    process.stdout.write(`${out.join('\n')}\n`);
+  }
+  // Stay up until a signal: the listening sockets keep the event loop alive.
+}

@@ -1,0 +1,337 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import type { LookupFunction } from 'node:net';
+import { join, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { FieldlabError } from '../../simulators/common/errors.js';
+import type { LabEvent } from '../../simulators/common/events.js';
+import type { Endpoint, SimulatorHandle } from '../../simulators/common/handle.js';
+import { parseOptions } from '../../simulators/common/options.js';
+import { type PkiHandle, start as startPki } from '../../simulators/pki/index.js';
+import { type RelayHandle, startRelay } from '../faults/index.js';
+import type { SimulatorDecl } from '../scenario/model.js';
+import { adapterFor, adapterTypes } from './adapters.js';
+import { type AddressBlock, claimBlock } from './addresses.js';
+import { createLabLookup } from './lookup.js';
+import { type LabRecord, labsDir, processStartTicks, writeRecord } from './state.js';
+
+/**
+ * A running lab on the loopback backend:
+ *
+ *   client ──► relay (host address : public port, toxics) ──► simulator (host address : ephemeral port)
+ *
+ * Every lab host gets its own 127.A.B.n address; every TCP endpoint of a simulator is fronted by a relay
+ * so faults can be added and removed at run time. Everything the lab creates lives in its state
+ * directory, recorded for `fieldlab clean`.
+ */
+export interface LabDefinition {
+  name: string;
+  hosts?: Array<{ name: string }>;
+  simulators: SimulatorDecl[];
+}
+
+export interface RunningSimulator {
+  decl: SimulatorDecl;
+  handle: SimulatorHandle;
+  /** Endpoints as clients see them: the relay's port, the lab host name in URLs. */
+  endpoints: Endpoint[];
+  /** Relay per fronted endpoint name. */
+  relays: Map<string, RelayHandle>;
+  vars: Record<string, string>;
+}
+
+export class Lab {
+  readonly events: LabEvent[] = [];
+  readonly simulators = new Map<string, RunningSimulator>();
+  readonly hosts = new Map<string, string>();
+  readonly lookup: LookupFunction;
+  private readonly listeners = new Set<(e: LabEvent) => void>();
+  private stopping: Promise<void> | undefined;
+
+  constructor(
+    readonly id: string,
+    readonly name: string,
+    readonly dir: string,
+    readonly block: AddressBlock,
+    readonly pki: PkiHandle,
+    private readonly record: LabRecord,
+  ) {
+    this.lookup = createLabLookup(this.hosts);
+  }
+
+  get hostsFile(): string {
+    return join(this.dir, 'hosts');
+  }
+
+  get resolvConf(): string {
+    return join(this.dir, 'resolv.conf');
+  }
+
+  /** Records an event on the lab timeline (and tells live listeners). */
+  addEvent(e: LabEvent): void {
+    this.events.push(e);
+    for (const l of this.listeners) l(e);
+  }
+
+  onEvent(listener: (e: LabEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Events since a time (ms epoch), for one variant's window. */
+  eventsSince(t: number): LabEvent[] {
+    return this.events.filter((e) => e.time >= t);
+  }
+
+  sim(name: string): RunningSimulator {
+    const s = this.simulators.get(name);
+    if (!s) throw new FieldlabError('E_NO_SUCH_SIMULATOR', `the lab has no simulator ${name}`);
+    return s;
+  }
+
+  /** The relay in front of `name` or `name.endpoint`. */
+  relay(target: string): RelayHandle {
+    const [simName = '', epName] = target.split('.');
+    const s = this.sim(simName);
+    const ep = epName ?? s.endpoints[0]?.name;
+    const r = ep === undefined ? undefined : s.relays.get(ep);
+    if (!r) {
+      throw new FieldlabError('E_NO_RELAY', `${target} has no relayed TCP endpoint to put a fault on`, {
+        hint: `relayed endpoints of ${simName}: ${[...s.relays.keys()].join(', ') || 'none'}`,
+      });
+    }
+    return r;
+  }
+
+  /** Environment that makes common clients trust the lab CA. */
+  trustEnv(): Record<string, string> {
+    const ca = this.pki.trust.bundlePath;
+    return {
+      SSL_CERT_FILE: ca,
+      CURL_CA_BUNDLE: ca,
+      NODE_EXTRA_CA_CERTS: ca,
+      REQUESTS_CA_BUNDLE: ca,
+      GIT_SSL_CAINFO: ca,
+    };
+  }
+
+  /** Resolves one `${...}` reference. */
+  resolveRef(ref: string): string {
+    const parts = ref.split('.');
+    const [head, ...rest] = parts;
+    if (head === 'lab') {
+      const v: Record<string, string> = {
+        ca: this.pki.trust.bundlePath,
+        caDir: this.pki.trust.hashDir,
+        hosts: this.hostsFile,
+        resolv: this.resolvConf,
+        dir: this.dir,
+        root: packageRoot(),
+      };
+      const got = rest.length === 1 ? v[rest[0] ?? ''] : undefined;
+      if (got === undefined) throw refError(ref, `lab has ${Object.keys(v).join(', ')}`);
+      return got;
+    }
+    const s = this.simulators.get(head ?? '');
+    if (!s) throw refError(ref, `simulators: ${[...this.simulators.keys()].join(', ')}`);
+    let ep = s.endpoints[0];
+    let field = rest[0];
+    if (rest.length === 2) {
+      ep = s.endpoints.find((e) => e.name === rest[0]);
+      field = rest[1];
+      if (!ep) throw refError(ref, `${head} endpoints: ${s.endpoints.map((e) => e.name).join(', ')}`);
+    }
+    if (field === undefined) throw refError(ref, 'name a field, e.g. url, host, address, port');
+    if (rest.length === 1 && Object.hasOwn(s.vars, field)) return s.vars[field] ?? '';
+    const fields: Record<string, string | undefined> = {
+      host: s.decl.host,
+      address: ep?.host,
+      port: ep ? String(ep.port) : undefined,
+      url: ep?.url,
+      hostport: ep ? `${s.decl.host}:${ep.port}` : undefined,
+    };
+    const v = fields[field];
+    if (v === undefined)
+      throw refError(ref, `fields: ${[...Object.keys(fields), ...Object.keys(s.vars)].join(', ')}`);
+    return v;
+  }
+
+  /** Fills `${...}` references in strings, deeply. */
+  interpolate<T>(value: T): T {
+    if (typeof value === 'string')
+      return value.replace(/\$\{([^}]*)\}/g, (_, ref: string) => this.resolveRef(ref)) as T;
+    if (Array.isArray(value)) return value.map((v) => this.interpolate(v)) as T;
+    if (value && typeof value === 'object') {
+      return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, this.interpolate(v)])) as T;
+    }
+    return value;
+  }
+
+  /** Records a process the lab (or its client) started, so `fieldlab clean` can end it after a crash. */
+  trackProcess(pid: number, what: string): void {
+    this.record.resources.push({ kind: 'process', pid, startTicks: processStartTicks(pid), what });
+    writeRecord(this.dir, this.record);
+  }
+
+  untrackProcess(pid: number): void {
+    this.record.resources = this.record.resources.filter((r) => !(r.kind === 'process' && r.pid === pid));
+    writeRecord(this.dir, this.record);
+  }
+
+  /** Stops everything and removes the lab's files. Idempotent. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      const sims = [...this.simulators.values()].reverse();
+      for (const s of sims) {
+        await Promise.allSettled([...s.relays.values()].map((r) => r.stop()));
+        await s.handle.stop().catch(() => undefined);
+      }
+      await this.pki.stop().catch(() => undefined);
+      this.block.release();
+      rmSync(this.dir, { recursive: true, force: true });
+    })();
+    return this.stopping;
+  }
+}
+
+/** fieldlab's own directory (where dist/ and examples live), from the source tree or from dist/. */
+function packageRoot(): string {
+  const here = fileURLToPath(new URL('.', import.meta.url));
+  return here.includes(`${sep}dist${sep}`) ? resolve(here, '../../..') : resolve(here, '../..');
+}
+
+function refError(ref: string, have: string): FieldlabError {
+  return new FieldlabError('E_BAD_REFERENCE', `cannot resolve \${${ref}}`, { hint: have });
+}
+
+function publicUrl(ep: Endpoint, hostName: string, port: number): string | undefined {
+  if (!ep.url) return undefined;
+  try {
+    const u = new URL(ep.url);
+    u.hostname = hostName;
+    u.port = String(port);
+    return u.toString();
+  } catch {
+    return undefined;
+  }
+}
+
+const UDP_PROTOCOLS = new Set(['udp', 'dns', 'dns-udp']);
+
+/** Starts a lab: claims addresses, starts the PKI and every simulator in order, fronts them with relays. */
+export async function startLab(def: LabDefinition): Promise<Lab> {
+  const id = `${def.name}-${randomBytes(3).toString('hex')}`;
+  const dir = join(labsDir(), id);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const block = claimBlock();
+  const record: LabRecord = {
+    labId: id,
+    name: def.name,
+    pid: process.pid,
+    pidStartTicks: processStartTicks(process.pid),
+    createdAt: new Date().toISOString(),
+    backend: 'loopback',
+    block: block.prefix,
+    resources: [],
+  };
+  writeRecord(dir, record);
+
+  let pki: PkiHandle;
+  try {
+    pki = await startPki({ name: 'pki', dir });
+  } catch (err) {
+    block.release();
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+  record.caBundle = pki.trust.bundlePath;
+  writeRecord(dir, record);
+  const lab = new Lab(id, def.name, dir, block, pki, record);
+  pki.events.onAny((e) => lab.addEvent(e));
+
+  try {
+    // Host numbering: declared hosts first, then hosts implied by simulators, in order of appearance.
+    for (const h of def.hosts ?? [])
+      if (!lab.hosts.has(h.name)) lab.hosts.set(h.name, block.address(lab.hosts.size + 1));
+    for (const s of def.simulators)
+      if (!lab.hosts.has(s.host)) lab.hosts.set(s.host, block.address(lab.hosts.size + 1));
+    writeNameFiles(lab);
+
+    for (const [i, decl] of def.simulators.entries()) {
+      await startOne(lab, decl, i);
+    }
+    return lab;
+  } catch (err) {
+    await lab.stop();
+    throw err;
+  }
+}
+
+async function startOne(lab: Lab, decl: SimulatorDecl, index: number): Promise<void> {
+  const adapter = adapterFor(decl.type);
+  if (!adapter) {
+    throw new FieldlabError(
+      'E_UNKNOWN_SIMULATOR',
+      `lab.simulators[${index}].type: unknown simulator type ${decl.type}`,
+      {
+        hint: `known types: ${adapterTypes().join(', ')}`,
+      },
+    );
+  }
+  const address = lab.hosts.get(decl.host) ?? '';
+  const options = parseOptions(adapter.options, lab.interpolate(decl.options), `${decl.name} (${decl.type})`);
+  const started = await adapter.start(
+    { name: decl.name, hostName: decl.host, address, pki: lab.pki, labDir: lab.dir },
+    options,
+  );
+  const handle = started.handle;
+  handle.events.onAny((e) => lab.addEvent(e));
+  const running: RunningSimulator = {
+    decl,
+    handle,
+    endpoints: [],
+    relays: new Map(),
+    vars: started.vars ?? {},
+  };
+  lab.simulators.set(decl.name, running);
+
+  for (const [i, ep] of handle.endpoints.entries()) {
+    const wanted = i === 0 ? (decl.port ?? 0) : 0;
+    if (UDP_PROTOCOLS.has(ep.protocol) || started.direct?.includes(ep.name)) {
+      running.endpoints.push({
+        ...ep,
+        ...(ep.url ? { url: publicUrl(ep, decl.host, ep.port) ?? ep.url } : {}),
+      });
+      continue;
+    }
+    const relayName = i === 0 ? `${decl.name}-relay` : `${decl.name}.${ep.name}-relay`;
+    const relay = await startRelay({
+      name: relayName,
+      listen: { host: address, port: wanted },
+      upstream: { host: ep.host, port: ep.port },
+    });
+    relay.events.onAny((e) => lab.addEvent(e));
+    running.relays.set(ep.name, relay);
+    const url = publicUrl(ep, decl.host, relay.endpoint.port);
+    running.endpoints.push({
+      name: ep.name,
+      host: address,
+      port: relay.endpoint.port,
+      protocol: ep.protocol,
+      ...(url ? { url } : {}),
+    });
+  }
+}
+
+/** The hosts file and resolv.conf that clients in the lab's private mount namespace see. */
+function writeNameFiles(lab: Lab): void {
+  const lines = ['127.0.0.1\tlocalhost', '::1\tlocalhost ip6-localhost ip6-loopback'];
+  for (const [name, addr] of lab.hosts) lines.push(`${addr}\t${name}`);
+  writeFileSync(lab.hostsFile, `# fieldlab lab ${lab.id}\n${lines.join('\n')}\n`);
+  // No lab DNS server yet on this backend: point the resolver at an address in the lab's own block where
+  // nothing listens, so a lookup of a non-lab name fails at once and never leaves the machine.
+  writeFileSync(
+    lab.resolvConf,
+    `# fieldlab lab ${lab.id}\nnameserver ${lab.block.address(250)}\noptions timeout:1 attempts:1\n`,
+  );
+}

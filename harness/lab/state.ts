@@ -1,0 +1,98 @@
+import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/**
+ * The on-disk record of what each running lab created, so that `fieldlab clean` can remove it after a
+ * crash (SIGKILL, power loss...). One directory per lab under the state dir; the lab's own temp files
+ * (PKI, hosts file) live inside it, so removing the directory removes them.
+ *
+ *   <state>/labs/<labId>/lab.json   owner pid + start time, address block, resources
+ *   <state>/blocks/127.A.B          claim on a loopback /24 (a directory, created atomically)
+ */
+
+export interface ProcessResource {
+  kind: 'process';
+  pid: number;
+  /** /proc start time (clock ticks since boot): guards against a reused PID. */
+  startTicks: number | undefined;
+  what: string;
+}
+/** Resources other backends add (namespaces, nft tables, containers) extend this union. */
+export type LabResource = ProcessResource;
+
+export interface LabRecord {
+  labId: string;
+  name: string;
+  pid: number;
+  pidStartTicks: number | undefined;
+  createdAt: string;
+  backend: string;
+  block?: string;
+  /** The lab's trust bundle (its root CA), for `fieldlab ca`. */
+  caBundle?: string;
+  resources: LabResource[];
+}
+
+export function stateDir(): string {
+  return process.env.FIELDLAB_STATE_DIR ?? join(tmpdir(), `fieldlab-${process.getuid?.() ?? 'user'}`);
+}
+
+export function labsDir(): string {
+  return join(stateDir(), 'labs');
+}
+
+export function blocksDir(): string {
+  return join(stateDir(), 'blocks');
+}
+
+/** Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat), or undefined. */
+export function processStartTicks(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(rest[19]);
+    return Number.isFinite(ticks) ? ticks : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when `pid` runs and (when known) is the same process that was recorded. */
+export function isAlive(pid: number, startTicks: number | undefined): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    // EPERM: it exists but belongs to someone else.
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  if (startTicks === undefined) return true;
+  const now = processStartTicks(pid);
+  return now === undefined || now === startTicks;
+}
+
+export function writeRecord(dir: string, record: LabRecord): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const tmp = join(dir, `lab.json.${process.pid}.tmp`);
+  writeFileSync(tmp, `${JSON.stringify(record, null, 2)}\n`);
+  // rename is atomic: a reader sees the old or the new record, never half of one.
+  renameSync(tmp, join(dir, 'lab.json'));
+}
+
+export function readRecords(): Array<{ dir: string; record: LabRecord | undefined }> {
+  let names: string[] = [];
+  try {
+    names = readdirSync(labsDir());
+  } catch {
+    return [];
+  }
+  return names.map((n) => {
+    const dir = join(labsDir(), n);
+    try {
+      return { dir, record: JSON.parse(readFileSync(join(dir, 'lab.json'), 'utf8')) as LabRecord };
+    } catch {
+      return { dir, record: undefined };
+    }
+  });
+}

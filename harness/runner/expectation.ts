@@ -1,0 +1,49 @@
+import { formatMs } from '../../simulators/common/duration.js';
+import type { LabEvent } from '../../simulators/common/events.js';
+import type { Verdict } from '../probe/classes.js';
+import type { ExpectDecl } from '../scenario/model.js';
+
+/** Compares what happened with what a variant expected; returns the mismatches as sentences. */
+export function checkExpectation(
+  expect: ExpectDecl,
+  verdict: Verdict,
+  durationMs: number,
+  events: LabEvent[],
+): string[] {
+  const problems: string[] = [];
+  const observed = verdict.ok ? 'pass' : `fail ${verdict.class}`;
+  if (expect.result === 'pass' && !verdict.ok)
+    problems.push(`expected pass, observed ${observed}: ${verdict.detail}`);
+  if (expect.result === 'fail') {
+    if (verdict.ok) problems.push(`expected fail ${expect.class}, observed pass`);
+    else if (verdict.class !== expect.class)
+      problems.push(`expected fail ${expect.class}, observed ${observed}: ${verdict.detail}`);
+  }
+  const within = 'within' in expect ? expect.within : undefined;
+  const atLeast = 'atLeast' in expect ? expect.atLeast : undefined;
+  if (within !== undefined && durationMs > within) {
+    problems.push(
+      `expected the client to finish within ${formatMs(within)}, it took ${formatMs(durationMs)}`,
+    );
+  }
+  if (atLeast !== undefined && durationMs < atLeast) {
+    problems.push(
+      `expected the client to take at least ${formatMs(atLeast)}, it took ${formatMs(durationMs)}`,
+    );
+  }
+  for (const want of expect.labSaw) {
+    const hit = events.some(
+      (e) =>
+        e.source === want.source &&
+        e.type === want.type &&
+        Object.entries(want.match ?? {}).every(
+          ([k, v]) => (e.data as Record<string, unknown> | null)?.[k] === v,
+        ),
+    );
+    if (!hit) {
+      const m = want.match ? ` with ${JSON.stringify(want.match)}` : '';
+      problems.push(`expected ${want.source} to see ${want.type}${m}; it did not`);
+    }
+  }
+  return problems;
+}

@@ -1,0 +1,239 @@
+import { readFile } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { formatMs } from '../../simulators/common/duration.js';
+import { FieldlabError } from '../../simulators/common/errors.js';
+import { preciseNow } from '../../simulators/common/events.js';
+import { type Capability, checkCapability, isRequired } from '../capabilities.js';
+import { runCommand } from '../clients/command.js';
+import { type Lab, type LabDefinition, startLab } from '../lab/lab.js';
+import { FAILURE_CLASSES, type Verdict } from '../probe/classes.js';
+import { classifyCurl, curlTimingArgs, parseCurlTimings } from '../probe/curl.js';
+import { explain } from '../probe/evidence.js';
+import { probeHttps } from '../probe/https-probe.js';
+import type { Phase } from '../probe/phases.js';
+import type { LoadedScenario } from '../scenario/load.js';
+import type { Backend, ClientDecl, Scenario, Variant } from '../scenario/model.js';
+import { checkExpectation } from './expectation.js';
+import type { Expectation, VariantResult } from './result.js';
+
+export interface RunOptions {
+  backend: Backend;
+}
+
+interface ClientOutcome {
+  verdict: Verdict;
+  phases: Phase[];
+  durationMs: number;
+  client?: VariantResult['client'];
+}
+
+/** Capabilities a variant needs beyond what the scenario declares: the client program, the namespace. */
+export function neededCapabilities(s: Scenario, v: Variant): Capability[] {
+  const caps = new Set<Capability>(s.requires as Capability[]);
+  if (s.client.type === 'command') {
+    const argv0 = v.client?.argv?.[0] ?? s.client.argv[0];
+    if (argv0 && !argv0.includes('${')) caps.add(`cmd:${basename(argv0)}`);
+    if (s.client.resolve === 'lab') caps.add('userns');
+  }
+  return [...caps];
+}
+
+function toExpectation(v: Variant): Expectation {
+  const e = v.expect;
+  return {
+    result: e.result,
+    ...('class' in e && e.class ? { class: e.class } : {}),
+    ...('within' in e && e.within !== undefined ? { withinMs: e.within } : {}),
+    ...('atLeast' in e && e.atLeast !== undefined ? { atLeastMs: e.atLeast } : {}),
+  };
+}
+
+/** The lab for one variant: the scenario's, with the variant's option overrides merged in. */
+function labFor(s: Scenario, v: Variant): LabDefinition {
+  return {
+    name: s.name,
+    hosts: s.lab.hosts,
+    simulators: s.lab.simulators.map((sim) => ({
+      ...sim,
+      options: { ...sim.options, ...(v.simulators[sim.name] ?? {}) },
+    })),
+  };
+}
+
+/** The client with the variant's overrides applied (argv replaced, env merged). */
+function clientFor(s: Scenario, v: Variant): ClientDecl {
+  const o = v.client ?? {};
+  if (s.client.type === 'command') {
+    return {
+      ...s.client,
+      argv: o.argv ?? s.client.argv,
+      env: { ...s.client.env, ...o.env },
+      timeout: o.timeout ?? s.client.timeout,
+    };
+  }
+  return {
+    ...s.client,
+    url: o.url ?? s.client.url,
+    trust: o.trust ?? s.client.trust,
+    timeout: o.timeout ?? s.client.timeout,
+    ...(o.proxy !== undefined || s.client.proxy !== undefined ? { proxy: o.proxy ?? s.client.proxy } : {}),
+  };
+}
+
+async function runClient(lab: Lab, client: ClientDecl, timeoutMs: number): Promise<ClientOutcome> {
+  if (client.type === 'probe') {
+    const ca =
+      client.trust === 'lab'
+        ? [lab.pki.root.certPem]
+        : client.trust === 'system'
+          ? undefined
+          : await Promise.all(client.trust.map((f) => readFile(lab.interpolate(f), 'utf8')));
+    const r = await probeHttps({
+      url: lab.interpolate(client.url),
+      ...(client.proxy ? { proxy: lab.interpolate(client.proxy) } : {}),
+      ...(ca ? { ca } : {}),
+      lookup: lab.lookup,
+      timeoutMs,
+    });
+    return { verdict: r.verdict, phases: r.phases, durationMs: r.durationMs };
+  }
+
+  let argv = lab.interpolate(client.argv);
+  const isCurl =
+    client.classify === 'curl' || (client.classify === 'auto' && basename(argv[0] ?? '') === 'curl');
+  if (isCurl) argv = [...argv, ...curlTimingArgs()];
+  const result = await runCommand({
+    argv,
+    env: lab.interpolate(client.env),
+    ...(client.cwd ? { cwd: lab.interpolate(client.cwd) } : {}),
+    ...(client.stdin !== undefined ? { stdin: lab.interpolate(client.stdin) } : {}),
+    timeoutMs,
+    ...(client.resolve === 'lab'
+      ? { namespace: { hostsFile: lab.hostsFile, resolvConf: lab.resolvConf } }
+      : {}),
+    onSpawn: (pid) => lab.trackProcess(pid, argv.join(' ')),
+  });
+  let verdict: Verdict;
+  let phases: Phase[] = [];
+  if (isCurl) {
+    verdict = classifyCurl(result);
+    phases = parseCurlTimings(result.stdout)?.phases ?? [];
+  } else if (result.spawnError) {
+    verdict = { ok: false, class: 'client.error', detail: result.spawnError };
+  } else if (result.timedOut) {
+    verdict = { ok: false, class: 'client.timeout', detail: `killed after ${formatMs(timeoutMs)}` };
+  } else if (result.exitCode === 0) {
+    verdict = { ok: true };
+  } else {
+    const last = result.stderr.trim().split('\n').pop() ?? '';
+    verdict = {
+      ok: false,
+      class: 'client.error',
+      detail: `exit code ${result.exitCode}${last ? `: ${last}` : ''}`,
+    };
+  }
+  return {
+    verdict,
+    phases,
+    durationMs: result.durationMs,
+    client: {
+      argv,
+      exitCode: result.exitCode,
+      signal: result.signal,
+      stdout: result.stdout,
+      stderr: result.stderr,
+    },
+  };
+}
+
+/** Runs one variant of a scenario in a fresh lab and judges it. Never throws. */
+export async function runVariant(
+  loaded: LoadedScenario,
+  v: Variant,
+  opts: RunOptions,
+): Promise<VariantResult> {
+  const s = loaded.scenario;
+  const startedAt = new Date().toISOString();
+  const base: VariantResult = {
+    scenario: s.name,
+    variant: v.name,
+    title: s.title,
+    file: loaded.file,
+    backend: opts.backend,
+    status: 'errored',
+    expected: toExpectation(v),
+    observed: null,
+    explanation: [],
+    phases: [],
+    durationMs: 0,
+    startedAt,
+    events: [],
+  };
+
+  if (!s.backends.includes(opts.backend)) {
+    return {
+      ...base,
+      status: 'skipped',
+      skipReason: `runs on the ${s.backends.join('/')} backend, not ${opts.backend}`,
+    };
+  }
+  for (const cap of neededCapabilities(s, v)) {
+    const c = checkCapability(cap);
+    if (c.ok) continue;
+    if (isRequired(cap)) {
+      return {
+        ...base,
+        error: {
+          code: 'E_CAPABILITY_REQUIRED',
+          message: `needs ${cap}: ${c.reason}`,
+          hint: 'FIELDLAB_REQUIRE makes a missing capability fail',
+        },
+      };
+    }
+    return { ...base, status: 'skipped', skipReason: `needs ${cap}: ${c.reason}` };
+  }
+
+  let lab: Lab | undefined;
+  try {
+    lab = await startLab(labFor(s, v));
+    const t0 = preciseNow();
+    for (const f of v.faults) {
+      const { target, ...toxic } = f;
+      lab.relay(target).addToxic(toxic);
+    }
+    const client = clientFor(s, v);
+    const timeoutMs = client.timeout ?? s.timeout;
+    const outcome = await runClient(lab, client, timeoutMs);
+    const events = lab.eventsSince(t0);
+    const refined = explain(outcome.verdict, events);
+    const verdict = refined.verdict;
+    const problems = checkExpectation(v.expect, verdict, outcome.durationMs, events);
+    const explanation = [...refined.explanation];
+    if (!verdict.ok) explanation.push(`${FAILURE_CLASSES[verdict.class].summary}: ${verdict.detail}`);
+    explanation.push(...problems);
+    return {
+      ...base,
+      status: problems.length === 0 ? 'passed' : 'failed',
+      observed: verdict.ok
+        ? { result: 'pass', detail: verdict.detail ?? 'ok' }
+        : { result: 'fail', class: verdict.class, detail: verdict.detail },
+      explanation,
+      phases: outcome.phases,
+      durationMs: outcome.durationMs,
+      ...(outcome.client ? { client: outcome.client } : {}),
+      events,
+    };
+  } catch (err) {
+    const e =
+      err instanceof FieldlabError
+        ? { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) }
+        : {
+            code: 'E_INTERNAL',
+            message: err instanceof Error ? (err.stack ?? err.message) : String(err),
+            hint: 'this is a fieldlab bug: please report it with this message',
+          };
+    return { ...base, error: e, events: lab?.events ?? [] };
+  } finally {
+    await lab?.stop();
+  }
+}

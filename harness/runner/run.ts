@@ -1,0 +1,72 @@
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import type { LoadedScenario } from '../scenario/load.js';
+import type { Backend, Variant } from '../scenario/model.js';
+import type { RunResult, Status, VariantResult } from './result.js';
+import { runVariant } from './run-variant.js';
+
+export interface RunAllOptions {
+  backend: Backend;
+  /** Scenario names or `scenario/variant` selectors; empty = all. */
+  only?: string[];
+  /** Variants run at once (each in its own lab). Default: the number of CPUs, at least 2. */
+  concurrency?: number;
+  /** Called as each variant finishes (progress output). */
+  onResult?: (r: VariantResult) => void;
+}
+
+/** fieldlab's version, from its package.json (found from the source tree or from dist/). */
+export function toolVersion(): string {
+  for (const rel of ['../../package.json', '../../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as {
+        name?: string;
+        version?: string;
+      };
+      if (pkg.name === 'fieldlab') return pkg.version ?? '0.0.0';
+    } catch {
+      // not at this level
+    }
+  }
+  return '0.0.0';
+}
+
+/** Whether `--only` selects a variant: `name` selects all its variants, `name/variant` one. */
+export function selects(only: string[] | undefined, scenario: string, variant: string): boolean {
+  if (!only || only.length === 0) return true;
+  return only.some((o) => o === scenario || o === `${scenario}/${variant}`);
+}
+
+/** Runs the selected variants of all scenarios, independent ones in parallel, results in catalogue order. */
+export async function runAll(scenarios: LoadedScenario[], opts: RunAllOptions): Promise<RunResult> {
+  const started = performance.now();
+  const startedAt = new Date().toISOString();
+  const jobs: Array<{ s: LoadedScenario; v: Variant }> = [];
+  for (const s of scenarios) {
+    for (const v of s.scenario.variants) if (selects(opts.only, s.scenario.name, v.name)) jobs.push({ s, v });
+  }
+  const results: VariantResult[] = new Array(jobs.length);
+  const width = Math.max(1, opts.concurrency ?? Math.max(2, availableParallelism()));
+  let next = 0;
+  const worker = async () => {
+    while (next < jobs.length) {
+      const i = next++;
+      const job = jobs[i]!;
+      const r = await runVariant(job.s, job.v, { backend: opts.backend });
+      results[i] = r;
+      opts.onResult?.(r);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(width, jobs.length) }, worker));
+  const totals: Record<Status, number> = { passed: 0, failed: 0, skipped: 0, errored: 0 };
+  for (const r of results) totals[r.status]++;
+  return {
+    schemaVersion: 1,
+    tool: { name: 'fieldlab', version: toolVersion() },
+    startedAt,
+    durationMs: performance.now() - started,
+    backend: opts.backend,
+    results,
+    totals,
+  };
+}

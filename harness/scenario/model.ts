@@ -1,0 +1,216 @@
+import { z } from 'zod';
+import { durationSchema } from '../../simulators/common/duration.js';
+import { toxicSpecSchema } from '../faults/spec.js';
+import { FAILURE_CLASS_NAMES, type FailureClass } from '../probe/classes.js';
+
+/**
+ * The scenario model. YAML files are validated against it (and `scenarios/schema.json` is generated
+ * from it); TypeScript scenarios use the same types through `defineScenario`.
+ *
+ *   scenario ── lab ── hosts, simulators (type + host + port + options)
+ *            ├─ client (command | probe)          what runs, with ${...} references into the lab
+ *            └─ variants[] ── faults, overrides, expect
+ */
+
+const slug = z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'use lower-case letters, digits and dashes');
+const dnsName = z
+  .string()
+  .regex(
+    /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/,
+    'not a DNS name (lower case)',
+  );
+
+export const BACKENDS = ['loopback', 'netns', 'container'] as const;
+export type Backend = (typeof BACKENDS)[number];
+
+export const hostSchema = z
+  .object({
+    /** The host's DNS name in the lab; it gets its own address. */
+    name: dnsName,
+    description: z.string().optional(),
+  })
+  .strict();
+
+export const simulatorSchema = z
+  .object({
+    /** Name used in references: `${api.url}`, fault targets, events. */
+    name: slug,
+    /** A simulator type (`fieldlab list --simulators`). */
+    type: z.string(),
+    /** The lab host it runs on (declared in `lab.hosts` or implied here). */
+    host: dnsName,
+    /** Public port of its main endpoint; 0 or absent picks a free one. */
+    port: z.number().int().min(0).max(65535).optional(),
+    /** Options of that simulator type (see the README). */
+    options: z.record(z.string(), z.unknown()).default({}),
+  })
+  .strict();
+
+export const faultSchema = z.intersection(
+  z.object({
+    /** Simulator name, or `name.endpoint` for another endpoint than its main one. */
+    target: z.string().regex(/^[a-z0-9][a-z0-9-]*(\.[a-z0-9-]+)?$/),
+  }),
+  toxicSpecSchema,
+);
+
+const commandClientSchema = z
+  .object({
+    type: z.literal('command'),
+    /** The program and its arguments; `${...}` references are filled in from the lab. */
+    argv: z.array(z.string()).min(1),
+    env: z.record(z.string(), z.string()).default({}),
+    cwd: z.string().optional(),
+    stdin: z.string().optional(),
+    /** `lab`: run in a private namespace where lab names resolve (hosts file); `none`: as is. */
+    resolve: z.enum(['lab', 'none']).default('lab'),
+    /** How to read the outcome: by the program (`curl`, `openssl`), or `exit-code`. Default: from argv[0]. */
+    classify: z.enum(['auto', 'curl', 'exit-code']).default('auto'),
+    timeout: durationSchema.optional(),
+  })
+  .strict();
+
+const probeClientSchema = z
+  .object({
+    type: z.literal('probe'),
+    /** HTTPS URL to fetch with the built-in Node probe (full phase timings). */
+    url: z.string(),
+    /** HTTP proxy URL (`http://user:pass@host:port`). */
+    proxy: z.string().optional(),
+    /** Which roots the probe trusts: the lab's, none but the system's, or PEM files. */
+    trust: z.union([z.enum(['lab', 'system']), z.array(z.string())]).default('lab'),
+    timeout: durationSchema.optional(),
+  })
+  .strict();
+
+export const clientSchema = z.discriminatedUnion('type', [commandClientSchema, probeClientSchema]);
+
+/** Fields a variant may change in the client: replace argv, add env, change timeout, url, proxy, trust. */
+export const clientOverrideSchema = z
+  .object({
+    argv: z.array(z.string()).min(1).optional(),
+    env: z.record(z.string(), z.string()).optional(),
+    url: z.string().optional(),
+    proxy: z.string().optional(),
+    trust: z.union([z.enum(['lab', 'system']), z.array(z.string())]).optional(),
+    timeout: durationSchema.optional(),
+  })
+  .strict();
+
+const failureClassSchema = z.enum(FAILURE_CLASS_NAMES as [FailureClass, ...FailureClass[]]);
+
+export const labSawSchema = z
+  .object({
+    /** The simulator (or `<sim>-relay` for its relay) that must have seen it. */
+    source: z.string(),
+    type: z.string(),
+    /** Fields the event's data must have (equal values). */
+    match: z.record(z.string(), z.unknown()).optional(),
+  })
+  .strict();
+
+export const expectSchema = z.union([
+  z.literal('pass').transform(() => ({ result: 'pass' as const, labSaw: [] })),
+  z
+    .object({
+      result: z.enum(['pass', 'fail']),
+      /** With `fail`: the failure class the client must fail with. */
+      class: failureClassSchema.optional(),
+      /** The client must finish within this time. */
+      within: durationSchema.optional(),
+      /** The client must take at least this long (e.g. a timeout really waited). */
+      atLeast: durationSchema.optional(),
+      /** Events the lab must have recorded (e.g. the proxy logged the 403). */
+      labSaw: z.array(labSawSchema).default([]),
+    })
+    .strict()
+    .superRefine((v, ctx) => {
+      if (v.result === 'fail' && !v.class) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['class'],
+          message: 'a `fail` expectation names its failure class',
+        });
+      }
+      if (v.result === 'pass' && v.class) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['class'],
+          message: 'a `pass` expectation has no failure class',
+        });
+      }
+    }),
+]);
+
+export const variantSchema = z
+  .object({
+    /** `broken`, `fixed`, or either with a suffix: `broken-timeout`, `fixed-with-ca`. */
+    name: z
+      .string()
+      .regex(
+        /^(broken|fixed)(-[a-z0-9-]+)?$/,
+        'variant names are broken, fixed, broken-<what> or fixed-<what>',
+      ),
+    description: z.string().optional(),
+    /** Toxics on simulator endpoints for this variant. */
+    faults: z.array(faultSchema).default([]),
+    /** Option overrides per simulator name (merged into its options). */
+    simulators: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
+    client: clientOverrideSchema.optional(),
+    expect: expectSchema,
+  })
+  .strict();
+
+export const scenarioSchema = z
+  .object({
+    $schema: z.string().optional(),
+    name: slug,
+    title: z.string().min(1),
+    description: z.string().optional(),
+    /** The field article or issue it reproduces. */
+    seed: z.string().optional(),
+    tags: z.array(z.string()).default([]),
+    /** Machine capabilities it needs: `userns`, `netns`, `docker`, `k6`, `cmd:<program>`. */
+    requires: z.array(z.string().regex(/^(userns|netns|root|docker|k6|cmd:[A-Za-z0-9_.+-]+)$/)).default([]),
+    /** Backends it can run on; the first is its default. */
+    backends: z.array(z.enum(BACKENDS)).min(1).default(['loopback']),
+    /** Default client timeout for every variant. */
+    timeout: durationSchema.default(30_000),
+    lab: z
+      .object({
+        hosts: z.array(hostSchema).default([]),
+        simulators: z.array(simulatorSchema).min(1),
+      })
+      .strict(),
+    client: clientSchema,
+    variants: z.array(variantSchema).min(2),
+  })
+  .strict();
+
+export type ScenarioInput = z.input<typeof scenarioSchema>;
+export type Scenario = z.output<typeof scenarioSchema>;
+export type Variant = z.output<typeof variantSchema>;
+export type SimulatorDecl = z.output<typeof simulatorSchema>;
+export type ClientDecl = z.output<typeof clientSchema>;
+export type Fault = z.output<typeof faultSchema>;
+export type ExpectDecl = z.output<typeof expectSchema>;
+
+/** The typed TypeScript API: returns its argument, checked by the compiler against the model. */
+export function defineScenario(s: ScenarioInput): ScenarioInput {
+  return s;
+}
+
+/** The published JSON Schema of scenario files (input form: durations as strings or numbers). */
+export function scenarioJsonSchema(): Record<string, unknown> {
+  const schema = z.toJSONSchema(scenarioSchema, { io: 'input', unrepresentable: 'any' }) as Record<
+    string,
+    unknown
+  >;
+  return {
+    $id: 'urn:fieldlab:schema:scenario:1',
+    title: 'fieldlab scenario',
+    description:
+      'A field network problem as a lab, a client and broken/fixed variants with expected outcomes.',
+    ...schema,
+  };
+}

@@ -1,0 +1,118 @@
+import { adapterFor, adapterTypes } from '../lab/adapters.js';
+import type { Scenario } from './model.js';
+
+/** Checks the schema cannot express: references between fields, the broken/fixed pairing. */
+export interface SemanticIssue {
+  path: PropertyKey[];
+  message: string;
+}
+
+const REF = /\$\{([^}]*)\}/g;
+const LAB_VARS = new Set(['ca', 'caDir', 'hosts', 'dir', 'resolv', 'root']);
+
+/** `${...}` references used in a string, as their inner text. */
+export function referencesIn(s: string): string[] {
+  return [...s.matchAll(REF)].map((m) => m[1] ?? '');
+}
+
+export function checkSemantics(s: Scenario): SemanticIssue[] {
+  const issues: SemanticIssue[] = [];
+  const sims = new Map<string, number>();
+  s.lab.simulators.forEach((sim, i) => {
+    if (sims.has(sim.name))
+      issues.push({
+        path: ['lab', 'simulators', i, 'name'],
+        message: `duplicate simulator name ${sim.name}`,
+      });
+    if (sim.name === 'lab')
+      issues.push({ path: ['lab', 'simulators', i, 'name'], message: '`lab` is reserved' });
+    sims.set(sim.name, i);
+  });
+  const hostNames = new Set<string>();
+  s.lab.hosts.forEach((h, i) => {
+    if (hostNames.has(h.name))
+      issues.push({ path: ['lab', 'hosts', i, 'name'], message: `duplicate host ${h.name}` });
+    hostNames.add(h.name);
+  });
+
+  const checkRefs = (value: string, path: PropertyKey[]) => {
+    for (const ref of referencesIn(value)) {
+      const [head, field] = ref.split('.');
+      if (head === 'lab') {
+        if (!field || !LAB_VARS.has(field)) {
+          issues.push({
+            path,
+            message: `unknown reference \${${ref}} (lab has: ${[...LAB_VARS].join(', ')})`,
+          });
+        }
+      } else if (!head || !sims.has(head)) {
+        issues.push({
+          path,
+          message: `\${${ref}} names no simulator (have: ${[...sims.keys()].join(', ')})`,
+        });
+      }
+    }
+  };
+  const walkStrings = (v: unknown, path: PropertyKey[]) => {
+    if (typeof v === 'string') checkRefs(v, path);
+    else if (Array.isArray(v)) for (const [i, x] of v.entries()) walkStrings(x, [...path, i]);
+    else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) walkStrings(x, [...path, k]);
+  };
+  walkStrings(s.client, ['client']);
+  for (const [i, sim] of s.lab.simulators.entries())
+    walkStrings(sim.options, ['lab', 'simulators', i, 'options']);
+
+  // Simulator types and their options, as each variant will start them.
+  s.lab.simulators.forEach((sim, i) => {
+    const adapter = adapterFor(sim.type);
+    if (!adapter) {
+      issues.push({
+        path: ['lab', 'simulators', i, 'type'],
+        message: `unknown simulator type ${sim.type} (known: ${adapterTypes().join(', ')})`,
+      });
+      return;
+    }
+    const check = (options: Record<string, unknown>, where: PropertyKey[]) => {
+      const r = adapter.options.safeParse(options);
+      if (r.success) return;
+      for (const issue of r.error.issues.slice(0, 4))
+        issues.push({ path: [...where, ...issue.path], message: issue.message });
+    };
+    check(sim.options, ['lab', 'simulators', i, 'options']);
+    s.variants.forEach((v, j) => {
+      const over = v.simulators[sim.name];
+      if (over) check({ ...sim.options, ...over }, ['variants', j, 'simulators', sim.name]);
+    });
+  });
+
+  let broken = 0;
+  let fixed = 0;
+  const variantNames = new Set<string>();
+  s.variants.forEach((v, i) => {
+    if (variantNames.has(v.name))
+      issues.push({ path: ['variants', i, 'name'], message: `duplicate variant ${v.name}` });
+    variantNames.add(v.name);
+    if (v.name.startsWith('broken')) broken++;
+    else fixed++;
+    v.faults.forEach((f, j) => {
+      const sim = f.target.split('.')[0] ?? '';
+      if (!sims.has(sim)) {
+        issues.push({
+          path: ['variants', i, 'faults', j, 'target'],
+          message: `fault target ${f.target} names no simulator`,
+        });
+      }
+    });
+    for (const simName of Object.keys(v.simulators)) {
+      if (!sims.has(simName))
+        issues.push({ path: ['variants', i, 'simulators', simName], message: `no simulator ${simName}` });
+    }
+    walkStrings(v.client, ['variants', i, 'client']);
+    walkStrings(v.simulators, ['variants', i, 'simulators']);
+  });
+  if (broken === 0)
+    issues.push({ path: ['variants'], message: 'a scenario needs at least one broken variant' });
+  if (fixed === 0)
+    issues.push({ path: ['variants'], message: 'a scenario needs at least one fixed variant' });
+  return issues;
+}

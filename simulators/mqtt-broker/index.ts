@@ -1,0 +1,241 @@
+import { randomUUID } from 'node:crypto';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { Aedes } from 'aedes';
+import { createWebSocketStream, WebSocketServer } from 'ws';
+import { z } from 'zod';
+import { errorCode } from '../common/errors.js';
+import { preciseNow, SimulatorEvents } from '../common/events.js';
+import type { Endpoint, SimulatorHandle } from '../common/handle.js';
+import { ConnectionTracker, closeServer, hostPort, listen } from '../common/net.js';
+import { parseOptions } from '../common/options.js';
+import { alertFromError } from '../common/tls-alerts.js';
+
+/**
+ * An MQTT broker (aedes) on any mix of transports: mqtt (TCP), mqtts (TLS, optional mutual TLS and ALPN),
+ * ws and wss (subprotocol `mqtt`). Cloud personas (IoT Hub, AWS IoT) build on its hooks.
+ */
+
+const listenerSchema = z
+  .object({
+    protocol: z.enum(['mqtt', 'mqtts', 'ws', 'wss']),
+    port: z.number().int().min(0).max(65535).default(0),
+    /** WebSocket path (ws/wss). Any path is accepted when absent. */
+    path: z.string().optional(),
+  })
+  .strict();
+
+export const mqttBrokerOptionsSchema = z
+  .object({
+    name: z.string().default('mqtt-broker'),
+    host: z.string().default('127.0.0.1'),
+    listeners: z
+      .array(listenerSchema)
+      .min(1)
+      .default([{ protocol: 'mqtt', port: 0 }]),
+    tls: z
+      .object({
+        certPem: z.string(),
+        keyPem: z.string(),
+        /** Require client certificates issued by these CAs (mutual TLS). */
+        clientCa: z.array(z.string()).optional(),
+        /** ALPN protocols offered (e.g. `x-amzn-mqtt-ca`, `mqtt`). */
+        alpn: z.array(z.string()).optional(),
+      })
+      .strict()
+      .optional(),
+    /** When set, CONNECT must carry one of these username/password pairs (else CONNACK 4/5). */
+    users: z.array(z.object({ username: z.string(), password: z.string() }).strict()).optional(),
+  })
+  .strict()
+  .superRefine((o, ctx) => {
+    o.listeners.forEach((l, i) => {
+      if ((l.protocol === 'mqtts' || l.protocol === 'wss') && !o.tls) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['listeners', i, 'protocol'],
+          message: `${l.protocol} needs the tls option (certPem, keyPem)`,
+        });
+      }
+    });
+  });
+
+export type MqttBrokerOptions = z.input<typeof mqttBrokerOptionsSchema>;
+
+export interface MqttBrokerEvents {
+  [key: string]: unknown;
+  connection: { id: string; remote: string; transport: string };
+  'tls-client-error': { remote: string; alert?: string; code?: string; message: string };
+  'client-connected': { clientId: string; username?: string };
+  'client-rejected': { clientId: string; returnCode: number; reason: string };
+  'client-disconnected': { clientId: string };
+  publish: { clientId: string; topic: string; qos: number; retain: boolean; bytes: number };
+  subscribe: { clientId: string; topics: string[] };
+  closed: { id: string; bytesIn: number; bytesOut: number; durationMs: number };
+}
+
+export interface MqttBrokerStats {
+  [key: string]: unknown;
+  connections: number;
+  clients: number;
+  published: number;
+  rejected: number;
+}
+
+export interface MqttBrokerHandle extends SimulatorHandle<MqttBrokerEvents, MqttBrokerStats> {
+  readonly broker: Aedes;
+  /** Publishes from the broker itself (e.g. a cloud persona answering a device). */
+  publish(topic: string, payload: string | Buffer, qos?: 0 | 1): Promise<void>;
+}
+
+export async function start(options: MqttBrokerOptions = {}): Promise<MqttBrokerHandle> {
+  const opts = parseOptions(mqttBrokerOptionsSchema, options, 'mqtt-broker');
+  const events = new SimulatorEvents<MqttBrokerEvents>(opts.name);
+  const stats: MqttBrokerStats = { connections: 0, clients: 0, published: 0, rejected: 0 };
+  const broker = await Aedes.createBroker();
+  const tracker = new ConnectionTracker();
+
+  if (opts.users) {
+    const users = opts.users;
+    broker.authenticate = (client, username, password, done) => {
+      const ok = users.some((u) => u.username === username && u.password === password?.toString());
+      if (!ok) {
+        stats.rejected++;
+        events.emitEvent('client-rejected', {
+          clientId: client.id,
+          returnCode: 4,
+          reason: 'bad username or password',
+        });
+        const err = Object.assign(new Error('bad username or password'), { returnCode: 4 });
+        done(err as Error & { returnCode: 4 }, false);
+        return;
+      }
+      done(null, true);
+    };
+  }
+  broker.on('client', (c) => {
+    stats.clients++;
+    events.emitEvent('client-connected', { clientId: c.id });
+  });
+  broker.on('clientDisconnect', (c) => events.emitEvent('client-disconnected', { clientId: c.id }));
+  broker.on('publish', (p, c) => {
+    if (!c) return; // the broker's own $SYS and persona messages
+    stats.published++;
+    events.emitEvent('publish', {
+      clientId: c.id,
+      topic: p.topic,
+      qos: p.qos,
+      retain: p.retain,
+      bytes: p.payload.length,
+    });
+  });
+  broker.on('subscribe', (subs, c) =>
+    events.emitEvent('subscribe', { clientId: c.id, topics: subs.map((s) => s.topic) }),
+  );
+
+  const trackSocket = (socket: Socket, transport: string) => {
+    const id = randomUUID().slice(0, 8);
+    const started = preciseNow();
+    stats.connections++;
+    tracker.track(socket);
+    events.emitEvent('connection', {
+      id,
+      remote: hostPort(socket.remoteAddress ?? '?', socket.remotePort ?? 0),
+      transport,
+    });
+    socket.once('close', () =>
+      events.emitEvent('closed', {
+        id,
+        bytesIn: socket.bytesRead,
+        bytesOut: socket.bytesWritten,
+        durationMs: preciseNow() - started,
+      }),
+    );
+  };
+  const onTlsError = (err: Error, tls: TLSSocket) => {
+    const alert = alertFromError(err);
+    const code = errorCode(err);
+    events.emitEvent('tls-client-error', {
+      remote: hostPort(tls.remoteAddress ?? '?', tls.remotePort ?? 0),
+      ...(alert ? { alert } : {}),
+      ...(code ? { code } : {}),
+      message: err.message,
+    });
+  };
+  const tlsOptions = opts.tls
+    ? {
+        cert: opts.tls.certPem,
+        key: opts.tls.keyPem,
+        ...(opts.tls.clientCa ? { ca: opts.tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}),
+        ...(opts.tls.alpn ? { ALPNProtocols: opts.tls.alpn } : {}),
+      }
+    : undefined;
+
+  const servers: Array<NetServer | HttpServer> = [];
+  const wsServers: WebSocketServer[] = [];
+  const endpoints: Endpoint[] = [];
+  try {
+    for (const l of opts.listeners) {
+      let server: NetServer | HttpServer;
+      if (l.protocol === 'mqtt') server = createNetServer((s) => broker.handle(s));
+      else if (l.protocol === 'mqtts') {
+        server = createTlsServer(tlsOptions!, (s) => broker.handle(s));
+        server.on('tlsClientError', onTlsError);
+      } else {
+        server = l.protocol === 'ws' ? createHttpServer() : createHttpsServer(tlsOptions!);
+        if (l.protocol === 'wss') server.on('tlsClientError', onTlsError);
+        const wss = new WebSocketServer({
+          server: server as HttpServer,
+          ...(l.path ? { path: l.path } : {}),
+          perMessageDeflate: false,
+          // MQTT over WebSockets: [MQTT-6.0.0-3] the subprotocol is `mqtt` (3.1.1) or `mqttv3.1`.
+          handleProtocols: (protocols) =>
+            protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false,
+        });
+        wss.on('connection', (ws, req) => broker.handle(createWebSocketStream(ws), req));
+        wsServers.push(wss);
+      }
+      server.on('connection', (s: Socket) => trackSocket(s, l.protocol));
+      servers.push(server);
+      const port = await listen(server, opts.host, l.port);
+      const path = l.protocol === 'ws' || l.protocol === 'wss' ? (l.path ?? '/mqtt') : '';
+      endpoints.push({
+        name: l.protocol,
+        host: opts.host,
+        port,
+        protocol: l.protocol,
+        url: `${l.protocol}://${hostPort(opts.host, port)}${path}`,
+      });
+    }
+  } catch (err) {
+    await Promise.all(servers.map((s) => closeServer(s)));
+    await new Promise<void>((r) => broker.close(() => r()));
+    throw err;
+  }
+
+  let stopped: Promise<void> | undefined;
+  return {
+    name: opts.name,
+    endpoints,
+    events,
+    broker,
+    stats: () => ({ ...stats }),
+    publish: (topic, payload, qos = 0) =>
+      new Promise<void>((resolve, reject) =>
+        broker.publish(
+          { cmd: 'publish', topic, payload: Buffer.from(payload), qos, retain: false, dup: false },
+          (err?: Error) => (err ? reject(err) : resolve()),
+        ),
+      ),
+    stop() {
+      stopped ??= (async () => {
+        for (const w of wsServers) for (const c of w.clients) c.terminate();
+        await Promise.all(servers.map((s) => closeServer(s, tracker)));
+        await new Promise<void>((r) => broker.close(() => r()));
+      })();
+      return stopped;
+    },
+  };
+}

@@ -1,0 +1,44 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runAll } from '../../harness/runner/run.js';
+import { loadScenarios } from '../../harness/scenario/load.js';
+
+/**
+ * The catalogue is the product: every scenario's broken variants must fail the way they say, and the
+ * fixed ones must pass, with real clients on the loopback backend. A variant skipped for a missing
+ * capability says why (and fails under FIELDLAB_REQUIRE=all, as the runner marks it errored).
+ */
+let state: string;
+beforeAll(() => {
+  state = mkdtempSync(join(tmpdir(), 'fl-cat-'));
+  process.env.FIELDLAB_STATE_DIR = state;
+});
+afterAll(() => {
+  delete process.env.FIELDLAB_STATE_DIR;
+  rmSync(state, { recursive: true, force: true });
+});
+
+describe('scenario catalogue on loopback', async () => {
+  const { loaded, errors } = await loadScenarios(['scenarios']);
+  it('every scenario file is valid', () => {
+    expect(errors.map((e) => e.message)).toEqual([]);
+    expect(loaded.length).toBeGreaterThan(0);
+  });
+  for (const l of loaded) {
+    it(`${l.scenario.name}: every variant behaves as expected`, { timeout: 120_000 }, async () => {
+      const run = await runAll([l], { backend: 'loopback', concurrency: 2 });
+      for (const r of run.results) {
+        if (r.status === 'skipped') {
+          console.warn(`[skip] ${r.scenario}/${r.variant}: ${r.skipReason}`);
+          continue;
+        }
+        expect(
+          r.status,
+          `${r.scenario}/${r.variant}: ${[...r.explanation, r.error?.message ?? ''].join(' | ')}`,
+        ).toBe('passed');
+      }
+    });
+  }
+});

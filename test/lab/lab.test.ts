@@ -1,0 +1,117 @@
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { get } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { type Lab, startLab } from '../../harness/lab/lab.js';
+import type { SimulatorDecl } from '../../harness/scenario/model.js';
+
+let state: string;
+const labs: Lab[] = [];
+beforeEach(() => {
+  state = mkdtempSync(join(tmpdir(), 'fl-lab-'));
+  process.env.FIELDLAB_STATE_DIR = state;
+});
+afterEach(async () => {
+  await Promise.all(labs.splice(0).map((l) => l.stop()));
+  delete process.env.FIELDLAB_STATE_DIR;
+  rmSync(state, { recursive: true, force: true });
+});
+
+const api: SimulatorDecl = {
+  name: 'api',
+  type: 'https-server',
+  host: 'api.iot.example.com',
+  port: 0,
+  options: {},
+};
+
+async function start(sims: SimulatorDecl[] = [api]): Promise<Lab> {
+  const lab = await startLab({ name: 't', hosts: [{ name: 'device.example.com' }], simulators: sims });
+  labs.push(lab);
+  return lab;
+}
+
+/** GET over HTTPS by lab name through the lab's lookup, trusting the lab root. */
+function fetchLab(lab: Lab, url: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = get(url, { ca: lab.pki.root.certPem, lookup: lab.lookup, timeout: 5000 }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => {
+        body += d.toString();
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+  });
+}
+
+describe('loopback lab', () => {
+  it('gives hosts their own addresses, serves by name through a relay, and records events', async () => {
+    const lab = await start();
+    const device = lab.hosts.get('device.example.com');
+    const apiAddr = lab.hosts.get('api.iot.example.com');
+    expect(device).toBe(`${lab.block.prefix}.1`);
+    expect(apiAddr).toBe(`${lab.block.prefix}.2`);
+    const ep = lab.sim('api').endpoints[0]!;
+    expect(ep.host).toBe(apiAddr);
+    expect(ep.url).toBe(`https://api.iot.example.com:${ep.port}/`);
+    // The simulator itself listens elsewhere: clients reach it through the relay.
+    expect(lab.sim('api').handle.endpoints[0]!.port).not.toBe(ep.port);
+
+    const r = await fetchLab(lab, ep.url!);
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.body)).toMatchObject({ ok: true });
+    expect(lab.events.some((e) => e.source === 'api' && e.type === 'request')).toBe(true);
+    expect(lab.events.some((e) => e.source === 'api-relay' && e.type === 'connection')).toBe(true);
+
+    const hosts = readFileSync(lab.hostsFile, 'utf8');
+    expect(hosts).toContain(`${apiAddr}\tapi.iot.example.com`);
+  });
+
+  it('resolves ${...} references and names what exists when one is wrong', async () => {
+    const lab = await start();
+    const ep = lab.sim('api').endpoints[0]!;
+    expect(lab.interpolate(['x', '${api.url}', '${api.port}', '${lab.ca}'])).toEqual([
+      'x',
+      ep.url,
+      String(ep.port),
+      lab.pki.trust.bundlePath,
+    ]);
+    expect(lab.interpolate({ a: '${api.host}:${api.https.port}' })).toEqual({
+      a: `api.iot.example.com:${ep.port}`,
+    });
+    expect(() => lab.interpolate('${api.nope}')).toThrow(/cannot resolve/);
+    expect(() => lab.interpolate('${nope.url}')).toThrow(/cannot resolve/);
+  });
+
+  it('puts faults on the relay at run time', async () => {
+    const lab = await start();
+    const ep = lab.sim('api').endpoints[0]!;
+    lab.relay('api').addToxic({ type: 'reset_peer', name: 'rst' });
+    await expect(fetchLab(lab, ep.url!)).rejects.toMatchObject({ code: 'ECONNRESET' });
+    lab.relay('api').removeToxic('rst');
+    expect((await fetchLab(lab, ep.url!)).status).toBe(200);
+    expect(() => lab.relay('nope')).toThrow(/no simulator nope/);
+  });
+
+  it('runs labs side by side without address collisions, and stop() removes everything', async () => {
+    const [a, b] = await Promise.all([start(), start()]);
+    expect(a!.block.prefix).not.toBe(b!.block.prefix);
+    const dir = a!.dir;
+    expect(existsSync(dir)).toBe(true);
+    await a!.stop();
+    expect(existsSync(dir)).toBe(false);
+    expect(existsSync(join(state, 'blocks', a!.block.prefix))).toBe(false);
+    await a!.stop(); // idempotent
+  });
+
+  it('rejects an unknown simulator type and bad options with clear codes, leaving nothing behind', async () => {
+    await expect(start([{ ...api, type: 'nope' }])).rejects.toMatchObject({ code: 'E_UNKNOWN_SIMULATOR' });
+    await expect(start([{ ...api, options: { cert: 'stale' } }])).rejects.toMatchObject({
+      code: 'E_BAD_OPTION',
+    });
+    expect(existsSync(join(state, 'labs')) ? readdirSync(join(state, 'labs')) : []).toEqual([]);
+  });
+});
