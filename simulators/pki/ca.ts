@@ -1,0 +1,208 @@
+import { FieldlabError } from '../common/errors.js';
+import { buildCertificate, intermediateValidity, leafValidity, rootValidity, type Signer } from './certs.js';
+import { generateKey, type KeyMaterial, type x509 } from './crypto.js';
+import { splitNames } from './names.js';
+import type { IssuedCert, IssuedEvent, KeyType, LeafOptions } from './types.js';
+
+/** Internal: issue without telling the listener (the PKI handle reports bad certificates itself). */
+export const SILENT: unique symbol = Symbol('fieldlab.pki.silent');
+type InternalLeafOptions = LeafOptions & { [SILENT]?: boolean };
+
+type IssueListener = (event: IssuedEvent) => void;
+
+interface CaInit {
+  commonName: string;
+  built: { cert: x509.X509Certificate; certPem: string; keyId: string };
+  key: KeyMaterial;
+  parent: CertificateAuthority | undefined;
+  pathLength: number | undefined;
+  listener: IssueListener | undefined;
+}
+
+/**
+ * A certificate authority held in memory: a root (self-signed) or an intermediate (with its parent).
+ * Issues intermediates and leaves; every certificate carries basicConstraints, keyUsage, SKI/AKI and,
+ * for leaves, extendedKeyUsage and subjectAltName.
+ */
+export class CertificateAuthority {
+  readonly commonName: string;
+  /** This CA's certificate. */
+  readonly certPem: string;
+  /** This CA's private key, PKCS#8 PEM. */
+  readonly keyPem: string;
+  /** The CA that signed this one; undefined for a root. */
+  readonly parent: CertificateAuthority | undefined;
+  /** This CA's own key type. */
+  readonly keyType: KeyType;
+  readonly #signer: Signer;
+  readonly #pathLength: number | undefined;
+  readonly #leafKeys = new Map<KeyType, Promise<KeyMaterial>>();
+  #listener: IssueListener | undefined;
+
+  private constructor(init: CaInit) {
+    this.commonName = init.commonName;
+    this.certPem = init.built.certPem;
+    this.keyPem = init.key.keyPem;
+    this.parent = init.parent;
+    this.keyType = init.key.type;
+    this.#signer = { cert: init.built.cert, key: init.key, keyId: init.built.keyId };
+    this.#pathLength = init.pathLength;
+    this.#listener = init.listener;
+  }
+
+  /**
+   * A new self-signed root. `pathLength` (default 1: one intermediate below the root) is its
+   * basicConstraints pathLenConstraint.
+   */
+  static async createRoot(opts: {
+    commonName: string;
+    keyType?: KeyType;
+    notBefore?: Date;
+    notAfter?: Date;
+    pathLength?: number;
+  }): Promise<CertificateAuthority> {
+    checkCommonName(opts.commonName);
+    checkKeyType(opts.keyType ?? 'ec');
+    const key = await generateKey(opts.keyType ?? 'ec');
+    const validity = rootValidity();
+    const pathLength = opts.pathLength ?? 1;
+    const built = await buildCertificate({
+      commonName: opts.commonName,
+      key,
+      notBefore: opts.notBefore ?? validity.notBefore,
+      notAfter: opts.notAfter ?? validity.notAfter,
+      ca: { pathLength },
+    });
+    return new CertificateAuthority({
+      commonName: opts.commonName,
+      built,
+      key,
+      parent: undefined,
+      pathLength,
+      listener: undefined,
+    });
+  }
+
+  /** A new intermediate signed by this CA, with a pathLen one less than this CA's. */
+  async createIntermediate(opts: { commonName: string; keyType?: KeyType }): Promise<CertificateAuthority> {
+    checkCommonName(opts.commonName);
+    checkKeyType(opts.keyType ?? this.keyType);
+    // RFC 5280 §4.2.1.9: pathLenConstraint 0 allows no further CA below.
+    if (this.#pathLength === 0) {
+      throw new FieldlabError(
+        'E_PKI_PATHLEN',
+        `pki: ${this.commonName} may not sign another CA (pathLen 0)`,
+        {
+          hint: 'create the intermediate under the root, or create the root with a larger pathLength',
+        },
+      );
+    }
+    const key = await generateKey(opts.keyType ?? this.keyType);
+    const pathLength = this.#pathLength === undefined ? undefined : this.#pathLength - 1;
+    const built = await buildCertificate({
+      commonName: opts.commonName,
+      key,
+      issuer: this.#signer,
+      ...intermediateValidity(this.#signer.cert),
+      ca: { pathLength },
+    });
+    const ca = new CertificateAuthority({
+      commonName: opts.commonName,
+      built,
+      key,
+      parent: this,
+      pathLength,
+      listener: this.#listener,
+    });
+    this.#listener?.({ kind: 'intermediate', subject: opts.commonName, names: [] });
+    return ca;
+  }
+
+  /** Issues a leaf signed by this CA. Its `chainPem` is the leaf plus this CA's chain (no root). */
+  async issueLeaf(opts: LeafOptions = {}): Promise<IssuedCert> {
+    const internal = opts as InternalLeafOptions;
+    const { dns, ips } = splitNames(opts.names, opts.ips);
+    const commonName = opts.commonName ?? dns[0] ?? ips[0];
+    if (commonName === undefined || commonName === '') {
+      throw new FieldlabError('E_BAD_OPTION', 'pki: a leaf needs names, ips or a commonName', {
+        where: 'pki leaf options',
+        hint: 'give at least one DNS name, IP address or commonName',
+      });
+    }
+    const keyType = opts.keyType ?? 'ec';
+    checkKeyType(keyType);
+    const key = opts.reuseKey ? await this.#leafKey(keyType) : await generateKey(keyType);
+    const validity = leafValidity();
+    const built = await buildCertificate({
+      commonName,
+      key,
+      issuer: this.#signer,
+      notBefore: opts.notBefore ?? validity.notBefore,
+      notAfter: opts.notAfter ?? validity.notAfter,
+      usage: opts.usage ?? 'server',
+      dns,
+      ips,
+    });
+    if (!internal[SILENT]) this.#listener?.({ kind: 'leaf', subject: commonName, names: [...dns, ...ips] });
+    return {
+      certPem: built.certPem,
+      keyPem: key.keyPem,
+      chainPem: built.certPem + this.chainPem(),
+      names: dns,
+      ips,
+      serial: built.cert.serialNumber,
+      notBefore: built.cert.notBefore,
+      notAfter: built.cert.notAfter,
+    };
+  }
+
+  /** This CA's chain up to but not including the root (empty for a root). */
+  chainPem(): string {
+    let out = '';
+    for (let ca: CertificateAuthority | undefined = this; ca?.parent !== undefined; ca = ca.parent) {
+      out += ca.certPem;
+    }
+    return out;
+  }
+
+  /** The root this CA chains to (itself for a root). */
+  root(): CertificateAuthority {
+    let ca: CertificateAuthority = this;
+    while (ca.parent !== undefined) ca = ca.parent;
+    return ca;
+  }
+
+  /** @internal Where this CA and the CAs it creates report what they issue. */
+  static setListener(ca: CertificateAuthority, listener: IssueListener | undefined): void {
+    ca.#listener = listener;
+  }
+
+  // One shared leaf key per key type, kept as a promise so concurrent first calls generate it once.
+  #leafKey(type: KeyType): Promise<KeyMaterial> {
+    let key = this.#leafKeys.get(type);
+    if (key === undefined) {
+      key = generateKey(type);
+      this.#leafKeys.set(type, key);
+      key.catch(() => this.#leafKeys.delete(type));
+    }
+    return key;
+  }
+}
+
+function checkCommonName(cn: unknown): void {
+  if (typeof cn !== 'string' || cn.trim() === '') {
+    throw new FieldlabError('E_BAD_OPTION', 'pki: commonName must be a non-empty string', {
+      where: 'pki commonName',
+      hint: 'name the CA, e.g. "fieldlab Lab Root CA"',
+    });
+  }
+}
+
+export function checkKeyType(type: unknown): void {
+  if (type !== 'ec' && type !== 'rsa') {
+    throw new FieldlabError('E_BAD_OPTION', `pki: keyType ${JSON.stringify(type)} is not 'ec' or 'rsa'`, {
+      where: 'pki keyType',
+      hint: "use keyType 'ec' (P-256, the default) or 'rsa' (2048 bits)",
+    });
+  }
+}
