@@ -1,0 +1,100 @@
+/**
+ * The JSON report's schema, as zod: one definition mirroring `harness/runner/result.ts`, from which the
+ * published JSON Schema (draft 2020-12) is derived. The type checks at the bottom fail to compile when
+ * result.ts and this file drift apart.
+ */
+import { z } from 'zod';
+import { FAILURE_CLASS_NAMES, type FailureClass } from '../probe/classes.js';
+import { PHASE_NAMES } from '../probe/phases.js';
+import type { RunResult } from '../runner/result.js';
+
+const failureClassSchema = z
+  .enum(FAILURE_CLASS_NAMES as [FailureClass, ...FailureClass[]])
+  .describe('A failure class (harness/probe/classes.ts).');
+
+const ms = z.number().nonnegative();
+
+export const statusSchema = z.enum(['passed', 'failed', 'skipped', 'errored']);
+
+export const expectationSchema = z.object({
+  result: z.enum(['pass', 'fail']),
+  class: failureClassSchema.optional(),
+  withinMs: ms.optional().describe("Upper bound on the client's total time, ms."),
+  atLeastMs: ms.optional().describe("Lower bound on the client's total time, ms."),
+});
+
+export const phaseSchema = z.object({
+  name: z.enum(PHASE_NAMES),
+  start: z.number().describe("ms from the client's start"),
+  end: z.number().optional().describe('absent when the phase never finished'),
+});
+
+export const labEventSchema = z.object({
+  time: z.number().describe('ms since the Unix epoch, sub-millisecond precision'),
+  source: z.string(),
+  type: z.string(),
+  data: z.unknown(),
+});
+
+export const variantResultSchema = z.object({
+  scenario: z.string(),
+  variant: z.string(),
+  title: z.string(),
+  file: z.string(),
+  backend: z.string(),
+  status: statusSchema,
+  expected: expectationSchema,
+  observed: z
+    .object({
+      result: z.enum(['pass', 'fail']),
+      class: failureClassSchema.optional(),
+      detail: z.string(),
+    })
+    .nullable(),
+  explanation: z.array(z.string()),
+  phases: z.array(phaseSchema),
+  durationMs: ms.describe('client wall time, ms'),
+  startedAt: z.iso.datetime(),
+  client: z
+    .object({
+      argv: z.array(z.string()).optional(),
+      exitCode: z.number().int().nullable().optional(),
+      signal: z.string().nullable().optional(),
+      stdout: z.string().optional(),
+      stderr: z.string().optional(),
+    })
+    .optional(),
+  events: z.array(labEventSchema),
+  skipReason: z.string().optional(),
+  error: z.object({ code: z.string(), message: z.string(), hint: z.string().optional() }).optional(),
+});
+
+/**
+ * A whole run: the shape of `fieldlab-report.json`. Parsing keeps result.ts's key order and drops unknown
+ * keys.
+ */
+export const runResultSchema = z
+  .object({
+    schemaVersion: z.literal(1),
+    tool: z.object({ name: z.literal('fieldlab'), version: z.string() }),
+    startedAt: z.iso.datetime(),
+    durationMs: ms,
+    backend: z.string(),
+    results: z.array(variantResultSchema),
+    totals: z.object({
+      passed: z.number().int().nonnegative(),
+      failed: z.number().int().nonnegative(),
+      skipped: z.number().int().nonnegative(),
+      errored: z.number().int().nonnegative(),
+    }),
+  })
+  .meta({
+    title: 'fieldlab run report',
+    description: 'The result of a fieldlab run (fieldlab-report.json), schemaVersion 1.',
+  });
+
+// Compile-time drift check: each type must be assignable to the other.
+type Parsed = z.output<typeof runResultSchema>;
+type Assert<T extends true> = T;
+export type _ParsedIsRunResult = Assert<Parsed extends RunResult ? true : false>;
+export type _RunResultIsParsed = Assert<RunResult extends Parsed ? true : false>;
