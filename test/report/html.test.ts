@@ -1,8 +1,4 @@
-import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { axisEnd, renderHtml } from '../../harness/report/html.js';
 import type { VariantResult } from '../../harness/runner/result.js';
 import { failed, mixedRun, passed, runOf, stalled } from './fixtures.js';
@@ -40,12 +36,6 @@ function axisOf(html: string, i: number): number {
   const m = /data-axis-ms="([\d.]+)"/.exec(html.slice(start));
   return Number(m?.[1]);
 }
-
-let tmp: string;
-beforeEach(() => {
-  tmp = mkdtempSync(join(tmpdir(), 'fl-report-html-'));
-});
-afterEach(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe('renderHtml', () => {
   it('is one self-contained page: a summary, then a card per variant', () => {
