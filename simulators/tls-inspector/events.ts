@@ -1,0 +1,41 @@
+/** What the TLS inspector saw, per event name (DESIGN.md event names where they apply). */
+export type TlsInspectorEvents = {
+  /** A client opened a TCP connection to the proxy port. */
+  connection: { id: string; remote: string };
+  /** That connection closed; bytes are raw TCP bytes on the client side (CONNECT request included). */
+  closed: { id: string; bytesIn: number; bytesOut: number; durationMs: number };
+  /** A CONNECT was accepted; `rule` is `intercept` or `passthrough:<pattern>`. */
+  'connect-allowed': { target: string; rule: string };
+  /** A CONNECT was refused before the tunnel opened (bad request-target, unreachable passthrough). */
+  'connect-denied': { target: string; rule: string; status: number };
+  'auth-required': { reason: 'missing' | 'wrong'; status: 407 };
+  /**
+   * The client rejected or broke the handshake with the inspector. `alert` is the TLS alert the client
+   * sent (`unknown_ca`, `bad_certificate`...), when it sent one; clients that verify after the handshake
+   * (Node, Go) just hang up: then `code` is `E_CLIENT_HANGUP` and there is no alert.
+   */
+  'tls-client-error': { remote: string; host: string; alert?: string; code?: string; message: string };
+  /** A client finished its handshake with a forged leaf; the tunnel is live. */
+  intercepted: { host: string; sni?: string; alpn?: string; leafCached: boolean; issueMs: number };
+  /** A tunnel to a passthrough host opened (no interception). */
+  passthrough: { host: string };
+  /** The real target failed (TCP, TLS or certificate); the client got a fatal alert. */
+  'upstream-error': { target: string; code: string; message: string };
+  /** A forged leaf was signed. */
+  'leaf-issued': { name: string; serial: string; signMs: number };
+};
+
+/** Counters since `start()`. */
+export interface TlsInspectorStats {
+  connections: number;
+  intercepted: number;
+  passthrough: number;
+  /** Clients that rejected (alert) or abandoned the handshake with the inspector. */
+  clientRejected: number;
+  /** Tunnels whose first bytes were not a TLS ClientHello (or none came in time). */
+  badClientHello: number;
+  upstreamErrors: number;
+  leafCacheHits: number;
+  leafCacheMisses: number;
+  leavesIssued: number;
+}

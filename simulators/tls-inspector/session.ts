@@ -1,0 +1,333 @@
+import type { IncomingMessage } from 'node:http';
+import { isIP, connect as netConnect, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { checkServerIdentity, type SecureContext, TLSSocket, connect as tlsConnect } from 'node:tls';
+import { alertFromError, errorCode, FieldlabError, hostPort, type SimulatorEvents } from '../common/index.js';
+import { checkBasicAuth } from './auth.js';
+import type { ClientHelloInfo } from './client-hello.js';
+import type { TlsInspectorEvents, TlsInspectorStats } from './events.js';
+import type { InspectorFault, LeafIssuer, LeafLookup } from './leaves.js';
+import type { ResolvedTlsInspectorOptions } from './options.js';
+import { readClientHello } from './read-hello.js';
+import { type ConnectTarget, mapTarget, parseConnectTarget } from './targets.js';
+
+/** What one CONNECT needs from the inspector that owns it. */
+export interface InspectorContext {
+  opts: ResolvedTlsInspectorOptions;
+  events: SimulatorEvents<TlsInspectorEvents>;
+  counts: Omit<TlsInspectorStats, 'leafCacheHits' | 'leafCacheMisses' | 'leavesIssued'>;
+  issuer: LeafIssuer;
+  fault(): InspectorFault;
+  /** The passthrough pattern `host` matches, if any. */
+  passthroughRule(host: string): string | undefined;
+  /** Registers a socket the inspector opened, so `stop()` can destroy it. */
+  track(socket: Duplex): void;
+  /** The upstream trust, built once: a context per connection would re-parse every CA each time. */
+  upstreamContext: SecureContext;
+}
+
+// RFC 8446 §6 / §5.1: a plaintext fatal alert record, sent before any ServerHello.
+const ALERT_HANDSHAKE_FAILURE = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 40]);
+const ALERT_INTERNAL_ERROR = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 80]);
+
+/**
+ * Handles one CONNECT, in order (early return at each failed check, each with the protocol's reply):
+ *   request-target → 400 · credentials → 407 · passthrough → raw tunnel (502 if unreachable) ·
+ *   200 → ClientHello → upstream TLS (same SNI + ALPN) → forged leaf → client TLS → relay
+ */
+export async function handleConnect(
+  ctx: InspectorContext,
+  req: IncomingMessage,
+  socket: Socket,
+  head: Buffer,
+): Promise<void> {
+  // The client may reset at any point; its close ends everything below.
+  socket.on('error', () => socket.destroy());
+  socket.setNoDelay(true);
+  const remote = hostPort(socket.remoteAddress ?? '?', socket.remotePort ?? 0);
+
+  // RFC 9110 §9.3.6: CONNECT's request-target is authority-form, host:port.
+  const target = parseConnectTarget(req.url);
+  if (!target) {
+    reply(socket, 400, 'Bad Request');
+    ctx.events.emitEvent('connect-denied', { target: req.url ?? '', rule: 'bad-target', status: 400 });
+    return;
+  }
+  const targetStr = hostPort(target.host, target.port);
+
+  // RFC 9110 §11.7.1 / §15.5.8: 407 with Proxy-Authenticate when credentials are missing or wrong.
+  if (ctx.opts.auth) {
+    const verdict = checkBasicAuth(req.headers['proxy-authorization'], ctx.opts.auth.users);
+    if (verdict !== 'ok') {
+      reply(socket, 407, 'Proxy Authentication Required', [
+        `Proxy-Authenticate: Basic realm="${ctx.opts.auth.realm}"`,
+      ]);
+      ctx.events.emitEvent('auth-required', { reason: verdict, status: 407 });
+      return;
+    }
+  }
+
+  const upstream = mapTarget(ctx.opts.map, target);
+  const rule = ctx.passthroughRule(target.host);
+  if (rule !== undefined) {
+    tunnel(ctx, socket, head, target, upstream, rule);
+    return;
+  }
+
+  socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+  ctx.events.emitEvent('connect-allowed', { target: targetStr, rule: 'intercept' });
+  await intercept(ctx, socket, head, target, upstream, remote);
+}
+
+function reply(socket: Socket, status: number, text: string, headers: string[] = []): void {
+  const lines = [`HTTP/1.1 ${status} ${text}`, ...headers, 'Connection: close', 'Content-Length: 0', '', ''];
+  socket.end(lines.join('\r\n'));
+}
+
+/** A raw byte tunnel to a passthrough host: the client sees the target's own certificate. */
+function tunnel(
+  ctx: InspectorContext,
+  socket: Socket,
+  head: Buffer,
+  target: ConnectTarget,
+  to: ConnectTarget,
+  rule: string,
+): void {
+  const targetStr = hostPort(target.host, target.port);
+  const up = netConnect({ host: to.host, port: to.port, noDelay: true });
+  ctx.track(up);
+  up.setTimeout(ctx.opts.upstreamTimeout, () =>
+    up.destroy(new FieldlabError('E_UPSTREAM_TIMEOUT', `no TCP connection to ${hostPort(to.host, to.port)}`)),
+  );
+  let connected = false;
+  up.on('error', (err) => {
+    ctx.counts.upstreamErrors++;
+    ctx.events.emitEvent('upstream-error', {
+      target: targetStr,
+      code: errorCode(err) ?? 'E_UPSTREAM',
+      message: err.message,
+    });
+    if (connected) return; // linkTeardown() closes both sides
+    // Not connected yet: the CONNECT gets the gateway's own status (RFC 9110 §15.6.3).
+    ctx.events.emitEvent('connect-denied', { target: targetStr, rule: `passthrough:${rule}`, status: 502 });
+    if (!socket.destroyed) reply(socket, 502, 'Bad Gateway');
+  });
+  up.once('connect', () => {
+    connected = true;
+    up.setTimeout(0);
+    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    ctx.counts.passthrough++;
+    ctx.events.emitEvent('connect-allowed', { target: targetStr, rule: `passthrough:${rule}` });
+    ctx.events.emitEvent('passthrough', { host: target.host });
+    if (head.length > 0) up.write(head);
+    relay(socket, up);
+  });
+  socket.once('close', () => up.destroy());
+}
+
+/** Pipes both ways; an error or reset on either side tears down both. */
+function relay(a: Duplex, b: Duplex): void {
+  a.pipe(b);
+  b.pipe(a);
+  linkTeardown(a, b);
+}
+
+/** An error on either side destroys both; a side that closes ends the other's writable half. */
+function linkTeardown(a: Duplex, b: Duplex): void {
+  const down = () => {
+    a.destroy();
+    b.destroy();
+  };
+  a.once('error', down);
+  b.once('error', down);
+  a.once('close', () => b.end());
+  b.once('close', () => a.end());
+}
+
+async function intercept(
+  ctx: InspectorContext,
+  socket: Socket,
+  head: Buffer,
+  target: ConnectTarget,
+  to: ConnectTarget,
+  remote: string,
+): Promise<void> {
+  let hello: ClientHelloInfo;
+  try {
+    hello = await readClientHello(socket, head, ctx.opts.handshakeTimeout);
+  } catch (err) {
+    if (errorCode(err) !== 'E_CLIENT_CLOSED') ctx.counts.badClientHello++;
+    ctx.events.emitEvent('tls-client-error', {
+      remote,
+      host: target.host,
+      code: errorCode(err) ?? 'E_BAD_CLIENT_HELLO',
+      message: err instanceof Error ? err.message : String(err),
+    });
+    socket.destroy();
+    return;
+  }
+
+  // The name the client wants: its SNI, else the CONNECT host (clients send no SNI for IP literals,
+  // RFC 6066 §3). The forged leaf, the upstream SNI and the upstream check all use it.
+  const name = hello.sni ?? target.host;
+  const fault = ctx.fault();
+  const leafP = ctx.issuer.get(name, fault);
+  leafP.catch(() => undefined); // awaited below; a failure before then must not go unhandled
+
+  let up: TLSSocket;
+  try {
+    up = await connectUpstream(ctx, to, name, hello.alpn);
+  } catch (err) {
+    failClient(ctx, socket, target, ALERT_HANDSHAKE_FAILURE, err);
+    return;
+  }
+  let lookup: LeafLookup;
+  try {
+    lookup = await leafP;
+  } catch (err) {
+    up.destroy();
+    failClient(ctx, socket, target, ALERT_INTERNAL_ERROR, err, 'E_LEAF_ISSUE');
+    return;
+  }
+  if (socket.destroyed) {
+    up.destroy();
+    return;
+  }
+
+  // RFC 7301 §3.2: answer with the protocol the real server chose, so both legs speak the same one.
+  const chosen = typeof up.alpnProtocol === 'string' ? up.alpnProtocol : undefined;
+  const client = new TLSSocket(socket, {
+    isServer: true,
+    secureContext: lookup.leaf.context,
+    ...(chosen ? { ALPNProtocols: [chosen] } : {}),
+  });
+  ctx.track(client);
+  const handshakeTimer = setTimeout(
+    () => client.destroy(new FieldlabError('E_HANDSHAKE_TIMEOUT', 'the client did not finish its handshake')),
+    ctx.opts.handshakeTimeout,
+  );
+  let secure = false;
+  let reported = false;
+  const rejected = (fields: { alert?: string; code?: string; message: string }) => {
+    if (reported) return;
+    reported = true;
+    ctx.counts.clientRejected++;
+    ctx.events.emitEvent('tls-client-error', { remote, host: target.host, ...fields });
+  };
+  let clientSpoke = false;
+  // Whether the target left first: then a silent client did not hang up on its own.
+  let upstreamDone = false;
+  let clientEnded = false;
+  client.once('end', () => {
+    clientEnded = true;
+  });
+  const upstreamGone = () => {
+    if (!clientEnded) upstreamDone = true;
+  };
+  up.once('end', upstreamGone);
+  up.once('error', upstreamGone);
+  client.once('data', () => {
+    clientSpoke = true;
+  });
+  client.once('secure', () => {
+    secure = true;
+    clearTimeout(handshakeTimer);
+    ctx.counts.intercepted++;
+    ctx.events.emitEvent('intercepted', {
+      host: target.host,
+      ...(hello.sni !== undefined ? { sni: hello.sni } : {}),
+      ...(chosen !== undefined ? { alpn: chosen } : {}),
+      leafCached: lookup.cached,
+      issueMs: lookup.waitMs,
+    });
+    // Target → client only now: a server that speaks first must not write into an unfinished handshake.
+    up.pipe(client);
+  });
+  // Client → target from the start: the TLS socket must be read for the inspector to see the client
+  // leave mid-handshake; no application data comes out of it before the handshake completes.
+  client.pipe(up);
+  linkTeardown(client, up);
+  client.on('error', (err) => {
+    if (secure) return; // linkTeardown() tears down both sides; after the handshake it is no rejection
+    const alert = alertFromError(err);
+    rejected({ ...(alert ? { alert } : {}), code: errorCode(err) ?? 'E_TLS', message: err.message });
+    client.destroy();
+  });
+  client.once('close', () => {
+    clearTimeout(handshakeTimer);
+    if (!secure && !upstreamDone) {
+      rejected({
+        code: 'E_CLIENT_HANGUP',
+        message: 'the client closed the connection during the handshake without sending an alert',
+      });
+      up.destroy();
+    } else if (!clientSpoke && !upstreamDone) {
+      // Clients that check the certificate after the handshake (Node, Go) send no alert: they finish
+      // the handshake, then hang up without a byte. (A client that connects and leaves looks the same.)
+      rejected({
+        code: 'E_CLIENT_HANGUP',
+        message:
+          'the client finished the handshake, then closed without sending data or an alert ' +
+          '(what a client that verifies after the handshake, like Node, does when it rejects the leaf)',
+      });
+    }
+  });
+}
+
+/** TLS to the real target: same SNI and ALPN list as the client's, verified against the lab trust. */
+function connectUpstream(
+  ctx: InspectorContext,
+  to: ConnectTarget,
+  name: string,
+  alpn: string[] | undefined,
+): Promise<TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const isIpName = isIP(name) !== 0;
+    const up = tlsConnect({
+      host: to.host,
+      port: to.port,
+      // RFC 6066 §3: literal IPs are not sent as SNI; an empty servername suppresses Node's default.
+      servername: isIpName ? '' : name,
+      secureContext: ctx.upstreamContext,
+      ...(alpn ? { ALPNProtocols: alpn } : {}),
+      // The upstream may be reached at a mapped address: verify the name the client asked for.
+      checkServerIdentity: (_host, cert) => checkServerIdentity(name, cert),
+    });
+    // Handshake flights are small writes: Nagle + delayed ACK would stall each one.
+    up.setNoDelay(true);
+    ctx.track(up);
+    up.setTimeout(ctx.opts.upstreamTimeout, () =>
+      up.destroy(
+        new FieldlabError('E_UPSTREAM_TIMEOUT', `no TLS session with ${hostPort(to.host, to.port)} in time`),
+      ),
+    );
+    up.once('secureConnect', () => {
+      up.setTimeout(0);
+      up.off('error', reject);
+      // From here on the caller owns it; a reset before the relay starts just closes it.
+      up.on('error', () => up.destroy());
+      resolve(up);
+    });
+    up.once('error', reject);
+  });
+}
+
+/** Upstream (or leaf) failure: a fatal alert to the client, which is mid-handshake, and an event. */
+function failClient(
+  ctx: InspectorContext,
+  socket: Socket,
+  target: ConnectTarget,
+  alert: Buffer,
+  err: unknown,
+  fallbackCode = 'E_UPSTREAM',
+): void {
+  ctx.counts.upstreamErrors++;
+  ctx.events.emitEvent('upstream-error', {
+    target: hostPort(target.host, target.port),
+    code: errorCode(err) ?? fallbackCode,
+    message: err instanceof Error ? err.message : String(err),
+  });
+  if (socket.destroyed) return;
+  socket.resume(); // drop whatever else the client sends
+  socket.end(alert, () => socket.destroy());
+}
