@@ -1,17 +1,18 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { isFieldlabError } from '../../simulators/common/errors.js';
-import { toolVersion } from '../runner/run.js';
-import { caCommand } from './ca.js';
-import { cleanCommand } from './clean.js';
-import { listCommand } from './list.js';
-import { runCommand } from './run.js';
-import { schemaCommand } from './schema.js';
-import { upCommand } from './up.js';
+import { toolVersion } from './version.js';
 
 /**
  * The fieldlab CLI. Exit codes: 0 all good; 1 a scenario variant failed or errored; 2 bad input (a
  * scenario file, an option, a missing lab); 70 a fieldlab bug.
  */
+// Each command's module loads only when that command runs: `--help` and `clean` stay instant instead
+// of loading every simulator.
+const lazy =
+  <A extends unknown[]>(load: () => Promise<(...args: A) => Promise<void>>) =>
+  async (...args: A): Promise<void> =>
+    (await load())(...args);
+
 function positiveInt(v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a whole number ≥ 1');
@@ -69,7 +70,7 @@ export function buildProgram(): Command {
       positiveInt,
     )
     .option('--no-color', 'no colours in the console report')
-    .action(runCommand);
+    .action(lazy(async () => (await import('./run.js')).runCommand));
 
   program
     .command('up')
@@ -79,7 +80,7 @@ export function buildProgram(): Command {
     .argument('<file>', 'lab or scenario file (.yaml)')
     .option('--variant <name>', "apply this variant's faults and option overrides")
     .option('--json', 'print the endpoints as one JSON line instead of a table')
-    .action(upCommand);
+    .action(lazy(async () => (await import('./up.js')).upCommand));
 
   program
     .command('ca')
@@ -88,26 +89,26 @@ export function buildProgram(): Command {
     )
     .option('--lab <id>', 'lab id (see `fieldlab up`); default: the only running lab')
     .option('-o, --out <file>', 'where to write the PEM bundle', 'fieldlab-ca.pem')
-    .action(caCommand);
+    .action(lazy(async () => (await import('./ca.js')).caCommand));
 
   program
     .command('clean')
     .description('remove what crashed or killed labs left behind: their processes, files and address claims')
     .option('--force', 'also remove labs whose owner process still runs')
-    .action(cleanCommand);
+    .action(lazy(async () => (await import('./clean.js')).cleanCommand));
 
   program
     .command('list')
     .description('list scenarios with their variants and expected outcomes, or the simulator types')
     .argument('[paths...]', 'scenario files or directories (default: ./scenarios)', [])
     .option('--simulators', 'list simulator types instead')
-    .action(listCommand);
+    .action(lazy(async () => (await import('./list.js')).listCommand));
 
   program
     .command('schema')
     .description('print the JSON Schema of scenario files (or write it with --out)')
     .option('-o, --out <file>', 'write it to this file')
-    .action(schemaCommand);
+    .action(lazy(async () => (await import('./schema.js')).schemaCommand));
 
   return program;
 }

@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { toolVersion } from '../cli/version.js';
 import type { LoadedScenario } from '../scenario/load.js';
 import type { Backend, Variant } from '../scenario/model.js';
 import type { RunResult, Status, VariantResult } from './result.js';
@@ -13,22 +13,6 @@ export interface RunAllOptions {
   concurrency?: number;
   /** Called as each variant finishes (progress output). */
   onResult?: (r: VariantResult) => void;
-}
-
-/** fieldlab's version, from its package.json (found from the source tree or from dist/). */
-export function toolVersion(): string {
-  for (const rel of ['../../package.json', '../../../package.json']) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as {
-        name?: string;
-        version?: string;
-      };
-      if (pkg.name === 'fieldlab') return pkg.version ?? '0.0.0';
-    } catch {
-      // not at this level
-    }
-  }
-  return '0.0.0';
 }
 
 /** Whether `--only` selects a variant: `name` selects all its variants, `name/variant` one. */

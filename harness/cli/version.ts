@@ -1,0 +1,17 @@
+import { readFileSync } from 'node:fs';
+
+/** fieldlab's version, from its package.json (found from the source tree or from dist/). */
+export function toolVersion(): string {
+  for (const rel of ['../../package.json', '../../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as {
+        name?: string;
+        version?: string;
+      };
+      if (pkg.name === 'fieldlab') return pkg.version ?? '0.0.0';
+    } catch {
+      // not at this level
+    }
+  }
+  return '0.0.0';
+}
