@@ -1,8 +1,14 @@
+import { writeFileSync } from 'node:fs';
+import type { LookupFunction } from 'node:net';
+import { join } from 'node:path';
 import { z } from 'zod';
-import type { SimulatorHandle } from '../../simulators/common/handle.js';
+import type { LabEvent } from '../../simulators/common/events.js';
+import type { Endpoint } from '../../simulators/common/handle.js';
+import { policyRuleSchema, start as startConnectProxy } from '../../simulators/connect-proxy/index.js';
 import { start as startHttpsServer } from '../../simulators/https-server/index.js';
 import { start as startMqttBroker } from '../../simulators/mqtt-broker/index.js';
 import type { BadCertKind, PkiHandle } from '../../simulators/pki/index.js';
+import { start as startTlsInspector } from '../../simulators/tls-inspector/index.js';
 
 /**
  * How a scenario's `type:` becomes a running simulator: each adapter validates the options a scenario
@@ -17,10 +23,21 @@ export interface AdapterContext {
   address: string;
   pki: PkiHandle;
   labDir: string;
+  /** Resolves lab names (and only those): for simulators that connect onwards, like proxies. */
+  lookup: LookupFunction;
+}
+
+/** What the lab needs of any simulator's handle (each simulator's own handle type has more). */
+export interface LabSimulatorHandle {
+  readonly name: string;
+  readonly endpoints: readonly Endpoint[];
+  readonly events: { onAny(listener: (e: LabEvent) => void): unknown };
+  stats(): unknown;
+  stop(): Promise<void>;
 }
 
 export interface StartedSimulator {
-  handle: SimulatorHandle;
+  handle: LabSimulatorHandle;
   /** Extra `${name.<var>}` values (file paths, URLs) scenarios may reference. */
   vars?: Record<string, string>;
   /** Endpoint names that must not be fronted by a relay (UDP, or ones the simulator must own). */
@@ -134,7 +151,92 @@ const mqttBroker = adapter({
   },
 });
 
+const credentials = z.object({ username: z.string(), password: z.string() }).strict();
+const hostPortMap = z.record(z.string(), z.string());
+
+const connectProxy = adapter({
+  type: 'connect-proxy',
+  summary:
+    'an HTTP CONNECT + forward proxy (Squid-like policy, Basic auth, target mapping, chaining, TLS listener)',
+  options: z
+    .object({
+      /** Basic auth: these users (give the client http://user:pass@host:port, percent-encoded). */
+      users: z.array(credentials).min(1).optional(),
+      /** CONNECT only to these ports (Squid's SSL_ports; default [443]). */
+      allowPorts: z.array(z.number().int().min(1).max(65535)).min(1).optional(),
+      allowHosts: z.array(z.string()).min(1).optional(),
+      denyHosts: z.array(z.string()).min(1).optional(),
+      /** Ordered rules, first match wins (instead of the simple form above). */
+      rules: z.array(policyRuleSchema).optional(),
+      defaultAction: z.enum(['allow', 'deny']).optional(),
+      /** `'host:port' → 'host:port'`: where an allowed request really goes (policy sees the original). */
+      map: hostPortMap.default({}),
+      /** Chain through another proxy, e.g. `http://${inspector.hostport}`. */
+      upstream: z.string().optional(),
+      /** Serve the proxy itself over TLS (an https:// proxy) with a lab certificate. */
+      tls: z.boolean().default(false),
+    })
+    .strict(),
+  async start(ctx, o) {
+    const cert = o.tls ? await ctx.pki.issueServer([ctx.hostName, ctx.address]) : undefined;
+    const handle = await startConnectProxy({
+      name: ctx.name,
+      host: ctx.address,
+      port: 0,
+      map: o.map,
+      lookup: ctx.lookup,
+      ...(o.users ? { auth: { users: o.users } } : {}),
+      ...(o.rules ? { rules: o.rules } : {}),
+      ...(o.defaultAction ? { defaultAction: o.defaultAction } : {}),
+      ...(o.allowPorts ? { allowPorts: o.allowPorts } : {}),
+      ...(o.allowHosts ? { allowHosts: o.allowHosts } : {}),
+      ...(o.denyHosts ? { denyHosts: o.denyHosts } : {}),
+      ...(o.upstream ? { upstream: o.upstream } : {}),
+      ...(cert ? { tls: { certPem: cert.chainPem, keyPem: cert.keyPem } } : {}),
+    });
+    return { handle };
+  },
+});
+
+const tlsInspector = adapter({
+  type: 'tls-inspector',
+  summary: 'a TLS-intercepting proxy (Zscaler-like) that re-signs every server certificate with its own root',
+  options: z
+    .object({
+      /** `'host:port' → 'host:port'`: where the inspector really connects (names and SNI are kept). */
+      map: hostPortMap.default({}),
+      /** Host patterns tunnelled without interception. */
+      passthrough: z.array(z.string()).default([]),
+      fault: z.enum(['none', 'expired', 'wrong-host', 'missing-intermediate']).default('none'),
+      users: z.array(credentials).min(1).optional(),
+    })
+    .strict(),
+  async start(ctx, o) {
+    // Its own root, not in the lab trust: devices reject it until they are given it (the field fix).
+    const ca = await ctx.pki.createAuthority('fieldlab Inspection Root CA', { intermediate: true });
+    const handle = await startTlsInspector({
+      name: ctx.name,
+      host: ctx.address,
+      port: 0,
+      ca,
+      upstreamCa: [ctx.pki.root.certPem],
+      map: o.map,
+      passthrough: o.passthrough,
+      fault: o.fault,
+      lookup: ctx.lookup,
+      ...(o.users ? { auth: { users: o.users } } : {}),
+    });
+    const rootCa = join(ctx.labDir, `${ctx.name}-root.pem`);
+    const bundle = join(ctx.labDir, `${ctx.name}-bundle.pem`);
+    writeFileSync(rootCa, handle.rootPem);
+    writeFileSync(bundle, `${ctx.pki.root.certPem.trim()}\n${handle.rootPem.trim()}\n`);
+    return { handle, vars: { rootCa, bundle } };
+  },
+});
+
 const ADAPTERS = new Map<string, SimulatorAdapter>([
+  [connectProxy.type, connectProxy],
+  [tlsInspector.type, tlsInspector],
   [httpsServer.type, httpsServer],
   [mqttBroker.type, mqttBroker],
 ]);

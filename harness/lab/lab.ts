@@ -5,12 +5,12 @@ import { join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FieldlabError } from '../../simulators/common/errors.js';
 import type { LabEvent } from '../../simulators/common/events.js';
-import type { Endpoint, SimulatorHandle } from '../../simulators/common/handle.js';
+import type { Endpoint } from '../../simulators/common/handle.js';
 import { parseOptions } from '../../simulators/common/options.js';
 import { type PkiHandle, start as startPki } from '../../simulators/pki/index.js';
 import { type RelayHandle, startRelay } from '../faults/index.js';
 import type { SimulatorDecl } from '../scenario/model.js';
-import { adapterFor, adapterTypes } from './adapters.js';
+import { adapterFor, adapterTypes, type LabSimulatorHandle } from './adapters.js';
 import { type AddressBlock, claimBlock } from './addresses.js';
 import { createLabLookup } from './lookup.js';
 import { type LabRecord, labsDir, processStartTicks, writeRecord } from './state.js';
@@ -32,7 +32,7 @@ export interface LabDefinition {
 
 export interface RunningSimulator {
   decl: SimulatorDecl;
-  handle: SimulatorHandle;
+  handle: LabSimulatorHandle;
   /** Endpoints as clients see them: the relay's port, the lab host name in URLs. */
   endpoints: Endpoint[];
   /** Relay per fronted endpoint name. */
@@ -120,17 +120,18 @@ export class Lab {
     const parts = ref.split('.');
     const [head, ...rest] = parts;
     if (head === 'lab') {
-      const v: Record<string, string> = {
-        ca: this.pki.trust.bundlePath,
-        caDir: this.pki.trust.hashDir,
-        hosts: this.hostsFile,
-        resolv: this.resolvConf,
-        dir: this.dir,
-        root: packageRoot(),
+      // Lazy: caDir runs `openssl rehash`, which only scenarios that use it should need.
+      const v: Record<string, () => string> = {
+        ca: () => this.pki.trust.bundlePath,
+        caDir: () => this.pki.trust.hashDir,
+        hosts: () => this.hostsFile,
+        resolv: () => this.resolvConf,
+        dir: () => this.dir,
+        root: packageRoot,
       };
-      const got = rest.length === 1 ? v[rest[0] ?? ''] : undefined;
-      if (got === undefined) throw refError(ref, `lab has ${Object.keys(v).join(', ')}`);
-      return got;
+      const get = rest.length === 1 ? v[rest[0] ?? ''] : undefined;
+      if (get === undefined) throw refError(ref, `lab has ${Object.keys(v).join(', ')}`);
+      return get();
     }
     const s = this.simulators.get(head ?? '');
     if (!s) throw refError(ref, `simulators: ${[...this.simulators.keys()].join(', ')}`);
@@ -281,7 +282,7 @@ async function startOne(lab: Lab, decl: SimulatorDecl, index: number): Promise<v
   const address = lab.hosts.get(decl.host) ?? '';
   const options = parseOptions(adapter.options, lab.interpolate(decl.options), `${decl.name} (${decl.type})`);
   const started = await adapter.start(
-    { name: decl.name, hostName: decl.host, address, pki: lab.pki, labDir: lab.dir },
+    { name: decl.name, hostName: decl.host, address, pki: lab.pki, labDir: lab.dir, lookup: lab.lookup },
     options,
   );
   const handle = started.handle;

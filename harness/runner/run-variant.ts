@@ -7,7 +7,7 @@ import { type Capability, checkCapability, isRequired } from '../capabilities.js
 import { runCommand } from '../clients/command.js';
 import { type Lab, type LabDefinition, startLab } from '../lab/lab.js';
 import { FAILURE_CLASSES, type Verdict } from '../probe/classes.js';
-import { classifyCurl, curlTimingArgs, parseCurlTimings } from '../probe/curl.js';
+import { classifyCurl, curlProxyArg, curlTimingArgs, parseCurlTimings } from '../probe/curl.js';
 import { explain } from '../probe/evidence.js';
 import { probeHttps } from '../probe/https-probe.js';
 import type { Phase } from '../probe/phases.js';
@@ -116,8 +116,9 @@ async function runClient(lab: Lab, client: ClientDecl, timeoutMs: number): Promi
   let verdict: Verdict;
   let phases: Phase[] = [];
   if (isCurl) {
-    verdict = classifyCurl(result);
-    phases = parseCurlTimings(result.stdout)?.phases ?? [];
+    const proxy = curlProxyArg(argv);
+    verdict = classifyCurl(result, proxy ? { proxy } : {});
+    phases = parseCurlTimings(result.stdout, result.stderr)?.phases ?? [];
   } else if (result.spawnError) {
     verdict = { ok: false, class: 'client.error', detail: result.spawnError };
   } else if (result.timedOut) {

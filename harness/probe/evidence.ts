@@ -1,0 +1,317 @@
+import type { LabEvent } from '../../simulators/common/events.js';
+import type { FailureClass, Verdict } from './classes.js';
+
+/**
+ * Refines a client's verdict with what the lab's simulators saw. Each rule is data: the event type it
+ * reads, an optional test on the event's data, the failure class the event points to, the classes it is
+ * consistent with, and `explain()`, the sentence a report prints.
+ *
+ * What real clients send a TLS server when they reject its certificate (verified in
+ * test/probe/evidence.test.ts with curl 7.88 / OpenSSL 3.0 and Node 20):
+ *   curl (OpenSSL verifies during the handshake):
+ *     untrusted root or missing intermediate → alert unknown_ca (48)
+ *     expired certificate                    → alert certificate_expired (45)
+ *     not-yet-valid certificate              → alert bad_certificate (42)
+ *     host name mismatch                     → no alert (curl checks the name after the handshake and
+ *                                              closes; the server records nothing)
+ *   Node (tls/https/undici verify in JS after the handshake): never an alert; the server sees only
+ *     ECONNRESET "socket hang up" (no rule matches it), so for Node clients the client's own error
+ *     is the evidence.
+ */
+
+interface Data {
+  [key: string]: unknown;
+}
+
+export interface EvidenceRule {
+  /** A short id for tests and debugging. */
+  id: string;
+  /** The LabEvent type this rule reads. */
+  event: string;
+  when?: (data: Data, event: LabEvent) => boolean;
+  /** The class this event points to; undefined for context-only events. */
+  class?: FailureClass;
+  /** Client classes this event is consistent with (besides `class`). */
+  consistentWith?: FailureClass[];
+  explain: (data: Data, event: LabEvent) => string;
+}
+
+const s = (v: unknown): string => (v === undefined || v === null ? '?' : String(v));
+const toxicName = (d: Data) => s(d.toxic ?? d.name ?? d.id);
+const isRelayToxic = (types: string[]) => (d: Data) => types.includes(s(d.type));
+
+const RCODES: Record<number, string> = { 0: 'NOERROR', 2: 'SERVFAIL', 3: 'NXDOMAIN', 5: 'REFUSED' };
+const rcode = (d: Data): string =>
+  typeof d.rcode === 'number' ? (RCODES[d.rcode] ?? String(d.rcode)) : s(d.rcode).toUpperCase();
+const why = (d: Data) => (d.reason ? ` (${s(d.reason)})` : '');
+const noAnswers = (d: Data) => !Array.isArray(d.answers) || d.answers.length === 0;
+
+/** The rules, most specific first; the first that matches an event speaks for it. */
+export const EVIDENCE_RULES: readonly EvidenceRule[] = [
+  {
+    id: 'relay-held',
+    event: 'toxic-applied',
+    when: isRelayToxic(['timeout', 'blackhole']),
+    class: 'tcp.timeout',
+    consistentWith: ['client.timeout', 'dns.timeout'],
+    explain: (d, e) => `the relay ${e.source} held the connection (toxic ${toxicName(d)})`,
+  },
+  {
+    id: 'relay-reset',
+    event: 'toxic-applied',
+    when: isRelayToxic(['reset_peer']),
+    class: 'tcp.reset',
+    consistentWith: ['tls.handshake'],
+    explain: (d, e) => `the relay ${e.source} reset the connection (toxic ${toxicName(d)})`,
+  },
+  {
+    id: 'relay-refuse',
+    event: 'toxic-applied',
+    when: isRelayToxic(['refuse']),
+    class: 'tcp.refused',
+    explain: (d, e) => `the relay ${e.source} refused the connection (toxic ${toxicName(d)})`,
+  },
+  {
+    id: 'relay-slow',
+    event: 'toxic-applied',
+    when: isRelayToxic(['latency', 'bandwidth', 'slicer', 'slow_close']),
+    consistentWith: ['tcp.timeout', 'client.timeout'],
+    explain: (d, e) => `the relay ${e.source} slowed the connection (toxic ${toxicName(d)}, ${s(d.type)})`,
+  },
+  {
+    id: 'relay-limit',
+    event: 'toxic-applied',
+    when: isRelayToxic(['limit_data']),
+    consistentWith: ['tcp.reset', 'tls.handshake', 'client.error'],
+    explain: (d, e) =>
+      `the relay ${e.source} closed the connection after a byte limit (toxic ${toxicName(d)})`,
+  },
+  {
+    id: 'proxy-denied',
+    event: 'connect-denied',
+    class: 'proxy.connect-denied',
+    explain: (d, e) =>
+      `proxy ${e.source} denied CONNECT ${s(d.target)} by rule ${s(d.rule)} (${s(d.status)})`,
+  },
+  {
+    id: 'proxy-auth',
+    event: 'auth-required',
+    class: 'proxy.auth-required',
+    explain: (d, e) =>
+      d.reason === 'wrong'
+        ? `proxy ${e.source} rejected the credentials it was given (407)`
+        : `proxy ${e.source} asked for credentials the client did not send (407)`,
+  },
+  {
+    id: 'proxy-upstream',
+    event: 'upstream-error',
+    when: (d) => d.target !== undefined,
+    class: 'proxy.bad-gateway',
+    consistentWith: ['tcp.reset', 'tcp.timeout', 'client.error'],
+    explain: (d, e) =>
+      `proxy ${e.source} could not reach ${s(d.target)}: ${s(d.code)} ${s(d.message)}`.trim(),
+  },
+  {
+    id: 'relay-upstream',
+    event: 'upstream-error',
+    consistentWith: ['tcp.reset', 'tcp.refused', 'tcp.timeout', 'client.error'],
+    explain: (d, e) =>
+      `the relay ${e.source} could not reach its upstream: ${s(d.code)} ${s(d.message)}`.trim(),
+  },
+  {
+    id: 'tls-unknown-ca',
+    event: 'tls-client-error',
+    when: (d) => d.alert === 'unknown_ca',
+    class: 'tls.untrusted-root',
+    // OpenSSL sends unknown_ca both for an unknown root and for a missing intermediate.
+    consistentWith: ['tls.incomplete-chain'],
+    explain: (_d, e) => `the client rejected ${e.source}'s certificate with alert unknown_ca`,
+  },
+  {
+    id: 'tls-expired',
+    event: 'tls-client-error',
+    when: (d) => d.alert === 'certificate_expired',
+    class: 'tls.expired',
+    explain: (_d, e) => `the client rejected ${e.source}'s certificate with alert certificate_expired`,
+  },
+  {
+    id: 'tls-bad-cert',
+    event: 'tls-client-error',
+    when: (d) => d.alert === 'bad_certificate',
+    // OpenSSL maps X509_V_ERR_CERT_NOT_YET_VALID to bad_certificate (ssl_verify_alarm_type).
+    class: 'tls.not-yet-valid',
+    consistentWith: ['tls.hostname-mismatch', 'tls.untrusted-root', 'tls.expired', 'tls.incomplete-chain'],
+    explain: (_d, e) =>
+      `the client rejected ${e.source}'s certificate with alert bad_certificate ` +
+      "(OpenSSL's alert for a certificate not yet valid)",
+  },
+  {
+    id: 'tls-cert-unknown',
+    event: 'tls-client-error',
+    when: (d) => d.alert === 'certificate_unknown',
+    class: 'tls.handshake',
+    consistentWith: ['tls.hostname-mismatch', 'tls.untrusted-root', 'tls.expired', 'tls.incomplete-chain'],
+    explain: (_d, e) => `the client rejected ${e.source}'s certificate with alert certificate_unknown`,
+  },
+  {
+    id: 'tls-no-client-cert',
+    event: 'tls-client-error',
+    when: (d) =>
+      s(d.code).includes('PEER_DID_NOT_RETURN_A_CERTIFICATE') || d.alert === 'certificate_required',
+    class: 'tls.client-cert-required',
+    consistentWith: ['tls.handshake', 'tcp.reset'],
+    explain: (_d, e) => `${e.source} wanted a client certificate and the client sent none`,
+  },
+  {
+    id: 'proxy-tls-to-plain',
+    event: 'protocol-error',
+    // The connect proxy saw a TLS ClientHello (0x16) where an HTTP request line belongs.
+    when: (d) => d.reason === 'tls-to-plain-proxy',
+    class: 'proxy.scheme-mismatch',
+    consistentWith: ['tls.handshake', 'tcp.reset', 'client.error'],
+    explain: (_d, e) => `${e.source} is a plain-HTTP proxy but the client opened TLS to it (an https:// proxy URL)`,
+  },
+  {
+    id: 'proxy-plain-to-tls',
+    event: 'protocol-error',
+    when: (d) => d.reason === 'plain-to-tls-proxy',
+    class: 'proxy.scheme-mismatch',
+    consistentWith: ['tls.handshake', 'tcp.reset', 'client.error'],
+    explain: (_d, e) => `${e.source} is a TLS (https://) proxy but the client spoke plain HTTP to it`,
+  },
+  {
+    id: 'tls-plain-connect',
+    event: 'tls-client-error',
+    // OpenSSL: "https proxy request" when the first bytes on a TLS port are `CONNECT ...`.
+    when: (d) => /HTTPS_PROXY_REQUEST|https proxy request/i.test(`${s(d.code)} ${s(d.message)}`),
+    class: 'proxy.scheme-mismatch',
+    consistentWith: ['tcp.reset', 'client.error'],
+    explain: (_d, e) => `${e.source} speaks TLS but the client sent it a plain-HTTP CONNECT`,
+  },
+  {
+    id: 'tls-plain-http',
+    event: 'tls-client-error',
+    when: (d) => /HTTP_REQUEST|http request/i.test(`${s(d.code)} ${s(d.message)}`),
+    class: 'tls.handshake',
+    consistentWith: ['proxy.scheme-mismatch', 'tcp.reset', 'client.error'],
+    explain: (_d, e) => `${e.source} expected TLS but the client sent plain HTTP`,
+  },
+  {
+    id: 'tls-other-alert',
+    event: 'tls-client-error',
+    when: (d) => typeof d.alert === 'string',
+    class: 'tls.handshake',
+    explain: (d, e) => `the TLS handshake with ${e.source} failed: the client sent alert ${s(d.alert)}`,
+  },
+  {
+    id: 'dns-nxdomain',
+    event: 'query',
+    when: (d) => rcode(d) === 'NXDOMAIN',
+    class: 'dns.nxdomain',
+    explain: (d, e) => `the DNS server ${e.source} answered NXDOMAIN for ${s(d.name)} ${s(d.type)}${why(d)}`,
+  },
+  {
+    id: 'dns-servfail',
+    event: 'query',
+    when: (d) => rcode(d) === 'SERVFAIL',
+    class: 'dns.servfail',
+    explain: (d, e) => `the DNS server ${e.source} answered SERVFAIL for ${s(d.name)}${why(d)}`,
+  },
+  {
+    id: 'dns-refused',
+    event: 'query',
+    when: (d) => rcode(d) === 'REFUSED',
+    class: 'dns.refused',
+    explain: (d, e) => `the DNS server ${e.source} refused the query for ${s(d.name)}`,
+  },
+  {
+    id: 'dns-nodata',
+    event: 'query',
+    when: (d) => rcode(d) === 'NOERROR' && noAnswers(d),
+    class: 'dns.nodata',
+    consistentWith: ['dns.nxdomain'],
+    explain: (d, e) => `the DNS server ${e.source} has ${s(d.name)} but no ${s(d.type)} record${why(d)}`,
+  },
+];
+
+/** Client classes too vague to stand against a specific finding from the lab. */
+const VAGUE: ReadonlySet<FailureClass> = new Set<FailureClass>(['client.error', 'tls.handshake']);
+
+interface Finding {
+  rule: EvidenceRule;
+  sentence: string;
+}
+
+function findings(events: readonly LabEvent[], rules: readonly EvidenceRule[]): Finding[] {
+  const out: Finding[] = [];
+  const seen = new Set<string>();
+  for (const event of events) {
+    const data = (typeof event.data === 'object' && event.data !== null ? event.data : {}) as Data;
+    const rule = rules.find((r) => r.event === event.type && (!r.when || r.when(data, event)));
+    if (!rule) continue;
+    const sentence = rule.explain(data, event);
+    if (seen.has(sentence)) continue; // retries repeat the same event
+    seen.add(sentence);
+    out.push({ rule, sentence });
+  }
+  return out;
+}
+
+function agrees(f: Finding, cls: FailureClass): boolean {
+  return f.rule.class === cls || (f.rule.consistentWith ?? []).includes(cls);
+}
+
+/**
+ * Refines `verdict` with the lab's events:
+ * - a success stays a success (no lines);
+ * - events that agree with the client's class confirm it, and their sentences explain it;
+ * - when the client's class is vague (client.error, tls.handshake) and an event names a specific class,
+ *   the lab wins: the verdict takes the lab's class and keeps the client's detail as evidence;
+ * - otherwise the client's class stands and a line says what the lab saw.
+ */
+export function explain(
+  verdict: Verdict,
+  events: readonly LabEvent[],
+  rules: readonly EvidenceRule[] = EVIDENCE_RULES,
+): { verdict: Verdict; explanation: string[] } {
+  if (verdict.ok) return { verdict, explanation: [] };
+  const all = findings(events, rules);
+  if (all.length === 0) return { verdict, explanation: [] };
+  const agreeing = all.filter((f) => agrees(f, verdict.class));
+  const specific = all.filter(
+    (f) => f.rule.class && f.rule.class !== verdict.class && !VAGUE.has(f.rule.class),
+  );
+  if (
+    VAGUE.has(verdict.class) &&
+    specific.length > 0 &&
+    !agreeing.some((f) => f.rule.class === verdict.class)
+  ) {
+    const winner = specific[0]!;
+    const cls = winner.rule.class!;
+    return {
+      verdict: {
+        ok: false,
+        class: cls,
+        detail: verdict.detail,
+        evidence: [
+          ...(verdict.evidence ?? []),
+          `client said ${verdict.class}`,
+          ...specific.map((f) => f.sentence),
+        ],
+      },
+      explanation: [
+        ...specific.map((f) => f.sentence),
+        `the client reported only ${verdict.class}; the lab's evidence points to ${cls}`,
+      ],
+    };
+  }
+  const explanation = agreeing.map((f) => f.sentence);
+  for (const f of all) {
+    if (!agreeing.includes(f)) explanation.push(`the lab also saw: ${f.sentence}`);
+  }
+  const evidence = [...(verdict.evidence ?? []), ...agreeing.map((f) => f.sentence)];
+  return {
+    verdict: { ...verdict, ...(evidence.length ? { evidence } : {}) },
+    explanation,
+  };
+}
