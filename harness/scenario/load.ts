@@ -108,7 +108,7 @@ function zodIssues(error: z.ZodError, locate: Locate): ScenarioIssue[] {
 /** Parses YAML keeping positions; returns the data and a locator from field paths to lines. */
 export function parseYaml(file: string, text: string): { data: unknown; locate: Locate } {
   const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false });
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: true });
   if (doc.errors.length > 0) {
     throw new ScenarioError(
       file,

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { durationSchema } from '../../simulators/common/duration.js';
 import { toxicSpecSchema } from '../faults/spec.js';
+import { adapterFor, listAdapters } from '../lab/adapters.js';
 import { FAILURE_CLASS_NAMES, type FailureClass } from '../probe/classes.js';
 
 /**
@@ -200,17 +201,32 @@ export function defineScenario(s: ScenarioInput): ScenarioInput {
   return s;
 }
 
-/** The published JSON Schema of scenario files (input form: durations as strings or numbers). */
+/**
+ * The published JSON Schema of scenario files (input form: durations as strings or numbers). Each
+ * simulator type gets its own `options` schema, so editors complete and check them too.
+ */
 export function scenarioJsonSchema(): Record<string, unknown> {
-  const schema = z.toJSONSchema(scenarioSchema, { io: 'input', unrepresentable: 'any' }) as Record<
-    string,
-    unknown
-  >;
+  const schema = z.toJSONSchema(scenarioSchema, { io: 'input', unrepresentable: 'any' }) as JsonObject;
+  const sims = ((schema.properties as JsonObject).lab as JsonObject).properties as JsonObject;
+  const item = (sims.simulators as JsonObject).items as JsonObject;
+  const { properties, ...rest } = item;
+  (sims.simulators as JsonObject).items = {
+    oneOf: listAdapters().map((a) => {
+      const options = z.toJSONSchema(adapterFor(a.type)!.options, { io: 'input', unrepresentable: 'any' }) as JsonObject;
+      delete options.$schema;
+      return {
+        ...rest,
+        description: a.summary,
+        properties: { ...(properties as JsonObject), type: { const: a.type }, options },
+      };
+    }),
+  };
   return {
     $id: 'urn:fieldlab:schema:scenario:1',
     title: 'fieldlab scenario',
-    description:
-      'A field network problem as a lab, a client and broken/fixed variants with expected outcomes.',
+    description: 'A field network problem as a lab, a client and broken/fixed variants with expected outcomes.',
     ...schema,
   };
 }
+
+type JsonObject = Record<string, unknown>;

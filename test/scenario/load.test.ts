@@ -1,5 +1,7 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import { schemaText } from '../../harness/cli/schema.js';
 import { loadYamlScenario, ScenarioError } from '../../harness/scenario/load.js';
 
@@ -98,5 +100,20 @@ describe('scenario loading', () => {
 
   it('the published JSON Schema is the one generated from the model (run `npm run schema`)', () => {
     expect(readFileSync('scenarios/schema.json', 'utf8')).toBe(schemaText());
+  });
+});
+
+describe('published JSON Schema', () => {
+  it('accepts every catalogue scenario and rejects a wrong option, as a standard validator sees it', () => {
+    const ajv = new Ajv2020({ strict: false, allErrors: true });
+    const validate = ajv.compile(JSON.parse(readFileSync('scenarios/schema.json', 'utf8')));
+    const files = readdirSync('scenarios').filter((f) => f.endsWith('.yaml'));
+    expect(files.length).toBeGreaterThan(0);
+    for (const f of files) {
+      const data = parse(readFileSync(`scenarios/${f}`, 'utf8'));
+      expect(validate(data), `${f}: ${JSON.stringify(validate.errors?.slice(0, 3))}`).toBe(true);
+    }
+    const bad = parse(good.replace('port: 8443 }', 'port: 8443, options: { cert: stale } }'));
+    expect(validate(bad)).toBe(false);
   });
 });

@@ -1,0 +1,37 @@
+/**
+ * `npm run bench [-- NAME... | --quick]`: runs the side-by-side benchmarks one after another (they would
+ * distort each other in parallel on a small machine), prints medians and ratios, saves JSON reports.
+ */
+import { type BenchReport, formatReport, saveReport } from './lib.js';
+
+const BENCHES: Record<string, () => Promise<{ run: () => Promise<BenchReport> }>> = {
+  relay: () => import('./relay.js'),
+  'connect-proxy': () => import('./connect-proxy.js'),
+  'tls-inspector': () => import('./tls-inspector.js'),
+  'geo-dns': () => import('./geo-dns.js'),
+};
+
+async function main(): Promise<number> {
+  const names = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+  const unknown = names.filter((n) => !(n in BENCHES));
+  if (unknown.length > 0) {
+    process.stderr.write(`bench: unknown benchmark ${unknown.join(', ')} (have: ${Object.keys(BENCHES).join(', ')})\n`);
+    return 2;
+  }
+  const selected = names.length > 0 ? names : Object.keys(BENCHES);
+  let missed = 0;
+  for (const name of selected) {
+    process.stderr.write(`bench: ${name}...\n`);
+    const report = await (await BENCHES[name]!()).run();
+    process.stdout.write(`${formatReport(report)}\n`);
+    process.stderr.write(`bench: saved ${saveReport(report)}\n`);
+    missed += report.comparisons.filter((c) => c.met === false).length;
+  }
+  // Missed targets are reported, not failures: the numbers are for people to read (see bench/README.md).
+  if (missed > 0) process.stdout.write(`\n${missed} target(s) missed; see the ratios above.\n`);
+  return 0;
+}
+
+main().then((code) => {
+  process.exitCode = code;
+});
