@@ -4,4 +4,6 @@ export * from './events.js';
 export * from './handle.js';
 export * from './net.js';
 export * from './options.js';
+export * from './server-events.js';
+export * from './targets.js';
 export * from './tls-alerts.js';

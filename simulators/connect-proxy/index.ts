@@ -10,12 +10,12 @@
  */
 import type { Endpoint, SimulatorEvents, SimulatorHandle } from '../common/index.js';
 import { SimulatorEvents as Events, hostPort, parseOptions } from '../common/index.js';
+import { buildTargetMap } from '../common/targets.js';
 import { buildProxyUrl, type Credentials, usersFromOptions } from './auth.js';
 import type { ConnectProxyEvents, ConnectProxyStats } from './events.js';
 import { type ConnectProxyOptions, connectProxyOptionsSchema } from './options.js';
 import { Policy, rulesFromOptions } from './policy.js';
 import { LabProxyServer } from './server.js';
-import { buildTargetMap } from './targets.js';
 
 export type { Credentials } from './auth.js';
 export type { ConnectionTimings, ConnectProxyEvents, ConnectProxyStats } from './events.js';

@@ -1,7 +1,7 @@
 import type { LookupFunction } from 'node:net';
 import { z } from 'zod';
 import { durationSchema } from '../common/index.js';
-import { parseTarget } from './targets.js';
+import { parseTarget } from '../common/targets.js';
 
 const port = z.number().int().min(1).max(65535);
 const hostPortString = z.string().refine((s) => parseTarget(s) !== undefined, {

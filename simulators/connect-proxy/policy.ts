@@ -2,8 +2,9 @@
  * The proxy's access policy, Squid-like: ordered rules as data, first match wins, then a default.
  * Each decision carries the rule that made it and a sentence explaining why (for 403 bodies and reports).
  */
+
+import { hostMatcher } from '../common/targets.js';
 import type { PolicyRule, ResolvedConnectProxyOptions } from './options.js';
-import { hostMatcher } from './targets.js';
 
 export type RequestKind = 'CONNECT' | 'HTTP';
 

@@ -16,10 +16,10 @@ import {
   Server,
 } from 'proxy-chain';
 import { alertFromError, errorCode, hostPort, preciseNow, type SimulatorEvents } from '../common/index.js';
+import { formatTarget, hostMatcher, type Target, type TargetMap } from '../common/targets.js';
 import { type Credentials, checkCredentials } from './auth.js';
 import type { ConnectProxyEvents, ConnectProxyStats } from './events.js';
 import type { Policy } from './policy.js';
-import { formatTarget, hostMatcher, type Target, type TargetMap } from './targets.js';
 import { type FarSideFailure, openFarSide, splice } from './tunnel.js';
 
 /** What the lab decided for one request, handed from prepareRequestFunction to the tunnel. */

@@ -11,7 +11,7 @@
 import type { LookupFunction } from 'node:net';
 import { connect, type Socket } from 'node:net';
 import { errorCode } from '../common/index.js';
-import { formatTarget, type Target } from './targets.js';
+import { formatTarget, type Target } from '../common/targets.js';
 
 export interface FarSideFailure {
   status: 502 | 504;

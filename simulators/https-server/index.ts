@@ -4,12 +4,11 @@ import { createServer } from 'node:https';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { z } from 'zod';
-import { errorCode } from '../common/errors.js';
 import { preciseNow, SimulatorEvents } from '../common/events.js';
 import type { SimulatorHandle } from '../common/handle.js';
 import { ConnectionTracker, closeServer, hostPort, listen } from '../common/net.js';
 import { parseOptions } from '../common/options.js';
-import { alertFromError } from '../common/tls-alerts.js';
+import { describeTlsClientError, type TlsClientErrorEvent } from '../common/server-events.js';
 
 /**
  * A lab HTTPS endpoint: the simplest cloud service a device talks to. Serves fixed routes over real
@@ -52,7 +51,7 @@ export interface HttpsServerEvents {
     alpn: string | false;
     servername: string | false;
   };
-  'tls-client-error': { remote: string; alert?: string; code?: string; message: string };
+  'tls-client-error': TlsClientErrorEvent;
   request: { id: string; method: string; path: string; status: number };
   closed: { id: string; bytesIn: number; bytesOut: number; durationMs: number };
 }
@@ -137,14 +136,7 @@ export async function start(options: HttpsServerOptions): Promise<HttpsServerHan
   // The client rejected us (unknown_ca, bad_certificate...) or spoke something that is not TLS.
   server.on('tlsClientError', (err: Error, tls: TLSSocket) => {
     stats.tlsErrors++;
-    const alert = alertFromError(err);
-    const code = errorCode(err);
-    events.emitEvent('tls-client-error', {
-      remote: hostPort(tls.remoteAddress ?? '?', tls.remotePort ?? 0),
-      ...(alert ? { alert } : {}),
-      ...(code ? { code } : {}),
-      message: err.message,
-    });
+    events.emitEvent('tls-client-error', describeTlsClientError(err, tls));
   });
 
   const port = await listen(server, opts.host, opts.port);

@@ -6,12 +6,15 @@ import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { Aedes } from 'aedes';
 import { createWebSocketStream, WebSocketServer } from 'ws';
 import { z } from 'zod';
-import { errorCode } from '../common/errors.js';
-import { preciseNow, SimulatorEvents } from '../common/events.js';
+import { SimulatorEvents } from '../common/events.js';
 import type { Endpoint, SimulatorHandle } from '../common/handle.js';
 import { ConnectionTracker, closeServer, hostPort, listen } from '../common/net.js';
 import { parseOptions } from '../common/options.js';
-import { alertFromError } from '../common/tls-alerts.js';
+import {
+  announceConnection,
+  describeTlsClientError,
+  type TlsClientErrorEvent,
+} from '../common/server-events.js';
 
 /**
  * An MQTT broker (aedes) on any mix of transports: mqtt (TCP), mqtts (TLS, optional mutual TLS and ALPN),
@@ -66,8 +69,8 @@ export type MqttBrokerOptions = z.input<typeof mqttBrokerOptionsSchema>;
 
 export interface MqttBrokerEvents {
   [key: string]: unknown;
-  connection: { id: string; remote: string; transport: string };
-  'tls-client-error': { remote: string; alert?: string; code?: string; message: string };
+  connection: { id: string; remote: string };
+  'tls-client-error': TlsClientErrorEvent;
   'client-connected': { clientId: string; username?: string };
   'client-rejected': { clientId: string; returnCode: number; reason: string };
   'client-disconnected': { clientId: string };
@@ -136,34 +139,12 @@ export async function start(options: MqttBrokerOptions = {}): Promise<MqttBroker
   );
 
   const trackSocket = (socket: Socket, transport: string) => {
-    const id = randomUUID().slice(0, 8);
-    const started = preciseNow();
     stats.connections++;
     tracker.track(socket);
-    events.emitEvent('connection', {
-      id,
-      remote: hostPort(socket.remoteAddress ?? '?', socket.remotePort ?? 0),
-      transport,
-    });
-    socket.once('close', () =>
-      events.emitEvent('closed', {
-        id,
-        bytesIn: socket.bytesRead,
-        bytesOut: socket.bytesWritten,
-        durationMs: preciseNow() - started,
-      }),
-    );
+    announceConnection(events, socket, `${transport}-${randomUUID().slice(0, 8)}`);
   };
-  const onTlsError = (err: Error, tls: TLSSocket) => {
-    const alert = alertFromError(err);
-    const code = errorCode(err);
-    events.emitEvent('tls-client-error', {
-      remote: hostPort(tls.remoteAddress ?? '?', tls.remotePort ?? 0),
-      ...(alert ? { alert } : {}),
-      ...(code ? { code } : {}),
-      message: err.message,
-    });
-  };
+  const onTlsError = (err: Error, tls: TLSSocket) =>
+    events.emitEvent('tls-client-error', describeTlsClientError(err, tls));
   const tlsOptions = opts.tls
     ? {
         cert: opts.tls.certPem,

@@ -14,6 +14,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createSecureContext } from 'node:tls';
 import {
+  announceConnection,
   ConnectionTracker,
   closeServer,
   type Endpoint,
@@ -21,16 +22,15 @@ import {
   hostPort,
   listen,
   parseOptions,
-  preciseNow,
   SimulatorEvents,
   type SimulatorHandle,
 } from '../common/index.js';
+import { hostMatcher, parseTarget } from '../common/targets.js';
 import { CertificateAuthority } from '../pki/index.js';
 import type { TlsInspectorEvents, TlsInspectorStats } from './events.js';
 import { INSPECTOR_FAULTS, type InspectorFault, LeafIssuer } from './leaves.js';
 import { type TlsInspectorOptions, tlsInspectorOptionsSchema } from './options.js';
 import { handleConnect, type InspectorContext } from './session.js';
-import { hostMatcher, parseConnectTarget } from './targets.js';
 
 export type { ClientHelloInfo, ClientHelloScan } from './client-hello.js';
 export { parseClientHello, scanClientHello } from './client-hello.js';
@@ -66,7 +66,7 @@ export async function start(options?: TlsInspectorOptions): Promise<TlsInspector
   // Map keys are matched lower-cased, in the same host:port form as CONNECT targets.
   const map: Record<string, string> = {};
   for (const [from, to] of Object.entries(opts.map)) {
-    const t = parseConnectTarget(from);
+    const t = parseTarget(from);
     if (t) map[hostPort(t.host, t.port)] = to;
   }
   const resolved = { ...opts, map };
@@ -105,21 +105,9 @@ export async function start(options?: TlsInspectorOptions): Promise<TlsInspector
   let nextId = 1;
   server.on('connection', (socket: Socket) => {
     const id = `c${nextId++}`;
-    const t0 = preciseNow();
     counts.connections++;
     clients.track(socket);
-    events.emitEvent('connection', {
-      id,
-      remote: hostPort(socket.remoteAddress ?? '?', socket.remotePort ?? 0),
-    });
-    socket.once('close', () =>
-      events.emitEvent('closed', {
-        id,
-        bytesIn: socket.bytesRead,
-        bytesOut: socket.bytesWritten,
-        durationMs: preciseNow() - t0,
-      }),
-    );
+    announceConnection(events, socket, id);
   });
   server.on('connect', (req, socket, head) => {
     handleConnect(ctx, req, socket as Socket, head).catch((err: unknown) => {

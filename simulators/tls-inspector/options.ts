@@ -1,8 +1,9 @@
+import type { LookupFunction } from 'node:net';
 import { z } from 'zod';
 import { durationSchema } from '../common/index.js';
+import { parseTarget } from '../common/targets.js';
 import type { CertificateAuthority } from '../pki/index.js';
 import { INSPECTOR_FAULTS, type InspectorFault } from './leaves.js';
-import { parseConnectTarget } from './targets.js';
 
 function isAuthority(v: unknown): v is CertificateAuthority {
   if (typeof v !== 'object' || v === null) return false;
@@ -16,7 +17,7 @@ const authority = z.custom<CertificateAuthority>(isAuthority, {
   message: 'expected a CertificateAuthority from simulators/pki (createRoot / createIntermediate)',
 });
 
-const hostPortString = z.string().refine((s) => parseConnectTarget(s) !== undefined, {
+const hostPortString = z.string().refine((s) => parseTarget(s) !== undefined, {
   message: 'expected host:port (e.g. api.lab.example:443)',
 });
 
@@ -52,6 +53,10 @@ export const tlsInspectorOptionsSchema = z.strictObject({
   handshakeTimeout: durationSchema.default(10_000),
   /** How long the inspector waits for the real target's TCP + TLS. */
   upstreamTimeout: durationSchema.default(10_000),
+  /** Name resolution for targets (a lab resolves its own names; default: the system's). */
+  lookup: z
+    .custom<LookupFunction>((v) => typeof v === 'function', 'expected a net.LookupFunction')
+    .optional(),
 });
 
 export type TlsInspectorOptions = z.input<typeof tlsInspectorOptionsSchema>;

@@ -3,13 +3,13 @@ import { isIP, connect as netConnect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { checkServerIdentity, type SecureContext, TLSSocket, connect as tlsConnect } from 'node:tls';
 import { alertFromError, errorCode, FieldlabError, hostPort, type SimulatorEvents } from '../common/index.js';
+import { mapTarget, parseTarget, type Target } from '../common/targets.js';
 import { checkBasicAuth } from './auth.js';
 import type { ClientHelloInfo } from './client-hello.js';
 import type { TlsInspectorEvents, TlsInspectorStats } from './events.js';
 import type { InspectorFault, LeafIssuer, LeafLookup } from './leaves.js';
 import type { ResolvedTlsInspectorOptions } from './options.js';
 import { readClientHello } from './read-hello.js';
-import { type ConnectTarget, mapTarget, parseConnectTarget } from './targets.js';
 
 /** What one CONNECT needs from the inspector that owns it. */
 export interface InspectorContext {
@@ -47,7 +47,7 @@ export async function handleConnect(
   const remote = hostPort(socket.remoteAddress ?? '?', socket.remotePort ?? 0);
 
   // RFC 9110 §9.3.6: CONNECT's request-target is authority-form, host:port.
-  const target = parseConnectTarget(req.url);
+  const target = parseTarget(req.url);
   if (!target) {
     reply(socket, 400, 'Bad Request');
     ctx.events.emitEvent('connect-denied', { target: req.url ?? '', rule: 'bad-target', status: 400 });
@@ -89,12 +89,17 @@ function tunnel(
   ctx: InspectorContext,
   socket: Socket,
   head: Buffer,
-  target: ConnectTarget,
-  to: ConnectTarget,
+  target: Target,
+  to: Target,
   rule: string,
 ): void {
   const targetStr = hostPort(target.host, target.port);
-  const up = netConnect({ host: to.host, port: to.port, noDelay: true });
+  const up = netConnect({
+    host: to.host,
+    port: to.port,
+    noDelay: true,
+    ...(ctx.opts.lookup ? { lookup: ctx.opts.lookup } : {}),
+  });
   ctx.track(up);
   up.setTimeout(ctx.opts.upstreamTimeout, () =>
     up.destroy(new FieldlabError('E_UPSTREAM_TIMEOUT', `no TCP connection to ${hostPort(to.host, to.port)}`)),
@@ -148,8 +153,8 @@ async function intercept(
   ctx: InspectorContext,
   socket: Socket,
   head: Buffer,
-  target: ConnectTarget,
-  to: ConnectTarget,
+  target: Target,
+  to: Target,
   remote: string,
 ): Promise<void> {
   let hello: ClientHelloInfo;
@@ -277,7 +282,7 @@ async function intercept(
 /** TLS to the real target: same SNI and ALPN list as the client's, verified against the lab trust. */
 function connectUpstream(
   ctx: InspectorContext,
-  to: ConnectTarget,
+  to: Target,
   name: string,
   alpn: string[] | undefined,
 ): Promise<TLSSocket> {
@@ -286,6 +291,7 @@ function connectUpstream(
     const up = tlsConnect({
       host: to.host,
       port: to.port,
+      ...(ctx.opts.lookup ? { lookup: ctx.opts.lookup } : {}),
       // RFC 6066 §3: literal IPs are not sent as SNI; an empty servername suppresses Node's default.
       servername: isIpName ? '' : name,
       secureContext: ctx.upstreamContext,
@@ -316,7 +322,7 @@ function connectUpstream(
 function failClient(
   ctx: InspectorContext,
   socket: Socket,
-  target: ConnectTarget,
+  target: Target,
   alert: Buffer,
   err: unknown,
   fallbackCode = 'E_UPSTREAM',

@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 
-/** A destination `host:port`, split. */
+/** A destination `host:port` (a CONNECT request-target, RFC 9110 §9.3.6), split. */
 export interface Target {
   /** Lower-cased host name, or an IP address without brackets. */
   host: string;
@@ -60,4 +60,11 @@ export function buildTargetMap(map: Readonly<Record<string, string>>): TargetMap
     if (f && t) out.set(formatTarget(f), t);
   }
   return out;
+}
+
+/** Where a connection really goes: `map['host:port']` when present, else the target itself. */
+export function mapTarget(map: Readonly<Record<string, string>>, target: Target): Target {
+  const key = formatTarget(target);
+  const to = map[key] ?? map[key.toLowerCase()];
+  return (to === undefined ? undefined : parseTarget(to)) ?? target;
 }
