@@ -1,0 +1,249 @@
+/**
+ * geo-dns benchmark: queries per second with dnsperf (one client, up to 100 outstanding) for
+ *   (a) a static A answer from the fieldlab geo DNS,
+ *   (b) a geolocation answer (CNAME + A, chosen by the client's source address) from the same server,
+ *   (c) Debian's dnsmasq serving the same static record (`--address=/name/ip`), the reference.
+ *
+ *   dnsperf (child process) ──UDP──► geo-dns (worker thread) | dnsmasq (child process)
+ *
+ * The lab server runs in a worker thread so that, like dnsmasq, it has its own event loop.
+ * Target: static qps ≥ 0.5× dnsmasq.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { which } from '../harness/capabilities.js';
+import { type BenchReport, buildReport, formatReport, interleave, quick } from './lib.js';
+
+const HOST = '127.0.0.1';
+const STATIC = 'static.bench.example';
+const GEO = 'global.bench.example';
+
+/** The lab server's options: the static record, and a geolocation set where 127.0.0.0/8 is NA. */
+const LAB_OPTIONS = {
+  zones: [
+    {
+      origin: 'bench.example',
+      soa: { mname: 'ns1.bench.example', rname: 'hostmaster.bench.example', minimum: 60 },
+      ttl: 60,
+      records: [
+        { name: 'static', type: 'A', value: '127.53.0.9' },
+        {
+          name: 'global',
+          type: 'CNAME',
+          routing: 'geolocation',
+          location: 'NA',
+          value: 'us-east-1',
+          id: 'us',
+        },
+        {
+          name: 'global',
+          type: 'CNAME',
+          routing: 'geolocation',
+          location: '*',
+          value: 'eu-west-1',
+          id: 'eu',
+        },
+        { name: 'us-east-1', type: 'A', value: '127.53.0.2' },
+        { name: 'eu-west-1', type: 'A', value: '127.53.0.3' },
+      ],
+    },
+  ],
+  locations: [{ cidr: '127.0.0.0/8', continent: 'NA', country: 'US' }],
+};
+
+/** Worker side: start the lab server, post its port, stop on message. */
+async function workerMain(): Promise<void> {
+  const { start } = await import('../simulators/geo-dns/index.js');
+  const dns = await start(workerData as Parameters<typeof start>[0]);
+  parentPort?.postMessage({ port: dns.endpoints[0]?.port });
+  parentPort?.once('message', async () => {
+    await dns.stop();
+    parentPort?.postMessage({ stopped: true, stats: dns.stats() });
+  });
+}
+
+interface Running {
+  port: number;
+  stop(): Promise<void>;
+}
+
+async function startLab(): Promise<Running> {
+  const w = new Worker(fileURLToPath(import.meta.url), { workerData: LAB_OPTIONS });
+  const [msg] = (await once(w, 'message')) as [{ port: number }];
+  return {
+    port: msg.port,
+    async stop() {
+      w.postMessage('stop');
+      await once(w, 'message');
+      await w.terminate();
+    },
+  };
+}
+
+/** A free UDP port on 127.0.0.1 (closed again: dnsmasq binds it next). */
+async function freePort(): Promise<number> {
+  const s = createSocket('udp4');
+  await new Promise<void>((r) => s.bind(0, HOST, () => r()));
+  const { port } = s.address();
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+/** Resolves once a server answers an A query on port (bounded). */
+async function waitForDns(port: number, name: string, ms = 5000): Promise<void> {
+  const q = Buffer.concat([
+    Buffer.from([0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]),
+    ...name.split('.').map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)])),
+    Buffer.from([0, 0, 1, 0, 1]),
+  ]);
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    const s = createSocket('udp4');
+    const ok = await new Promise<boolean>((resolve) => {
+      const t = setTimeout(() => resolve(false), 200);
+      s.once('message', () => {
+        clearTimeout(t);
+        resolve(true);
+      });
+      s.send(q, port, HOST);
+    });
+    s.close();
+    if (ok) return;
+  }
+  throw new Error(`no DNS answer on ${HOST}:${port} within ${ms}ms`);
+}
+
+async function startDnsmasq(dir: string): Promise<Running & { proc: ChildProcess }> {
+  const port = await freePort();
+  const pidFile = join(dir, 'dnsmasq.pid');
+  const proc = spawn(
+    'dnsmasq',
+    [
+      '--keep-in-foreground',
+      '--conf-file=/dev/null',
+      `--port=${port}`,
+      `--listen-address=${HOST}`,
+      '--bind-interfaces',
+      '--no-resolv',
+      '--no-hosts',
+      '--no-negcache',
+      `--address=/${STATIC}/127.53.0.9`,
+      `--pid-file=${pidFile}`,
+      ...(process.getuid?.() === 0 ? ['--user=root'] : []),
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let stderr = '';
+  proc.stderr?.on('data', (c: Buffer) => {
+    stderr += c.toString();
+  });
+  try {
+    await waitForDns(port, STATIC);
+  } catch (err) {
+    proc.kill('SIGTERM');
+    throw new Error(`dnsmasq did not start: ${stderr.trim() || String(err)}`);
+  }
+  return {
+    port,
+    proc,
+    async stop() {
+      if (proc.exitCode !== null) return;
+      const exited = once(proc, 'exit');
+      if (proc.pid !== undefined) process.kill(proc.pid, 'SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/** One dnsperf run; resolves to queries per second. */
+async function dnsperf(port: number, queryFile: string, seconds: number): Promise<number> {
+  const proc = spawn(
+    'dnsperf',
+    ['-s', HOST, '-p', String(port), '-d', queryFile, '-l', String(seconds), '-c', '1'],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let out = '';
+  proc.stdout?.on('data', (c: Buffer) => {
+    out += c.toString();
+  });
+  proc.stderr?.on('data', (c: Buffer) => {
+    out += c.toString();
+  });
+  const timer = setTimeout(() => proc.kill('SIGKILL'), (seconds + 15) * 1000);
+  const [code] = (await once(proc, 'exit')) as [number | null];
+  clearTimeout(timer);
+  const qps = /Queries per second:\s+([\d.]+)/.exec(out)?.[1];
+  if (code !== 0 || qps === undefined) throw new Error(`dnsperf failed (exit ${code}): ${out.slice(-400)}`);
+  const lost = /Queries lost:\s+(\d+)/.exec(out)?.[1];
+  if (lost !== undefined && Number(lost) > 0) lostNotes.push(`dnsperf lost ${lost} queries on port ${port}`);
+  return Number(qps);
+}
+
+const lostNotes: string[] = [];
+
+export async function run(): Promise<BenchReport> {
+  const q = quick();
+  const seconds = q ? 1 : 4;
+  const rounds = 3;
+  const notes: string[] = [];
+  if (!which('dnsperf')) {
+    return buildReport('geo-dns', [], [], ['dnsperf is not installed (Debian: dnsperf): nothing measured']);
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'fieldlab-bench-dns-'));
+  const staticFile = join(dir, 'static.txt');
+  const geoFile = join(dir, 'geo.txt');
+  writeFileSync(staticFile, `${STATIC} A\n`);
+  writeFileSync(geoFile, `${GEO} A\n`);
+  const lab = await startLab();
+  let ref: Running | undefined;
+  try {
+    if (which('dnsmasq')) {
+      try {
+        ref = await startDnsmasq(dir);
+      } catch (err) {
+        notes.push(`dnsmasq reference skipped: ${(err as Error).message}`);
+      }
+    } else notes.push('dnsmasq is not installed (Debian: dnsmasq): no reference');
+    const staticSubjects: Record<string, () => Promise<number>> = {
+      fieldlab: () => dnsperf(lab.port, staticFile, seconds),
+    };
+    if (ref) {
+      const refPort = ref.port;
+      staticSubjects.dnsmasq = () => dnsperf(refPort, staticFile, seconds);
+    }
+    // Warm-up (not counted): the JIT compiles the lab server's hot path.
+    await dnsperf(lab.port, staticFile, 1);
+    await dnsperf(lab.port, geoFile, 1);
+    lostNotes.length = 0;
+    const staticSamples = await interleave(staticSubjects, rounds);
+    const geoSamples = await interleave({ fieldlab: () => dnsperf(lab.port, geoFile, seconds) }, rounds);
+    notes.push(
+      `dnsperf -c 1 (100 outstanding), ${seconds}s per round, ${rounds} rounds; geo-dns in a worker thread`,
+      ...lostNotes,
+    );
+    return buildReport(
+      'geo-dns',
+      [
+        { metric: 'static A qps', unit: 'queries/s', better: 'higher', samples: staticSamples },
+        { metric: 'geolocation qps', unit: 'queries/s', better: 'higher', samples: geoSamples },
+      ],
+      ref ? [{ metric: 'static A qps', subject: 'fieldlab', reference: 'dnsmasq', target: 0.5 }] : [],
+      notes,
+    );
+  } finally {
+    await ref?.stop();
+    await lab.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (!isMainThread) void workerMain();
+else if (import.meta.url === `file://${process.argv[1]}`) run().then((r) => console.log(formatReport(r)));

@@ -1,0 +1,207 @@
+/**
+ * An authoritative DNS server with Route 53 routing policies and DNS faults, for the geo-routed endpoint
+ * problem (Route 53 geolocation + AWS IoT configurable endpoints): `global.iot.example.com` answers
+ * by the client's location (EDNS Client Subnet, RFC 7871, else the source address), e.g. North America →
+ * us-east-1, Default → eu-west-1.
+ *
+ * UDP and TCP on the same host:port (`dns-udp`, `dns-tcp`). Routing per record set: simple, geolocation,
+ * latency, weighted (seedable), failover (TCP health checks or `setHealth`). Faults per name (and client
+ * CIDR): nxdomain, servfail, refused, drop, delay, answerFrom (wrong/stale answer), ttl.
+ * A fast codec answers the common query from a cache of encoded answers; dns2's Packet handles the rest.
+ */
+import type { Endpoint, SimulatorHandle } from '../common/index.js';
+import { SimulatorEvents as Events, FieldlabError, parseOptions } from '../common/index.js';
+import type { GeoDnsEvents, GeoDnsStats } from './events.js';
+import { HealthChecks } from './health.js';
+import { LocationTable, parseCidr } from './ip.js';
+import {
+  type FaultInput,
+  faultSchema,
+  type GeoDnsOptions,
+  geoDnsOptionsSchema,
+  type LocationEntry,
+  locationEntrySchema,
+  type RecordInput,
+  type ZoneInput,
+  zoneSchema,
+} from './options.js';
+import { DnsServer, type Fault } from './server.js';
+import { latencyRows, normName, ownerName, ZoneStore } from './zone.js';
+
+export type { AnswerInfo, GeoDnsEvents, GeoDnsStats } from './events.js';
+export { bestGeo, type GeoMatch, geoSpecificity, parseGeo } from './geo.js';
+export { type ClientLocation, LocationTable } from './ip.js';
+export * from './options.js';
+export type { Fault } from './server.js';
+export { decodeQuery, encodeResponse, type Query } from './wire.js';
+export { type Resolution, type StoredRecord, ZoneStore } from './zone.js';
+
+/** A record added at runtime: absolute name (trailing dot optional), or relative to `zone`. */
+export type RuntimeRecord = RecordInput & { zone?: string };
+
+/** A running geo DNS. */
+export interface GeoDnsHandle extends SimulatorHandle<GeoDnsEvents, GeoDnsStats> {
+  /** `dns-udp` and `dns-tcp`, same host and port, protocol `dns`. */
+  readonly endpoints: readonly Endpoint[];
+  /** Sets (or clears, with undefined) the fault on an absolute name. */
+  setFault(name: string, fault: FaultInput | undefined): void;
+  /** Overrides a record's health (by id); undefined returns it to its health check. */
+  setHealth(recordId: string, healthy: boolean | undefined): void;
+  /** Adds records; a name no zone serves gets a zone for its parent domain. */
+  addRecords(records: readonly RuntimeRecord[]): Promise<void>;
+  /** Replaces the record sets (name+type) the given records belong to. */
+  setRecords(records: readonly RuntimeRecord[]): Promise<void>;
+  /** Removes the record set name+type (every type when omitted). */
+  removeRecords(name: string, type?: string): void;
+  /** Adds a zone. */
+  addZone(zone: ZoneInput): Promise<void>;
+  /** Replaces the address → location table. */
+  setLocations(locations: readonly LocationEntry[]): void;
+}
+
+/** mulberry32: a small seedable PRNG, so weighted routing is reproducible in tests. */
+function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function toFault(input: FaultInput, where: string): Fault {
+  const f = faultSchema.safeParse(input);
+  if (!f.success) {
+    throw new FieldlabError(
+      'E_BAD_OPTION',
+      `geo-dns: bad fault for ${where}: ${f.error.issues[0]?.message}`,
+      {
+        hint: "use nxdomain, servfail, refused, drop, or {delay: '500ms'}, {answerFrom: id}, {ttl: 5}",
+      },
+    );
+  }
+  const v = f.data;
+  if (typeof v === 'string') return v === 'drop' ? { drop: true, text: 'drop' } : { rcode: v, text: v };
+  const text = [
+    v.rcode,
+    v.drop ? 'drop' : undefined,
+    v.delay !== undefined ? `delay ${v.delay}ms` : undefined,
+    v.answerFrom !== undefined ? `answerFrom ${v.answerFrom}` : undefined,
+    v.ttl !== undefined ? `ttl ${v.ttl}` : undefined,
+  ]
+    .filter(Boolean)
+    .join(', ');
+  const cidr = v.cidr !== undefined ? parseCidr(v.cidr) : undefined;
+  return {
+    ...(v.rcode ? { rcode: v.rcode } : {}),
+    ...(v.drop ? { drop: true } : {}),
+    ...(v.delay !== undefined ? { delay: v.delay } : {}),
+    ...(v.answerFrom !== undefined ? { answerFrom: v.answerFrom } : {}),
+    ...(v.ttl !== undefined ? { ttl: v.ttl } : {}),
+    ...(cidr ? { cidr } : {}),
+    text: `${text || 'none'}${v.cidr ? ` for ${v.cidr}` : ''}`,
+  };
+}
+
+/** Starts the DNS server on `host:port` (default 127.0.0.1, a free port), UDP and TCP. */
+export async function start(options?: GeoDnsOptions): Promise<GeoDnsHandle> {
+  const opts = parseOptions(geoDnsOptionsSchema, options, 'geo-dns');
+  const events = new Events<GeoDnsEvents>(opts.name);
+  const zones = new ZoneStore();
+  for (const z of opts.zones) zones.addZone(z);
+  zones.latency = latencyRows(opts.latency);
+  let locations = new LocationTable(opts.locations);
+  let server: DnsServer | undefined;
+  const health = new HealthChecks((id, healthy, reason) => {
+    server?.invalidate();
+    events.emitEvent('health', { id, healthy, reason });
+  });
+  server = new DnsServer({
+    host: opts.host,
+    port: opts.port,
+    zones,
+    locations: () => locations,
+    health,
+    events,
+    random: opts.seed !== undefined ? seededRandom(opts.seed) : Math.random,
+    cache: opts.cache,
+  });
+  const srv = server;
+  for (const [name, f] of Object.entries(opts.faults)) srv.faults.set(normName(name), toFault(f, name));
+  await health.watch(zones.records());
+  try {
+    await srv.listen();
+  } catch (err) {
+    health.stop();
+    throw err;
+  }
+
+  /** Absolute owner name; creates a zone for the parent domain when no zone serves the name. */
+  const place = (r: RuntimeRecord): RecordInput => {
+    const { zone, ...rec } = r;
+    const owner = zone !== undefined ? ownerName(rec.name, normName(zone)) : normName(rec.name);
+    if (!zones.zoneOf(owner)) {
+      const dot = owner.indexOf('.');
+      const parent = dot < 0 ? owner : owner.slice(dot + 1);
+      zones.addZone(
+        zoneSchema.parse({
+          origin: parent,
+          ttl: 60,
+          soa: { mname: `ns.${parent}`, rname: `hostmaster.${parent}`, minimum: 60 },
+        }),
+      );
+    }
+    return { ...rec, name: `${owner}.` };
+  };
+  const addAll = async (records: readonly RuntimeRecord[]): Promise<void> => {
+    const added = records.map((r) => zones.add(place(r)));
+    srv.invalidate();
+    await health.watch(added);
+  };
+
+  let stopping: Promise<void> | undefined;
+  const endpoint = (name: string): Endpoint => ({ name, host: opts.host, port: srv.port, protocol: 'dns' });
+  return {
+    name: opts.name,
+    endpoints: [endpoint('dns-udp'), endpoint('dns-tcp')],
+    events,
+    stats: () => ({ ...srv.counters, byRcode: { ...srv.counters.byRcode } }),
+    setFault(name, fault) {
+      const key = normName(name);
+      if (fault === undefined) srv.faults.delete(key);
+      else srv.faults.set(key, toFault(fault, name));
+      srv.invalidate();
+    },
+    setHealth(recordId, healthy) {
+      health.set(recordId, healthy);
+    },
+    addRecords: addAll,
+    async setRecords(records) {
+      const placed = records.map(place);
+      for (const r of placed) zones.remove(normName(r.name), r.type);
+      await addAll(placed);
+    },
+    removeRecords(name, type) {
+      zones.remove(normName(name), type);
+      srv.invalidate();
+    },
+    async addZone(zone) {
+      const z = zones.addZone(parseOptions(zoneSchema, zone, 'geo-dns zone'));
+      srv.invalidate();
+      await health.watch(zones.records().filter((r) => zones.zoneOf(r.owner) === z));
+    },
+    setLocations(entries) {
+      locations = new LocationTable(entries.map((e) => locationEntrySchema.parse(e)));
+      srv.invalidate();
+    },
+    stop() {
+      stopping ??= (async () => {
+        health.stop();
+        await srv.close();
+      })();
+      return stopping;
+    },
+  };
+}
