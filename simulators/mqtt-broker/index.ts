@@ -15,6 +15,7 @@ import {
   describeTlsClientError,
   type TlsClientErrorEvent,
 } from '../common/server-events.js';
+import { type BrokerHooks, type ClientInfo, installHooks } from './hooks.js';
 
 /**
  * An MQTT broker (aedes) on any mix of transports: mqtt (TCP), mqtts (TLS, optional mutual TLS and ALPN),
@@ -51,6 +52,10 @@ export const mqttBrokerOptionsSchema = z
       .optional(),
     /** When set, CONNECT must carry one of these username/password pairs (else CONNACK 4/5). */
     users: z.array(z.object({ username: z.string(), password: z.string() }).strict()).optional(),
+    /** Persona hooks (see hooks.ts); `authenticate` here replaces the `users` check. */
+    hooks: z
+      .custom<BrokerHooks>((v) => typeof v === 'object' && v !== null, 'expected an object of hook functions')
+      .optional(),
   })
   .strict()
   .superRefine((o, ctx) => {
@@ -66,6 +71,7 @@ export const mqttBrokerOptionsSchema = z
   });
 
 export type MqttBrokerOptions = z.input<typeof mqttBrokerOptionsSchema>;
+export type { BrokerHooks, ClientInfo, ConnectRefusal } from './hooks.js';
 
 export interface MqttBrokerEvents {
   [key: string]: unknown;
@@ -100,24 +106,22 @@ export async function start(options: MqttBrokerOptions = {}): Promise<MqttBroker
   const broker = await Aedes.createBroker();
   const tracker = new ConnectionTracker();
 
-  if (opts.users) {
-    const users = opts.users;
-    broker.authenticate = (client, username, password, done) => {
-      const ok = users.some((u) => u.username === username && u.password === password?.toString());
-      if (!ok) {
-        stats.rejected++;
-        events.emitEvent('client-rejected', {
-          clientId: client.id,
-          returnCode: 4,
-          reason: 'bad username or password',
-        });
-        const err = Object.assign(new Error('bad username or password'), { returnCode: 4 });
-        done(err as Error & { returnCode: 4 }, false);
-        return;
-      }
-      done(null, true);
-    };
-  }
+  const users = opts.users;
+  const hooks: BrokerHooks = {
+    ...(users
+      ? {
+          authenticate: async (c: ClientInfo, password: Buffer | undefined) =>
+            users.some((u) => u.username === c.username && u.password === password?.toString())
+              ? (true as const)
+              : { returnCode: 4 as const, reason: 'bad username or password' },
+        }
+      : {}),
+    ...opts.hooks,
+  };
+  installHooks(broker, hooks, (clientId, returnCode, reason) => {
+    stats.rejected++;
+    events.emitEvent('client-rejected', { clientId, returnCode, reason });
+  });
   broker.on('client', (c) => {
     stats.clients++;
     events.emitEvent('client-connected', { clientId: c.id });

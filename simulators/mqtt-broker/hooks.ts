@@ -1,0 +1,105 @@
+import type { PeerCertificate, TLSSocket } from 'node:tls';
+import type { Aedes, Client } from 'aedes';
+
+/**
+ * Hooks a cloud persona (IoT Hub, AWS IoT Core) plugs into the broker: who may connect, publish and
+ * subscribe, and what to do with a device's message (answer a provisioning request...). Each hook is
+ * async and optional; without hooks the broker lets everyone in (or checks `users`).
+ */
+export interface ClientInfo {
+  clientId: string;
+  username?: string;
+  /** The client certificate of a mutual-TLS connection (mqtts or wss). */
+  peerCertificate?: PeerCertificate;
+  /** The negotiated ALPN protocol, when the transport is TLS. */
+  alpn?: string;
+}
+
+/** A refusal at CONNECT: the MQTT 3.1.1 CONNACK return code (§3.2.2.3) and why. */
+export interface ConnectRefusal {
+  returnCode: 1 | 2 | 3 | 4 | 5;
+  reason: string;
+}
+
+export interface BrokerHooks {
+  authenticate?(client: ClientInfo, password: Buffer | undefined): Promise<true | ConnectRefusal>;
+  /** false: the PUBLISH is dropped and the client disconnected (what AWS IoT does on a policy denial). */
+  authorizePublish?(client: ClientInfo, topic: string, payload: Buffer): Promise<boolean>;
+  /** false: the SUBACK carries 0x80 (failure) for that topic. */
+  authorizeSubscribe?(client: ClientInfo, topic: string): Promise<boolean>;
+  /** Every authorized PUBLISH from a client, after delivery (a persona answers requests here). */
+  onPublish?(client: ClientInfo, topic: string, payload: Buffer): Promise<void> | void;
+}
+
+/** What a hook knows about an aedes client: id, user, and the TLS facts of its connection. */
+export function clientInfo(client: Client, username?: string): ClientInfo {
+  const conn = client.conn as Partial<TLSSocket>;
+  const tls = typeof conn.getPeerCertificate === 'function';
+  const cert = tls ? conn.getPeerCertificate?.() : undefined;
+  const info: ClientInfo = { clientId: client.id };
+  const user = username ?? (client as Client & { fieldlabUser?: string }).fieldlabUser;
+  if (user !== undefined) info.username = user;
+  if (cert && Object.keys(cert).length > 0) info.peerCertificate = cert;
+  if (tls && typeof conn.alpnProtocol === 'string') info.alpn = conn.alpnProtocol;
+  return info;
+}
+
+/** Installs the hooks on an aedes instance, reporting refusals through `onRefused`. */
+export function installHooks(
+  broker: Aedes,
+  hooks: BrokerHooks,
+  onRefused: (clientId: string, returnCode: number, reason: string) => void,
+): void {
+  const { authenticate, authorizePublish, authorizeSubscribe, onPublish } = hooks;
+  if (authenticate) {
+    broker.authenticate = (client, username, password, done) => {
+      (client as Client & { fieldlabUser?: string }).fieldlabUser = username ?? undefined;
+      authenticate(
+        clientInfo(client, username ?? undefined),
+        password ? Buffer.from(password) : undefined,
+      ).then(
+        (r) => {
+          if (r === true) return done(null, true);
+          onRefused(client.id, r.returnCode, r.reason);
+          done(
+            Object.assign(new Error(r.reason), { returnCode: r.returnCode }) as Parameters<typeof done>[0],
+            false,
+          );
+        },
+        (err: unknown) => {
+          onRefused(client.id, 3, `authenticate hook failed: ${String(err)}`);
+          done(
+            Object.assign(new Error('server unavailable'), { returnCode: 3 }) as Parameters<typeof done>[0],
+            false,
+          );
+        },
+      );
+    };
+  }
+  if (authorizePublish) {
+    broker.authorizePublish = (client, packet, cb) => {
+      if (!client) return cb(null); // the broker's own messages
+      authorizePublish(clientInfo(client), packet.topic, Buffer.from(packet.payload)).then(
+        (ok) => cb(ok ? null : new Error(`not authorized to publish to ${packet.topic}`)),
+        (err: unknown) => cb(err instanceof Error ? err : new Error(String(err))),
+      );
+    };
+  }
+  if (authorizeSubscribe) {
+    broker.authorizeSubscribe = (client, sub, cb) => {
+      authorizeSubscribe(clientInfo(client), sub.topic).then(
+        // aedes: a null subscription makes the SUBACK carry 0x80 for it.
+        (ok) => cb(null, ok ? sub : null),
+        (err: unknown) => cb(err instanceof Error ? err : new Error(String(err))),
+      );
+    };
+  }
+  if (onPublish) {
+    broker.on('publish', (packet, client) => {
+      if (!client) return;
+      Promise.resolve(onPublish(clientInfo(client), packet.topic, Buffer.from(packet.payload))).catch(
+        () => undefined,
+      );
+    });
+  }
+}
