@@ -1,0 +1,80 @@
+import type { SimulatorEvents } from '../common/events.js';
+
+/** Why a handshake's access token was refused. */
+export type TokenRejectReason =
+  | 'missing'
+  | 'ambiguous'
+  | 'used'
+  | 'revoked'
+  | 'unknown'
+  | 'closed'
+  | 'mode-mismatch';
+
+/** Events of the tunnel-service simulator. */
+export interface TunnelServiceEvents {
+  [key: string]: unknown;
+  /** A TCP connection to the data plane. */
+  connection: { id: string; remote: string };
+  closed: { id: string; bytesIn: number; bytesOut: number; durationMs: number };
+  'tls-client-error': { remote: string; alert?: string; code?: string; message: string };
+  /** A management API call (SigV4 is not verified; the access key id is recorded). */
+  'api-request': { operation: string; status: number; errorType?: string; accessKeyId?: string };
+  'tunnel-opened': { tunnelId: string; thingName?: string; services: string[] };
+  'tunnel-closed': { tunnelId: string; reason: 'api' | 'deleted' | 'lifetime' | 'stopped' };
+  'tokens-rotated': { tunnelId: string; modes: Array<'source' | 'destination'> };
+  /** The notify hook failed (the tunnel still opened). */
+  'notify-error': { tunnelId: string; topic: string; message: string };
+  /** A data plane handshake refused before the upgrade. */
+  'handshake-rejected': { remote: string; status: number; reason: string };
+  'token-rejected': {
+    tunnelId?: string;
+    mode?: string;
+    reason: TokenRejectReason;
+    status: number;
+    /** E_TUNNEL_TOKEN_USED, E_TUNNEL_TOKEN_REVOKED, E_TUNNEL_TOKEN_UNKNOWN, E_TUNNEL_CLOSED... */
+    code: string;
+  };
+  'peer-connected': {
+    tunnelId: string;
+    mode: 'source' | 'destination';
+    protocol: number;
+    clientToken?: string;
+    replaced: boolean;
+  };
+  'peer-disconnected': {
+    tunnelId: string;
+    mode: 'source' | 'destination';
+    code: number;
+    reason: string;
+  };
+  'stream-start': { tunnelId: string; streamId: number; serviceId: string; connectionId: number };
+  'stream-reset': { tunnelId: string; streamId: number; serviceId: string; from: string };
+  'connection-start': { tunnelId: string; streamId: number; serviceId: string; connectionId: number };
+  'connection-reset': { tunnelId: string; streamId: number; serviceId: string; connectionId: number };
+  /** Aggregated DATA relayed since the last report, by sender side. */
+  data: { tunnelId: string; from: 'source' | 'destination'; bytes: number; frames: number };
+  'protocol-violation': {
+    tunnelId: string;
+    mode: 'source' | 'destination';
+    reason: string;
+    code: string;
+    closeCode: number;
+  };
+}
+
+export interface TunnelServiceStats {
+  [key: string]: unknown;
+  tunnelsOpen: number;
+  tunnelsClosed: number;
+  peers: number;
+  /** DATA payload-carrying message bytes (prefix included) relayed. */
+  bytesRelayed: number;
+  /** Messages of any type relayed to the other side. */
+  framesRelayed: number;
+  /** Stale messages dropped (wrong stream or connection id, DATA racing a reset). */
+  framesDropped: number;
+  handshakesRejected: number;
+  violations: number;
+}
+
+export type Emitter = SimulatorEvents<TunnelServiceEvents>;

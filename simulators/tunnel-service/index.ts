@@ -1,0 +1,166 @@
+import { randomUUID } from 'node:crypto';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { errorCode } from '../common/errors.js';
+import { preciseNow, SimulatorEvents } from '../common/events.js';
+import type { Endpoint, SimulatorHandle } from '../common/handle.js';
+import { ConnectionTracker, closeServer, hostPort, listen } from '../common/net.js';
+import { parseOptions } from '../common/options.js';
+import { alertFromError } from '../common/tls-alerts.js';
+import { createApiHandler } from './api.js';
+import { DataPlane, MAX_HANDSHAKE_BYTES } from './data-plane.js';
+import type { TunnelServiceEvents, TunnelServiceStats } from './events.js';
+import { type TunnelServiceOptions, tunnelServiceOptionsSchema } from './options.js';
+import { type Tunnel, TunnelRegistry } from './tunnels.js';
+
+/**
+ * AWS IoT Secure Tunneling, lab edition: the management API (AWS JSON 1.1, for
+ * `@aws-sdk/client-iotsecuretunneling`) on endpoint `api`, and the WebSocket data plane (V1–V3 protocol,
+ * wire-compatible with the AWS localproxy) on endpoint `data` (`ws`, or `wss` with `tls`), on two ports
+ * like the real service's two hosts (api.tunneling.iot… and data.tunneling.iot…).
+ */
+
+export type { TokenRejectReason, TunnelServiceEvents, TunnelServiceStats } from './events.js';
+export * from './frame.js';
+export { type TunnelServiceOptions, tunnelServiceOptionsSchema } from './options.js';
+
+export interface TunnelServiceHandle extends SimulatorHandle<TunnelServiceEvents, TunnelServiceStats> {
+  /** A tunnel's current access tokens (tests and harness; the API only shows them once). */
+  tokens(tunnelId: string): { source: string; destination: string } | undefined;
+}
+
+export async function start(options: TunnelServiceOptions = {}): Promise<TunnelServiceHandle> {
+  const opts = parseOptions(tunnelServiceOptionsSchema, options, 'tunnel-service');
+  const events = new SimulatorEvents<TunnelServiceEvents>(opts.name);
+  const stats: TunnelServiceStats = {
+    tunnelsOpen: 0,
+    tunnelsClosed: 0,
+    peers: 0,
+    bytesRelayed: 0,
+    framesRelayed: 0,
+    framesDropped: 0,
+    handshakesRejected: 0,
+    violations: 0,
+  };
+  const registry = new TunnelRegistry();
+  const data = new DataPlane(registry, opts, events, stats);
+
+  const armLifetime = (t: Tunnel) => {
+    const ms = opts.maxLifetimeMs ?? t.maxLifetimeTimeoutMinutes * 60_000;
+    t.lifetimeTimer = setTimeout(() => data.closeTunnel(t, 'lifetime'), ms);
+    t.lifetimeTimer.unref();
+  };
+  const api = createApiHandler(registry, opts, events, {
+    closeTunnel: (t, reason) => data.closeTunnel(t, reason),
+    disconnectMode: (t, mode, reason) => data.disconnectMode(t, mode, reason),
+    armLifetime,
+  });
+
+  const apiTracker = new ConnectionTracker();
+  const apiServer = createHttpServer(api);
+  apiServer.on('connection', (s: Socket) => apiTracker.track(s));
+
+  const dataTracker = new ConnectionTracker();
+  // maxHeaderSize: the real service refuses handshakes over 4 KB; Node answers 431 past this (clientError).
+  const serverOpts = { maxHeaderSize: MAX_HANDSHAKE_BYTES * 2 };
+  const dataServer: HttpServer = opts.tls
+    ? createHttpsServer({
+        ...serverOpts,
+        cert: opts.tls.certPem,
+        key: opts.tls.keyPem,
+        minVersion: 'TLSv1.2',
+      })
+    : createHttpServer(serverOpts);
+  dataServer.on('upgrade', (req, socket, head) => data.handleUpgrade(req, socket, head));
+  // A plain request (no upgrade) to the data plane.
+  dataServer.on('request', (_req, res) => {
+    res.writeHead(400, { 'content-type': 'text/plain', connection: 'close' });
+    res.end('expected a WebSocket upgrade on GET /tunnel\n');
+  });
+  dataServer.on('clientError', (err, socket) => {
+    const status = errorCode(err) === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+    if (socket.writable) socket.end(`HTTP/1.1 ${status} Bad Request\r\nConnection: close\r\n\r\n`);
+    socket.destroy();
+  });
+  const onConnection = (s: Socket) => {
+    const id = randomUUID().slice(0, 8);
+    const started = preciseNow();
+    dataTracker.track(s);
+    events.emitEvent('connection', { id, remote: hostPort(s.remoteAddress ?? '?', s.remotePort ?? 0) });
+    s.once('close', () =>
+      events.emitEvent('closed', {
+        id,
+        bytesIn: s.bytesRead,
+        bytesOut: s.bytesWritten,
+        durationMs: preciseNow() - started,
+      }),
+    );
+  };
+  // The raw TCP socket, also for wss: stop() must reach sockets still in the TLS handshake.
+  dataServer.on('connection', onConnection);
+  if (opts.tls) {
+    dataServer.on('tlsClientError', (err: Error, tls: TLSSocket) => {
+      const alert = alertFromError(err);
+      const code = errorCode(err);
+      events.emitEvent('tls-client-error', {
+        remote: hostPort(tls.remoteAddress ?? '?', tls.remotePort ?? 0),
+        ...(alert ? { alert } : {}),
+        ...(code ? { code } : {}),
+        message: err.message,
+      });
+    });
+  }
+
+  let apiPort: number;
+  let dataPort: number;
+  try {
+    apiPort = await listen(apiServer, opts.host, opts.apiPort);
+    dataPort = await listen(dataServer, opts.host, opts.dataPort);
+  } catch (err) {
+    await closeServer(apiServer, apiTracker);
+    await closeServer(dataServer, dataTracker);
+    throw err;
+  }
+  const hp = (port: number) => hostPort(opts.host, port);
+  const dataProtocol = opts.tls ? 'wss' : 'ws';
+  const endpoints: Endpoint[] = [
+    { name: 'api', host: opts.host, port: apiPort, protocol: 'http', url: `http://${hp(apiPort)}` },
+    {
+      name: 'data',
+      host: opts.host,
+      port: dataPort,
+      protocol: dataProtocol,
+      url: `${dataProtocol}://${hp(dataPort)}`,
+    },
+  ];
+
+  let stopped: Promise<void> | undefined;
+  return {
+    name: opts.name,
+    endpoints,
+    events,
+    stats: () => ({
+      ...stats,
+      tunnelsOpen: registry.openCount,
+      tunnelsClosed: registry.closedCount,
+    }),
+    tokens: (tunnelId) => {
+      const t = registry.tunnels.get(tunnelId);
+      return t ? { source: t.slots.source.token, destination: t.slots.destination.token } : undefined;
+    },
+    stop: () => {
+      stopped ??= (async () => {
+        for (const t of registry.tunnels.values()) {
+          if (t.lifetimeTimer) clearTimeout(t.lifetimeTimer);
+          if (t.dataTimer) clearTimeout(t.dataTimer);
+          data.flushData(t);
+        }
+        data.stop();
+        await Promise.all([closeServer(apiServer, apiTracker), closeServer(dataServer, dataTracker)]);
+      })();
+      return stopped;
+    },
+  };
+}
