@@ -2,13 +2,16 @@ import { writeFileSync } from 'node:fs';
 import type { LookupFunction } from 'node:net';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { durationSchema } from '../../simulators/common/duration.js';
 import type { LabEvent } from '../../simulators/common/events.js';
 import type { Endpoint } from '../../simulators/common/handle.js';
 import { policyRuleSchema, start as startConnectProxy } from '../../simulators/connect-proxy/index.js';
+import { geoDnsOptionsSchema, start as startGeoDns } from '../../simulators/geo-dns/index.js';
 import { start as startHttpsServer } from '../../simulators/https-server/index.js';
 import { start as startMqttBroker } from '../../simulators/mqtt-broker/index.js';
 import type { BadCertKind, PkiHandle } from '../../simulators/pki/index.js';
 import { start as startTlsInspector } from '../../simulators/tls-inspector/index.js';
+import { start as startTunnelService } from '../../simulators/tunnel-service/index.js';
 
 /**
  * How a scenario's `type:` becomes a running simulator: each adapter validates the options a scenario
@@ -42,6 +45,8 @@ export interface StartedSimulator {
   vars?: Record<string, string>;
   /** Endpoint names that must not be fronted by a relay (UDP, or ones the simulator must own). */
   direct?: string[];
+  /** Called once every simulator of the lab runs, with the lab's host names and addresses. */
+  labReady?(hosts: ReadonlyMap<string, string>): Promise<void>;
 }
 
 export interface SimulatorAdapter<S extends z.ZodType = z.ZodType> {
@@ -234,7 +239,77 @@ const tlsInspector = adapter({
   },
 });
 
+/** The fully qualified names a zone list declares records for (`@` = origin; a trailing dot = absolute). */
+function declaredNames(
+  zones: ReadonlyArray<{ origin: string; records?: ReadonlyArray<{ name: string }> }>,
+): Set<string> {
+  const out = new Set<string>();
+  for (const z of zones) {
+    const origin = z.origin.replace(/\.$/, '').toLowerCase();
+    for (const r of z.records ?? []) {
+      const n = r.name.toLowerCase();
+      out.add(n === '@' ? origin : n.endsWith('.') ? n.slice(0, -1) : `${n}.${origin}`);
+    }
+  }
+  return out;
+}
+
+const geoDns = adapter({
+  type: 'geo-dns',
+  summary:
+    'authoritative DNS with Route 53 routing policies (geolocation, latency, weighted, failover), ECS and DNS faults',
+  options: geoDnsOptionsSchema.omit({ name: true, host: true, port: true }).strict(),
+  async start(ctx, o) {
+    const handle = await startGeoDns({ ...o, name: ctx.name, host: ctx.address, port: 0 });
+    const declared = declaredNames(o.zones);
+    return {
+      handle,
+      // The lab's own names are served too (unless the scenario's zones define them), so clients that
+      // use this server resolve every lab host.
+      async labReady(hosts) {
+        const records = [...hosts]
+          .filter(([name]) => !declared.has(name))
+          .map(([name, address]) => ({ name: `${name}.`, type: 'A' as const, value: address }));
+        if (records.length > 0) await handle.addRecords(records);
+      },
+    };
+  },
+});
+
+const tunnelService = adapter({
+  type: 'tunnel-service',
+  summary:
+    'AWS IoT Secure Tunneling: management API (AWS SDK compatible) and the WebSocket data plane (v1–v3)',
+  options: z
+    .object({
+      region: z.string().default('us-east-1'),
+      /** Serve the data plane as wss with a lab certificate (the real service is TLS-only). */
+      tls: z.boolean().default(true),
+      maxOpenTunnels: z.number().int().positive().optional(),
+      /** Overrides every tunnel's max lifetime. */
+      maxLifetime: durationSchema.optional(),
+      /** Per-tunnel relay quota, bytes/s (the real service publishes 800 KB/s per account). */
+      bandwidthBytesPerSecond: z.number().int().positive().optional(),
+    })
+    .strict(),
+  async start(ctx, o) {
+    const cert = o.tls ? await ctx.pki.issueServer([ctx.hostName, ctx.address]) : undefined;
+    const handle = await startTunnelService({
+      name: ctx.name,
+      host: ctx.address,
+      region: o.region,
+      ...(cert ? { tls: { certPem: cert.chainPem, keyPem: cert.keyPem } } : {}),
+      ...(o.maxOpenTunnels ? { maxOpenTunnels: o.maxOpenTunnels } : {}),
+      ...(o.maxLifetime ? { maxLifetimeMs: Math.max(1, Math.round(o.maxLifetime)) } : {}),
+      ...(o.bandwidthBytesPerSecond ? { bandwidthBytesPerSecond: o.bandwidthBytesPerSecond } : {}),
+    });
+    return { handle };
+  },
+});
+
 const ADAPTERS = new Map<string, SimulatorAdapter>([
+  [geoDns.type, geoDns],
+  [tunnelService.type, tunnelService],
   [connectProxy.type, connectProxy],
   [tlsInspector.type, tlsInspector],
   [httpsServer.type, httpsServer],

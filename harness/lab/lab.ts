@@ -10,7 +10,7 @@ import { parseOptions } from '../../simulators/common/options.js';
 import { type PkiHandle, start as startPki } from '../../simulators/pki/index.js';
 import { type RelayHandle, startRelay } from '../faults/index.js';
 import type { SimulatorDecl } from '../scenario/model.js';
-import { adapterFor, adapterTypes, type LabSimulatorHandle } from './adapters.js';
+import { adapterFor, adapterTypes, type LabSimulatorHandle, type StartedSimulator } from './adapters.js';
 import { type AddressBlock, claimBlock } from './addresses.js';
 import { createLabLookup } from './lookup.js';
 import { type LabRecord, labsDir, processStartTicks, writeRecord } from './state.js';
@@ -258,9 +258,12 @@ export async function startLab(def: LabDefinition): Promise<Lab> {
       if (!lab.hosts.has(s.host)) lab.hosts.set(s.host, block.address(lab.hosts.size + 1));
     writeNameFiles(lab);
 
+    const ready: Array<NonNullable<StartedSimulator['labReady']>> = [];
     for (const [i, decl] of def.simulators.entries()) {
-      await startOne(lab, decl, i);
+      const hook = await startOne(lab, decl, i);
+      if (hook) ready.push(hook);
     }
+    for (const hook of ready) await hook(lab.hosts);
     return lab;
   } catch (err) {
     await lab.stop();
@@ -268,7 +271,7 @@ export async function startLab(def: LabDefinition): Promise<Lab> {
   }
 }
 
-async function startOne(lab: Lab, decl: SimulatorDecl, index: number): Promise<void> {
+async function startOne(lab: Lab, decl: SimulatorDecl, index: number): Promise<StartedSimulator['labReady']> {
   const adapter = adapterFor(decl.type);
   if (!adapter) {
     throw new FieldlabError(
@@ -322,6 +325,7 @@ async function startOne(lab: Lab, decl: SimulatorDecl, index: number): Promise<v
       ...(url ? { url } : {}),
     });
   }
+  return started.labReady;
 }
 
 /** The hosts file and resolv.conf that clients in the lab's private mount namespace see. */
