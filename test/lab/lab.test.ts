@@ -1,3 +1,4 @@
+import { Resolver } from 'node:dns/promises';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { get } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -105,6 +106,18 @@ describe('loopback lab', () => {
     expect(existsSync(dir)).toBe(false);
     expect(existsSync(join(state, 'blocks', a!.block.prefix))).toBe(false);
     await a!.stop(); // idempotent
+  });
+
+  it('serves every lab host name from a geo-dns simulator in the lab', async () => {
+    const lab = await start([
+      { name: 'dns', type: 'geo-dns', host: 'ns1.lab.example.com', port: 0, options: {} },
+      api,
+    ]);
+    const dns = lab.sim('dns').endpoints.find((e) => e.name === 'dns-udp')!;
+    const resolver = new Resolver({ timeout: 2000, tries: 1 });
+    resolver.setServers([`${dns.host}:${dns.port}`]);
+    expect(await resolver.resolve4('api.iot.example.com')).toEqual([lab.hosts.get('api.iot.example.com')]);
+    expect(await resolver.resolve4('device.example.com')).toEqual([lab.hosts.get('device.example.com')]);
   });
 
   it('rejects an unknown simulator type and bad options with clear codes, leaving nothing behind', async () => {
