@@ -15,7 +15,9 @@ async function main(): Promise<number> {
   const names = process.argv.slice(2).filter((a) => !a.startsWith('-'));
   const unknown = names.filter((n) => !(n in BENCHES));
   if (unknown.length > 0) {
-    process.stderr.write(`bench: unknown benchmark ${unknown.join(', ')} (have: ${Object.keys(BENCHES).join(', ')})\n`);
+    process.stderr.write(
+      `bench: unknown benchmark ${unknown.join(', ')} (have: ${Object.keys(BENCHES).join(', ')})\n`,
+    );
     return 2;
   }
   const selected = names.length > 0 ? names : Object.keys(BENCHES);

@@ -8,7 +8,10 @@ import { durationSchema } from '../../simulators/common/duration.js';
  */
 const common = {
   /** Unique per relay; defaults to `<type>_<stream>`. */
-  name: z.string().regex(/^[a-zA-Z0-9_.-]+$/).optional(),
+  name: z
+    .string()
+    .regex(/^[a-zA-Z0-9_.-]+$/)
+    .optional(),
   /** upstream = client→server, downstream = server→client (Toxiproxy's default). */
   stream: z.enum(['upstream', 'downstream']).default('downstream'),
   /** Probability (0–1) that a new connection gets this toxic. */
@@ -20,7 +23,14 @@ const common = {
 };
 
 export const toxicSpecSchema = z.discriminatedUnion('type', [
-  z.object({ ...common, type: z.literal('latency'), latency: durationSchema, jitter: durationSchema.default(0) }).strict(),
+  z
+    .object({
+      ...common,
+      type: z.literal('latency'),
+      latency: durationSchema,
+      jitter: durationSchema.default(0),
+    })
+    .strict(),
   /** rate in KB/s (1 KB = 1000 bytes... Toxiproxy uses KB = 1024; so do we). */
   z.object({ ...common, type: z.literal('bandwidth'), rate: z.number().positive() }).strict(),
   /** Stop all data and close after `timeout` (0 = hold forever, until the toxic is removed). */

@@ -169,7 +169,8 @@ export const EVIDENCE_RULES: readonly EvidenceRule[] = [
     when: (d) => d.reason === 'tls-to-plain-proxy',
     class: 'proxy.scheme-mismatch',
     consistentWith: ['tls.handshake', 'tcp.reset', 'client.error'],
-    explain: (_d, e) => `${e.source} is a plain-HTTP proxy but the client opened TLS to it (an https:// proxy URL)`,
+    explain: (_d, e) =>
+      `${e.source} is a plain-HTTP proxy but the client opened TLS to it (an https:// proxy URL)`,
   },
   {
     id: 'proxy-plain-to-tls',

@@ -1,5 +1,13 @@
 /** Connection phases, in the order they happen. */
-export const PHASE_NAMES = ['dns', 'tcp', 'proxy-connect', 'tls', 'app-handshake', 'first-byte', 'transfer'] as const;
+export const PHASE_NAMES = [
+  'dns',
+  'tcp',
+  'proxy-connect',
+  'tls',
+  'app-handshake',
+  'first-byte',
+  'transfer',
+] as const;
 export type PhaseName = (typeof PHASE_NAMES)[number];
 
 /** One phase: milliseconds from the client's start. `end` is absent when the phase never finished. */

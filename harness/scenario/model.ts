@@ -212,7 +212,10 @@ export function scenarioJsonSchema(): Record<string, unknown> {
   const { properties, ...rest } = item;
   (sims.simulators as JsonObject).items = {
     oneOf: listAdapters().map((a) => {
-      const options = z.toJSONSchema(adapterFor(a.type)!.options, { io: 'input', unrepresentable: 'any' }) as JsonObject;
+      const options = z.toJSONSchema(adapterFor(a.type)!.options, {
+        io: 'input',
+        unrepresentable: 'any',
+      }) as JsonObject;
       delete options.$schema;
       return {
         ...rest,
@@ -224,7 +227,8 @@ export function scenarioJsonSchema(): Record<string, unknown> {
   return {
     $id: 'urn:fieldlab:schema:scenario:1',
     title: 'fieldlab scenario',
-    description: 'A field network problem as a lab, a client and broken/fixed variants with expected outcomes.',
+    description:
+      'A field network problem as a lab, a client and broken/fixed variants with expected outcomes.',
     ...schema,
   };
 }
