@@ -105,6 +105,27 @@ export function buildProgram(): Command {
     .action(lazy(async () => (await import('./list.js')).listCommand));
 
   program
+    .command('serve')
+    .description(
+      'run one simulator as its own process (in a namespace or container), configured with its options as JSON',
+    )
+    .argument(
+      '<simulator>',
+      'https-server, connect-proxy, tls-inspector, mqtt-broker, geo-dns or tunnel-service',
+    )
+    .option('--options <json>', "the simulator's options as a JSON object (see its README section)")
+    .option('--options-file <file>', 'the same, from a file')
+    .option('--host <address>', 'address to bind (overrides options.host)')
+    .option('--port <port>', 'port to bind (overrides options.port)', (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0 || n > 65535)
+        throw new InvalidArgumentError('expected a port number 0–65535');
+      return n;
+    })
+    .option('--events', 'print every simulator event as a JSON line')
+    .action(lazy(async () => (await import('./serve.js')).serveCommand));
+
+  program
     .command('schema')
     .description('print the JSON Schema of scenario files (or write it with --out)')
     .option('-o, --out <file>', 'write it to this file')

@@ -1,3 +1,4 @@
+import { Resolver } from 'node:dns/promises';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -36,7 +37,7 @@ function connectOutcome(host: string, port: number): Promise<'open' | 'refused'>
 
 describe('fieldlab CLI', () => {
   it('has --help on every command', async () => {
-    for (const cmd of ['run', 'up', 'ca', 'clean', 'list', 'schema']) {
+    for (const cmd of ['run', 'up', 'ca', 'clean', 'list', 'schema', 'serve']) {
       const r = await cli([cmd, '--help']);
       expect(r.code, cmd).toBe(0);
       expect(r.stdout).toContain(`Usage: fieldlab ${cmd}`);
@@ -82,6 +83,48 @@ describe('fieldlab CLI', () => {
     expect(Object.keys(schema.properties)).toEqual(
       expect.arrayContaining(['name', 'lab', 'client', 'variants']),
     );
+  });
+
+  it('`serve` runs one simulator from JSON options, reports ready with its endpoints, and stops on SIGTERM', async () => {
+    const options = {
+      zones: [
+        {
+          origin: 'lab.example',
+          soa: { mname: 'ns.lab.example', rname: 'h.lab.example' },
+          records: [{ name: 'a', type: 'A', value: '127.0.0.9' }],
+        },
+      ],
+    };
+    const child = cliBackground(
+      ['serve', 'geo-dns', '--host', '127.0.0.1', '--options', JSON.stringify(options)],
+      env,
+    );
+    const ready = await new Promise<{ ready: boolean; endpoints: Array<{ name: string; port: number }> }>(
+      (resolve, reject) => {
+        const t = setTimeout(() => reject(new Error('no ready line within 20 s')), 20_000);
+        child.stdout?.on('data', (d: Buffer) => {
+          const line = d
+            .toString()
+            .split('\n')
+            .find((l) => l.startsWith('{'));
+          if (line) {
+            clearTimeout(t);
+            resolve(JSON.parse(line));
+          }
+        });
+      },
+    );
+    expect(ready.ready).toBe(true);
+    const udp = ready.endpoints.find((e) => e.name === 'dns-udp')!;
+    const resolver = new Resolver({ timeout: 2000, tries: 1 });
+    resolver.setServers([`127.0.0.1:${udp.port}`]);
+    expect(await resolver.resolve4('a.lab.example')).toEqual(['127.0.0.9']);
+    child.kill('SIGTERM');
+    expect((await child).exitCode).toBe(0);
+
+    const bad = await cli(['serve', 'https-server', '--options', '{"port":"x"}']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('options.port');
   });
 
   describe.skipIf(missing('cmd:curl', 'userns'))('with real clients', () => {

@@ -1,0 +1,77 @@
+import { readFileSync } from 'node:fs';
+import { FieldlabError } from '../../simulators/common/errors.js';
+import type { LabEvent } from '../../simulators/common/events.js';
+import type { LabSimulatorHandle } from '../lab/adapters.js';
+
+/**
+ * `fieldlab serve <simulator>`: one simulator as its own process, configured with its own options as
+ * JSON (what its `start(options)` takes, certificates as PEM strings). This is how simulators run
+ * inside network namespaces and containers: the parent lab prepares the options, the child serves.
+ * Prints one JSON line `{"ready":true,...}` with the endpoints, then (with --events) one line per event.
+ */
+const SIMULATORS: Record<string, () => Promise<{ start(options: unknown): Promise<LabSimulatorHandle> }>> = {
+  'https-server': () => import('../../simulators/https-server/index.js') as never,
+  'connect-proxy': () => import('../../simulators/connect-proxy/index.js') as never,
+  'tls-inspector': () => import('../../simulators/tls-inspector/index.js') as never,
+  'mqtt-broker': () => import('../../simulators/mqtt-broker/index.js') as never,
+  'geo-dns': () => import('../../simulators/geo-dns/index.js') as never,
+  'tunnel-service': () => import('../../simulators/tunnel-service/index.js') as never,
+};
+
+export const SERVABLE = Object.keys(SIMULATORS);
+
+export interface ServeFlags {
+  options?: string;
+  optionsFile?: string;
+  host?: string;
+  port?: number;
+  events?: boolean;
+}
+
+function readOptions(flags: ServeFlags): Record<string, unknown> {
+  const text = flags.optionsFile ? readFileSync(flags.optionsFile, 'utf8') : (flags.options ?? '{}');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new FieldlabError(
+      'E_BAD_FLAG',
+      `--options${flags.optionsFile ? '-file' : ''} is not JSON: ${(err as Error).message}`,
+      {
+        hint: `give the simulator's options as a JSON object, e.g. --options '{"port":8443}'`,
+      },
+    );
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new FieldlabError('E_BAD_FLAG', 'the simulator options must be a JSON object');
+  }
+  return parsed as Record<string, unknown>;
+}
+
+export async function serveCommand(type: string, flags: ServeFlags): Promise<void> {
+  const load = SIMULATORS[type];
+  if (!load) {
+    throw new FieldlabError('E_UNKNOWN_SIMULATOR', `unknown simulator ${type}`, {
+      hint: `servable: ${SERVABLE.join(', ')}`,
+    });
+  }
+  const options = {
+    ...readOptions(flags),
+    ...(flags.host !== undefined ? { host: flags.host } : {}),
+    ...(flags.port !== undefined ? { port: flags.port } : {}),
+  };
+  const handle = await (await load()).start(options);
+  const write = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
+  if (flags.events) handle.events.onAny((e: LabEvent) => write({ event: e }));
+  write({ ready: true, simulator: type, name: handle.name, pid: process.pid, endpoints: handle.endpoints });
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    process.stderr.write(`fieldlab serve: ${signal}: stopping ${handle.name}\n`);
+    await handle.stop();
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void stop('SIGINT'));
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+}
