@@ -10,6 +10,7 @@ import { geoDnsOptionsSchema, start as startGeoDns } from '../../simulators/geo-
 import { start as startHttpsServer } from '../../simulators/https-server/index.js';
 import { start as startMqttBroker } from '../../simulators/mqtt-broker/index.js';
 import type { BadCertKind, PkiHandle } from '../../simulators/pki/index.js';
+import { start as startSshd } from '../../simulators/sshd/index.js';
 import { start as startTlsInspector } from '../../simulators/tls-inspector/index.js';
 import { start as startTunnelService } from '../../simulators/tunnel-service/index.js';
 
@@ -28,6 +29,8 @@ export interface AdapterContext {
   labDir: string;
   /** Resolves lab names (and only those): for simulators that connect onwards, like proxies. */
   lookup: LookupFunction;
+  /** Records a child process the simulator started, so `fieldlab clean` can end it after a crash. */
+  trackProcess(pid: number, what: string): void;
 }
 
 /** What the lab needs of any simulator's handle (each simulator's own handle type has more). */
@@ -307,7 +310,24 @@ const tunnelService = adapter({
   },
 });
 
+const sshd = adapter({
+  type: 'sshd',
+  summary: "a real OpenSSH server (Debian's sshd) with throwaway keys, e.g. behind a secure tunnel",
+  options: z.object({ authorizedKeys: z.array(z.string()).default([]) }).strict(),
+  async start(ctx, o) {
+    const handle = await startSshd({
+      name: ctx.name,
+      host: ctx.address,
+      authorizedKeys: o.authorizedKeys,
+      dir: ctx.labDir,
+    });
+    ctx.trackProcess(handle.pid, `sshd for ${ctx.name}`);
+    return { handle, vars: { key: handle.clientKeyPath, user: handle.user } };
+  },
+});
+
 const ADAPTERS = new Map<string, SimulatorAdapter>([
+  [sshd.type, sshd],
   [geoDns.type, geoDns],
   [tunnelService.type, tunnelService],
   [connectProxy.type, connectProxy],

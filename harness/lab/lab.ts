@@ -285,7 +285,15 @@ async function startOne(lab: Lab, decl: SimulatorDecl, index: number): Promise<S
   const address = lab.hosts.get(decl.host) ?? '';
   const options = parseOptions(adapter.options, lab.interpolate(decl.options), `${decl.name} (${decl.type})`);
   const started = await adapter.start(
-    { name: decl.name, hostName: decl.host, address, pki: lab.pki, labDir: lab.dir, lookup: lab.lookup },
+    {
+      name: decl.name,
+      hostName: decl.host,
+      address,
+      pki: lab.pki,
+      labDir: lab.dir,
+      lookup: lab.lookup,
+      trackProcess: (pid, what) => lab.trackProcess(pid, what),
+    },
     options,
   );
   const handle = started.handle;
