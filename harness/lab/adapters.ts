@@ -8,6 +8,7 @@ import type { Endpoint } from '../../simulators/common/handle.js';
 import { policyRuleSchema, start as startConnectProxy } from '../../simulators/connect-proxy/index.js';
 import { geoDnsOptionsSchema, start as startGeoDns } from '../../simulators/geo-dns/index.js';
 import { start as startHttpsServer } from '../../simulators/https-server/index.js';
+import { start as startIotHub } from '../../simulators/iot-hub/index.js';
 import { start as startMqttBroker } from '../../simulators/mqtt-broker/index.js';
 import type { BadCertKind, PkiHandle } from '../../simulators/pki/index.js';
 import { start as startSshd } from '../../simulators/sshd/index.js';
@@ -326,7 +327,37 @@ const sshd = adapter({
   },
 });
 
+const iotHub = adapter({
+  type: 'iot-hub',
+  summary:
+    'Azure IoT Hub: MQTT, AMQP, and MQTT/AMQP over WebSocket + HTTPS on one port, SAS-verified devices, C2D',
+  options: z
+    .object({
+      devices: z
+        .array(z.object({ deviceId: z.string(), primaryKey: z.string().optional() }).strict())
+        .default([]),
+    })
+    .strict(),
+  async start(ctx, o) {
+    const cert = await ctx.pki.issueServer([ctx.hostName, ctx.address]);
+    const handle = await startIotHub({
+      name: ctx.name,
+      host: ctx.address,
+      hostName: ctx.hostName,
+      tls: { certPem: cert.chainPem, keyPem: cert.keyPem },
+      devices: o.devices,
+    });
+    // `${hub.connectionString}` is the first device's; `${hub.cs-<deviceId>}` any device's.
+    const vars: Record<string, string> = {};
+    for (const d of o.devices) vars[`cs-${d.deviceId}`] = handle.connectionString(d.deviceId);
+    const first = o.devices[0]?.deviceId;
+    if (first) vars.connectionString = handle.connectionString(first);
+    return { handle, vars };
+  },
+});
+
 const ADAPTERS = new Map<string, SimulatorAdapter>([
+  [iotHub.type, iotHub],
   [sshd.type, sshd],
   [geoDns.type, geoDns],
   [tunnelService.type, tunnelService],

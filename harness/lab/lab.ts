@@ -24,14 +24,20 @@ import { type LabRecord, labsDir, processStartTicks, writeRecord } from './state
  * so faults can be added and removed at run time. Everything the lab creates lives in its state
  * directory, recorded for `fieldlab clean`.
  */
+/** A simulator in a lab definition: a scenario's declaration, with its defaultable fields optional. */
+export type LabSimulator = Omit<SimulatorDecl, 'ports' | 'options'> & {
+  ports?: Record<string, number>;
+  options?: Record<string, unknown>;
+};
+
 export interface LabDefinition {
   name: string;
   hosts?: Array<{ name: string }>;
-  simulators: SimulatorDecl[];
+  simulators: LabSimulator[];
 }
 
 export interface RunningSimulator {
-  decl: SimulatorDecl;
+  decl: LabSimulator;
   handle: LabSimulatorHandle;
   /** Endpoints as clients see them: the relay's port, the lab host name in URLs. */
   endpoints: Endpoint[];
@@ -271,7 +277,7 @@ export async function startLab(def: LabDefinition): Promise<Lab> {
   }
 }
 
-async function startOne(lab: Lab, decl: SimulatorDecl, index: number): Promise<StartedSimulator['labReady']> {
+async function startOne(lab: Lab, decl: LabSimulator, index: number): Promise<StartedSimulator['labReady']> {
   const adapter = adapterFor(decl.type);
   if (!adapter) {
     throw new FieldlabError(
@@ -283,7 +289,11 @@ async function startOne(lab: Lab, decl: SimulatorDecl, index: number): Promise<S
     );
   }
   const address = lab.hosts.get(decl.host) ?? '';
-  const options = parseOptions(adapter.options, lab.interpolate(decl.options), `${decl.name} (${decl.type})`);
+  const options = parseOptions(
+    adapter.options,
+    lab.interpolate(decl.options ?? {}),
+    `${decl.name} (${decl.type})`,
+  );
   const started = await adapter.start(
     {
       name: decl.name,
@@ -308,7 +318,7 @@ async function startOne(lab: Lab, decl: SimulatorDecl, index: number): Promise<S
   lab.simulators.set(decl.name, running);
 
   for (const [i, ep] of handle.endpoints.entries()) {
-    const wanted = i === 0 ? (decl.port ?? 0) : 0;
+    const wanted = decl.ports?.[ep.name] ?? (i === 0 ? (decl.port ?? 0) : 0);
     if (UDP_PROTOCOLS.has(ep.protocol) || started.direct?.includes(ep.name)) {
       running.endpoints.push({
         ...ep,

@@ -72,6 +72,28 @@ export const EVIDENCE_RULES: readonly EvidenceRule[] = [
     explain: (d, e) => `the relay ${e.source} refused the connection (toxic ${toxicName(d)})`,
   },
   {
+    // A refusing relay has closed its listener: the kernel answers SYN with RST and the relay never
+    // sees the connection, so the evidence is that the toxic was active during the run.
+    id: 'relay-refusing',
+    event: 'toxic-added',
+    // Added with no delayed start: it refused from then on.
+    when: (d) => {
+      const t = d.toxic as Data | undefined;
+      return s(t?.type) === 'refuse' && (t?.start === undefined || t.start === 0);
+    },
+    class: 'tcp.refused',
+    explain: (d, e) =>
+      `the relay ${e.source} was refusing new connections (toxic ${s((d.toxic as Data | undefined)?.name)})`,
+  },
+  {
+    // A cloud endpoint (IoT Hub, DPS, AWS IoT persona) refused the device's credentials.
+    id: 'service-auth-rejected',
+    event: 'auth-rejected',
+    class: 'auth.rejected',
+    explain: (d, e) =>
+      `${e.source} rejected the credentials of ${s(d.deviceId ?? d.clientId)} over ${s(d.transport)}: ${s(d.reason)}`,
+  },
+  {
     id: 'relay-slow',
     event: 'toxic-applied',
     when: isRelayToxic(['latency', 'bandwidth', 'slicer', 'slow_close']),

@@ -42,6 +42,8 @@ export const simulatorSchema = z
     host: dnsName,
     /** Public port of its main endpoint; 0 or absent picks a free one. */
     port: z.number().int().min(0).max(65535).optional(),
+    /** Public ports of other endpoints by name, e.g. `{ amqps: 5671, mqtts: 8883 }` (each host has its own address). */
+    ports: z.record(z.string(), z.number().int().min(0).max(65535)).default({}),
     /** Options of that simulator type (see the README). */
     options: z.record(z.string(), z.unknown()).default({}),
   })

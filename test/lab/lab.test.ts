@@ -4,8 +4,8 @@ import { get } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { LabSimulator } from '../../harness/lab/lab.js';
 import { type Lab, startLab } from '../../harness/lab/lab.js';
-import type { SimulatorDecl } from '../../harness/scenario/model.js';
 
 let state: string;
 const labs: Lab[] = [];
@@ -19,7 +19,7 @@ afterEach(async () => {
   rmSync(state, { recursive: true, force: true });
 });
 
-const api: SimulatorDecl = {
+const api: LabSimulator = {
   name: 'api',
   type: 'https-server',
   host: 'api.iot.example.com',
@@ -27,7 +27,7 @@ const api: SimulatorDecl = {
   options: {},
 };
 
-async function start(sims: SimulatorDecl[] = [api]): Promise<Lab> {
+async function start(sims: LabSimulator[] = [api]): Promise<Lab> {
   const lab = await startLab({ name: 't', hosts: [{ name: 'device.example.com' }], simulators: sims });
   labs.push(lab);
   return lab;

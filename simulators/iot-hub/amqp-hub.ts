@@ -1,0 +1,185 @@
+import rhea, { type Connection, type Container, type Delivery, type EventContext, type Sender } from 'rhea';
+import type { C2dMessage, C2dSink } from './c2d.js';
+import type { HubCore } from './core.js';
+import type { HubTransport } from './events.js';
+
+/**
+ * The IoT Hub persona over AMQP 1.0 (rhea), on amqps and on WebSocket (AMQPWSB10). Devices open no SASL
+ * layer (plain AMQP header) and authenticate by claims-based security: a put-token message on `$cbs`
+ * (operation `put-token`, type `servicebus.windows.net:sastoken`, name `<host>/devices/<id>`, body the SAS),
+ * answered on the `$cbs` link with `correlation_id` = the request's `message_id` and application property
+ * `status-code` 200 (or 401). Then:
+ *   sender link   → /devices/<id>/messages/events       D2C telemetry (accepted)
+ *   receiver link ← /devices/<id>/messages/devicebound  C2D
+ */
+const EVENTS = /^\/devices\/([^/]+)\/messages\/events\/?$/;
+const DEVICEBOUND = /^\/devices\/([^/]+)\/messages\/devicebound\/?$/;
+
+interface ConnState {
+  transport: HubTransport;
+  authorized: Set<string>;
+  cbs?: Sender;
+}
+
+function addressOf(t: unknown): string {
+  return typeof t === 'object' && t !== null && 'address' in t
+    ? String((t as { address: unknown }).address)
+    : '';
+}
+
+/** The message body as bytes: a data section, a string, or anything else JSON-encoded. */
+export function bodyBytes(body: unknown): Buffer {
+  if (Buffer.isBuffer(body)) return body;
+  if (typeof body === 'string') return Buffer.from(body);
+  if (typeof body === 'object' && body !== null && 'content' in body) {
+    const c = (body as { content: unknown }).content;
+    if (Buffer.isBuffer(c)) return c;
+    if (typeof c === 'string') return Buffer.from(c);
+  }
+  return Buffer.from(body === undefined ? '' : JSON.stringify(body));
+}
+
+/** Creates the hub's rhea container with its handlers. */
+export function hubAmqpContainer(core: HubCore): Container {
+  const container = rhea.create_container({ id: `${core.hostName}-amqp` });
+  const states = new WeakMap<Connection, ConnState>();
+  const deliveries = new WeakMap<Delivery, { deviceId: string; msg: C2dMessage; transport: string }>();
+  const sinks = new WeakMap<Sender, { deviceId: string; sink: C2dSink }>();
+
+  const stateOf = (conn: Connection): ConnState => {
+    let s = states.get(conn);
+    if (!s) {
+      const socket = (conn as unknown as { socket?: { encrypted?: boolean } }).socket;
+      s = { transport: socket?.encrypted ? 'amqp' : 'amqp-ws', authorized: new Set() };
+      states.set(conn, s);
+    }
+    return s;
+  };
+
+  container.on('receiver_open', (ctx: EventContext) => {
+    const receiver = ctx.receiver!;
+    const address = addressOf(receiver.target);
+    if (address === '$cbs') return;
+    const m = EVENTS.exec(address);
+    if (!m) {
+      receiver.close({ condition: 'amqp:not-found', description: `no such node: ${address}` });
+      return;
+    }
+    if (!stateOf(ctx.connection).authorized.has(decodeURIComponent(m[1]!))) {
+      receiver.close({ condition: 'amqp:unauthorized-access', description: 'put a token on $cbs first' });
+    }
+  });
+
+  container.on('sender_open', (ctx: EventContext) => {
+    const sender = ctx.sender!;
+    const state = stateOf(ctx.connection);
+    const address = addressOf(sender.source);
+    if (address === '$cbs') {
+      state.cbs = sender;
+      return;
+    }
+    const m = DEVICEBOUND.exec(address);
+    const deviceId = m ? decodeURIComponent(m[1]!) : '';
+    if (!m || !state.authorized.has(deviceId)) {
+      sender.close({
+        condition: m ? 'amqp:unauthorized-access' : 'amqp:not-found',
+        description: m ? 'put a token on $cbs first' : `no such node: ${address}`,
+      });
+      return;
+    }
+    const sink: C2dSink = {
+      transport: state.transport,
+      deliver(msg) {
+        if (!sender.is_open() || !sender.sendable()) return false;
+        const delivery = sender.send({
+          message_id: msg.messageId,
+          to: `/devices/${deviceId}/messages/deviceBound`,
+          application_properties: msg.properties,
+          body: rhea.message.data_section(msg.body),
+        });
+        deliveries.set(delivery, { deviceId, msg, transport: state.transport });
+        return true;
+      },
+    };
+    sinks.set(sender, { deviceId, sink });
+    core.c2d.addSink(deviceId, sink);
+  });
+
+  container.on('sendable', (ctx: EventContext) => {
+    const s = ctx.sender && sinks.get(ctx.sender);
+    if (s) core.c2d.flush(s.deviceId);
+  });
+  const dropSender = (sender: Sender | undefined) => {
+    const s = sender && sinks.get(sender);
+    if (s) core.c2d.removeSink(s.deviceId, s.sink);
+  };
+  container.on('sender_close', (ctx: EventContext) => dropSender(ctx.sender));
+  container.on('disconnected', (ctx: EventContext) => {
+    for (const link of collectSenders(ctx.connection)) dropSender(link);
+  });
+  container.on('connection_close', (ctx: EventContext) => {
+    for (const link of collectSenders(ctx.connection)) dropSender(link);
+  });
+
+  for (const outcome of ['accepted', 'rejected', 'released', 'modified'] as const) {
+    container.on(outcome, (ctx: EventContext) => {
+      const d = ctx.delivery && deliveries.get(ctx.delivery);
+      if (!d) return;
+      core.settled(d.deviceId, d.transport, d.msg.messageId, outcome);
+      if (outcome === 'released' || outcome === 'modified') core.c2d.requeue(d.deviceId, d.msg);
+    });
+  }
+
+  container.on('message', (ctx: EventContext) => {
+    const msg = ctx.message!;
+    const state = stateOf(ctx.connection);
+    const address = addressOf(ctx.receiver?.target);
+    if (address === '$cbs') {
+      putToken(core, state, msg);
+      return;
+    }
+    const m = EVENTS.exec(address);
+    if (!m) return;
+    const props: Record<string, string> = {};
+    for (const [k, v] of Object.entries(msg.application_properties ?? {})) props[k] = String(v);
+    for (const k of ['message_id', 'correlation_id', 'content_type', 'content_encoding'] as const) {
+      if (msg[k] !== undefined) props[`$.${k}`] = String(msg[k]);
+    }
+    core.telemetry(decodeURIComponent(m[1]!), state.transport, bodyBytes(msg.body), props);
+  });
+
+  // A peer that sends garbage only loses its own connection.
+  container.on('error', () => undefined);
+  container.on('connection_error', () => undefined);
+  container.on('protocol_error', () => undefined);
+  return container;
+}
+
+function collectSenders(conn: Connection): Sender[] {
+  const out: Sender[] = [];
+  conn.find_sender((s: Sender) => {
+    out.push(s);
+    return false;
+  });
+  return out;
+}
+
+/** CBS put-token: verify the SAS for the audience's device and answer 200 or 401. */
+function putToken(core: HubCore, state: ConnState, msg: rhea.Message): void {
+  const props = msg.application_properties ?? {};
+  const audience = decodeURIComponent(String(props.name ?? ''));
+  const m = /\/devices\/([^/?]+)/.exec(audience);
+  const deviceId = m ? m[1]! : '';
+  const token = bodyBytes(msg.body).toString();
+  const ok =
+    props.operation === 'put-token' && deviceId !== '' && core.authenticate(deviceId, token, state.transport);
+  if (ok) state.authorized.add(deviceId);
+  state.cbs?.send({
+    to: msg.reply_to,
+    correlation_id: msg.message_id,
+    application_properties: {
+      'status-code': ok ? 200 : 401,
+      'status-description': ok ? 'OK' : 'Unauthorized',
+    },
+  } as unknown as rhea.Message);
+}

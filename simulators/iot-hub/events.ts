@@ -1,0 +1,56 @@
+import type { FrontEvents } from './front.js';
+
+/** The hub transports, as the SDK names them (`Mqtt`/`MqttWs` are `mqtt`/`mqtt-ws` here). */
+export type HubTransport = 'mqtt' | 'mqtt-ws' | 'amqp' | 'amqp-ws' | 'https';
+
+/** Why a credential was refused (the SAS check, or an identity the hub does not know). */
+export type AuthRejectReason =
+  | 'malformed'
+  | 'wrong-resource'
+  | 'expired'
+  | 'bad-signature'
+  | 'unknown-identity'
+  | 'wrong-client-id';
+
+/** Events of the IoT Hub simulator. */
+export interface IotHubEvents extends FrontEvents {
+  [key: string]: unknown;
+  'device-authenticated': { deviceId: string; transport: HubTransport };
+  'auth-rejected': { deviceId: string; transport: HubTransport; reason: AuthRejectReason };
+  telemetry: {
+    deviceId: string;
+    transport: HubTransport;
+    body: Buffer;
+    properties: Record<string, string>;
+  };
+  'c2d-sent': { deviceId: string; transport: string; messageId: string };
+  'c2d-settled': { deviceId: string; transport: string; messageId: string; outcome: string };
+}
+
+export interface IotHubStats {
+  [key: string]: unknown;
+  devices: number;
+  telemetry: number;
+  authRejected: number;
+  c2dSent: number;
+}
+
+/** Events of the DPS simulator. */
+export interface DpsEvents extends FrontEvents {
+  [key: string]: unknown;
+  'registration-request': { registrationId: string; transport: string; operationId: string };
+  'registration-assigned': {
+    registrationId: string;
+    deviceId: string;
+    assignedHub: string;
+    transport: string;
+  };
+  'auth-rejected': { registrationId: string; transport: string; reason: AuthRejectReason };
+}
+
+export interface DpsStats {
+  [key: string]: unknown;
+  registrations: number;
+  assigned: number;
+  authRejected: number;
+}

@@ -1,0 +1,148 @@
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { endpointOf } from '../../simulators/common/handle.js';
+import { type ConnectProxyHandle, start as startProxy } from '../../simulators/connect-proxy/index.js';
+import {
+  type DpsHandle,
+  type DpsOptions,
+  deriveDeviceKey,
+  startDps,
+} from '../../simulators/iot-hub/index.js';
+import { type PkiHandle, start as startPki } from '../../simulators/pki/index.js';
+import {
+  configure,
+  type DeviceClient,
+  deviceClient,
+  HUB_HOST,
+  type HubLab,
+  Message,
+  startHubLab,
+  within,
+} from './helpers.js';
+
+const SCRIPT = fileURLToPath(new URL('./provision.mjs', import.meta.url));
+
+let pki: PkiHandle;
+let lab: HubLab | undefined;
+let dps: DpsHandle | undefined;
+let proxy: ConnectProxyHandle | undefined;
+let client: DeviceClient | undefined;
+beforeAll(async () => {
+  pki = await startPki({ name: 'pki' });
+});
+afterAll(() => pki.stop());
+afterEach(async () => {
+  await client?.close().catch(() => undefined);
+  client = undefined;
+  await proxy?.stop();
+  await dps?.stop();
+  await lab?.stop();
+  proxy = dps = lab = undefined;
+});
+
+async function startAll(extra: Partial<DpsOptions> = {}) {
+  lab = await startHubLab(pki);
+  const cert = await pki.issueServer([HUB_HOST, '127.0.0.1'], { file: 'dps' });
+  dps = await startDps({
+    name: 'dps',
+    hostName: HUB_HOST,
+    tls: { certPem: cert.chainPem, keyPem: cert.keyPem },
+    hub: lab.hub,
+    retryAfterSeconds: 0,
+    assigningPolls: 1,
+    ...extra,
+  });
+  proxy = await startProxy({
+    name: 'dps-proxy',
+    map: { [`${HUB_HOST}:443`]: `127.0.0.1:${endpointOf(dps, 'https').port}` },
+  });
+  return { lab, dps, proxy };
+}
+
+/** Registers with the real provisioning SDK in a child process (NODE_EXTRA_CA_CERTS = lab root). */
+async function provision(transport: 'Http' | 'Mqtt' | 'Amqp', regId: string, key: string) {
+  const d = dps!;
+  const port = transport === 'Mqtt' ? endpointOf(d, 'mqtts').port : endpointOf(d, 'amqps').port;
+  const r = await execa('node', [SCRIPT], {
+    reject: false,
+    timeout: 20_000,
+    env: {
+      NODE_EXTRA_CA_CERTS: pki.trust.bundlePath,
+      DPS_HOST: transport === 'Http' ? HUB_HOST : `${HUB_HOST}:${port}`,
+      ID_SCOPE: d.idScope,
+      REG_ID: regId,
+      KEY: key,
+      TRANSPORT: transport,
+      PROXY: proxy!.proxyUrl(),
+    },
+  });
+  const line = r.stdout.trim().split('\n').pop() ?? '';
+  try {
+    return JSON.parse(line) as {
+      result?: { status?: string; assignedHub: string; deviceId: string };
+      error?: string;
+      message?: string;
+    };
+  } catch {
+    throw new Error(`provision.mjs printed no JSON (exit ${r.exitCode}): ${r.stdout}\n${r.stderr}`);
+  }
+}
+
+describe('dps with the Azure IoT provisioning SDK', () => {
+  for (const transport of ['Http', 'Mqtt', 'Amqp'] as const) {
+    it(`${transport}: an individual enrollment is assigned to the lab hub, then the device sends`, async () => {
+      const { lab: l, dps: d } = await startAll();
+      const regId = `reg-${transport.toLowerCase()}`;
+      const key = d.addEnrollment(regId, undefined, `device-${transport.toLowerCase()}`);
+      const assigned = new Promise((resolve) => d.events.onceEvent('registration-assigned', resolve));
+      const out = await provision(transport, regId, key);
+      expect(out.error).toBeUndefined();
+      expect(out.result).toMatchObject({
+        assignedHub: HUB_HOST,
+        deviceId: `device-${transport.toLowerCase()}`,
+      });
+      expect(await within(assigned, 2000, 'registration-assigned')).toMatchObject({
+        registrationId: regId,
+        transport: transport === 'Http' ? 'https' : transport.toLowerCase(),
+      });
+      // The hub now knows the device, with the enrollment's key.
+      expect(l.hub.deviceKey(out.result!.deviceId)).toBe(key);
+      const c = deviceClient(l, 'Mqtt', out.result!.deviceId, key);
+      client = c;
+      await configure(c, l);
+      await within(c.open(), 8000, 'open');
+      await within(c.sendEvent(new Message('provisioned')), 8000, 'sendEvent');
+      expect(l.hub.messages(out.result!.deviceId).map((m) => m.body.toString())).toEqual(['provisioned']);
+    });
+  }
+
+  it('Mqtt: a group enrollment accepts a derived key', async () => {
+    const { lab: l, dps: d } = await startAll();
+    const groupKey = d.addGroup('sensors');
+    const key = deriveDeviceKey(groupKey, 'sensor-7');
+    const out = await provision('Mqtt', 'sensor-7', key);
+    expect(out.result).toMatchObject({ assignedHub: HUB_HOST, deviceId: 'sensor-7' });
+    expect(l.hub.deviceKey('sensor-7')).toBe(key);
+  });
+
+  // What the provisioning SDK 1.9 makes of a refusal: Http translates 401 to UnauthorizedError; Mqtt passes
+  // mqtt.js's CONNACK 5 error through; Amqp reports the SASL auth failure as NotConnectedError.
+  const refusals = {
+    Http: { error: 'UnauthorizedError', message: /401002/ },
+    Mqtt: { error: 'Error', message: /Not authorized/ },
+    Amqp: { error: 'NotConnectedError', message: /.*/ },
+  };
+  for (const transport of ['Http', 'Mqtt', 'Amqp'] as const) {
+    it(`${transport}: a wrong key is refused as the SDK reports it, and nothing is assigned`, async () => {
+      const { dps: d } = await startAll();
+      d.addEnrollment('reg-bad');
+      const rejected = new Promise((resolve) => d.events.onceEvent('auth-rejected', resolve));
+      const out = await provision(transport, 'reg-bad', Buffer.alloc(32, 1).toString('base64'));
+      expect(out.error).toBe(refusals[transport].error);
+      expect(out.message).toMatch(refusals[transport].message);
+      expect(await within(rejected, 2000, 'auth-rejected')).toMatchObject({ reason: 'bad-signature' });
+      expect(d.stats().assigned).toBe(0);
+    });
+  }
+});
