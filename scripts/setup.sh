@@ -17,9 +17,10 @@ if [ "$(id -u)" -eq 0 ]; then SUDO=(); elif command -v sudo >/dev/null; then SUD
 #   util-linux(unshare) iproute2 nftables          the lab's namespaces and firewalls
 #   squid dnsmasq dnsperf mosquitto                references for `npm run bench`
 #   openssh-server/client wireguard-tools          tunnel and VPN scenarios
+#   wireguard-go                                   WireGuard in namespaces without the kernel module
 APT_PACKAGES=(
   ca-certificates curl openssl dnsutils mosquitto-clients util-linux iproute2 nftables
-  squid dnsmasq dnsperf mosquitto openssh-server openssh-client wireguard-tools git
+  squid dnsmasq dnsperf mosquitto openssh-server openssh-client wireguard-tools wireguard-go git
 )
 
 if [ "${FIELDLAB_SETUP_SKIP_APT:-0}" != 1 ]; then
@@ -69,4 +70,7 @@ fi
 
 log "building"
 npm run --silent build
+
+# k6 for `fieldlab load` (built from the Go module proxy; without it the built-in Node driver runs).
+bash scripts/install-k6.sh || log "k6 not installed: \`fieldlab load\` uses its Node driver and k6 tests skip (or fail under FIELDLAB_REQUIRE)"
 log "done"

@@ -8,6 +8,12 @@ export async function cleanCommand(flags: { force?: boolean }): Promise<void> {
     process.stdout.write(`removed lab ${l.labId} (${l.reason}${killed})\n`);
   }
   for (const b of r.blocks) process.stdout.write(`released address block ${b}.0/24\n`);
+  for (const n of r.netns) {
+    const killed = n.killed.length > 0 ? `, ended processes ${n.killed.join(', ')}` : '';
+    process.stdout.write(
+      `removed network namespaces of lab ${n.labId}: ${n.namespaces.join(', ')}${killed}\n`,
+    );
+  }
   for (const id of r.skippedLive)
     process.stdout.write(`left running lab ${id} alone (its owner still runs; --force removes it)\n`);
   if (r.labs.length === 0 && r.blocks.length === 0)

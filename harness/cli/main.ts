@@ -1,4 +1,4 @@
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Argument, Command, InvalidArgumentError, Option } from 'commander';
 import { isFieldlabError } from '../../simulators/common/errors.js';
 import { toolVersion } from './version.js';
 
@@ -103,6 +103,21 @@ export function buildProgram(): Command {
     .argument('[paths...]', 'scenario files or directories (default: ./scenarios)', [])
     .option('--simulators', 'list simulator types instead')
     .action(lazy(async () => (await import('./list.js')).listCommand));
+
+  program
+    .command('load')
+    .description('load-test the lab tunnel service with k6 (or the built-in Node driver where k6 is absent)')
+    .addArgument(new Argument('<kind>', 'what to measure').choices(['tunnel', 'tunnel-open-rate']))
+    .option('--vus <n>', 'virtual users', '4')
+    .option('--duration <d>', 'how long, e.g. 10s, 1m', '10s')
+    .option('-o, --out <dir>', 'where k6-summary.json goes', 'fieldlab-load')
+    .addOption(
+      new Option('--driver <name>', 'k6 or the built-in node driver (default: k6 when installed)').choices([
+        'k6',
+        'node',
+      ]),
+    )
+    .action(lazy(async () => (await import('../load/index.js')).loadCommand));
 
   program
     .command('serve')

@@ -1,5 +1,7 @@
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { which } from '../capabilities.js';
+import { cleanNetns, type NetnsCleanReport } from '../topology/netns/clean.js';
 import { releaseBlock } from './addresses.js';
 import { blocksDir, isAlive, type LabRecord, readRecords } from './state.js';
 
@@ -7,6 +9,8 @@ export interface CleanReport {
   labs: Array<{ labId: string; dir: string; owner: number | undefined; killed: number[]; reason: string }>;
   blocks: string[];
   skippedLive: string[];
+  /** Network namespaces (netns backend) of dead labs, removed with their processes and files. */
+  netns: NetnsCleanReport['labs'];
 }
 
 /** Sends SIGTERM, then SIGKILL to what is still there: only to PIDs whose start time matches the record. */
@@ -25,7 +29,7 @@ function endProcess(pid: number, startTicks: number | undefined): boolean {
  * directories (keys, hosts files), their address claims. A live lab is left alone unless `force`.
  */
 export function clean(opts: { force?: boolean } = {}): CleanReport {
-  const report: CleanReport = { labs: [], blocks: [], skippedLive: [] };
+  const report: CleanReport = { labs: [], blocks: [], skippedLive: [], netns: [] };
   for (const { dir, record } of readRecords()) {
     const r: LabRecord | undefined = record;
     const ownerAlive = r ? isAlive(r.pid, r.pidStartTicks) && r.pid !== process.pid : false;
@@ -64,6 +68,13 @@ export function clean(opts: { force?: boolean } = {}): CleanReport {
     if (owner && isAlive(owner.pid, owner.startTicks) && !opts.force) continue;
     releaseBlock(prefix);
     report.blocks.push(prefix);
+  }
+  // The netns backend keeps its own records (namespaces, wireguard-go processes, /etc/netns files).
+  // Listing namespaces needs iproute2; where it is absent there can be none of ours.
+  if (process.platform === 'linux' && which('ip')) {
+    const n = cleanNetns(undefined, { force: opts.force === true });
+    report.netns = n.labs;
+    report.skippedLive.push(...n.skippedLive);
   }
   return report;
 }
