@@ -1,5 +1,6 @@
 import { Argument, Command, InvalidArgumentError, Option } from 'commander';
 import { isFieldlabError } from '../../simulators/common/errors.js';
+import { buildLocalproxyCommand } from '../localproxy/cli.js';
 import { toolVersion } from './version.js';
 
 /**
@@ -118,6 +119,8 @@ export function buildProgram(): Command {
       ]),
     )
     .action(lazy(async () => (await import('../load/index.js')).loadCommand));
+
+  program.addCommand(buildLocalproxyCommand('localproxy'));
 
   program
     .command('serve')
