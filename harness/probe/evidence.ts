@@ -86,6 +86,21 @@ export const EVIDENCE_RULES: readonly EvidenceRule[] = [
       `the relay ${e.source} was refusing new connections (toxic ${s((d.toxic as Data | undefined)?.name)})`,
   },
   {
+    id: 'tunnel-token-used',
+    event: 'token-rejected',
+    when: (d) => d.reason === 'used',
+    class: 'tunnel.token-used',
+    explain: (d, e) =>
+      `${e.source} refused an access token that was already used (HTTP ${s(d.status)}); rotate it or reconnect with the same client token`,
+  },
+  {
+    id: 'tunnel-closed',
+    event: 'token-rejected',
+    when: (d) => d.reason === 'closed',
+    class: 'tunnel.closed',
+    explain: (_d, e) => `${e.source} refused a token of a closed tunnel`,
+  },
+  {
     // A cloud endpoint (IoT Hub, DPS, AWS IoT persona) refused the device's credentials.
     id: 'service-auth-rejected',
     event: 'auth-rejected',

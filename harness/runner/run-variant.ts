@@ -11,6 +11,7 @@ import { classifyCurl, curlProxyArg, curlTimingArgs, parseCurlTimings } from '..
 import { explain } from '../probe/evidence.js';
 import { probeHttps } from '../probe/https-probe.js';
 import type { Phase } from '../probe/phases.js';
+import { classifyText } from '../probe/text.js';
 import type { LoadedScenario } from '../scenario/load.js';
 import type { Backend, ClientDecl, Scenario, Variant } from '../scenario/model.js';
 import { checkExpectation } from './expectation.js';
@@ -127,11 +128,10 @@ async function runClient(lab: Lab, client: ClientDecl, timeoutMs: number): Promi
     verdict = { ok: true };
   } else {
     const last = result.stderr.trim().split('\n').pop() ?? '';
-    verdict = {
-      ok: false,
-      class: 'client.error',
-      detail: `exit code ${result.exitCode}${last ? `: ${last}` : ''}`,
-    };
+    const detail = `exit code ${result.exitCode}${last ? `: ${last}` : ''}`;
+    // What the program said, when it names a known failure; the lab's evidence refines it afterwards.
+    const named = client.classify === 'exit-code' ? undefined : classifyText(result.stderr.slice(-8192));
+    verdict = { ok: false, class: named ?? 'client.error', detail };
   }
   return {
     verdict,

@@ -1,6 +1,6 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -69,11 +69,11 @@ export async function start(options: SshdOptions = {}): Promise<SshdHandle> {
     });
   }
   const dir = await mkdtemp(join(opts.dir ?? tmpdir(), 'fieldlab-sshd-'));
-  // As root, sshd wants its privilege-separation directory; create it only if missing, remove it after.
-  const privsep = '/run/sshd';
-  const madePrivsep = process.getuid?.() === 0 && !existsSync(privsep);
+  // As root, sshd chroots into its privilege-separation directory /run/sshd. Where the machine has none
+  // (openssh-server installed but never started), sshd runs in a private mount namespace with a tmpfs
+  // on /run holding one, so the host's /run is never touched and parallel labs cannot race on it.
+  const privateRun = process.getuid?.() === 0 && !existsSync('/run/sshd');
   try {
-    if (madePrivsep) await mkdir(privsep, { mode: 0o755 });
     await run('ssh-keygen', [
       '-q',
       '-t',
@@ -121,9 +121,22 @@ export async function start(options: SshdOptions = {}): Promise<SshdHandle> {
       ].join('\n'),
     );
     const events = new SimulatorEvents<SshdEvents>(opts.name);
-    const child = spawn(opts.sshd, ['-D', '-e', '-f', join(dir, 'sshd_config')], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
+    const sshdArgv = [opts.sshd, '-D', '-e', '-f', join(dir, 'sshd_config')];
+    // unshare and sh both exec: the child's PID is sshd's own.
+    const argv = privateRun
+      ? [
+          'unshare',
+          '--mount',
+          '--propagation',
+          'private',
+          'sh',
+          '-c',
+          'mount -t tmpfs -o mode=755 fieldlab-sshd /run && mkdir -m 755 /run/sshd && exec "$@"',
+          'sh',
+          ...sshdArgv,
+        ]
+      : sshdArgv;
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
     let accepted = 0;
     const ready = new Promise<void>((resolve, reject) => {
       const t = setTimeout(
@@ -132,6 +145,7 @@ export async function start(options: SshdOptions = {}): Promise<SshdHandle> {
         opts.startTimeoutMs,
       );
       let buf = '';
+      const recent: string[] = [];
       child.stderr?.on('data', (d: Buffer) => {
         buf += d.toString();
         let nl = buf.indexOf('\n');
@@ -140,6 +154,8 @@ export async function start(options: SshdOptions = {}): Promise<SshdHandle> {
           buf = buf.slice(nl + 1);
           nl = buf.indexOf('\n');
           events.emitEvent('log', { line });
+          recent.push(line);
+          if (recent.length > 5) recent.shift();
           if (/^Server listening on /.test(line)) {
             clearTimeout(t);
             events.emitEvent('listening', { host: opts.host, port, pid: child.pid ?? 0 });
@@ -160,7 +176,7 @@ export async function start(options: SshdOptions = {}): Promise<SshdHandle> {
         reject(
           new FieldlabError(
             'E_SSHD_START',
-            `sshd exited (${signal ?? code}) before listening: ${buf.trim()}`,
+            `sshd exited (${signal ?? code}) before listening: ${[...recent, buf.trim()].filter(Boolean).join(' | ')}`,
           ),
         );
       });
@@ -177,16 +193,12 @@ export async function start(options: SshdOptions = {}): Promise<SshdHandle> {
       pid: child.pid ?? 0,
       stats: () => ({ accepted }),
       stop() {
-        stopped ??= stopChild(child, exited).then(async () => {
-          await rm(dir, { recursive: true, force: true });
-          if (madePrivsep) await rm(privsep, { recursive: true, force: true });
-        });
+        stopped ??= stopChild(child, exited).then(() => rm(dir, { recursive: true, force: true }));
         return stopped;
       },
     };
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
-    if (madePrivsep) await rm(privsep, { recursive: true, force: true });
     throw err;
   }
 }

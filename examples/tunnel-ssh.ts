@@ -1,0 +1,124 @@
+/**
+ * An operator's "ssh to a device through AWS IoT Secure Tunneling" run, as the AWS manual-setup guide
+ * describes it: open a tunnel with the AWS SDK, start localproxy in destination mode next to the
+ * device's sshd and in source mode on the operator's side, then run the real `ssh` through the source
+ * port. Exits 0 when the remote command printed what it should.
+ *
+ *   TUNNEL_API       management API URL (the SDK's endpoint)
+ *   TUNNEL_DATA      data endpoint host:port (localproxy -e)
+ *   TUNNEL_CA        PEM bundle the operator trusts (localproxy's CAs)
+ *   DEVICE_SSH       the device's sshd host:port (destination localproxy -d)
+ *   SSH_KEY, SSH_USER   the operator's key and the device user
+ *   HTTPS_PROXY      the operator's corporate proxy (source side only)
+ *   REUSE_SOURCE_TOKEN=1   connect a second source with the already used token (the field mistake)
+ *   ROTATE=1         rotate the source token before that second connection (the fix)
+ */
+import { readFileSync } from 'node:fs';
+import {
+  CloseTunnelCommand,
+  IoTSecureTunnelingClient,
+  OpenTunnelCommand,
+  RotateTunnelAccessTokenCommand,
+} from '@aws-sdk/client-iotsecuretunneling';
+import { execa } from 'execa';
+import { type LocalProxyHandle, startLocalProxy } from '../harness/localproxy/index.js';
+import { isFieldlabError } from '../simulators/common/errors.js';
+
+const env = process.env;
+function need(name: string): string {
+  const v = env[name];
+  if (!v) fail('E_CONFIG', `${name} is not set`);
+  return v;
+}
+function fail(code: string, message: string): never {
+  process.stderr.write(`tunnel-ssh: ${code}: ${message}\n`);
+  process.exit(1);
+}
+
+async function main(): Promise<void> {
+  const ca = [readFileSync(need('TUNNEL_CA'), 'utf8')];
+  const endpoint = need('TUNNEL_DATA');
+  const sdk = new IoTSecureTunnelingClient({
+    endpoint: need('TUNNEL_API'),
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'AKIDFIELDLAB', secretAccessKey: 'fieldlab' },
+  });
+  const opened = await sdk.send(
+    new OpenTunnelCommand({
+      destinationConfig: { thingName: 'device-1', services: ['SSH'] },
+      timeoutConfig: { maxLifetimeTimeoutMinutes: 5 },
+    }),
+  );
+  const proxies: LocalProxyHandle[] = [];
+  try {
+    const common = { endpoint, ca, maxRetries: 2, retryDelayMs: 200 };
+    proxies.push(
+      await startLocalProxy({
+        ...common,
+        mode: 'destination',
+        accessToken: opened.destinationAccessToken!,
+        destinationApp: { SSH: need('DEVICE_SSH') },
+      }),
+    );
+    const httpsProxy = env.HTTPS_PROXY ?? env.https_proxy;
+    const source = (accessToken: string) =>
+      startLocalProxy({
+        ...common,
+        mode: 'source',
+        accessToken,
+        sourceListenPort: { SSH: 0 },
+        ...(httpsProxy ? { httpsProxy } : {}),
+      });
+    let sourceToken = opened.sourceAccessToken!;
+    if (env.REUSE_SOURCE_TOKEN === '1') {
+      // A first session used the token (a colleague, an earlier run, a retry script).
+      const first = await source(sourceToken);
+      await first.stop();
+      if (env.ROTATE === '1') {
+        const rotated = await sdk.send(
+          new RotateTunnelAccessTokenCommand({ tunnelId: opened.tunnelId!, clientMode: 'SOURCE' }),
+        );
+        sourceToken = rotated.sourceAccessToken!;
+      }
+    }
+    const src = await source(sourceToken);
+    proxies.push(src);
+    const port = src.listeners[0]?.port;
+    const r = await execa(
+      'ssh',
+      [
+        '-p',
+        String(port),
+        '-i',
+        need('SSH_KEY'),
+        '-o',
+        'StrictHostKeyChecking=no',
+        '-o',
+        'UserKnownHostsFile=/dev/null',
+        '-o',
+        'BatchMode=yes',
+        '-o',
+        'ConnectTimeout=10',
+        '-o',
+        'LogLevel=ERROR',
+        `${need('SSH_USER')}@127.0.0.1`,
+        'echo',
+        'tunnel-ok',
+      ],
+      { reject: false, timeout: 30_000 },
+    );
+    if (r.stdout.trim() !== 'tunnel-ok')
+      fail('E_SSH', `ssh exited ${r.exitCode}: ${r.stderr.trim() || r.stdout.trim()}`);
+    process.stdout.write('tunnel-ssh: ssh through the tunnel printed tunnel-ok\n');
+  } finally {
+    await Promise.allSettled(proxies.map((p) => p.stop()));
+    await sdk
+      .send(new CloseTunnelCommand({ tunnelId: opened.tunnelId!, delete: true }))
+      .catch(() => undefined);
+  }
+}
+
+main().catch((err: unknown) => {
+  if (isFieldlabError(err)) fail(err.code, err.message);
+  fail('E_UNEXPECTED', err instanceof Error ? err.message : String(err));
+});

@@ -1,0 +1,44 @@
+import type { FailureClass } from './classes.js';
+
+/**
+ * Failure classes from what a program printed, for clients fieldlab has no dedicated parser for (your
+ * own program, an SDK example): the messages Node, OpenSSL, libcurl and the SDKs print for the common
+ * network failures. Ordered: transport-level causes first, because SDKs wrap them in vaguer errors
+ * ("UnauthorizedError ... connect ECONNREFUSED" is a refused port, not a bad key).
+ */
+const RULES: ReadonlyArray<{ re: RegExp; class: FailureClass }> = [
+  {
+    re: /\b(ENOTFOUND|EAI_NONAME)\b|Could not resolve host|Name or service not known/i,
+    class: 'dns.nxdomain',
+  },
+  // Not MQTT's CONNACK wording "Connection refused: Not authorized", which is about credentials.
+  { re: /\bECONNREFUSED\b|Connection refused(?!:)/i, class: 'tcp.refused' },
+  { re: /\b(EHOSTUNREACH|ENETUNREACH)\b|No route to host|Network is unreachable/i, class: 'tcp.unreachable' },
+  { re: /\bECONNRESET\b|Connection reset by peer|socket hang up/i, class: 'tcp.reset' },
+  { re: /\bE_TUNNEL_TOKEN_USED\b|tunnel\.token-used/i, class: 'tunnel.token-used' },
+  { re: /\bProxy Authentication Required\b|\b407\b.*proxy|proxy.*\b407\b/i, class: 'proxy.auth-required' },
+  {
+    re: /UNABLE_TO_GET_ISSUER_CERT_LOCALLY|SELF_SIGNED_CERT_IN_CHAIN|unable to get local issuer certificate|self[- ]signed certificate in certificate chain|tls\.untrusted-root/i,
+    class: 'tls.untrusted-root',
+  },
+  {
+    re: /UNABLE_TO_VERIFY_LEAF_SIGNATURE|unable to verify the first certificate/i,
+    class: 'tls.incomplete-chain',
+  },
+  { re: /CERT_HAS_EXPIRED|certificate has expired/i, class: 'tls.expired' },
+  { re: /CERT_NOT_YET_VALID|certificate is not yet valid/i, class: 'tls.not-yet-valid' },
+  {
+    re: /ERR_TLS_CERT_ALTNAME_INVALID|Hostname\/IP does not match|does not match certificate's altnames/i,
+    class: 'tls.hostname-mismatch',
+  },
+  { re: /\b(ETIMEDOUT|ESOCKETTIMEDOUT)\b|timed out|TimeoutError/i, class: 'tcp.timeout' },
+  {
+    re: /UnauthorizedError|Not authori[sz]ed|401 Unauthorized|bad username or password/i,
+    class: 'auth.rejected',
+  },
+];
+
+/** The failure class a program's output names, or undefined when it names none we know. */
+export function classifyText(text: string): FailureClass | undefined {
+  return RULES.find((r) => r.re.test(text))?.class;
+}
