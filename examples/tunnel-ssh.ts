@@ -23,6 +23,7 @@ import {
 import { execa } from 'execa';
 import { type LocalProxyHandle, startLocalProxy } from '../harness/localproxy/index.js';
 import { isFieldlabError } from '../simulators/common/errors.js';
+import { sshClientArgv } from '../simulators/sshd/index.js';
 
 const env = process.env;
 function need(name: string): string {
@@ -84,29 +85,11 @@ async function main(): Promise<void> {
     const src = await source(sourceToken);
     proxies.push(src);
     const port = src.listeners[0]?.port;
-    const r = await execa(
-      'ssh',
-      [
-        '-p',
-        String(port),
-        '-i',
-        need('SSH_KEY'),
-        '-o',
-        'StrictHostKeyChecking=no',
-        '-o',
-        'UserKnownHostsFile=/dev/null',
-        '-o',
-        'BatchMode=yes',
-        '-o',
-        'ConnectTimeout=10',
-        '-o',
-        'LogLevel=ERROR',
-        `${need('SSH_USER')}@127.0.0.1`,
-        'echo',
-        'tunnel-ok',
-      ],
-      { reject: false, timeout: 30_000 },
+    const [ssh, ...args] = sshClientArgv(
+      { host: '127.0.0.1', port: port ?? 0, key: need('SSH_KEY'), user: need('SSH_USER') },
+      ['echo', 'tunnel-ok'],
     );
+    const r = await execa(ssh!, args, { reject: false, timeout: 30_000 });
     if (r.stdout.trim() !== 'tunnel-ok')
       fail('E_SSH', `ssh exited ${r.exitCode}: ${r.stderr.trim() || r.stdout.trim()}`);
     process.stdout.write('tunnel-ssh: ssh through the tunnel printed tunnel-ok\n');

@@ -211,3 +211,21 @@ async function stopChild(child: ChildProcess, exited: Promise<void>): Promise<vo
   await exited;
   clearTimeout(t);
 }
+
+/**
+ * The `ssh` command line for a non-interactive login with a throwaway key: no host-key prompts or
+ * known_hosts writes, no password fallback, errors only.
+ */
+export function sshClientArgv(
+  to: { host: string; port: number; key: string; user: string },
+  command: string[],
+): string[] {
+  return [
+    'ssh',
+    ...['-p', String(to.port), '-i', to.key],
+    ...['-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes'],
+    ...['-o', 'ConnectTimeout=10', '-o', 'LogLevel=ERROR'],
+    `${to.user}@${to.host}`,
+    ...command,
+  ];
+}

@@ -4,11 +4,11 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { errorCode } from '../common/errors.js';
-import { preciseNow, SimulatorEvents } from '../common/events.js';
+import { SimulatorEvents } from '../common/events.js';
 import type { Endpoint, SimulatorHandle } from '../common/handle.js';
 import { ConnectionTracker, closeServer, hostPort, listen } from '../common/net.js';
 import { parseOptions } from '../common/options.js';
-import { alertFromError } from '../common/tls-alerts.js';
+import { announceConnection, describeTlsClientError } from '../common/server-events.js';
 import { createApiHandler } from './api.js';
 import { DataPlane, MAX_HANDSHAKE_BYTES } from './data-plane.js';
 import type { TunnelServiceEvents, TunnelServiceStats } from './events.js';
@@ -85,32 +85,15 @@ export async function start(options: TunnelServiceOptions = {}): Promise<TunnelS
     socket.destroy();
   });
   const onConnection = (s: Socket) => {
-    const id = randomUUID().slice(0, 8);
-    const started = preciseNow();
     dataTracker.track(s);
-    events.emitEvent('connection', { id, remote: hostPort(s.remoteAddress ?? '?', s.remotePort ?? 0) });
-    s.once('close', () =>
-      events.emitEvent('closed', {
-        id,
-        bytesIn: s.bytesRead,
-        bytesOut: s.bytesWritten,
-        durationMs: preciseNow() - started,
-      }),
-    );
+    announceConnection(events, s, randomUUID().slice(0, 8));
   };
   // The raw TCP socket, also for wss: stop() must reach sockets still in the TLS handshake.
   dataServer.on('connection', onConnection);
   if (opts.tls) {
-    dataServer.on('tlsClientError', (err: Error, tls: TLSSocket) => {
-      const alert = alertFromError(err);
-      const code = errorCode(err);
-      events.emitEvent('tls-client-error', {
-        remote: hostPort(tls.remoteAddress ?? '?', tls.remotePort ?? 0),
-        ...(alert ? { alert } : {}),
-        ...(code ? { code } : {}),
-        message: err.message,
-      });
-    });
+    dataServer.on('tlsClientError', (err: Error, tls: TLSSocket) =>
+      events.emitEvent('tls-client-error', describeTlsClientError(err, tls)),
+    );
   }
 
   let apiPort: number;

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type SshdHandle, start } from '../../simulators/sshd/index.js';
+import { type SshdHandle, sshClientArgv, start } from '../../simulators/sshd/index.js';
 import { missing } from '../helpers/capability.js';
 
 let sshd: SshdHandle | undefined;
@@ -14,28 +14,11 @@ afterEach(async () => {
 
 function ssh(h: SshdHandle, key: string, command: string) {
   const ep = h.endpoints[0]!;
-  return execa(
-    'ssh',
-    [
-      '-p',
-      String(ep.port),
-      '-i',
-      key,
-      '-o',
-      'StrictHostKeyChecking=no',
-      '-o',
-      'UserKnownHostsFile=/dev/null',
-      '-o',
-      'BatchMode=yes',
-      '-o',
-      'ConnectTimeout=5',
-      '-o',
-      'LogLevel=ERROR',
-      `${h.user}@${ep.host}`,
-      command,
-    ],
-    { reject: false, timeout: 20_000 },
+  const [cmd, ...args] = sshClientArgv(
+    { host: ep.host, port: ep.port, key, user: h.user },
+    command.split(' '),
   );
+  return execa(cmd!, args, { reject: false, timeout: 20_000 });
 }
 
 describe.skipIf(missing('cmd:sshd', 'cmd:ssh', 'cmd:ssh-keygen'))('sshd simulator (Debian OpenSSH)', () => {
