@@ -9,6 +9,7 @@ const BENCHES: Record<string, () => Promise<{ run: () => Promise<BenchReport> }>
   'connect-proxy': () => import('./connect-proxy.js'),
   'tls-inspector': () => import('./tls-inspector.js'),
   'geo-dns': () => import('./geo-dns.js'),
+  tunnel: () => import('./tunnel.js'),
 };
 
 async function main(): Promise<number> {
