@@ -9,6 +9,7 @@ export function checkExpectation(
   verdict: Verdict,
   durationMs: number,
   events: LabEvent[],
+  stdout = '',
 ): string[] {
   const problems: string[] = [];
   const observed = verdict.ok ? 'pass' : `fail ${verdict.class}`;
@@ -30,6 +31,10 @@ export function checkExpectation(
     problems.push(
       `expected the client to take at least ${formatMs(atLeast)}, it took ${formatMs(durationMs)}`,
     );
+  }
+  const output = 'output' in expect ? expect.output : undefined;
+  if (output !== undefined && !new RegExp(output, 'm').test(stdout)) {
+    problems.push(`expected the client's output to match /${output}/; it did not`);
   }
   for (const want of expect.labSaw) {
     const hit = events.some(

@@ -8,6 +8,7 @@ import { runCommand } from '../clients/command.js';
 import { type Lab, type LabDefinition, startLab } from '../lab/lab.js';
 import { FAILURE_CLASSES, type Verdict } from '../probe/classes.js';
 import { classifyCurl, curlProxyArg, curlTimingArgs, parseCurlTimings } from '../probe/curl.js';
+import { classifyDig } from '../probe/dig.js';
 import { explain } from '../probe/evidence.js';
 import { probeHttps } from '../probe/https-probe.js';
 import type { Phase } from '../probe/phases.js';
@@ -116,7 +117,11 @@ async function runClient(lab: Lab, client: ClientDecl, timeoutMs: number): Promi
   });
   let verdict: Verdict;
   let phases: Phase[] = [];
-  if (isCurl) {
+  const isDig =
+    client.classify === 'dig' || (client.classify === 'auto' && basename(argv[0] ?? '') === 'dig');
+  if (isDig) {
+    verdict = classifyDig(result);
+  } else if (isCurl) {
     const proxy = curlProxyArg(argv);
     verdict = classifyCurl(result, proxy ? { proxy } : {});
     phases = parseCurlTimings(result.stdout, result.stderr)?.phases ?? [];
@@ -208,7 +213,13 @@ export async function runVariant(
     const events = lab.eventsSince(t0);
     const refined = explain(outcome.verdict, events);
     const verdict = refined.verdict;
-    const problems = checkExpectation(v.expect, verdict, outcome.durationMs, events);
+    const problems = checkExpectation(
+      v.expect,
+      verdict,
+      outcome.durationMs,
+      events,
+      outcome.client?.stdout ?? '',
+    );
     const explanation = [...refined.explanation];
     if (!verdict.ok) explanation.push(`${FAILURE_CLASSES[verdict.class].summary}: ${verdict.detail}`);
     explanation.push(...problems);

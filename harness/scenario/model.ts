@@ -67,8 +67,12 @@ const commandClientSchema = z
     stdin: z.string().optional(),
     /** `lab`: run in a private namespace where lab names resolve (hosts file); `none`: as is. */
     resolve: z.enum(['lab', 'none']).default('lab'),
-    /** How to read the outcome: by the program (`curl`, `openssl`), or `exit-code`. Default: from argv[0]. */
-    classify: z.enum(['auto', 'curl', 'exit-code']).default('auto'),
+    /**
+     * How to read the outcome: by the program (`curl`, `dig`), or `exit-code` only. `auto` picks by
+     * argv[0] and otherwise reads the failure names the program printed (ECONNREFUSED, unable to get
+     * local issuer certificate...), refined by what the lab saw.
+     */
+    classify: z.enum(['auto', 'curl', 'dig', 'exit-code']).default('auto'),
     timeout: durationSchema.optional(),
   })
   .strict();
@@ -125,6 +129,18 @@ export const expectSchema = z.union([
       atLeast: durationSchema.optional(),
       /** Events the lab must have recorded (e.g. the proxy logged the 403). */
       labSaw: z.array(labSawSchema).default([]),
+      /** A regular expression the client's standard output must match (e.g. the answer it got). */
+      output: z
+        .string()
+        .refine((r) => {
+          try {
+            new RegExp(r, 'm');
+            return true;
+          } catch {
+            return false;
+          }
+        }, 'not a valid regular expression')
+        .optional(),
     })
     .strict()
     .superRefine((v, ctx) => {
