@@ -99,7 +99,7 @@ export async function start(options: SshdOptions = {}): Promise<SshdHandle> {
     const clientPub = await readFile(join(dir, 'client_ed25519.pub'), 'utf8');
     await writeFile(
       join(dir, 'authorized_keys'),
-      [clientPub.trim(), ...opts.authorizedKeys].join('\n') + '\n',
+      `${[clientPub.trim(), ...opts.authorizedKeys].join('\n')}\n`,
       { mode: 0o600 },
     );
     const port = opts.port === 0 ? await freePort(opts.host) : opts.port;

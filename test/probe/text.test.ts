@@ -8,8 +8,11 @@ describe('classifyText', () => {
       'tcp.refused',
     ],
     ['azure-device: error UnauthorizedError via Mqtt after 120 ms: Not authorized', 'auth.rejected'],
-    ['mqtt.js returned Failure on first connection (Not authorized): Connection refused: Not authorized error', 'auth.rejected'],
-    ["curl: (7) Failed to connect to hub port 5671 after 2 ms: Connection refused", 'tcp.refused'],
+    [
+      'mqtt.js returned Failure on first connection (Not authorized): Connection refused: Not authorized error',
+      'auth.rejected',
+    ],
+    ['curl: (7) Failed to connect to hub port 5671 after 2 ms: Connection refused', 'tcp.refused'],
     ['Error: unable to get local issuer certificate', 'tls.untrusted-root'],
     ['localproxy: E_TUNNEL_TOKEN_USED: the service refused the access token (403)', 'tunnel.token-used'],
     ['Error: certificate has expired', 'tls.expired'],
