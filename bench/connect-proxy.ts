@@ -15,11 +15,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { bounded, bulkOnce, MiB } from './bulk.js';
 import { type BenchReport, buildReport, formatReport, interleave, quick } from './lib.js';
 
 const SQUID = '/usr/sbin/squid';
 const HOST = '127.0.0.1';
-const MiB = 1024 * 1024;
 
 interface Sinks {
   bulkPort: number;
@@ -110,43 +110,6 @@ function openPath(proxyPort: number | undefined, sinkPort: number): Promise<Sock
     };
     s.on('data', onData);
   });
-}
-
-/** Rejects when `p` takes longer than `ms`: a stuck path must fail the run, not hang it. */
-function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const limit = new Promise<never>((_, rej) => {
-    timer = setTimeout(() => rej(new Error(`${what}: no result within ${ms}ms`)), ms);
-  });
-  return Promise.race([p, limit]).finally(() => clearTimeout(timer));
-}
-
-/** MiB/s for `bytes` streamed one way through the path and acknowledged by the sink. */
-async function bulkOnce(proxyPort: number | undefined, sinkPort: number, bytes: number): Promise<number> {
-  const chunk = Buffer.alloc(256 * 1024, 0x61);
-  const t0 = performance.now();
-  const s = await openPath(proxyPort, sinkPort);
-  const acked = new Promise<void>((res, rej) => {
-    s.on('data', (c: Buffer) => {
-      if (c.includes(0x6b)) res();
-    });
-    s.once('error', rej);
-    s.once('close', () => rej(new Error('closed before the sink acknowledged')));
-  });
-  s.resume();
-  const size = Buffer.alloc(8);
-  size.writeBigUInt64BE(BigInt(bytes));
-  s.write(size);
-  let sent = 0;
-  while (sent < bytes) {
-    const n = Math.min(chunk.length, bytes - sent);
-    sent += n;
-    if (!s.write(n === chunk.length ? chunk : chunk.subarray(0, n))) await once(s, 'drain');
-  }
-  await bounded(acked, 120_000, 'bulk acknowledgement');
-  const secs = (performance.now() - t0) / 1000;
-  s.destroy();
-  return bytes / MiB / secs;
 }
 
 /** One tunnel: open, 4-byte echo round trip, close (both ways). */
@@ -323,11 +286,13 @@ export async function run(): Promise<BenchReport> {
     const names = ['fieldlab', ...(subjects.squid ? ['squid'] : []), 'direct'];
     // Warm-up: JIT, connection paths, Squid's first-request work.
     for (const n of names) {
-      await bulkOnce(via(n), sinks.bulkPort, Math.min(bulkBytes, 16 * MiB));
+      await bulkOnce(() => openPath(via(n), sinks.bulkPort), Math.min(bulkBytes, 16 * MiB), 120_000);
       await connectRate(via(n), sinks.echoPort, 50, concurrency);
     }
     const bulk = await interleave(
-      Object.fromEntries(names.map((n) => [n, () => bulkOnce(via(n), sinks.bulkPort, bulkBytes)])),
+      Object.fromEntries(
+        names.map((n) => [n, () => bulkOnce(() => openPath(via(n), sinks.bulkPort), bulkBytes, 120_000)]),
+      ),
       rounds,
     );
     const rate = await interleave(

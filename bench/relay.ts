@@ -10,88 +10,12 @@
  */
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { bounded, bulkOnce, connectDirect, MiB, startBulkSink } from './bulk.js';
 import { type BenchReport, buildReport, interleave, quick } from './lib.js';
 
 const HOST = '127.0.0.1';
-const MiB = 1024 * 1024;
-
-interface Sink {
-  port: number;
-  stop(): Promise<void>;
-}
-
-/** Reads an 8-byte length, then that many bytes, then answers `k`. */
-async function startSink(): Promise<Sink> {
-  const sockets = new Set<Socket>();
-  const server = createServer((c) => {
-    sockets.add(c);
-    c.once('close', () => sockets.delete(c));
-    c.on('error', () => {});
-    c.setNoDelay(true);
-    let want = -1;
-    let got = 0;
-    let head = Buffer.alloc(0);
-    c.on('data', (chunk: Buffer) => {
-      if (want < 0) {
-        head = Buffer.concat([head, chunk]);
-        if (head.length < 8) return;
-        want = Number(head.readBigUInt64BE(0));
-        got = head.length - 8;
-      } else got += chunk.length;
-      if (got >= want) c.end('k');
-    });
-  });
-  await new Promise<void>((res, rej) => {
-    server.once('error', rej);
-    server.listen(0, HOST, () => res());
-  });
-  return {
-    port: (server.address() as AddressInfo).port,
-    async stop() {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((res) => server.close(() => res()));
-    },
-  };
-}
-
-function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const limit = new Promise<never>((_, rej) => {
-    timer = setTimeout(() => rej(new Error(`${what}: no result within ${ms}ms`)), ms);
-  });
-  return Promise.race([p, limit]).finally(() => clearTimeout(timer));
-}
-
-/** MiB/s for `bytes` sent one way to the sink through `port`, until the sink acknowledges. */
-async function bulkOnce(port: number, bytes: number): Promise<number> {
-  const chunk = Buffer.alloc(256 * 1024, 0x61);
-  const t0 = performance.now();
-  const s = connect({ host: HOST, port, noDelay: true });
-  await bounded(once(s, 'connect'), 10_000, 'connect');
-  const acked = new Promise<void>((res, rej) => {
-    s.on('data', (c: Buffer) => {
-      if (c.includes(0x6b)) res();
-    });
-    s.once('error', rej);
-    s.once('close', () => rej(new Error('closed before the sink acknowledged')));
-  });
-  const size = Buffer.alloc(8);
-  size.writeBigUInt64BE(BigInt(bytes));
-  s.write(size);
-  let sent = 0;
-  while (sent < bytes) {
-    const n = Math.min(chunk.length, bytes - sent);
-    sent += n;
-    if (!s.write(n === chunk.length ? chunk : chunk.subarray(0, n))) await once(s, 'drain');
-  }
-  await bounded(acked, 300_000, 'bulk acknowledgement');
-  const secs = (performance.now() - t0) / 1000;
-  s.destroy();
-  return bytes / MiB / secs;
-}
 
 interface Relays {
   plain: number;
@@ -161,7 +85,7 @@ export async function run(): Promise<BenchReport> {
   const bytes = (isQuick ? 32 : 512) * MiB;
   const rounds = 3;
   const notes: string[] = [`bulk: ${bytes / MiB} MiB one way per round, ${rounds} rounds interleaved`];
-  const sink = await startSink();
+  const sink = await startBulkSink(HOST);
   let relays: Relays | undefined;
   try {
     relays = await startRelays(sink.port, notes);
@@ -171,9 +95,12 @@ export async function run(): Promise<BenchReport> {
       'relay+noop': relays.noop,
     };
     // Warm-up: JIT and connection paths.
-    for (const p of Object.values(ports)) await bulkOnce(p, Math.min(bytes, 16 * MiB));
+    for (const p of Object.values(ports))
+      await bulkOnce(() => connectDirect(HOST, p), Math.min(bytes, 16 * MiB));
     const samples = await interleave(
-      Object.fromEntries(Object.entries(ports).map(([n, p]) => [n, () => bulkOnce(p, bytes)])),
+      Object.fromEntries(
+        Object.entries(ports).map(([n, p]) => [n, () => bulkOnce(() => connectDirect(HOST, p), bytes)]),
+      ),
       rounds,
     );
     return buildReport(
