@@ -10,6 +10,7 @@ const BENCHES: Record<string, () => Promise<{ run: () => Promise<BenchReport> }>
   'tls-inspector': () => import('./tls-inspector.js'),
   'geo-dns': () => import('./geo-dns.js'),
   tunnel: () => import('./tunnel.js'),
+  mqtt: () => import('./mqtt.js'),
 };
 
 async function main(): Promise<number> {

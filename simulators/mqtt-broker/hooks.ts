@@ -9,8 +9,13 @@ import type { Aedes, Client } from 'aedes';
 export interface ClientInfo {
   clientId: string;
   username?: string;
-  /** The client certificate of a mutual-TLS connection (mqtts or wss). */
+  /**
+   * The client certificate of a mutual-TLS connection (mqtts or wss), with the chain the client sent
+   * (`issuerCertificate`, from `getPeerCertificate(true)`).
+   */
   peerCertificate?: PeerCertificate;
+  /** Whether the TLS layer verified that certificate against `tls.clientCa`. */
+  authorized?: boolean;
   /** The negotiated ALPN protocol, when the transport is TLS. */
   alpn?: string;
 }
@@ -19,6 +24,11 @@ export interface ClientInfo {
 export interface ConnectRefusal {
   returnCode: 1 | 2 | 3 | 4 | 5;
   reason: string;
+  /**
+   * Close the connection without any CONNACK (what AWS IoT does with an unknown or just-registered
+   * certificate); `returnCode` is then only reported in the `client-rejected` event.
+   */
+  drop?: boolean;
 }
 
 export interface BrokerHooks {
@@ -33,14 +43,20 @@ export interface BrokerHooks {
 
 /** What a hook knows about an aedes client: id, user, and the TLS facts of its connection. */
 export function clientInfo(client: Client, username?: string): ClientInfo {
-  const conn = client.conn as Partial<TLSSocket>;
+  // Over ws/wss, client.conn is the WebSocket stream: the TLS socket is the upgrade request's.
+  const req = (client as Client & { req?: { socket?: unknown } }).req;
+  const direct = client.conn as Partial<TLSSocket>;
+  const conn = (
+    typeof direct.getPeerCertificate === 'function' ? direct : (req?.socket ?? direct)
+  ) as Partial<TLSSocket>;
   const tls = typeof conn.getPeerCertificate === 'function';
-  const cert = tls ? conn.getPeerCertificate?.() : undefined;
+  const cert = tls ? conn.getPeerCertificate?.(true) : undefined;
   const info: ClientInfo = { clientId: client.id };
   const user = username ?? (client as Client & { fieldlabUser?: string }).fieldlabUser;
   if (user !== undefined) info.username = user;
   if (cert && Object.keys(cert).length > 0) info.peerCertificate = cert;
   if (tls && typeof conn.alpnProtocol === 'string') info.alpn = conn.alpnProtocol;
+  if (tls) info.authorized = conn.authorized === true;
   return info;
 }
 
@@ -61,6 +77,8 @@ export function installHooks(
         (r) => {
           if (r === true) return done(null, true);
           onRefused(client.id, r.returnCode, r.reason);
+          // aedes ignores a late authenticate answer once the client is closed.
+          if (r.drop) return client.conn.destroy();
           done(
             Object.assign(new Error(r.reason), { returnCode: r.returnCode }) as Parameters<typeof done>[0],
             false,

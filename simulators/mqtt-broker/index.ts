@@ -15,6 +15,9 @@ import {
   describeTlsClientError,
   type TlsClientErrorEvent,
 } from '../common/server-events.js';
+import { coalesceWrites } from './coalesce.js';
+import { guardDeliveryRecursion } from './delivery.js';
+import { type BrokerFaults, brokerFaultsSchema, type FaultEvent, installFaults } from './faults.js';
 import { type BrokerHooks, type ClientInfo, installHooks } from './hooks.js';
 
 /**
@@ -45,6 +48,11 @@ export const mqttBrokerOptionsSchema = z
         keyPem: z.string(),
         /** Require client certificates issued by these CAs (mutual TLS). */
         clientCa: z.array(z.string()).optional(),
+        /**
+         * Ask for a client certificate without verifying it at the TLS layer (a persona's `authenticate`
+         * hook decides, e.g. AWS IoT's registered certificates and CAs). Ignored when `clientCa` is set.
+         */
+        requestCert: z.boolean().optional(),
         /** ALPN protocols offered (e.g. `x-amzn-mqtt-ca`, `mqtt`). */
         alpn: z.array(z.string()).optional(),
       })
@@ -56,6 +64,8 @@ export const mqttBrokerOptionsSchema = z
     hooks: z
       .custom<BrokerHooks>((v) => typeof v === 'object' && v !== null, 'expected an object of hook functions')
       .optional(),
+    /** Protocol faults from the start (see faults.ts); change them later with `handle.setFault()`. */
+    faults: brokerFaultsSchema.optional(),
   })
   .strict()
   .superRefine((o, ctx) => {
@@ -71,6 +81,8 @@ export const mqttBrokerOptionsSchema = z
   });
 
 export type MqttBrokerOptions = z.input<typeof mqttBrokerOptionsSchema>;
+export type { BrokerFaults, FaultEvent, FaultKind } from './faults.js';
+export { brokerFaultsSchema } from './faults.js';
 export type { BrokerHooks, ClientInfo, ConnectRefusal } from './hooks.js';
 
 export interface MqttBrokerEvents {
@@ -83,6 +95,8 @@ export interface MqttBrokerEvents {
   publish: { clientId: string; topic: string; qos: number; retain: boolean; bytes: number };
   subscribe: { clientId: string; topics: string[] };
   closed: { id: string; bytesIn: number; bytesOut: number; durationMs: number };
+  /** A protocol fault acted on a client (refused CONNACK, withheld PUBACK, dropped connection). */
+  fault: FaultEvent;
 }
 
 export interface MqttBrokerStats {
@@ -91,19 +105,29 @@ export interface MqttBrokerStats {
   clients: number;
   published: number;
   rejected: number;
+  faults: number;
 }
 
 export interface MqttBrokerHandle extends SimulatorHandle<MqttBrokerEvents, MqttBrokerStats> {
   readonly broker: Aedes;
   /** Publishes from the broker itself (e.g. a cloud persona answering a device). */
   publish(topic: string, payload: string | Buffer, qos?: 0 | 1): Promise<void>;
+  /**
+   * Replaces the active protocol faults (`{}` or no argument clears them); applies to the next packet.
+   * Throws E_BAD_OPTION for an unknown fault or a bad value.
+   */
+  setFault(faults?: BrokerFaults): void;
+  /** The faults in force now. */
+  faults(): BrokerFaults;
 }
 
 export async function start(options: MqttBrokerOptions = {}): Promise<MqttBrokerHandle> {
   const opts = parseOptions(mqttBrokerOptionsSchema, options, 'mqtt-broker');
   const events = new SimulatorEvents<MqttBrokerEvents>(opts.name);
-  const stats: MqttBrokerStats = { connections: 0, clients: 0, published: 0, rejected: 0 };
+  const stats: MqttBrokerStats = { connections: 0, clients: 0, published: 0, rejected: 0, faults: 0 };
   const broker = await Aedes.createBroker();
+  guardDeliveryRecursion(broker);
+  let faults: BrokerFaults = { ...opts.faults };
   const tracker = new ConnectionTracker();
 
   const users = opts.users;
@@ -122,6 +146,14 @@ export async function start(options: MqttBrokerOptions = {}): Promise<MqttBroker
     stats.rejected++;
     events.emitEvent('client-rejected', { clientId, returnCode, reason });
   });
+  installFaults(
+    broker,
+    () => faults,
+    (e) => {
+      stats.faults++;
+      events.emitEvent('fault', e);
+    },
+  );
   broker.on('client', (c) => {
     stats.clients++;
     events.emitEvent('client-connected', { clientId: c.id });
@@ -144,6 +176,8 @@ export async function start(options: MqttBrokerOptions = {}): Promise<MqttBroker
 
   const trackSocket = (socket: Socket, transport: string) => {
     stats.connections++;
+    // Small MQTT packets must not wait for Nagle's algorithm (a QoS 1 round trip would stall ~40 ms).
+    socket.setNoDelay(true);
     tracker.track(socket);
     announceConnection(events, socket, `${transport}-${randomUUID().slice(0, 8)}`);
   };
@@ -153,7 +187,11 @@ export async function start(options: MqttBrokerOptions = {}): Promise<MqttBroker
     ? {
         cert: opts.tls.certPem,
         key: opts.tls.keyPem,
-        ...(opts.tls.clientCa ? { ca: opts.tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}),
+        ...(opts.tls.clientCa
+          ? { ca: opts.tls.clientCa, requestCert: true, rejectUnauthorized: true }
+          : opts.tls.requestCert
+            ? { requestCert: true, rejectUnauthorized: false }
+            : {}),
         ...(opts.tls.alpn ? { ALPNProtocols: opts.tls.alpn } : {}),
       }
     : undefined;
@@ -164,9 +202,13 @@ export async function start(options: MqttBrokerOptions = {}): Promise<MqttBroker
   try {
     for (const l of opts.listeners) {
       let server: NetServer | HttpServer;
-      if (l.protocol === 'mqtt') server = createNetServer((s) => broker.handle(s));
+      const handle = (s: Socket) => {
+        coalesceWrites(s);
+        broker.handle(s);
+      };
+      if (l.protocol === 'mqtt') server = createNetServer(handle);
       else if (l.protocol === 'mqtts') {
-        server = createTlsServer(tlsOptions!, (s) => broker.handle(s));
+        server = createTlsServer(tlsOptions!, handle);
         server.on('tlsClientError', onTlsError);
       } else {
         server = l.protocol === 'ws' ? createHttpServer() : createHttpsServer(tlsOptions!);
@@ -207,6 +249,10 @@ export async function start(options: MqttBrokerOptions = {}): Promise<MqttBroker
     events,
     broker,
     stats: () => ({ ...stats }),
+    setFault(next = {}) {
+      faults = { ...parseOptions(brokerFaultsSchema, next, `${opts.name} setFault`) };
+    },
+    faults: () => ({ ...faults }),
     publish: (topic, payload, qos = 0) =>
       new Promise<void>((resolve, reject) =>
         broker.publish(

@@ -1,0 +1,356 @@
+/**
+ * AWS IoT Core persona (one instance per lab "region") on the lab MQTT broker:
+ *
+ *   device ──mTLS (ALPN x-amzn-mqtt-ca)──▶ broker ──hooks──▶ registry (CAs, certificates, things)
+ *                                                   ├── policy: things/<thing>/..., $aws/things/<thing>/...
+ *                                                   └── fleet provisioning by claim, JITP
+ *
+ * A client certificate is accepted when it is registered and ACTIVE. One issued by a registered CA with
+ * auto-registration is registered on first use (JITP) and that connection is dropped; the next succeeds.
+ * Anything else is dropped without a CONNACK, as AWS IoT does.
+ */
+import { X509Certificate } from 'node:crypto';
+import { z } from 'zod';
+import { FieldlabError } from '../common/errors.js';
+import { SimulatorEvents } from '../common/events.js';
+import type { Endpoint, SimulatorHandle } from '../common/handle.js';
+import { parseOptions } from '../common/options.js';
+import {
+  type ClientInfo,
+  type ConnectRefusal,
+  type MqttBrokerEvents,
+  type MqttBrokerHandle,
+  start as startBroker,
+} from '../mqtt-broker/index.js';
+import type { CertificateAuthority } from '../pki/index.js';
+import { expandTemplate, mayPublish, maySubscribe, type Principal } from './policy.js';
+import { FleetProvisioning, type ProvisioningTemplate } from './provisioning.js';
+import {
+  type CertificateRecord,
+  type CertificateStatus,
+  certificateIdOf,
+  Registry,
+  type ThingRecord,
+} from './registry.js';
+
+export type { ProvisioningTemplate } from './provisioning.js';
+export type { CertificateRecord, CertificateStatus, ThingRecord } from './registry.js';
+
+const statusSchema = z.enum(['ACTIVE', 'INACTIVE', 'REVOKED', 'PENDING_ACTIVATION']);
+const templateSchema = z
+  .object({
+    thingNameTemplate: z.string().min(1),
+    deviceConfiguration: z.record(z.string(), z.string()).optional(),
+  })
+  .strict();
+
+export const awsIotOptionsSchema = z
+  .object({
+    name: z.string().default('aws-iot'),
+    region: z.string().default('us-east-1'),
+    host: z.string().default('127.0.0.1'),
+    /** mqtts (8883- or 443-style) and wss (443) listeners. */
+    listeners: z
+      .array(
+        z.object({ protocol: z.enum(['mqtts', 'wss']), port: z.number().int().min(0).max(65535).default(0) }),
+      )
+      .min(1)
+      .default([{ protocol: 'mqtts', port: 0 }]),
+    /** The endpoint's server certificate (chain) and key, e.g. from `pki.issueServer(['localhost'])`. */
+    tls: z.object({ certPem: z.string(), keyPem: z.string() }).strict(),
+    /** Drop TLS connections that did not negotiate ALPN `x-amzn-mqtt-ca` (MQTT on port 443). */
+    requireAlpn: z.boolean().default(false),
+    /** The region's CA: issues the certificates of fleet provisioning (CreateKeysAndCertificate). */
+    issuer: z
+      .custom<CertificateAuthority>(
+        (v) => typeof v === 'object' && v !== null && 'issueLeaf' in v,
+        'expected a CertificateAuthority (pki)',
+      )
+      .optional(),
+    certificates: z
+      .array(
+        z
+          .object({
+            pem: z.string(),
+            thingName: z.string().optional(),
+            status: statusSchema.default('ACTIVE'),
+            claim: z.boolean().default(false),
+          })
+          .strict(),
+      )
+      .default([]),
+    cas: z
+      .array(
+        z
+          .object({
+            pem: z.string(),
+            autoRegistration: z.boolean().default(false),
+            thingNameTemplate: z.string().default('${CommonName}'),
+          })
+          .strict(),
+      )
+      .default([]),
+    /** Fleet provisioning templates by name. */
+    templates: z.record(z.string(), templateSchema).default({}),
+  })
+  .strict();
+
+export type AwsIotOptions = z.input<typeof awsIotOptionsSchema>;
+
+export interface AwsIotEvents extends MqttBrokerEvents {
+  'certificate-created': {
+    certificateId: string;
+    origin: CertificateRecord['origin'];
+    status: CertificateStatus;
+  };
+  'thing-registered': { thingName: string; certificateId: string; template?: string };
+  'jitp-registered': { certificateId: string; thingName: string; caCertificateId: string };
+  'policy-denied': {
+    clientId: string;
+    thingName?: string;
+    action: 'publish' | 'subscribe';
+    topic: string;
+  };
+  /** A connection refused at authentication (TLS kept, dropped before CONNACK). */
+  'auth-denied': { clientId: string; certificateId?: string; reason: string };
+}
+
+export interface AwsIotStats {
+  [key: string]: unknown;
+  things: number;
+  certificates: number;
+  policyDenied: number;
+  authDenied: number;
+  broker: ReturnType<MqttBrokerHandle['stats']>;
+}
+
+export interface AwsIotHandle extends SimulatorHandle<AwsIotEvents, AwsIotStats> {
+  readonly region: string;
+  /** The broker underneath (for faults, `publish`...). */
+  readonly broker: MqttBrokerHandle;
+  /** Registers a device certificate (RegisterCertificateWithoutCA); returns its certificateId. */
+  registerCertificate(
+    pem: string,
+    opts?: { thingName?: string; status?: CertificateStatus; claim?: boolean },
+  ): string;
+  /** Registers a CA certificate (RegisterCACertificate); with autoRegistration its devices get JITP. */
+  registerCa(pem: string, opts?: { autoRegistration?: boolean; thingNameTemplate?: string }): string;
+  /** UpdateCertificate: changes a certificate's status. */
+  setCertificateStatus(certificateId: string, status: CertificateStatus): void;
+  things(): ThingRecord[];
+  certificates(): CertificateRecord[];
+}
+
+export async function start(options: AwsIotOptions): Promise<AwsIotHandle> {
+  const opts = parseOptions(awsIotOptionsSchema, options, 'aws-iot');
+  const events = new SimulatorEvents<AwsIotEvents>(opts.name);
+  const registry = new Registry();
+  const counts = { policyDenied: 0, authDenied: 0 };
+
+  const registerCertificate: AwsIotHandle['registerCertificate'] = (pem, o = {}) => {
+    let rec: CertificateRecord;
+    try {
+      rec = registry.addCertificate({
+        certificatePem: pem,
+        status: o.status ?? 'ACTIVE',
+        claim: o.claim ?? false,
+        origin: 'registered',
+        ...(o.thingName !== undefined ? { thingName: o.thingName } : {}),
+      });
+    } catch (err) {
+      throw new FieldlabError('E_BAD_CERTIFICATE', `${opts.name}: not a PEM certificate`, {
+        hint: 'pass the device certificate PEM (certPem of a pki leaf)',
+        cause: err,
+      });
+    }
+    if (o.thingName !== undefined && !registry.things.has(o.thingName)) {
+      registry.things.set(o.thingName, {
+        thingName: o.thingName,
+        certificateId: rec.certificateId,
+        attributes: {},
+      });
+    }
+    return rec.certificateId;
+  };
+  const registerCa: AwsIotHandle['registerCa'] = (pem, o = {}) => {
+    try {
+      return registry.addCa(pem, o.autoRegistration ?? false, o.thingNameTemplate ?? '${CommonName}')
+        .certificateId;
+    } catch (err) {
+      throw new FieldlabError('E_BAD_CERTIFICATE', `${opts.name}: not a PEM CA certificate`, {
+        hint: 'pass the CA certificate PEM (certPem of a pki CertificateAuthority)',
+        cause: err,
+      });
+    }
+  };
+  for (const c of opts.certificates) registerCertificate(c.pem, c);
+  for (const ca of opts.cas) registerCa(ca.pem, ca);
+
+  const provisioning = new FleetProvisioning({
+    registry,
+    issuer: opts.issuer,
+    templates: opts.templates as Record<string, ProvisioningTemplate>,
+    onCertificateCreated: (r) =>
+      events.emitEvent('certificate-created', {
+        certificateId: r.certificateId,
+        origin: r.origin,
+        status: r.status,
+      }),
+    onThingRegistered: (t) =>
+      events.emitEvent('thing-registered', {
+        thingName: t.thingName,
+        certificateId: t.certificateId,
+        ...(t.template !== undefined ? { template: t.template } : {}),
+      }),
+  });
+
+  const refuse = (client: ClientInfo, reason: string, certificateId?: string): ConnectRefusal => {
+    counts.authDenied++;
+    events.emitEvent('auth-denied', {
+      clientId: client.clientId,
+      reason,
+      ...(certificateId !== undefined ? { certificateId } : {}),
+    });
+    return { returnCode: 5, reason, drop: true };
+  };
+
+  const authenticate = async (client: ClientInfo): Promise<true | ConnectRefusal> => {
+    if (opts.requireAlpn && client.alpn !== 'x-amzn-mqtt-ca') {
+      return refuse(client, `ALPN ${client.alpn ?? '(none)'} is not x-amzn-mqtt-ca`);
+    }
+    const peer = client.peerCertificate;
+    if (!peer?.raw) return refuse(client, 'no client certificate');
+    const verdict = registry.verify(peer);
+    if (verdict.kind === 'unknown') return refuse(client, verdict.reason);
+    if (verdict.kind === 'auto-register') {
+      // JITP: register PENDING_ACTIVATION, then the template activates it and creates the thing;
+      // the connection that triggered it is dropped (AWS IoT: "the first connection attempt fails").
+      const cn = new X509Certificate(verdict.pem).subject.match(/CN=([^\n]+)/)?.[1] ?? verdict.certificateId;
+      const thingName = expandTemplate(verdict.ca.thingNameTemplate, {
+        CommonName: cn,
+        SerialNumber: new X509Certificate(verdict.pem).serialNumber,
+        CertificateId: verdict.certificateId,
+      });
+      const record = registry.addCertificate({
+        certificatePem: verdict.pem,
+        status: 'PENDING_ACTIVATION',
+        claim: false,
+        origin: 'jitp',
+      });
+      events.emitEvent('certificate-created', {
+        certificateId: record.certificateId,
+        origin: 'jitp',
+        status: record.status,
+      });
+      record.status = 'ACTIVE';
+      if (thingName) {
+        record.thingName = thingName;
+        const thing: ThingRecord = {
+          thingName,
+          certificateId: record.certificateId,
+          attributes: {},
+          template: 'jitp',
+        };
+        registry.things.set(thingName, thing);
+        events.emitEvent('thing-registered', {
+          thingName,
+          certificateId: record.certificateId,
+          template: 'jitp',
+        });
+      }
+      events.emitEvent('jitp-registered', {
+        certificateId: record.certificateId,
+        thingName: thingName ?? '',
+        caCertificateId: verdict.ca.certificateId,
+      });
+      return refuse(client, 'certificate registered by JITP: reconnect', record.certificateId);
+    }
+    const rec = verdict.record;
+    if (rec.status !== 'ACTIVE') return refuse(client, `certificate is ${rec.status}`, rec.certificateId);
+    return true;
+  };
+
+  // What the connection's certificate allows, looked up per packet (a status change applies at once).
+  const principalOf = (client: ClientInfo): Principal => {
+    const raw = client.peerCertificate?.raw;
+    const rec = raw ? registry.certificates.get(certificateIdOf(raw)) : undefined;
+    if (rec?.status !== 'ACTIVE') return { claim: false };
+    return { claim: rec.claim, ...(rec.thingName !== undefined ? { thingName: rec.thingName } : {}) };
+  };
+  const denied = (client: ClientInfo, action: 'publish' | 'subscribe', topic: string) => {
+    counts.policyDenied++;
+    const p = principalOf(client);
+    events.emitEvent('policy-denied', {
+      clientId: client.clientId,
+      action,
+      topic,
+      ...(p.thingName !== undefined ? { thingName: p.thingName } : {}),
+    });
+  };
+
+  let broker: MqttBrokerHandle | undefined;
+  broker = await startBroker({
+    name: opts.name,
+    host: opts.host,
+    listeners: opts.listeners,
+    tls: {
+      certPem: opts.tls.certPem,
+      keyPem: opts.tls.keyPem,
+      requestCert: true,
+      alpn: ['x-amzn-mqtt-ca', 'mqtt'],
+    },
+    hooks: {
+      authenticate: (client) => authenticate(client),
+      // A denied PUBLISH disconnects the client, as AWS IoT does.
+      authorizePublish: async (client, topic) => {
+        const ok = mayPublish(principalOf(client), topic);
+        if (!ok) denied(client, 'publish', topic);
+        return ok;
+      },
+      authorizeSubscribe: async (client, topic) => {
+        const ok = maySubscribe(principalOf(client), topic);
+        if (!ok) denied(client, 'subscribe', topic);
+        return ok;
+      },
+      onPublish: async (_client, topic, payload) => {
+        if (!FleetProvisioning.handles(topic)) return;
+        const reply = await provisioning.handle(topic, payload);
+        await broker?.publish(reply.topic, JSON.stringify(reply.payload), 1);
+      },
+    },
+  });
+  const b = broker;
+  // Relay the broker's events (connection, closed, tls-client-error, publish...) under this persona.
+  b.events.onAny((e) => events.emitEvent(e.type as keyof AwsIotEvents & string, e.data as never));
+
+  const endpoints: Endpoint[] = b.endpoints.map((e) => ({ ...e }));
+  return {
+    name: opts.name,
+    region: opts.region,
+    endpoints,
+    events,
+    broker: b,
+    registerCertificate,
+    registerCa,
+    setCertificateStatus(certificateId, status) {
+      const rec = registry.certificates.get(certificateId);
+      if (!rec) {
+        throw new FieldlabError('E_NOT_FOUND', `${opts.name}: no certificate ${certificateId}`, {
+          hint: 'use a certificateId returned by registerCertificate() or listed by certificates()',
+        });
+      }
+      rec.status = statusSchema.parse(status);
+    },
+    things: () => [...registry.things.values()].map((t) => ({ ...t, attributes: { ...t.attributes } })),
+    certificates: () => [...registry.certificates.values()].map((c) => ({ ...c })),
+    stats: () => ({
+      things: registry.things.size,
+      certificates: registry.certificates.size,
+      ...counts,
+      broker: b.stats(),
+    }),
+    stop: () => b.stop(),
+  };
+}
+
+export { certificateIdOf };
