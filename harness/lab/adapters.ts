@@ -1,7 +1,8 @@
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import type { LookupFunction } from 'node:net';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { start as startAwsIot } from '../../simulators/aws-iot/index.js';
 import { durationSchema } from '../../simulators/common/duration.js';
 import type { LabEvent } from '../../simulators/common/events.js';
 import type { Endpoint } from '../../simulators/common/handle.js';
@@ -356,7 +357,71 @@ const iotHub = adapter({
   },
 });
 
+/**
+ * The lab's fleet-provisioning claim certificate: one per lab, registered in every AWS IoT region of
+ * the lab (as a fleet's claim is registered in every region it may provision in).
+ */
+async function fleetClaim(
+  ctx: AdapterContext,
+): Promise<{ certPath: string; keyPath: string; certPem: string }> {
+  const certPath = join(ctx.labDir, 'fleet-claim.pem');
+  const keyPath = join(ctx.labDir, 'fleet-claim-key.pem');
+  if (!existsSync(certPath))
+    await ctx.pki.issueClient('fleet-claim', { file: join(ctx.labDir, 'fleet-claim') });
+  return { certPath, keyPath, certPem: readFileSync(certPath, 'utf8') };
+}
+
+const awsIot = adapter({
+  type: 'aws-iot',
+  summary:
+    'AWS IoT Core persona for one region: mTLS, registered certificates/CAs, fleet provisioning by claim, JITP, topic policy',
+  options: z
+    .object({
+      region: z.string().default('us-east-1'),
+      listeners: z
+        .array(z.object({ protocol: z.enum(['mqtts', 'wss']) }).strict())
+        .min(1)
+        .default([{ protocol: 'mqtts' }]),
+      /** Only clients offering ALPN `x-amzn-mqtt-ca` (MQTT on 443). */
+      requireAlpn: z.boolean().default(false),
+      /** Fleet provisioning templates: `{ FleetTemplate: { thingNameTemplate: 'dev-${SerialNumber}' } }`. */
+      templates: z
+        .record(
+          z.string(),
+          z
+            .object({
+              thingNameTemplate: z.string(),
+              deviceConfiguration: z.record(z.string(), z.string()).optional(),
+            })
+            .strict(),
+        )
+        .default({}),
+      /** Register the lab's fleet claim certificate (vars `${name.claimCert}`, `${name.claimKey}`). */
+      claim: z.boolean().default(true),
+    })
+    .strict(),
+  async start(ctx, o) {
+    const server = await ctx.pki.issueServer([ctx.hostName, ctx.address]);
+    const issuer = await ctx.pki.createAuthority(`fieldlab ${o.region} Device CA`);
+    const claim = o.claim ? await fleetClaim(ctx) : undefined;
+    const handle = await startAwsIot({
+      name: ctx.name,
+      region: o.region,
+      host: ctx.address,
+      listeners: o.listeners.map((l) => ({ protocol: l.protocol, port: 0 })),
+      tls: { certPem: server.chainPem, keyPem: server.keyPem },
+      requireAlpn: o.requireAlpn,
+      issuer,
+      templates: o.templates,
+      certificates: claim ? [{ pem: claim.certPem, claim: true }] : [],
+    });
+    const vars: Record<string, string> = claim ? { claimCert: claim.certPath, claimKey: claim.keyPath } : {};
+    return { handle, vars };
+  },
+});
+
 const ADAPTERS = new Map<string, SimulatorAdapter>([
+  [awsIot.type, awsIot],
   [iotHub.type, iotHub],
   [sshd.type, sshd],
   [geoDns.type, geoDns],

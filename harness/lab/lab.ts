@@ -125,6 +125,13 @@ export class Lab {
   resolveRef(ref: string): string {
     const parts = ref.split('.');
     const [head, ...rest] = parts;
+    if (head === 'lab' && rest[0] === 'host') {
+      // `${lab.host.<host name>}`: a lab host's address (host names contain dots).
+      const name = rest.slice(1).join('.');
+      const addr = this.hosts.get(name);
+      if (addr === undefined) throw refError(ref, `lab hosts: ${[...this.hosts.keys()].join(', ')}`);
+      return addr;
+    }
     if (head === 'lab') {
       // Lazy: caDir runs `openssl rehash`, which only scenarios that use it should need.
       const v: Record<string, () => string> = {
@@ -165,8 +172,12 @@ export class Lab {
 
   /** Fills `${...}` references in strings, deeply. */
   interpolate<T>(value: T): T {
-    if (typeof value === 'string')
-      return value.replace(/\$\{([^}]*)\}/g, (_, ref: string) => this.resolveRef(ref)) as T;
+    if (typeof value === 'string') {
+      // `$${x}` stands for a literal `${x}` (e.g. an AWS provisioning template's `${SerialNumber}`).
+      return value.replace(/\$(\$?)\{([^}]*)\}/g, (_, esc: string, ref: string) =>
+        esc ? `\${${ref}}` : this.resolveRef(ref),
+      ) as T;
+    }
     if (Array.isArray(value)) return value.map((v) => this.interpolate(v)) as T;
     if (value && typeof value === 'object') {
       return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, this.interpolate(v)])) as T;

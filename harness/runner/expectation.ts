@@ -36,8 +36,8 @@ export function checkExpectation(
   if (output !== undefined && !new RegExp(output, 'm').test(stdout)) {
     problems.push(`expected the client's output to match /${output}/; it did not`);
   }
-  for (const want of expect.labSaw) {
-    const hit = events.some(
+  const matches = (want: (typeof expect.labSaw)[number]) =>
+    events.some(
       (e) =>
         e.source === want.source &&
         e.type === want.type &&
@@ -45,10 +45,14 @@ export function checkExpectation(
           ([k, v]) => (e.data as Record<string, unknown> | null)?.[k] === v,
         ),
     );
-    if (!hit) {
-      const m = want.match ? ` with ${JSON.stringify(want.match)}` : '';
-      problems.push(`expected ${want.source} to see ${want.type}${m}; it did not`);
-    }
+  const describe = (want: (typeof expect.labSaw)[number]) =>
+    `${want.source} to see ${want.type}${want.match ? ` with ${JSON.stringify(want.match)}` : ''}`;
+  for (const want of expect.labSaw) {
+    if (!matches(want)) problems.push(`expected ${describe(want)}; it did not`);
+  }
+  for (const want of 'labNeverSaw' in expect ? expect.labNeverSaw : []) {
+    if (matches(want))
+      problems.push(`expected ${describe(want).replace(' to see ', ' never to see ')}; it did`);
   }
   return problems;
 }

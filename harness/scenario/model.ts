@@ -117,7 +117,7 @@ export const labSawSchema = z
   .strict();
 
 export const expectSchema = z.union([
-  z.literal('pass').transform(() => ({ result: 'pass' as const, labSaw: [] })),
+  z.literal('pass').transform(() => ({ result: 'pass' as const, labSaw: [], labNeverSaw: [] })),
   z
     .object({
       result: z.enum(['pass', 'fail']),
@@ -129,6 +129,8 @@ export const expectSchema = z.union([
       atLeast: durationSchema.optional(),
       /** Events the lab must have recorded (e.g. the proxy logged the 403). */
       labSaw: z.array(labSawSchema).default([]),
+      /** Events the lab must not have recorded (e.g. the device registered in the other region). */
+      labNeverSaw: z.array(labSawSchema).default([]),
       /** A regular expression the client's standard output must match (e.g. the answer it got). */
       output: z
         .string()

@@ -7,12 +7,24 @@ export interface SemanticIssue {
   message: string;
 }
 
-const REF = /\$\{([^}]*)\}/g;
+/** `${ref}`, but not the escaped `$${literal}`. */
+const REF = /(?<!\$)\$\{([^}]*)\}/g;
 const LAB_VARS = new Set(['ca', 'caDir', 'hosts', 'dir', 'resolv', 'root']);
 
 /** `${...}` references used in a string, as their inner text. */
 export function referencesIn(s: string): string[] {
   return [...s.matchAll(REF)].map((m) => m[1] ?? '');
+}
+
+function valueAt(v: unknown, path: readonly PropertyKey[]): unknown {
+  let cur = v;
+  for (const k of path)
+    cur = cur && typeof cur === 'object' ? (cur as Record<PropertyKey, unknown>)[k] : undefined;
+  return cur;
+}
+
+function hasReference(v: unknown): boolean {
+  return typeof v === 'string' && referencesIn(v).length > 0;
 }
 
 export function checkSemantics(s: Scenario): SemanticIssue[] {
@@ -39,6 +51,7 @@ export function checkSemantics(s: Scenario): SemanticIssue[] {
     for (const ref of referencesIn(value)) {
       const [head, field] = ref.split('.');
       if (head === 'lab') {
+        if (field === 'host') continue; // ${lab.host.<name>}: checked against the lab's hosts at start
         if (!field || !LAB_VARS.has(field)) {
           issues.push({
             path,
@@ -75,7 +88,9 @@ export function checkSemantics(s: Scenario): SemanticIssue[] {
     const check = (options: Record<string, unknown>, where: PropertyKey[]) => {
       const r = adapter.options.safeParse(options);
       if (r.success) return;
-      for (const issue of r.error.issues.slice(0, 4))
+      // A field holding a `${...}` reference is only known when the lab starts: it is checked then.
+      const bad = r.error.issues.filter((i) => !hasReference(valueAt(options, i.path)));
+      for (const issue of bad.slice(0, 4))
         issues.push({ path: [...where, ...issue.path], message: issue.message });
     };
     check(sim.options, ['lab', 'simulators', i, 'options']);

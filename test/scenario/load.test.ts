@@ -45,7 +45,7 @@ describe('scenario loading', () => {
       stream: 'downstream',
     });
     expect(broken.expect).toMatchObject({ result: 'fail', class: 'tcp.timeout', within: 10_000 });
-    expect(s.variants[1]!.expect).toEqual({ result: 'pass', labSaw: [] });
+    expect(s.variants[1]!.expect).toEqual({ result: 'pass', labSaw: [], labNeverSaw: [] });
   });
 
   it('names the field path and the line of a bad field', () => {
