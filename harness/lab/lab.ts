@@ -62,7 +62,7 @@ export class Lab {
     readonly pki: PkiHandle,
     private readonly record: LabRecord,
   ) {
-    this.lookup = createLabLookup(this.hosts);
+    this.lookup = createLabLookup(this.hosts, () => this.dnsServer());
   }
 
   get hostsFile(): string {
@@ -107,6 +107,16 @@ export class Lab {
       });
     }
     return r;
+  }
+
+  /** `address:port` of the lab's DNS server (its first geo-dns simulator), when it has one. */
+  dnsServer(): string | undefined {
+    for (const sim of this.simulators.values()) {
+      if (sim.decl.type !== 'geo-dns') continue;
+      const udp = sim.endpoints.find((e) => e.name === 'dns-udp');
+      if (udp) return `${udp.host}:${udp.port}`;
+    }
+    return undefined;
   }
 
   /** Environment that makes common clients trust the lab CA. */

@@ -1,29 +1,47 @@
+import { Resolver } from 'node:dns/promises';
 import type { LookupFunction } from 'node:net';
 
 /**
- * A `net.LookupFunction` that resolves lab host names from the lab's table and nothing else: a name
- * the lab does not know fails with ENOTFOUND, so an in-process Node client never queries real DNS.
+ * A `net.LookupFunction` for in-process Node clients: lab host names from the lab's table first; other
+ * names through the lab's DNS server when the lab runs one (so geolocation and DNS faults apply to Node
+ * clients too); anything else fails with ENOTFOUND, so no lookup ever reaches real DNS.
  */
-export function createLabLookup(hosts: ReadonlyMap<string, string>): LookupFunction {
+export function createLabLookup(
+  hosts: ReadonlyMap<string, string>,
+  dnsServer: () => string | undefined = () => undefined,
+): LookupFunction {
+  let resolver: { server: string; r: Resolver } | undefined;
   return (hostname, options, callback) => {
-    const literal = /^\d+\.\d+\.\d+\.\d+$/.test(hostname) ? hostname : undefined;
-    const address = literal ?? hosts.get(hostname.toLowerCase().replace(/\.$/, ''));
-    if (!address) {
-      const err = Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), {
-        code: 'ENOTFOUND',
-        errno: -3008,
-        syscall: 'getaddrinfo',
-        hostname,
-      });
-      process.nextTick(callback, err, '', 4);
+    const all = (options as { all?: boolean }).all === true;
+    const answer = (address: string) => {
+      if (all) {
+        (callback as unknown as (e: null, a: Array<{ address: string; family: number }>) => void)(null, [
+          { address, family: 4 },
+        ]);
+      } else callback(null, address, 4);
+    };
+    const fail = (code: string, message: string) =>
+      callback(Object.assign(new Error(message), { code, syscall: 'getaddrinfo', hostname }), '', 4);
+    const name = hostname.toLowerCase().replace(/\.$/, '');
+    const literal = /^\d+\.\d+\.\d+\.\d+$/.test(name) ? name : undefined;
+    const known = literal ?? hosts.get(name);
+    if (known) {
+      process.nextTick(answer, known);
       return;
     }
-    if ((options as { all?: boolean }).all) {
-      process.nextTick(
-        callback as unknown as (e: null, a: Array<{ address: string; family: number }>) => void,
-        null,
-        [{ address, family: 4 }],
-      );
-    } else process.nextTick(callback, null, address, 4);
+    const server = dnsServer();
+    if (!server) {
+      process.nextTick(fail, 'ENOTFOUND', `getaddrinfo ENOTFOUND ${hostname}`);
+      return;
+    }
+    if (resolver?.server !== server) {
+      const r = new Resolver({ timeout: 2000, tries: 1 });
+      r.setServers([server]);
+      resolver = { server, r };
+    }
+    resolver.r.resolve4(name).then(
+      (addrs) => (addrs[0] ? answer(addrs[0]) : fail('ENODATA', `queryA ENODATA ${hostname}`)),
+      (err: NodeJS.ErrnoException) => fail(err.code ?? 'ENOTFOUND', err.message),
+    );
   };
 }

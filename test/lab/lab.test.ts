@@ -120,6 +120,42 @@ describe('loopback lab', () => {
     expect(await resolver.resolve4('device.example.com')).toEqual([lab.hosts.get('device.example.com')]);
   });
 
+  it("resolves names beyond the hosts table through the lab's DNS for in-process clients, and nothing else", async () => {
+    const lab = await start([
+      {
+        name: 'dns',
+        type: 'geo-dns',
+        host: 'ns1.iot.example.com',
+        port: 0,
+        options: {
+          zones: [
+            {
+              origin: 'iot.example.com',
+              soa: { mname: 'ns1.iot.example.com', rname: 'hostmaster.iot.example.com' },
+              records: [
+                {
+                  name: 'global',
+                  type: 'CNAME',
+                  routing: 'geolocation',
+                  location: '*',
+                  value: 'api.iot.example.com',
+                },
+              ],
+            },
+          ],
+        },
+      },
+      api,
+    ]);
+    const lookup = (name: string) =>
+      new Promise<string>((resolve, reject) =>
+        lab.lookup(name, {}, (err, address) => (err ? reject(err) : resolve(address as string))),
+      );
+    expect(await lookup('global.iot.example.com')).toBe(lab.hosts.get('api.iot.example.com'));
+    await expect(lookup('nowhere.iot.example.com')).rejects.toMatchObject({ code: 'ENOTFOUND' });
+    await expect(lookup('example.org')).rejects.toHaveProperty('code');
+  });
+
   it('rejects an unknown simulator type and bad options with clear codes, leaving nothing behind', async () => {
     await expect(start([{ ...api, type: 'nope' }])).rejects.toMatchObject({ code: 'E_UNKNOWN_SIMULATOR' });
     await expect(start([{ ...api, options: { cert: 'stale' } }])).rejects.toMatchObject({
