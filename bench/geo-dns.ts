@@ -16,9 +16,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { which } from '../harness/capabilities.js';
-import { type BenchReport, buildReport, formatReport, interleave, quick } from './lib.js';
+import { type BenchReport, buildReport, formatReport, interleave, quick, startInWorker } from './lib.js';
 
 const HOST = '127.0.0.1';
 const STATIC = 'static.bench.example';
@@ -68,23 +68,10 @@ async function workerMain(): Promise<void> {
   });
 }
 
-interface Running {
-  port: number;
-  stop(): Promise<void>;
-}
+type Running = { port: number; stop(): Promise<void> };
 
-async function startLab(): Promise<Running> {
-  const w = new Worker(fileURLToPath(import.meta.url), { workerData: LAB_OPTIONS });
-  const [msg] = (await once(w, 'message')) as [{ port: number }];
-  return {
-    port: msg.port,
-    async stop() {
-      w.postMessage('stop');
-      await once(w, 'message');
-      await w.terminate();
-    },
-  };
-}
+const startLab = (): Promise<Running> =>
+  startInWorker<{ port: number }>(fileURLToPath(import.meta.url), LAB_OPTIONS);
 
 /** A free UDP port on 127.0.0.1 (closed again: dnsmasq binds it next). */
 async function freePort(): Promise<number> {

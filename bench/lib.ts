@@ -1,6 +1,8 @@
+import { once } from 'node:events';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 
 /**
  * Side-by-side benchmarks: every figure is measured against a reference run in the same process run
@@ -122,4 +124,25 @@ export function saveReport(r: BenchReport, dir = join(process.cwd(), 'bench', 'r
 /** Whether a benchmark was asked for a short smoke run (`--quick` or FIELDLAB_BENCH_QUICK=1). */
 export function quick(): boolean {
   return process.argv.includes('--quick') || process.env.FIELDLAB_BENCH_QUICK === '1';
+}
+
+/**
+ * Starts a benchmark's server side in a worker thread (its own event loop, as a separate server process
+ * would have). The worker posts one message once it listens (e.g. `{ port }`), and on the message `stop`
+ * shuts down and posts an acknowledgement.
+ */
+export async function startInWorker<T extends object>(
+  module: string | URL,
+  workerData?: unknown,
+): Promise<T & { stop(): Promise<void> }> {
+  const w = new Worker(module, workerData === undefined ? {} : { workerData });
+  const [msg] = (await once(w, 'message')) as [T];
+  return {
+    ...msg,
+    async stop() {
+      w.postMessage('stop');
+      await once(w, 'message');
+      await w.terminate();
+    },
+  };
 }

@@ -18,10 +18,18 @@ import { createServer, connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isMainThread, parentPort, Worker } from 'node:worker_threads';
+import { isMainThread, parentPort } from 'node:worker_threads';
 import mqtt from 'mqtt';
 import { which } from '../harness/capabilities.js';
-import { type BenchReport, buildReport, formatReport, interleave, type Measurement, quick } from './lib.js';
+import {
+  type BenchReport,
+  buildReport,
+  formatReport,
+  interleave,
+  type Measurement,
+  quick,
+  startInWorker,
+} from './lib.js';
 
 const HOST = '127.0.0.1';
 const TOPIC = 'bench/t';
@@ -45,23 +53,9 @@ async function workerMain(): Promise<void> {
   });
 }
 
-interface Running {
-  port: number;
-  stop(): Promise<void>;
-}
+type Running = { port: number; stop(): Promise<void> };
 
-async function startLab(): Promise<Running> {
-  const w = new Worker(fileURLToPath(import.meta.url));
-  const [msg] = (await once(w, 'message')) as [{ port: number }];
-  return {
-    port: msg.port,
-    async stop() {
-      w.postMessage('stop');
-      await once(w, 'message');
-      await w.terminate();
-    },
-  };
-}
+const startLab = (): Promise<Running> => startInWorker<{ port: number }>(fileURLToPath(import.meta.url));
 
 async function freePort(): Promise<number> {
   const s = createServer();
