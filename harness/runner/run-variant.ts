@@ -1,20 +1,18 @@
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { formatMs } from '../../simulators/common/duration.js';
 import { FieldlabError } from '../../simulators/common/errors.js';
 import { preciseNow } from '../../simulators/common/events.js';
 import { type Capability, checkCapability, isRequired } from '../capabilities.js';
 import { runCommand } from '../clients/command.js';
 import { type Lab, type LabDefinition, startLab } from '../lab/lab.js';
 import { FAILURE_CLASSES, type Verdict } from '../probe/classes.js';
-import { classifyCurl, curlProxyArg, curlTimingArgs, parseCurlTimings } from '../probe/curl.js';
-import { classifyDig } from '../probe/dig.js';
+import { curlTimingArgs } from '../probe/curl.js';
 import { explain } from '../probe/evidence.js';
 import { probeHttps } from '../probe/https-probe.js';
 import type { Phase } from '../probe/phases.js';
-import { classifyText } from '../probe/text.js';
 import type { LoadedScenario } from '../scenario/load.js';
 import type { Backend, ClientDecl, Scenario, Variant } from '../scenario/model.js';
+import { classifyCommand, isCurlClient } from './classify-command.js';
 import { checkExpectation } from './expectation.js';
 import type { Expectation, VariantResult } from './result.js';
 
@@ -101,9 +99,7 @@ async function runClient(lab: Lab, client: ClientDecl, timeoutMs: number): Promi
   }
 
   let argv = lab.interpolate(client.argv);
-  const isCurl =
-    client.classify === 'curl' || (client.classify === 'auto' && basename(argv[0] ?? '') === 'curl');
-  if (isCurl) argv = [...argv, ...curlTimingArgs()];
+  if (isCurlClient(client, argv)) argv = [...argv, ...curlTimingArgs()];
   const result = await runCommand({
     argv,
     env: lab.interpolate(client.env),
@@ -115,29 +111,7 @@ async function runClient(lab: Lab, client: ClientDecl, timeoutMs: number): Promi
       : {}),
     onSpawn: (pid) => lab.trackProcess(pid, argv.join(' ')),
   });
-  let verdict: Verdict;
-  let phases: Phase[] = [];
-  const isDig =
-    client.classify === 'dig' || (client.classify === 'auto' && basename(argv[0] ?? '') === 'dig');
-  if (isDig) {
-    verdict = classifyDig(result);
-  } else if (isCurl) {
-    const proxy = curlProxyArg(argv);
-    verdict = classifyCurl(result, proxy ? { proxy } : {});
-    phases = parseCurlTimings(result.stdout, result.stderr)?.phases ?? [];
-  } else if (result.spawnError) {
-    verdict = { ok: false, class: 'client.error', detail: result.spawnError };
-  } else if (result.timedOut) {
-    verdict = { ok: false, class: 'client.timeout', detail: `killed after ${formatMs(timeoutMs)}` };
-  } else if (result.exitCode === 0) {
-    verdict = { ok: true };
-  } else {
-    const last = result.stderr.trim().split('\n').pop() ?? '';
-    const detail = `exit code ${result.exitCode}${last ? `: ${last}` : ''}`;
-    // What the program said, when it names a known failure; the lab's evidence refines it afterwards.
-    const named = client.classify === 'exit-code' ? undefined : classifyText(result.stderr.slice(-8192));
-    verdict = { ok: false, class: named ?? 'client.error', detail };
-  }
+  const { verdict, phases } = classifyCommand(client, argv, result, timeoutMs);
   return {
     verdict,
     phases,
