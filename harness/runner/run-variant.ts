@@ -100,6 +100,7 @@ async function runClient(lab: Lab, client: ClientDecl, timeoutMs: number): Promi
 
   let argv = lab.interpolate(client.argv);
   if (isCurlClient(client, argv)) argv = [...argv, ...curlTimingArgs()];
+  let spawned: number | undefined;
   const result = await runCommand({
     argv,
     env: lab.interpolate(client.env),
@@ -109,8 +110,13 @@ async function runClient(lab: Lab, client: ClientDecl, timeoutMs: number): Promi
     ...(client.resolve === 'lab'
       ? { namespace: { hostsFile: lab.hostsFile, resolvConf: lab.resolvConf } }
       : {}),
-    onSpawn: (pid) => lab.trackProcess(pid, argv.join(' ')),
+    onSpawn: (pid) => {
+      spawned = pid;
+      lab.trackProcess(pid, argv.join(' '));
+    },
   });
+  // It has exited: `fieldlab clean` must not look for it any more.
+  if (spawned !== undefined) lab.untrackProcess(spawned);
   const { verdict, phases } = classifyCommand(client, argv, result, timeoutMs);
   return {
     verdict,

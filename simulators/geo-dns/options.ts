@@ -19,6 +19,11 @@ const ipCidr = z.string().refine(
 export const CONTINENTS = ['AF', 'AN', 'AS', 'EU', 'NA', 'OC', 'SA'] as const;
 export type Continent = (typeof CONTINENTS)[number];
 
+/** ISO 3166-1 alpha-2 country code, e.g. `US`. */
+const countryCode = z.string().regex(/^[A-Z]{2}$/);
+/** Subdivision within a country (Route 53: US states), e.g. `WA`. */
+const subdivisionCode = z.string().regex(/^[A-Z0-9]{1,3}$/);
+
 /**
  * A geolocation: `*` (Default), a continent code (`NA`), a country code (`US`, `DE`), a US subdivision
  * (`US-WA`), or an object to be explicit (`{ country: NA }` is Namibia, not North America).
@@ -29,14 +34,8 @@ export const geoLocationSchema = z.union([
     .regex(/^(\*|[A-Z]{2}|[A-Z]{2}-[A-Z0-9]{1,3})$/, 'expected *, a continent (NA), country (US) or US-WA'),
   z.object({
     continent: z.enum(CONTINENTS).optional(),
-    country: z
-      .string()
-      .regex(/^[A-Z]{2}$/)
-      .optional(),
-    subdivision: z
-      .string()
-      .regex(/^[A-Z0-9]{1,3}$/)
-      .optional(),
+    country: countryCode.optional(),
+    subdivision: subdivisionCode.optional(),
   }),
 ]);
 export type GeoLocationInput = z.input<typeof geoLocationSchema>;
@@ -111,14 +110,8 @@ export type ZoneOptions = z.output<typeof zoneSchema>;
 export const locationEntrySchema = z.object({
   cidr: ipCidr,
   continent: z.enum(CONTINENTS),
-  country: z
-    .string()
-    .regex(/^[A-Z]{2}$/)
-    .optional(),
-  subdivision: z
-    .string()
-    .regex(/^[A-Z0-9]{1,3}$/)
-    .optional(),
+  country: countryCode.optional(),
+  subdivision: subdivisionCode.optional(),
 });
 export type LocationEntry = z.output<typeof locationEntrySchema>;
 
