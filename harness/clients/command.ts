@@ -25,6 +25,8 @@ export interface CommandSpec {
    * /etc/resolv.conf (needs the `userns` capability).
    */
   namespace?: { hostsFile: string; resolvConf?: string };
+  /** Run inside this network namespace (`ip netns exec`, which also applies its /etc/netns files). */
+  netns?: string;
   onSpawn?: (pid: number) => void;
   signal?: AbortSignal;
 }
@@ -53,7 +55,9 @@ const NS_SCRIPT =
   'mount --bind "$0" /etc/hosts && { [ -z "$1" ] || mount --bind "$1" /etc/resolv.conf; } && shift && exec "$@"';
 
 /** The full argv actually spawned for a spec (exported for tests and reports). */
-export function wrappedArgv(spec: Pick<CommandSpec, 'argv' | 'namespace'>): string[] {
+export function wrappedArgv(spec: Pick<CommandSpec, 'argv' | 'namespace' | 'netns'>): string[] {
+  // `ip netns exec` execs the command: the PID is still the command's own.
+  if (spec.netns) return ['ip', 'netns', 'exec', spec.netns, ...spec.argv];
   if (!spec.namespace) return [...spec.argv];
   return [
     'unshare',
@@ -122,6 +126,7 @@ export async function runCommand(spec: CommandSpec): Promise<CommandResult> {
   if (!which(probePath))
     return fail(cmd.includes('/') ? `cannot start ${cmd}: no such executable file` : notInstalled(cmd));
   if (spec.namespace && !which('unshare')) return fail(notInstalled('unshare (util-linux)'));
+  if (spec.netns && !which('ip')) return fail(notInstalled('ip (iproute2)'));
 
   const [file, ...args] = wrappedArgv(spec) as [string, ...string[]];
   const inherit = spec.inheritEnv ?? true;

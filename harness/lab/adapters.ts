@@ -4,12 +4,19 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { start as startAwsIot } from '../../simulators/aws-iot/index.js';
 import { durationSchema } from '../../simulators/common/duration.js';
+import { FieldlabError } from '../../simulators/common/errors.js';
 import type { LabEvent } from '../../simulators/common/events.js';
 import type { Endpoint } from '../../simulators/common/handle.js';
 import { policyRuleSchema, start as startConnectProxy } from '../../simulators/connect-proxy/index.js';
 import { geoDnsOptionsSchema, start as startGeoDns } from '../../simulators/geo-dns/index.js';
 import { start as startHttpsServer } from '../../simulators/https-server/index.js';
-import { start as startIotHub } from '../../simulators/iot-hub/index.js';
+import {
+  type DpsHubTarget,
+  deriveDeviceKey,
+  startDps,
+  start as startIotHub,
+} from '../../simulators/iot-hub/index.js';
+import { start as startKrypton } from '../../simulators/krypton/index.js';
 import { start as startMqttBroker } from '../../simulators/mqtt-broker/index.js';
 import type { BadCertKind, PkiHandle } from '../../simulators/pki/index.js';
 import { start as startSshd } from '../../simulators/sshd/index.js';
@@ -33,6 +40,14 @@ export interface AdapterContext {
   lookup: LookupFunction;
   /** Records a child process the simulator started, so `fieldlab clean` can end it after a crash. */
   trackProcess(pid: number, what: string): void;
+  /**
+   * netns backend: a listening socket bound at the simulator's own namespace address on the public port
+   * the scenario gives the endpoint (default its main one), for a simulator
+   * that must see clients' real source addresses (mark that endpoint `direct`). Absent on loopback.
+   */
+  bindPublic?(endpoint?: string): Promise<object>;
+  /** A simulator started earlier in the same lab, by name (e.g. the hub a DPS assigns devices to). */
+  peer(name: string): LabSimulatorHandle | undefined;
 }
 
 /** What the lab needs of any simulator's handle (each simulator's own handle type has more). */
@@ -357,6 +372,118 @@ const iotHub = adapter({
   },
 });
 
+const dps = adapter({
+  type: 'dps',
+  summary:
+    'Azure IoT Hub Device Provisioning Service: MQTT, AMQP, HTTPS; symmetric-key enrollments and groups',
+  options: z
+    .object({
+      /** The lab iot-hub simulator (by name) that registrations are assigned to. */
+      hub: z.string(),
+      idScope: z.string().default('0ne00FAB001'),
+      enrollments: z
+        .array(z.object({ registrationId: z.string(), primaryKey: z.string().optional() }).strict())
+        .default([]),
+      /** Group enrollments: a device's key is HMAC-SHA256(group key, registration id). */
+      groups: z
+        .array(z.object({ groupId: z.string(), primaryKey: z.string().optional() }).strict())
+        .default([]),
+    })
+    .strict(),
+  async start(ctx, o) {
+    const hub = ctx.peer(o.hub) as (LabSimulatorHandle & Partial<DpsHubTarget>) | undefined;
+    if (!hub || typeof hub.hostName !== 'string' || typeof hub.addDevice !== 'function') {
+      throw new FieldlabError('E_BAD_OPTIONS', `${ctx.name} (dps): options.hub: no iot-hub named ${o.hub}`, {
+        hint: 'name an iot-hub simulator declared before this one in lab.simulators',
+      });
+    }
+    const cert = await ctx.pki.issueServer([ctx.hostName, ctx.address]);
+    const handle = await startDps({
+      name: ctx.name,
+      host: ctx.address,
+      hostName: ctx.hostName,
+      idScope: o.idScope,
+      tls: { certPem: cert.chainPem, keyPem: cert.keyPem },
+      enrollments: o.enrollments,
+      groups: o.groups,
+      hub: hub as DpsHubTarget,
+    });
+    // `${dps.idScope}`, `${dps.key-<registrationId>}`, `${dps.group-<groupId>}`.
+    const vars: Record<string, string> = { idScope: handle.idScope };
+    for (const e of o.enrollments)
+      vars[`key-${e.registrationId}`] = handle.addEnrollment(e.registrationId, e.primaryKey);
+    for (const g of o.groups) vars[`group-${g.groupId}`] = handle.addGroup(g.groupId, g.primaryKey);
+    return { handle, vars };
+  },
+});
+
+const krypton = adapter({
+  type: 'krypton',
+  summary: 'SORACOM Krypton provisioning (HTTPS :8036): credentials only for requests from the SIM network',
+  options: z
+    .object({
+      /** Networks a request must come from. */
+      allowedSources: z.array(z.string()).min(1).default(['100.64.0.0/10']),
+      /** A lab dps simulator (by name): credentials are a group enrollment there, so the device can register. */
+      dps: z.string().optional(),
+      /** The group enrollment used with `dps` (created if the dps does not have it). */
+      group: z.string().default('krypton'),
+    })
+    .strict(),
+  async start(ctx, o) {
+    const cert = await ctx.pki.issueServer([ctx.hostName, ctx.address]);
+    let provision: ((sourceIp: string) => KryptonCredentialsLike) | undefined;
+    if (o.dps !== undefined) {
+      const target = ctx.peer(o.dps) as (LabSimulatorHandle & Partial<DpsLike>) | undefined;
+      if (!target || typeof target.addGroup !== 'function') {
+        throw new FieldlabError(
+          'E_BAD_OPTIONS',
+          `${ctx.name} (krypton): options.dps: no dps named ${o.dps}`,
+          {
+            hint: 'name a dps simulator declared before this one in lab.simulators',
+          },
+        );
+      }
+      const groupKey = target.addGroup(o.group);
+      provision = (sourceIp) => {
+        const registrationId = `krypton-${sourceIp.replaceAll('.', '-')}`;
+        return {
+          deviceId: registrationId,
+          registrationId,
+          assignedHub: target.hostName ?? '',
+          provisioningHost: target.hostName ?? '',
+          idScope: target.idScope ?? '',
+          symmetricKey: deriveDeviceKey(groupKey, registrationId),
+        };
+      };
+    }
+    // On the netns backend Krypton binds in its own namespace: it must see the device's real source.
+    const listenHandle = ctx.bindPublic ? await ctx.bindPublic() : undefined;
+    const handle = await startKrypton({
+      name: ctx.name,
+      host: ctx.address,
+      certPem: cert.chainPem,
+      keyPem: cert.keyPem,
+      allowedSources: o.allowedSources,
+      ...(provision ? { provision } : {}),
+      ...(listenHandle ? { listenHandle } : {}),
+    });
+    return { handle, ...(listenHandle ? { direct: ['https'] } : {}) };
+  },
+});
+
+interface DpsLike {
+  hostName: string;
+  idScope: string;
+  addGroup(groupId: string, primaryKey?: string): string;
+}
+type KryptonCredentialsLike = {
+  deviceId: string;
+  registrationId: string;
+  assignedHub: string;
+  [k: string]: unknown;
+};
+
 /**
  * The lab's fleet-provisioning claim certificate: one per lab, registered in every AWS IoT region of
  * the lab (as a fleet's claim is registered in every region it may provision in).
@@ -423,6 +550,8 @@ const awsIot = adapter({
 const ADAPTERS = new Map<string, SimulatorAdapter>([
   [awsIot.type, awsIot],
   [iotHub.type, iotHub],
+  [dps.type, dps],
+  [krypton.type, krypton],
   [sshd.type, sshd],
   [geoDns.type, geoDns],
   [tunnelService.type, tunnelService],

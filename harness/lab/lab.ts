@@ -10,9 +10,11 @@ import { parseOptions } from '../../simulators/common/options.js';
 import { type PkiHandle, start as startPki } from '../../simulators/pki/index.js';
 import { type RelayHandle, startRelay } from '../faults/index.js';
 import type { SimulatorDecl } from '../scenario/model.js';
+import type { NetnsLab } from '../topology/netns/index.js';
 import { adapterFor, adapterTypes, type LabSimulatorHandle, type StartedSimulator } from './adapters.js';
 import { type AddressBlock, claimBlock } from './addresses.js';
 import { createLabLookup } from './lookup.js';
+import { type NetnsFront, startNetnsFront } from './netns-front.js';
 import { type LabRecord, labsDir, processStartTicks, writeRecord } from './state.js';
 
 /**
@@ -34,7 +36,23 @@ export interface LabDefinition {
   name: string;
   hosts?: Array<{ name: string }>;
   simulators: LabSimulator[];
+  /** netns backend: the built network, and which namespace host each lab name lives on. */
+  netns?: NetnsPlacement;
 }
+
+/**
+ * Where a lab's names live on the netns backend. Simulators still run in this process on loopback; each
+ * TCP endpoint also gets a front bound in its host's namespace, which is what clients (run in another
+ * namespace) reach across the kernel's network. The lab stops the network with itself.
+ */
+export interface NetnsPlacement {
+  network: NetnsLab;
+  /** The network host a lab name is on, and the address it resolves to there. */
+  hostOf(name: string): { host: string; address: string } | undefined;
+}
+
+/** Which side of the lab a `${...}` reference is read for: simulators in this process, or the client. */
+export type RefView = 'lab' | 'client';
 
 export interface RunningSimulator {
   decl: LabSimulator;
@@ -44,6 +62,9 @@ export interface RunningSimulator {
   /** Relay per fronted endpoint name. */
   relays: Map<string, RelayHandle>;
   vars: Record<string, string>;
+  /** netns backend: endpoints as the client sees them across the lab network (namespace addresses). */
+  clientEndpoints?: Endpoint[];
+  fronts: NetnsFront[];
 }
 
 export class Lab {
@@ -61,6 +82,7 @@ export class Lab {
     readonly block: AddressBlock,
     readonly pki: PkiHandle,
     private readonly record: LabRecord,
+    readonly netns?: NetnsPlacement,
   ) {
     this.lookup = createLabLookup(this.hosts, () => this.dnsServer());
   }
@@ -131,14 +153,18 @@ export class Lab {
     };
   }
 
-  /** Resolves one `${...}` reference. */
-  resolveRef(ref: string): string {
+  /**
+   * Resolves one `${...}` reference. On the netns backend the client's view differs from the lab's:
+   * addresses and ports are the namespace ones the client reaches, not the loopback ones simulators use.
+   */
+  resolveRef(ref: string, view: RefView = 'lab'): string {
     const parts = ref.split('.');
     const [head, ...rest] = parts;
+    const client = view === 'client' && this.netns !== undefined;
     if (head === 'lab' && rest[0] === 'host') {
       // `${lab.host.<host name>}`: a lab host's address (host names contain dots).
       const name = rest.slice(1).join('.');
-      const addr = this.hosts.get(name);
+      const addr = client ? this.netns?.hostOf(name)?.address : this.hosts.get(name);
       if (addr === undefined) throw refError(ref, `lab hosts: ${[...this.hosts.keys()].join(', ')}`);
       return addr;
     }
@@ -158,10 +184,11 @@ export class Lab {
     }
     const s = this.simulators.get(head ?? '');
     if (!s) throw refError(ref, `simulators: ${[...this.simulators.keys()].join(', ')}`);
-    let ep = s.endpoints[0];
+    const endpoints = (client ? s.clientEndpoints : undefined) ?? s.endpoints;
+    let ep = endpoints[0];
     let field = rest[0];
     if (rest.length === 2) {
-      ep = s.endpoints.find((e) => e.name === rest[0]);
+      ep = endpoints.find((e) => e.name === rest[0]);
       field = rest[1];
       if (!ep) throw refError(ref, `${head} endpoints: ${s.endpoints.map((e) => e.name).join(', ')}`);
     }
@@ -180,17 +207,17 @@ export class Lab {
     return v;
   }
 
-  /** Fills `${...}` references in strings, deeply. */
-  interpolate<T>(value: T): T {
+  /** Fills `${...}` references in strings, deeply (`view` 'client' for what the client is given). */
+  interpolate<T>(value: T, view: RefView = 'lab'): T {
     if (typeof value === 'string') {
       // `$${x}` stands for a literal `${x}` (e.g. an AWS provisioning template's `${SerialNumber}`).
       return value.replace(/\$(\$?)\{([^}]*)\}/g, (_, esc: string, ref: string) =>
-        esc ? `\${${ref}}` : this.resolveRef(ref),
+        esc ? `\${${ref}}` : this.resolveRef(ref, view),
       ) as T;
     }
-    if (Array.isArray(value)) return value.map((v) => this.interpolate(v)) as T;
+    if (Array.isArray(value)) return value.map((v) => this.interpolate(v, view)) as T;
     if (value && typeof value === 'object') {
-      return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, this.interpolate(v)])) as T;
+      return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, this.interpolate(v, view)])) as T;
     }
     return value;
   }
@@ -211,10 +238,13 @@ export class Lab {
     this.stopping ??= (async () => {
       const sims = [...this.simulators.values()].reverse();
       for (const s of sims) {
+        await Promise.allSettled(s.fronts.map((f) => f.stop()));
         await Promise.allSettled([...s.relays.values()].map((r) => r.stop()));
         await s.handle.stop().catch(() => undefined);
       }
       await this.pki.stop().catch(() => undefined);
+      // After every socket bound in a namespace is closed (an open one keeps the namespace alive).
+      await this.netns?.network.teardown();
       this.block.release();
       rmSync(this.dir, { recursive: true, force: true });
     })();
@@ -268,13 +298,14 @@ export async function startLab(def: LabDefinition): Promise<Lab> {
   try {
     pki = await startPki({ name: 'pki', dir });
   } catch (err) {
+    await def.netns?.network.teardown();
     block.release();
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
   record.caBundle = pki.trust.bundlePath;
   writeRecord(dir, record);
-  const lab = new Lab(id, def.name, dir, block, pki, record);
+  const lab = new Lab(id, def.name, dir, block, pki, record, def.netns);
   pki.events.onAny((e) => lab.addEvent(e));
 
   try {
@@ -310,6 +341,7 @@ async function startOne(lab: Lab, decl: LabSimulator, index: number): Promise<St
     );
   }
   const address = lab.hosts.get(decl.host) ?? '';
+  const placed = lab.netns?.hostOf(decl.host);
   const options = parseOptions(
     adapter.options,
     lab.interpolate(decl.options ?? {}),
@@ -324,6 +356,15 @@ async function startOne(lab: Lab, decl: LabSimulator, index: number): Promise<St
       labDir: lab.dir,
       lookup: lab.lookup,
       trackProcess: (pid, what) => lab.trackProcess(pid, what),
+      peer: (name) => lab.simulators.get(name)?.handle,
+      ...(placed && lab.netns
+        ? {
+            bindPublic: async (endpoint?: string) => {
+              const port = endpoint === undefined ? (decl.port ?? 0) : (decl.ports?.[endpoint] ?? 0);
+              return (await lab.netns!.network.bindIn(placed.host, placed.address, port)).handle;
+            },
+          }
+        : {}),
     },
     options,
   );
@@ -335,6 +376,7 @@ async function startOne(lab: Lab, decl: LabSimulator, index: number): Promise<St
     endpoints: [],
     relays: new Map(),
     vars: started.vars ?? {},
+    fronts: [],
   };
   lab.simulators.set(decl.name, running);
 
@@ -364,7 +406,55 @@ async function startOne(lab: Lab, decl: LabSimulator, index: number): Promise<St
       ...(url ? { url } : {}),
     });
   }
+  if (placed && lab.netns) await frontInNetns(lab, running, placed, started.direct ?? []);
   return started.labReady;
+}
+
+/**
+ * netns backend: binds each TCP endpoint's public port on the simulator's namespace host and pipes it
+ * to the loopback relay (so toxics still apply). Endpoints the simulator bound there itself (`direct`,
+ * through `bindPublic`) are already the client's; UDP has no front yet.
+ */
+async function frontInNetns(
+  lab: Lab,
+  running: RunningSimulator,
+  placed: { host: string; address: string },
+  direct: readonly string[],
+): Promise<void> {
+  const { decl } = running;
+  running.clientEndpoints = [];
+  for (const [i, ep] of running.endpoints.entries()) {
+    if (direct.includes(ep.name)) {
+      running.clientEndpoints.push(ep);
+      continue;
+    }
+    if (UDP_PROTOCOLS.has(ep.protocol)) {
+      throw new FieldlabError(
+        'E_NETNS_UNSUPPORTED',
+        `${decl.name}: its ${ep.name} endpoint is UDP, which the netns backend does not carry yet`,
+        {
+          hint: 'on netns, names resolve from each host’s /etc/netns hosts file (lab.network.hosts[].names)',
+        },
+      );
+    }
+    const wanted = decl.ports?.[ep.name] ?? (i === 0 ? (decl.port ?? 0) : 0);
+    const { handle } = await lab.netns!.network.bindIn(placed.host, placed.address, wanted);
+    const front = await startNetnsFront({
+      name: i === 0 ? `${decl.name}-front` : `${decl.name}.${ep.name}-front`,
+      handle,
+      upstream: { host: ep.host, port: ep.port },
+    });
+    front.events.onAny((e) => lab.addEvent(e));
+    running.fronts.push(front);
+    const url = publicUrl(ep, decl.host, front.port);
+    running.clientEndpoints.push({
+      name: ep.name,
+      host: placed.address,
+      port: front.port,
+      protocol: ep.protocol,
+      ...(url ? { url } : {}),
+    });
+  }
 }
 
 /** The hosts file and resolv.conf that clients in the lab's private mount namespace see. */

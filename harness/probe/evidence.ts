@@ -86,6 +86,23 @@ export const EVIDENCE_RULES: readonly EvidenceRule[] = [
       `the relay ${e.source} was refusing new connections (toxic ${s((d.toxic as Data | undefined)?.name)})`,
   },
   {
+    // netns backend: a real nftables rule counted the client's packets (read after the run).
+    id: 'firewall-dropped',
+    event: 'firewall-match',
+    when: (d) => d.action === 'drop',
+    class: 'tcp.timeout',
+    consistentWith: ['client.timeout', 'dns.timeout'],
+    explain: (d, e) => `${e.source}: ${s(d.rule)} matched ${s(d.packets)} packet(s)`,
+  },
+  {
+    id: 'firewall-rejected',
+    event: 'firewall-match',
+    when: (d) => d.action === 'reject',
+    class: 'tcp.refused',
+    consistentWith: ['tcp.unreachable'],
+    explain: (d, e) => `${e.source}: ${s(d.rule)} matched ${s(d.packets)} packet(s)`,
+  },
+  {
     id: 'tunnel-token-used',
     event: 'token-rejected',
     when: (d) => d.reason === 'used',

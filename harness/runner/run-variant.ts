@@ -4,7 +4,8 @@ import { FieldlabError } from '../../simulators/common/errors.js';
 import { preciseNow } from '../../simulators/common/events.js';
 import { type Capability, checkCapability, isRequired } from '../capabilities.js';
 import { runCommand } from '../clients/command.js';
-import { type Lab, type LabDefinition, startLab } from '../lab/lab.js';
+import { type Lab, type LabDefinition, type NetnsPlacement, startLab } from '../lab/lab.js';
+import { buildNetwork } from '../lab/netns-network.js';
 import { FAILURE_CLASSES, type Verdict } from '../probe/classes.js';
 import { curlTimingArgs } from '../probe/curl.js';
 import { explain } from '../probe/evidence.js';
@@ -12,8 +13,10 @@ import { probeHttps } from '../probe/https-probe.js';
 import type { Phase } from '../probe/phases.js';
 import type { LoadedScenario } from '../scenario/load.js';
 import type { Backend, ClientDecl, Scenario, Variant } from '../scenario/model.js';
+import { referencesIn } from '../scenario/semantics.js';
 import { classifyCommand, isCurlClient } from './classify-command.js';
 import { checkExpectation } from './expectation.js';
+import { explainRoutes, firewallEvents } from './netns-explain.js';
 import type { Expectation, VariantResult } from './result.js';
 
 export interface RunOptions {
@@ -27,15 +30,42 @@ interface ClientOutcome {
   client?: VariantResult['client'];
 }
 
-/** Capabilities a variant needs beyond what the scenario declares: the client program, the namespace. */
-export function neededCapabilities(s: Scenario, v: Variant): Capability[] {
+/**
+ * Capabilities a variant needs beyond what the scenario declares: the client program, the namespace (a
+ * private one on loopback; on netns the network's own tools).
+ */
+export function neededCapabilities(s: Scenario, v: Variant, backend: Backend = 'loopback'): Capability[] {
   const caps = new Set<Capability>(s.requires as Capability[]);
   if (s.client.type === 'command') {
     const argv0 = v.client?.argv?.[0] ?? s.client.argv[0];
     if (argv0 && !argv0.includes('${')) caps.add(`cmd:${basename(argv0)}`);
-    if (s.client.resolve === 'lab') caps.add('userns');
+    if (s.client.resolve === 'lab' && backend === 'loopback') caps.add('userns');
+  }
+  if (backend === 'netns') {
+    caps.add('netns');
+    const hosts = (s.lab.network?.hosts ?? []).map((h) => ({ ...h, ...(v.network[h.name] ?? {}) }));
+    if (hosts.some((h) => h.wireguard)) {
+      caps.add('cmd:wireguard-go');
+      caps.add('cmd:wg');
+    }
+    if (hosts.some((h) => h.bandwidth?.length)) caps.add('cmd:tc');
   }
   return [...caps];
+}
+
+/** The network host the client runs on (netns backend): `client.host`, default `device`. */
+export function clientHostOf(s: Scenario): string {
+  return (s.client.type === 'command' ? s.client.host : undefined) ?? 'device';
+}
+
+/** Simulators the client is pointed at (its `${sim...}` references), for the netns explanation. */
+function referencedSimulators(client: ClientDecl): string[] {
+  const texts =
+    client.type === 'command'
+      ? [...client.argv, ...Object.values(client.env), client.stdin ?? '']
+      : [client.url, client.proxy ?? ''];
+  const names = texts.flatMap((t) => referencesIn(t).map((r) => r.split('.')[0] ?? ''));
+  return [...new Set(names.filter((n) => n !== 'lab'))];
 }
 
 function toExpectation(v: Variant): Expectation {
@@ -49,9 +79,10 @@ function toExpectation(v: Variant): Expectation {
 }
 
 /** The lab for one variant: the scenario's, with the variant's option overrides merged in. */
-function labFor(s: Scenario, v: Variant): LabDefinition {
+function labFor(s: Scenario, v: Variant, netns?: NetnsPlacement): LabDefinition {
   return {
     name: s.name,
+    ...(netns ? { netns } : {}),
     hosts: s.lab.hosts,
     simulators: s.lab.simulators.map((sim) => ({
       ...sim,
@@ -80,7 +111,12 @@ function clientFor(s: Scenario, v: Variant): ClientDecl {
   };
 }
 
-async function runClient(lab: Lab, client: ClientDecl, timeoutMs: number): Promise<ClientOutcome> {
+async function runClient(
+  lab: Lab,
+  client: ClientDecl,
+  timeoutMs: number,
+  netns?: string,
+): Promise<ClientOutcome> {
   if (client.type === 'probe') {
     const ca =
       client.trust === 'lab'
@@ -98,18 +134,20 @@ async function runClient(lab: Lab, client: ClientDecl, timeoutMs: number): Promi
     return { verdict: r.verdict, phases: r.phases, durationMs: r.durationMs };
   }
 
-  let argv = lab.interpolate(client.argv);
+  let argv = lab.interpolate(client.argv, 'client');
   if (isCurlClient(client, argv)) argv = [...argv, ...curlTimingArgs()];
   let spawned: number | undefined;
   const result = await runCommand({
     argv,
-    env: lab.interpolate(client.env),
-    ...(client.cwd ? { cwd: lab.interpolate(client.cwd) } : {}),
-    ...(client.stdin !== undefined ? { stdin: lab.interpolate(client.stdin) } : {}),
+    env: lab.interpolate(client.env, 'client'),
+    ...(client.cwd ? { cwd: lab.interpolate(client.cwd, 'client') } : {}),
+    ...(client.stdin !== undefined ? { stdin: lab.interpolate(client.stdin, 'client') } : {}),
     timeoutMs,
-    ...(client.resolve === 'lab'
-      ? { namespace: { hostsFile: lab.hostsFile, resolvConf: lab.resolvConf } }
-      : {}),
+    ...(netns
+      ? { netns }
+      : client.resolve === 'lab'
+        ? { namespace: { hostsFile: lab.hostsFile, resolvConf: lab.resolvConf } }
+        : {}),
     onSpawn: (pid) => {
       spawned = pid;
       lab.trackProcess(pid, argv.join(' '));
@@ -156,14 +194,15 @@ export async function runVariant(
     events: [],
   };
 
-  if (!s.backends.includes(opts.backend)) {
+  const backends = v.backends ?? s.backends;
+  if (!backends.includes(opts.backend)) {
     return {
       ...base,
       status: 'skipped',
-      skipReason: `runs on the ${s.backends.join('/')} backend, not ${opts.backend}`,
+      skipReason: `runs on the ${backends.join('/')} backend, not ${opts.backend}`,
     };
   }
-  for (const cap of neededCapabilities(s, v)) {
+  for (const cap of neededCapabilities(s, v, opts.backend)) {
     const c = checkCapability(cap);
     if (c.ok) continue;
     if (isRequired(cap)) {
@@ -180,17 +219,28 @@ export async function runVariant(
   }
 
   let lab: Lab | undefined;
+  const network = opts.backend === 'netns' ? s.lab.network : undefined;
   try {
-    lab = await startLab(labFor(s, v));
+    // The lab stops the network with itself (startLab tears it down if it fails to start).
+    const placement = network ? await buildNetwork(network, v.network) : undefined;
+    lab = await startLab(labFor(s, v, placement));
     const t0 = preciseNow();
     for (const f of v.faults) {
-      const { target, ...toxic } = f;
+      const { target, backends, ...toxic } = f;
+      if (backends && !backends.includes(opts.backend)) continue;
       lab.relay(target).addToxic(toxic);
     }
     const client = clientFor(s, v);
     const timeoutMs = client.timeout ?? s.timeout;
-    const outcome = await runClient(lab, client, timeoutMs);
+    const clientHost = clientHostOf(s);
+    const outcome = await runClient(
+      lab,
+      client,
+      timeoutMs,
+      placement ? placement.network.ns(clientHost) : undefined,
+    );
     const events = lab.eventsSince(t0);
+    if (network) events.push(...(await firewallEvents(lab, network, v.network, preciseNow())));
     const refined = explain(outcome.verdict, events);
     const verdict = refined.verdict;
     const problems = checkExpectation(
@@ -202,6 +252,13 @@ export async function runVariant(
     );
     const explanation = [...refined.explanation];
     if (!verdict.ok) explanation.push(`${FAILURE_CLASSES[verdict.class].summary}: ${verdict.detail}`);
+    if (network && !verdict.ok) {
+      explanation.push(...(await explainRoutes(lab, clientHost, referencedSimulators(client), events)));
+    }
+    const explains = 'explains' in v.expect ? v.expect.explains : undefined;
+    if (explains !== undefined && !explanation.some((l) => new RegExp(explains, 'm').test(l))) {
+      problems.push(`expected the explanation to say /${explains}/; it said: ${explanation.join(' | ')}`);
+    }
     explanation.push(...problems);
     return {
       ...base,

@@ -30,7 +30,9 @@ export async function runAll(scenarios: LoadedScenario[], opts: RunAllOptions): 
     for (const v of s.scenario.variants) if (selects(opts.only, s.scenario.name, v.name)) jobs.push({ s, v });
   }
   const results: VariantResult[] = new Array(jobs.length);
-  const width = Math.max(1, opts.concurrency ?? Math.max(2, availableParallelism()));
+  // netns labs one at a time: WireGuard interface names (and their UAPI sockets) are machine-wide.
+  const width =
+    opts.backend === 'netns' ? 1 : Math.max(1, opts.concurrency ?? Math.max(2, availableParallelism()));
   let next = 0;
   const worker = async () => {
     while (next < jobs.length) {

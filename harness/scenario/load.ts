@@ -108,7 +108,8 @@ function zodIssues(error: z.ZodError, locate: Locate): ScenarioIssue[] {
 /** Parses YAML keeping positions; returns the data and a locator from field paths to lines. */
 export function parseYaml(file: string, text: string): { data: unknown; locate: Locate } {
   const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: true });
+  // `<<` merge keys: variants often repeat a block with one field changed (YAML 1.1 style).
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: true, merge: true });
   if (doc.errors.length > 0) {
     throw new ScenarioError(
       file,
@@ -141,7 +142,19 @@ export function parseYaml(file: string, text: string): { data: unknown; locate: 
     const offset = found?.range?.[0];
     return offset === undefined ? undefined : lc.linePos(offset);
   };
-  return { data: doc.toJS(), locate };
+  let data: unknown;
+  try {
+    data = doc.toJS();
+  } catch (err) {
+    // Aliases resolve only here: a `<<: *name` whose anchor is missing or not a map.
+    throw new ScenarioError(file, [
+      {
+        path: '(yaml)',
+        message: `${(err as Error).message} (a \`<<: *anchor\` needs an \`&anchor\` on a map above it)`,
+      },
+    ]);
+  }
+  return { data, locate };
 }
 
 /** Parses and validates a YAML scenario file. */

@@ -3,6 +3,14 @@ import { durationSchema } from '../../simulators/common/duration.js';
 import { toxicSpecSchema } from '../faults/spec.js';
 import { adapterFor, listAdapters } from '../lab/adapters.js';
 import { FAILURE_CLASS_NAMES, type FailureClass } from '../probe/classes.js';
+import {
+  bandwidthSchema,
+  firewallRuleSchema,
+  hostSchema as netnsHostSchema,
+  routeSchema,
+  segmentSchema,
+  wireguardSchema,
+} from '../topology/netns/model.js';
 
 /**
  * The scenario model. YAML files are validated against it (and `scenarios/schema.json` is generated
@@ -49,10 +57,41 @@ export const simulatorSchema = z
   })
   .strict();
 
+/**
+ * The kernel network of the netns backend: segments (a bridge each) and hosts (a namespace each) with
+ * addresses, routes, nftables firewalls, WireGuard and bandwidth. Simulators run on the host whose
+ * `names` include their `host`; the client runs on `client.host`.
+ */
+export const networkHostSchema = netnsHostSchema.extend({
+  /** DNS names that resolve to this host's first address inside the lab (a simulator's `host`). */
+  names: z.array(dnsName).default([]),
+});
+
+export const networkSchema = z.strictObject({
+  segments: z.array(segmentSchema).min(1),
+  hosts: z.array(networkHostSchema).min(1),
+});
+
+/** A variant's changes to network hosts, by host name: each given field replaces the host's own. */
+export const networkPatchSchema = z.record(
+  z.string(),
+  z.strictObject({
+    firewall: z.array(firewallRuleSchema).optional(),
+    routes: z.array(routeSchema).optional(),
+    wireguard: wireguardSchema.optional(),
+    bandwidth: z.array(bandwidthSchema).optional(),
+  }),
+);
+
 export const faultSchema = z.intersection(
   z.object({
     /** Simulator name, or `name.endpoint` for another endpoint than its main one. */
     target: z.string().regex(/^[a-z0-9][a-z0-9-]*(\.[a-z0-9-]+)?$/),
+    /**
+     * Backends it applies on (default all): e.g. a `refuse` that stands in on loopback for the
+     * firewall rule the variant's `network` sets on netns.
+     */
+    backends: z.array(z.enum(BACKENDS)).min(1).optional(),
   }),
   toxicSpecSchema,
 );
@@ -67,6 +106,8 @@ const commandClientSchema = z
     stdin: z.string().optional(),
     /** `lab`: run in a private namespace where lab names resolve (hosts file); `none`: as is. */
     resolve: z.enum(['lab', 'none']).default('lab'),
+    /** netns backend: the network host it runs on (`ip netns exec`); default the host named `device`. */
+    host: z.string().optional(),
     /**
      * How to read the outcome: by the program (`curl`, `dig`), or `exit-code` only. `auto` picks by
      * argv[0] and otherwise reads the failure names the program printed (ECONNREFUSED, unable to get
@@ -116,6 +157,15 @@ export const labSawSchema = z
   })
   .strict();
 
+const regexSchema = z.string().refine((r) => {
+  try {
+    new RegExp(r, 'm');
+    return true;
+  } catch {
+    return false;
+  }
+}, 'not a valid regular expression');
+
 export const expectSchema = z.union([
   z.literal('pass').transform(() => ({ result: 'pass' as const, labSaw: [], labNeverSaw: [] })),
   z
@@ -132,17 +182,9 @@ export const expectSchema = z.union([
       /** Events the lab must not have recorded (e.g. the device registered in the other region). */
       labNeverSaw: z.array(labSawSchema).default([]),
       /** A regular expression the client's standard output must match (e.g. the answer it got). */
-      output: z
-        .string()
-        .refine((r) => {
-          try {
-            new RegExp(r, 'm');
-            return true;
-          } catch {
-            return false;
-          }
-        }, 'not a valid regular expression')
-        .optional(),
+      output: regexSchema.optional(),
+      /** A regular expression one line of the report's explanation must match (the lab says why). */
+      explains: regexSchema.optional(),
     })
     .strict()
     .superRefine((v, ctx) => {
@@ -173,8 +215,12 @@ export const variantSchema = z
         'variant names are broken, fixed, broken-<what> or fixed-<what>',
       ),
     description: z.string().optional(),
-    /** Toxics on simulator endpoints for this variant. */
+    /** Backends this variant runs on (default: all of the scenario's). */
+    backends: z.array(z.enum(BACKENDS)).min(1).optional(),
+    /** Toxics on simulator endpoints for this variant (userspace, on every backend). */
     faults: z.array(faultSchema).default([]),
+    /** netns backend: changes to network hosts (firewall, routes, WireGuard, bandwidth). */
+    network: networkPatchSchema.default({}),
     /** Option overrides per simulator name (merged into its options). */
     simulators: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
     client: clientOverrideSchema.optional(),
@@ -201,6 +247,8 @@ export const scenarioSchema = z
       .object({
         hosts: z.array(hostSchema).default([]),
         simulators: z.array(simulatorSchema).min(1),
+        /** The kernel network for the netns backend (ignored on loopback). */
+        network: networkSchema.optional(),
       })
       .strict(),
     client: clientSchema,
@@ -214,6 +262,8 @@ export type Variant = z.output<typeof variantSchema>;
 export type SimulatorDecl = z.output<typeof simulatorSchema>;
 export type ClientDecl = z.output<typeof clientSchema>;
 export type Fault = z.output<typeof faultSchema>;
+export type Network = z.output<typeof networkSchema>;
+export type NetworkPatch = z.output<typeof networkPatchSchema>;
 export type ExpectDecl = z.output<typeof expectSchema>;
 
 /** The typed TypeScript API: returns its argument, checked by the compiler against the model. */

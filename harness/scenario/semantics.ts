@@ -125,9 +125,69 @@ export function checkSemantics(s: Scenario): SemanticIssue[] {
     walkStrings(v.client, ['variants', i, 'client']);
     walkStrings(v.simulators, ['variants', i, 'simulators']);
   });
+  issues.push(...checkNetwork(s));
   if (broken === 0)
     issues.push({ path: ['variants'], message: 'a scenario needs at least one broken variant' });
   if (fixed === 0)
     issues.push({ path: ['variants'], message: 'a scenario needs at least one fixed variant' });
+  return issues;
+}
+
+/** The netns backend's part: a network to run on, simulators and the client placed on its hosts. */
+function checkNetwork(s: Scenario): SemanticIssue[] {
+  const issues: SemanticIssue[] = [];
+  s.variants.forEach((v, i) => {
+    for (const b of v.backends ?? []) {
+      if (!s.backends.includes(b))
+        issues.push({
+          path: ['variants', i, 'backends'],
+          message: `${b} is not one of the scenario's backends (${s.backends.join(', ')})`,
+        });
+    }
+  });
+  const net = s.lab.network;
+  if (!s.backends.includes('netns')) {
+    if (net)
+      issues.push({
+        path: ['lab', 'network'],
+        message: 'lab.network is for the netns backend: add netns to backends',
+      });
+    return issues;
+  }
+  if (!net) {
+    issues.push({
+      path: ['lab', 'network'],
+      message: 'the netns backend needs lab.network (segments and hosts) to build the namespaces from',
+    });
+    return issues;
+  }
+  const hosts = new Set(net.hosts.map((h) => h.name));
+  const placed = (name: string) => net.hosts.some((h) => h.name === name || h.names.includes(name));
+  s.lab.simulators.forEach((sim, i) => {
+    if (!placed(sim.host))
+      issues.push({
+        path: ['lab', 'simulators', i, 'host'],
+        message: `${sim.host} is on no lab.network host: add it to one host's names`,
+      });
+  });
+  if (s.client.type !== 'command') {
+    issues.push({
+      path: ['client', 'type'],
+      message: 'on the netns backend the client is a command (it runs inside its host namespace)',
+    });
+  } else {
+    const host = s.client.host ?? 'device';
+    if (!hosts.has(host))
+      issues.push({
+        path: ['client', 'host'],
+        message: `the client runs on network host ${host}, which lab.network does not have (hosts: ${[...hosts].join(', ')})`,
+      });
+  }
+  s.variants.forEach((v, i) => {
+    for (const name of Object.keys(v.network)) {
+      if (!hosts.has(name))
+        issues.push({ path: ['variants', i, 'network', name], message: `lab.network has no host ${name}` });
+    }
+  });
   return issues;
 }

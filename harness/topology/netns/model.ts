@@ -105,12 +105,16 @@ export const hostSchema = z.strictObject({
 });
 export type HostConfig = z.infer<typeof hostSchema>;
 
+export const segmentSchema = z.strictObject({
+  name: z.string().regex(/^[a-z][a-z0-9-]{0,19}$/, 'lower-case letters, digits and -, ≤ 20 chars'),
+  /** A network from the lab ranges (DESIGN.md, "Address plan"). */
+  cidr: z.string(),
+});
+
 export const topologySchema = z.strictObject({
   /** Lower-case letters and digits, ≤ 10 chars: part of every namespace and default interface name. */
   labId: z.string().regex(/^[a-z0-9]{1,10}$/, 'lower-case letters and digits, 1-10 chars'),
-  segments: z
-    .array(z.strictObject({ name: z.string().regex(/^[a-z][a-z0-9-]{0,19}$/), cidr: z.string() }))
-    .min(1),
+  segments: z.array(segmentSchema).min(1),
   hosts: z.array(hostSchema).min(1),
   dns: z
     .strictObject({

@@ -1,0 +1,34 @@
+import { randomBytes } from 'node:crypto';
+import type { Network, NetworkPatch } from '../scenario/model.js';
+import { applyNetns, type TopologyInput } from '../topology/netns/index.js';
+import type { NetnsPlacement } from './lab.js';
+
+/**
+ * A scenario's `lab.network` (with a variant's patches) as a netns topology: every host's `names` resolve
+ * to its first address in every namespace's /etc/netns hosts file, so unmodified programs find the
+ * simulators by the names the scenario gives them.
+ */
+export function topologyFor(network: Network, patch: NetworkPatch, labId: string): TopologyInput {
+  const names: Record<string, string> = {};
+  const hosts = network.hosts.map(({ names: hostNames, ...host }) => {
+    const first = host.segments[0]?.address.split('/')[0];
+    if (first !== undefined) for (const n of hostNames) names[n] = first;
+    return { ...host, ...(patch[host.name] ?? {}) };
+  });
+  return { labId, segments: network.segments, hosts, dns: { nameservers: [], hosts: names } };
+}
+
+/** The network host a lab name lives on (a host's own name counts as one of its names). */
+export function hostOfName(network: Network, name: string): { host: string; address: string } | undefined {
+  const h = network.hosts.find((x) => x.name === name || x.names.includes(name));
+  const address = h?.segments[0]?.address.split('/')[0];
+  return h && address !== undefined ? { host: h.name, address } : undefined;
+}
+
+/** Builds the network for one variant (root): namespaces, links, firewalls, WireGuard. */
+export async function buildNetwork(network: Network, patch: NetworkPatch): Promise<NetnsPlacement> {
+  // Short: the id is part of every namespace and default interface name (15 characters at most).
+  const labId = `v${randomBytes(3).toString('hex')}`;
+  const built = await applyNetns(topologyFor(network, patch, labId));
+  return { network: built, hostOf: (name) => hostOfName(network, name) };
+}
