@@ -1,3 +1,4 @@
+import type { Socket as UdpSocket } from 'node:dgram';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import type { LookupFunction } from 'node:net';
 import { join } from 'node:path';
@@ -45,7 +46,11 @@ export interface AdapterContext {
    * the scenario gives the endpoint (default its main one), for a simulator
    * that must see clients' real source addresses (mark that endpoint `direct`). Absent on loopback.
    */
-  bindPublic?(endpoint?: string): Promise<object>;
+  bindPublic?(at?: { endpoint?: string; port?: number }): Promise<object>;
+  /** The same for UDP (a bound `dgram.Socket`), on `port`. */
+  bindPublicUdp?(port: number): Promise<UdpSocket>;
+  /** The public port the scenario gives the main endpoint (0: any). */
+  publicPort: number;
   /** A simulator started earlier in the same lab, by name (e.g. the hub a DPS assigns devices to). */
   peer(name: string): LabSimulatorHandle | undefined;
 }
@@ -71,6 +76,11 @@ export interface StartedSimulator {
 
 export interface SimulatorAdapter<S extends z.ZodType = z.ZodType> {
   type: string;
+  /**
+   * Its options hold addresses it hands to clients (DNS records): on the netns backend `${...}` in them
+   * resolve as a client sees the lab (namespace addresses), not as simulators in this process do.
+   */
+  optionsForClients?: boolean;
   /** One line for `fieldlab list --simulators`. */
   summary: string;
   options: S;
@@ -278,12 +288,28 @@ const geoDns = adapter({
   type: 'geo-dns',
   summary:
     'authoritative DNS with Route 53 routing policies (geolocation, latency, weighted, failover), ECS and DNS faults',
-  options: geoDnsOptionsSchema.omit({ name: true, host: true, port: true }).strict(),
+  options: geoDnsOptionsSchema.omit({ name: true, host: true, port: true, bound: true }).strict(),
+  optionsForClients: true,
   async start(ctx, o) {
-    const handle = await startGeoDns({ ...o, name: ctx.name, host: ctx.address, port: 0 });
+    // On netns it serves inside its host's namespace, on port 53 unless the scenario says otherwise
+    // (resolv.conf, which every namespace's programs read, takes no port).
+    let bound: { udp: UdpSocket; tcp: object } | undefined;
+    if (ctx.bindPublic && ctx.bindPublicUdp) {
+      const port = ctx.publicPort || 53;
+      const udp = await ctx.bindPublicUdp(port);
+      bound = { udp, tcp: await ctx.bindPublic({ port }) };
+    }
+    const handle = await startGeoDns({
+      ...o,
+      name: ctx.name,
+      host: ctx.address,
+      port: 0,
+      ...(bound ? { bound } : {}),
+    });
     const declared = declaredNames(o.zones);
     return {
       handle,
+      ...(bound ? { direct: ['dns-udp', 'dns-tcp'] } : {}),
       // The lab's own names are served too (unless the scenario's zones define them), so clients that
       // use this server resolve every lab host.
       async labReady(hosts) {

@@ -49,6 +49,8 @@ export interface NetnsPlacement {
   network: NetnsLab;
   /** The network host a lab name is on, and the address it resolves to there. */
   hostOf(name: string): { host: string; address: string } | undefined;
+  /** Every name the namespaces resolve (their hosts files), with its address. */
+  names: ReadonlyMap<string, string>;
 }
 
 /** Which side of the lab a `${...}` reference is read for: simulators in this process, or the client. */
@@ -131,8 +133,12 @@ export class Lab {
     return r;
   }
 
-  /** `address:port` of the lab's DNS server (its first geo-dns simulator), when it has one. */
+  /**
+   * `address:port` of the lab's DNS server (its first geo-dns simulator), when this process can reach
+   * it (on netns it serves inside a namespace, for clients there).
+   */
   dnsServer(): string | undefined {
+    if (this.netns) return undefined;
     for (const sim of this.simulators.values()) {
       if (sim.decl.type !== 'geo-dns') continue;
       const udp = sim.endpoints.find((e) => e.name === 'dns-udp');
@@ -164,7 +170,7 @@ export class Lab {
     if (head === 'lab' && rest[0] === 'host') {
       // `${lab.host.<host name>}`: a lab host's address (host names contain dots).
       const name = rest.slice(1).join('.');
-      const addr = client ? this.netns?.hostOf(name)?.address : this.hosts.get(name);
+      const addr = client ? this.netns?.names.get(name) : this.hosts.get(name);
       if (addr === undefined) throw refError(ref, `lab hosts: ${[...this.hosts.keys()].join(', ')}`);
       return addr;
     }
@@ -321,7 +327,8 @@ export async function startLab(def: LabDefinition): Promise<Lab> {
       const hook = await startOne(lab, decl, i);
       if (hook) ready.push(hook);
     }
-    for (const hook of ready) await hook(lab.hosts);
+    // Hooks hand names to clients (DNS records): on netns, the names as the namespaces resolve them.
+    for (const hook of ready) await hook(lab.netns ? lab.netns.names : lab.hosts);
     return lab;
   } catch (err) {
     await lab.stop();
@@ -344,7 +351,7 @@ async function startOne(lab: Lab, decl: LabSimulator, index: number): Promise<St
   const placed = lab.netns?.hostOf(decl.host);
   const options = parseOptions(
     adapter.options,
-    lab.interpolate(decl.options ?? {}),
+    lab.interpolate(decl.options ?? {}, adapter.optionsForClients ? 'client' : 'lab'),
     `${decl.name} (${decl.type})`,
   );
   const started = await adapter.start(
@@ -357,12 +364,16 @@ async function startOne(lab: Lab, decl: LabSimulator, index: number): Promise<St
       lookup: lab.lookup,
       trackProcess: (pid, what) => lab.trackProcess(pid, what),
       peer: (name) => lab.simulators.get(name)?.handle,
+      publicPort: decl.port ?? 0,
       ...(placed && lab.netns
         ? {
-            bindPublic: async (endpoint?: string) => {
-              const port = endpoint === undefined ? (decl.port ?? 0) : (decl.ports?.[endpoint] ?? 0);
+            bindPublic: async (at: { endpoint?: string; port?: number } = {}) => {
+              const port =
+                at.port ?? (at.endpoint === undefined ? (decl.port ?? 0) : (decl.ports?.[at.endpoint] ?? 0));
               return (await lab.netns!.network.bindIn(placed.host, placed.address, port)).handle;
             },
+            bindPublicUdp: async (port: number) =>
+              (await lab.netns!.network.bindUdpIn(placed.host, placed.address, port)).socket,
           }
         : {}),
     },

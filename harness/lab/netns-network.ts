@@ -25,10 +25,25 @@ export function hostOfName(network: Network, name: string): { host: string; addr
   return h && address !== undefined ? { host: h.name, address } : undefined;
 }
 
-/** Builds the network for one variant (root): namespaces, links, firewalls, WireGuard. */
-export async function buildNetwork(network: Network, patch: NetworkPatch): Promise<NetnsPlacement> {
+/**
+ * Builds the network for one variant (root): namespaces, links, firewalls, WireGuard. `dnsHost`: the lab
+ * name the lab's DNS server runs on; every namespace's resolv.conf points at it.
+ */
+export async function buildNetwork(
+  network: Network,
+  patch: NetworkPatch,
+  dnsHost?: string,
+): Promise<NetnsPlacement> {
   // Short: the id is part of every namespace and default interface name (15 characters at most).
   const labId = `v${randomBytes(3).toString('hex')}`;
-  const built = await applyNetns(topologyFor(network, patch, labId));
-  return { network: built, hostOf: (name) => hostOfName(network, name) };
+  const topology = topologyFor(network, patch, labId);
+  const dns = dnsHost === undefined ? undefined : hostOfName(network, dnsHost);
+  if (dns) topology.dns = { ...topology.dns, nameservers: [dns.address] };
+  const names = new Map<string, string>(Object.entries(topology.dns?.hosts ?? {}));
+  for (const h of network.hosts) {
+    const first = h.segments[0]?.address.split('/')[0];
+    if (first !== undefined && !names.has(h.name)) names.set(h.name, first);
+  }
+  const built = await applyNetns(topology);
+  return { network: built, hostOf: (name) => hostOfName(network, name), names };
 }

@@ -222,7 +222,8 @@ export async function runVariant(
   const network = opts.backend === 'netns' ? s.lab.network : undefined;
   try {
     // The lab stops the network with itself (startLab tears it down if it fails to start).
-    const placement = network ? await buildNetwork(network, v.network) : undefined;
+    const dnsHost = s.lab.simulators.find((x) => x.type === 'geo-dns')?.host;
+    const placement = network ? await buildNetwork(network, v.network, dnsHost) : undefined;
     lab = await startLab(labFor(s, v, placement));
     const t0 = preciseNow();
     for (const f of v.faults) {

@@ -121,6 +121,7 @@ export async function start(options?: GeoDnsOptions): Promise<GeoDnsHandle> {
   server = new DnsServer({
     host: opts.host,
     port: opts.port,
+    bound: opts.bound,
     zones,
     locations: () => locations,
     health,
@@ -162,7 +163,7 @@ export async function start(options?: GeoDnsOptions): Promise<GeoDnsHandle> {
   };
 
   let stopping: Promise<void> | undefined;
-  const endpoint = (name: string): Endpoint => ({ name, host: opts.host, port: srv.port, protocol: 'dns' });
+  const endpoint = (name: string): Endpoint => ({ name, host: srv.address, port: srv.port, protocol: 'dns' });
   return {
     name: opts.name,
     endpoints: [endpoint('dns-udp'), endpoint('dns-tcp')],

@@ -1,3 +1,4 @@
+import type { Socket as UdpSocket } from 'node:dgram';
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { durationSchema } from '../common/index.js';
@@ -152,6 +153,20 @@ export const geoDnsOptionsSchema = z.object({
   seed: z.number().int().optional(),
   /** Cache encoded answers per (name, type, location); default true. */
   cache: z.boolean().default(true),
+  /**
+   * Already-bound sockets to serve on instead of host:port: a UDP `dgram.Socket` and a listening TCP
+   * handle on the same address and port (e.g. bound inside a network namespace and passed over IPC).
+   */
+  bound: z
+    .strictObject({
+      udp: z.custom<UdpSocket>(
+        (v) =>
+          typeof v === 'object' && v !== null && typeof (v as { address?: unknown }).address === 'function',
+        'a bound dgram.Socket',
+      ),
+      tcp: z.custom<object>((v) => typeof v === 'object' && v !== null, 'a bound TCP handle'),
+    })
+    .optional(),
 });
 export type GeoDnsOptions = z.input<typeof geoDnsOptionsSchema>;
 export type ResolvedGeoDnsOptions = z.output<typeof geoDnsOptionsSchema>;

@@ -65,6 +65,8 @@ const NO_ECS_OPT = encodeOpt(undefined, 0);
 export interface ServerDeps {
   host: string;
   port: number;
+  /** Serve on these instead of binding host:port (see the `bound` option). */
+  bound?: { udp: UdpSocket; tcp: object } | undefined;
   zones: ZoneStore;
   locations: () => LocationTable;
   health: HealthChecks;
@@ -101,6 +103,19 @@ export class DnsServer {
 
   /** Binds UDP (port 0 → a free port), then TCP on the same port; retries when TCP's port is taken. */
   async listen(): Promise<void> {
+    if (this.d.bound) {
+      const { udp } = this.d.bound;
+      const tcp = createServer({ noDelay: true }, (s) => this.onTcp(s));
+      await new Promise<void>((resolve, reject) => {
+        tcp.once('error', reject);
+        tcp.listen(this.d.bound!.tcp, () => {
+          tcp.off('error', reject);
+          resolve();
+        });
+      });
+      this.serve(udp, tcp);
+      return;
+    }
     for (let attempt = 0; ; attempt++) {
       const udp = createSocket({ type: this.d.host.includes(':') ? 'udp6' : 'udp4' });
       await new Promise<void>((resolve, reject) => {
@@ -125,13 +140,22 @@ export class DnsServer {
         if (errorCode(err) === 'EADDRINUSE' && this.d.port === 0 && attempt < 5) continue;
         throw err;
       }
-      udp.on('message', (msg, rinfo) => this.onUdp(msg, rinfo));
-      udp.on('error', () => {}); // ICMP errors from clients that went away; keep serving
-      this.udp = udp;
-      this.tcp = tcp;
-      this.port = port;
+      this.serve(udp, tcp);
       return;
     }
+  }
+
+  private serve(udp: UdpSocket, tcp: Server): void {
+    udp.on('message', (msg, rinfo) => this.onUdp(msg, rinfo));
+    udp.on('error', () => {}); // ICMP errors from clients that went away; keep serving
+    this.udp = udp;
+    this.tcp = tcp;
+    this.port = udp.address().port;
+  }
+
+  /** The address it serves on (the bound socket's when given one). */
+  get address(): string {
+    return this.udp?.address().address ?? this.d.host;
   }
 
   async close(): Promise<void> {

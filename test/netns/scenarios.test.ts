@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runAll } from '../../harness/runner/run.js';
-import { loadScenarios } from '../../harness/scenario/load.js';
+import { loadScenarios, loadYamlScenario } from '../../harness/scenario/load.js';
 import { listRecords } from '../../harness/topology/netns/index.js';
 import { missing } from '../helpers/capability.js';
 import { rootLinks, strayLinks, wireguardGoPids } from './helpers.js';
@@ -76,3 +76,78 @@ describe.skipIf(missing('netns', 'cmd:wireguard-go', 'cmd:wg', 'cmd:curl'))(
     });
   },
 );
+
+/**
+ * The lab's DNS server inside the namespaces: every namespace's resolv.conf points at it, so dig (given
+ * no server) resolves through it, and its records give the namespace addresses of lab hosts.
+ */
+const dnsScenario = `
+name: netns-dns
+title: dig resolves a lab name through the lab DNS server in the namespaces
+backends: [netns]
+requires: ['cmd:dig']
+lab:
+  network:
+    segments: [{ name: lan, cidr: 198.51.100.0/24 }, { name: wan, cidr: 203.0.113.0/24 }]
+    hosts:
+      - { name: device, segments: [{ segment: lan, address: 198.51.100.10 }], routes: [{ to: default, via: 198.51.100.1 }] }
+      - name: router
+        forward: true
+        segments: [{ segment: lan, address: 198.51.100.1 }, { segment: wan, address: 203.0.113.1 }]
+      - { name: ns1, names: [ns1.iot.example.com], segments: [{ segment: lan, address: 198.51.100.53 }] }
+      - name: api
+        names: [api.iot.example.com]
+        segments: [{ segment: wan, address: 203.0.113.30 }]
+        routes: [{ to: default, via: 203.0.113.1 }]
+  simulators:
+    - name: dns
+      type: geo-dns
+      host: ns1.iot.example.com
+      options:
+        zones:
+          - origin: global.example.com
+            soa: { mname: ns1.iot.example.com, rname: hostmaster.iot.example.com, minimum: 60 }
+            records: [{ name: device-api, type: CNAME, value: api.iot.example.com }]
+    - { name: api, type: https-server, host: api.iot.example.com, port: 8443, options: { routes: { /: { body: hello } } } }
+client:
+  type: command
+  # No server given: dig asks the one in the namespace's resolv.conf.
+  argv: [dig, +time=1, +tries=1, device-api.global.example.com, A]
+variants:
+  - name: broken
+    simulators: { dns: { faults: { device-api.global.example.com: nxdomain } } }
+    expect:
+      result: fail
+      class: dns.nxdomain
+      labSaw: [{ source: dns, type: query, match: { name: device-api.global.example.com, rcode: NXDOMAIN } }]
+  - name: fixed
+    expect:
+      result: pass
+      # The CNAME, then the API host's namespace address (the lab's own names are served too).
+      output: 'api\\.iot\\.example\\.com\\.\\s+\\d+\\s+IN\\s+A\\s+203\\.0\\.113\\.30'
+      labSaw: [{ source: dns, type: query, match: { name: device-api.global.example.com } }]
+`;
+
+describe.skipIf(missing('netns', 'cmd:dig'))('the lab DNS server on netns', () => {
+  it('answers programs in every namespace through their resolv.conf', { timeout: 60_000 }, async () => {
+    const state = mkdtempSync(join(tmpdir(), 'fl-netns-dns-'));
+    process.env.FIELDLAB_STATE_DIR = state;
+    try {
+      const scenario = loadYamlScenario('netns-dns.yaml', dnsScenario);
+      const run = await runAll([{ scenario, file: 'netns-dns.yaml' }], { backend: 'netns' });
+      for (const r of run.results) {
+        expect(r.status, `${r.variant}: ${[...r.explanation, r.error?.message ?? ''].join(' | ')}`).toBe(
+          'passed',
+        );
+      }
+      // The DNS server saw the query from the device's own address (it is in the device's network).
+      const fixed = run.results.find((r) => r.variant === 'fixed');
+      const query = fixed?.events.find((e) => e.source === 'dns' && e.type === 'query');
+      expect(query?.data).toMatchObject({ client: expect.stringMatching(/^198\.51\.100\.10\b/) });
+      expect(listRecords()).toEqual([]);
+    } finally {
+      delete process.env.FIELDLAB_STATE_DIR;
+      rmSync(state, { recursive: true, force: true });
+    }
+  });
+});

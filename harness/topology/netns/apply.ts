@@ -1,4 +1,5 @@
 import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
+import type { Socket as UdpSocket } from 'node:dgram';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { FieldlabError } from '../../../simulators/common/errors.js';
@@ -133,14 +134,39 @@ export class NetnsLab {
    * the handle to `server.listen(handle)` (or a simulator's `listenHandle` option) to serve in-process
    * on a lab address. Close that server before `teardown()` (an open socket keeps the namespace alive).
    */
-  bindIn(host: string, address: string, port: number): Promise<{ handle: object; port: number }> {
+  async bindIn(host: string, address: string, port: number): Promise<{ handle: object; port: number }> {
+    const { handle, port: bound } = await this.handOver(host, address, port, 'tcp');
+    return { handle, port: bound };
+  }
+
+  /** The same for UDP: a `dgram.Socket` bound at address:port inside the host's namespace. */
+  async bindUdpIn(host: string, address: string, port: number): Promise<{ socket: UdpSocket; port: number }> {
+    const { handle, port: bound } = await this.handOver(host, address, port, 'udp');
+    return { socket: handle as UdpSocket, port: bound };
+  }
+
+  private handOver(
+    host: string,
+    address: string,
+    port: number,
+    kind: 'tcp' | 'udp',
+  ): Promise<{ handle: object; port: number }> {
     this.assertLive();
-    const code = [
-      "const s = require('net').createServer();",
-      "s.on('error', (e) => process.send({ error: e.code + ': ' + e.message }, () => process.exit(1)));",
-      's.listen({ host: process.argv[1], port: Number(process.argv[2]) }, () =>',
-      '  process.send({ port: s.address().port }, s._handle, () => { s.close(); process.disconnect(); }));',
-    ].join('\n');
+    // Node passes a net handle or a dgram.Socket over IPC (the cluster module relies on both).
+    const code =
+      kind === 'tcp'
+        ? [
+            "const s = require('net').createServer();",
+            "s.on('error', (e) => process.send({ error: e.code + ': ' + e.message }, () => process.exit(1)));",
+            's.listen({ host: process.argv[1], port: Number(process.argv[2]) }, () =>',
+            '  process.send({ port: s.address().port }, s._handle, () => { s.close(); process.disconnect(); }));',
+          ].join('\n')
+        : [
+            "const s = require('dgram').createSocket(process.argv[1].includes(':') ? 'udp6' : 'udp4');",
+            "s.on('error', (e) => process.send({ error: e.code + ': ' + e.message }, () => process.exit(1)));",
+            's.bind(Number(process.argv[2]), process.argv[1], () =>',
+            '  process.send({ port: s.address().port }, s, () => { s.close(); process.disconnect(); }));',
+          ].join('\n');
     const child = spawn(
       'ip',
       ['netns', 'exec', this.ns(host), process.execPath, '-e', code, address, String(port)],
@@ -158,9 +184,11 @@ export class NetnsLab {
         clearTimeout(timer);
         child.kill('SIGKILL');
         reject(
-          new FieldlabError('E_NETNS_BIND', `cannot listen on ${address}:${port} in ${host}: ${why}`, {
-            hint: `is ${address} one of ${host}'s addresses, and the port free?`,
-          }),
+          new FieldlabError(
+            'E_NETNS_BIND',
+            `cannot ${kind === 'tcp' ? 'listen' : 'bind UDP'} on ${address}:${port} in ${host}: ${why}`,
+            { hint: `is ${address} one of ${host}'s addresses, and the port free?` },
+          ),
         );
       };
       const timer = setTimeout(() => fail('no answer in 10 s'), 10_000);
