@@ -40,7 +40,8 @@ export default function () {
     sleep(1);
     return;
   }
-  const st = { ready: 0, done: false };
+  // Per side: 'connecting' → 'open' (handshake done) → 'ready' (SERVICE_IDS): the timeout says which.
+  const st = { ready: 0, done: false, side: { source: 'connecting', destination: 'connecting' } };
   const sockets = [];
   const finish = (error) => {
     if (st.done) return;
@@ -51,13 +52,22 @@ export default function () {
     for (const ws of sockets) ws.close();
     closeTunnel(cfg.apiUrl, tunnel.tunnelId);
   };
-  const timer = setTimeout(() => finish('both sides not connected within 10s'), CONNECT_TIMEOUT_MS);
+  const timer = setTimeout(
+    () =>
+      finish(
+        `both sides not connected within 10s (source ${st.side.source}, destination ${st.side.destination})`,
+      ),
+    CONNECT_TIMEOUT_MS,
+  );
 
   for (const mode of ['source', 'destination']) {
     const token = mode === 'source' ? tunnel.sourceAccessToken : tunnel.destinationAccessToken;
     const ws = new WebSocket(peerUrl(cfg.dataUrl, mode), SUBPROTOCOL, { headers: { 'access-token': token } });
     ws.binaryType = 'arraybuffer';
     const frames = new FrameDecoder();
+    ws.addEventListener('open', () => {
+      st.side[mode] = 'open';
+    });
     ws.addEventListener('error', (e) => finish(`${mode} WebSocket error: ${e.error}`));
     ws.addEventListener('close', () => finish(`${mode} WebSocket closed by the service`));
     ws.addEventListener('message', (e) => {
@@ -74,6 +84,7 @@ export default function () {
           return;
         }
         // V2 guide: SERVICE_IDS right after the handshake: this side is connected.
+        st.side[mode] = 'ready';
         if (++st.ready === 2) {
           openMs.add(Date.now() - t0);
           tunnelsOpened.add(1);
