@@ -71,6 +71,42 @@ fi
 log "building"
 npm run --silent build
 
+# Containers (docker-compose.yml, the fieldlab image): a Docker engine, Debian's docker.io where none
+# runs, started without touching the host's firewall (lab networks never leave the machine). Then the
+# image, on a base made from the machine's Debian mirror and Node when no registry serves one.
+#   FIELDLAB_SETUP_SKIP_DOCKER=1   skip all of it
+if [ "${FIELDLAB_SETUP_SKIP_DOCKER:-0}" != 1 ]; then
+  if ! docker info >/dev/null 2>&1; then
+    if [ "$(id -u)" -ne 0 ]; then
+      log "no Docker engine answers and not root: container tests skip (or fail under FIELDLAB_REQUIRE)"
+    else
+      if ! command -v dockerd >/dev/null || ! command -v docker-compose >/dev/null || ! command -v debootstrap >/dev/null; then
+        log "installing docker.io docker-compose debootstrap"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+          docker.io docker-compose debootstrap containerd runc iptables >/dev/null
+      fi
+      log "starting dockerd (no iptables changes, no default bridge)"
+      mkdir -p /var/log/fieldlab
+      setsid nohup dockerd --iptables=false --ip-masq=false --bridge=none >/var/log/fieldlab/dockerd.log 2>&1 &
+      for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+      docker info >/dev/null 2>&1 || { tail -20 /var/log/fieldlab/dockerd.log >&2; exit 1; }
+    fi
+  fi
+  if docker info >/dev/null 2>&1; then
+    if [ -z "${BASE_IMAGE:-}" ]; then
+      # The official image when the engine can pull it, else one built here.
+      if docker image inspect node:20-bookworm-slim >/dev/null 2>&1 || timeout 60 docker pull -q node:20-bookworm-slim >/dev/null 2>&1; then
+        BASE_IMAGE=node:20-bookworm-slim
+      else
+        BASE_IMAGE="$(bash scripts/docker-base-image.sh)"
+      fi
+    fi
+    BASE_IMAGE="$BASE_IMAGE" bash scripts/docker-image.sh >/dev/null
+    log "image ${FIELDLAB_IMAGE:-fieldlab:local} built on $BASE_IMAGE"
+  fi
+fi
+
 # k6 for `fieldlab load` (built from the Go module proxy; without it the built-in Node driver runs).
 bash scripts/install-k6.sh || log "k6 not installed: \`fieldlab load\` uses its Node driver and k6 tests skip (or fail under FIELDLAB_REQUIRE)"
 log "done"

@@ -129,7 +129,7 @@ export function buildProgram(): Command {
     )
     .argument(
       '<simulator>',
-      'https-server, connect-proxy, tls-inspector, mqtt-broker, geo-dns or tunnel-service',
+      'https-server, connect-proxy, tls-inspector, mqtt-broker, geo-dns, tunnel-service or iot-hub',
     )
     .option('--options <json>', "the simulator's options as a JSON object (see its README section)")
     .option('--options-file <file>', 'the same, from a file')
@@ -141,7 +141,31 @@ export function buildProgram(): Command {
       return n;
     })
     .option('--events', 'print every simulator event as a JSON line')
+    .option('--ready-file <file>', 'also write the ready line here (env FIELDLAB_READY_FILE), for `health`')
     .action(lazy(async () => (await import('./serve.js')).serveCommand));
+
+  program
+    .command('health')
+    .description(
+      "exit 0 when the simulator `serve` started answers on every TCP endpoint (a container's healthcheck)",
+    )
+    .option('--ready-file <file>', "serve's ready file (default env FIELDLAB_READY_FILE)")
+    .option('--timeout <ms>', 'per endpoint', positiveInt, 2000)
+    .action(lazy(async () => (await import('./health.js')).healthCommand));
+
+  program
+    .command('pki')
+    .description(
+      'create a lab CA and server certificates in a directory (for containers: a shared volume); keeps existing ones',
+    )
+    .requiredOption('-d, --dir <dir>', 'where ca.pem, <name>.pem and <name>-key.pem go')
+    .option(
+      '-s, --server <names>',
+      'a server certificate for these names (first = file name; comma-separated; repeatable)',
+      (v: string, prev: string[]) => [...prev, v],
+      [] as string[],
+    )
+    .action(lazy(async () => (await import('./pki.js')).pkiCommand));
 
   program
     .command('schema')

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { FieldlabError } from '../../simulators/common/errors.js';
 import type { LabEvent } from '../../simulators/common/events.js';
 import type { LabSimulatorHandle } from '../lab/adapters.js';
@@ -8,6 +8,9 @@ import type { LabSimulatorHandle } from '../lab/adapters.js';
  * JSON (what its `start(options)` takes, certificates as PEM strings). This is how simulators run
  * inside network namespaces and containers: the parent lab prepares the options, the child serves.
  * Prints one JSON line `{"ready":true,...}` with the endpoints, then (with --events) one line per event.
+ * A value `{"$file": "/path"}` anywhere in the options is replaced by that file's text (certificates
+ * from a shared volume); `--ready-file` also writes the ready line to a file, which `fieldlab health`
+ * (a container's healthcheck) reads.
  */
 const SIMULATORS: Record<string, () => Promise<{ start(options: unknown): Promise<LabSimulatorHandle> }>> = {
   'https-server': () => import('../../simulators/https-server/index.js') as never,
@@ -16,6 +19,7 @@ const SIMULATORS: Record<string, () => Promise<{ start(options: unknown): Promis
   'mqtt-broker': () => import('../../simulators/mqtt-broker/index.js') as never,
   'geo-dns': () => import('../../simulators/geo-dns/index.js') as never,
   'tunnel-service': () => import('../../simulators/tunnel-service/index.js') as never,
+  'iot-hub': () => import('../../simulators/iot-hub/index.js') as never,
 };
 
 export const SERVABLE = Object.keys(SIMULATORS);
@@ -26,6 +30,26 @@ export interface ServeFlags {
   host?: string;
   port?: number;
   events?: boolean;
+  readyFile?: string;
+}
+
+/** Replaces every `{"$file": path}` with the file's text; a missing file is a clear error. */
+export function resolveFileRefs(v: unknown, where = 'options'): unknown {
+  if (Array.isArray(v)) return v.map((x, i) => resolveFileRefs(x, `${where}[${i}]`));
+  if (v === null || typeof v !== 'object') return v;
+  const o = v as Record<string, unknown>;
+  const keys = Object.keys(o);
+  if (keys.length === 1 && keys[0] === '$file') {
+    if (typeof o.$file !== 'string') throw new FieldlabError('E_BAD_FLAG', `${where}.$file must be a path`);
+    try {
+      return readFileSync(o.$file, 'utf8');
+    } catch (err) {
+      throw new FieldlabError('E_BAD_FLAG', `${where}: cannot read ${o.$file}: ${(err as Error).message}`, {
+        hint: 'is the volume with that file mounted (and written by the pki service)?',
+      });
+    }
+  }
+  return Object.fromEntries(keys.map((k) => [k, resolveFileRefs(o[k], `${where}.${k}`)]));
 }
 
 function readOptions(flags: ServeFlags): Record<string, unknown> {
@@ -56,14 +80,23 @@ export async function serveCommand(type: string, flags: ServeFlags): Promise<voi
     });
   }
   const options = {
-    ...readOptions(flags),
+    ...(resolveFileRefs(readOptions(flags)) as Record<string, unknown>),
     ...(flags.host !== undefined ? { host: flags.host } : {}),
     ...(flags.port !== undefined ? { port: flags.port } : {}),
   };
   const handle = await (await load()).start(options);
   const write = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
   if (flags.events) handle.events.onAny((e: LabEvent) => write({ event: e }));
-  write({ ready: true, simulator: type, name: handle.name, pid: process.pid, endpoints: handle.endpoints });
+  const ready = {
+    ready: true,
+    simulator: type,
+    name: handle.name,
+    pid: process.pid,
+    endpoints: handle.endpoints,
+  };
+  write(ready);
+  const readyFile = flags.readyFile ?? process.env.FIELDLAB_READY_FILE;
+  if (readyFile) writeFileSync(readyFile, `${JSON.stringify(ready)}\n`);
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
