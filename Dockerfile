@@ -20,12 +20,13 @@ RUN node node_modules/typescript/bin/tsc -p tsconfig.json \
 
 FROM ${BASE_IMAGE} AS runtime
 # The clients a `device` container runs, from Debian's packages (the local base image has them already).
-RUN command -v curl >/dev/null && command -v mosquitto_pub >/dev/null || { \
+RUN command -v curl >/dev/null && command -v mosquitto_pub >/dev/null && [ -x /usr/sbin/sshd ] || { \
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        ca-certificates curl openssl dnsutils mosquitto-clients openssh-client iproute2 procps \
+        ca-certificates curl openssl dnsutils mosquitto-clients openssh-client openssh-server iproute2 procps \
       && rm -rf /var/lib/apt/lists/*; }
-# A fixed non-root user: files it writes to shared volumes (the lab CA) keep one owner.
-RUN useradd --system --uid 10001 --user-group --home-dir /app --shell /usr/sbin/nologin fieldlab \
+# A fixed non-root user: files it writes to shared volumes (the lab CA) keep one owner. It has a shell:
+# the sshd simulator lets its own user log in (the tunnel scenarios ssh through the tunnel).
+RUN useradd --system --uid 10001 --user-group --home-dir /app --shell /bin/sh fieldlab \
  && mkdir -p /lab && chown fieldlab:fieldlab /lab
 WORKDIR /app
 COPY --from=build /src/package.json ./

@@ -10,7 +10,7 @@
 set -euo pipefail
 
 IMAGE="${FIELDLAB_BASE_IMAGE:-fieldlab-base:bookworm-node20}"
-PACKAGES=ca-certificates,curl,openssl,dnsutils,mosquitto-clients,openssh-client,iproute2,procps
+PACKAGES=ca-certificates,curl,openssl,dnsutils,mosquitto-clients,openssh-client,openssh-server,iproute2,procps
 
 log() { printf 'docker-base-image: %s\n' "$*" >&2; }
 

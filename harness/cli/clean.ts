@@ -14,8 +14,10 @@ export async function cleanCommand(flags: { force?: boolean }): Promise<void> {
       `removed network namespaces of lab ${n.labId}: ${n.namespaces.join(', ')}${killed}\n`,
     );
   }
+  if (r.containers.length > 0) process.stdout.write(`removed containers ${r.containers.join(', ')}\n`);
+  if (r.networks.length > 0) process.stdout.write(`removed networks ${r.networks.join(', ')}\n`);
   for (const id of r.skippedLive)
     process.stdout.write(`left running lab ${id} alone (its owner still runs; --force removes it)\n`);
-  if (r.labs.length === 0 && r.blocks.length === 0)
+  if (r.labs.length === 0 && r.blocks.length === 0 && r.containers.length + r.networks.length === 0)
     process.stdout.write(`nothing to clean in ${stateDir()}\n`);
 }

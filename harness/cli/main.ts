@@ -66,6 +66,10 @@ export function buildProgram(): Command {
         .default('loopback'),
     )
     .option(
+      '--image <name>',
+      'container backend: the fieldlab image (default $FIELDLAB_IMAGE, else fieldlab:local; scripts/docker-image.sh builds it)',
+    )
+    .option(
       '-j, --concurrency <n>',
       'variants run at once (each in its own lab); default: CPUs, at least 2',
       positiveInt,
@@ -143,6 +147,14 @@ export function buildProgram(): Command {
     .option('--events', 'print every simulator event as a JSON line')
     .option('--ready-file <file>', 'also write the ready line here (env FIELDLAB_READY_FILE), for `health`')
     .action(lazy(async () => (await import('./serve.js')).serveCommand));
+
+  program
+    .command('serve-lab')
+    .description(
+      'run one simulator of a container lab (the container backend starts it; its spec comes from the host)',
+    )
+    .argument('<spec>', 'the JSON spec the host wrote on the shared volume')
+    .action(lazy(async () => (await import('../lab/container-worker.js')).serveLabCommand));
 
   program
     .command('health')

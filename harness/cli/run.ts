@@ -13,6 +13,7 @@ export interface RunFlags {
   out: string;
   only: string[];
   backend: Backend;
+  image?: string;
   concurrency?: number;
   color: boolean;
 }
@@ -57,6 +58,7 @@ export async function runCommand(paths: string[], flags: RunFlags): Promise<void
   );
   const run = await runAll(loaded, {
     backend: flags.backend,
+    ...(flags.image ? { image: flags.image } : {}),
     ...(only ? { only } : {}),
     ...(flags.concurrency ? { concurrency: flags.concurrency } : {}),
     onResult: (r) => process.stderr.write(`${renderProgress(r)}\n`),

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { which } from '../capabilities.js';
 import { cleanNetns, type NetnsCleanReport } from '../topology/netns/clean.js';
 import { releaseBlock } from './addresses.js';
+import { cleanContainers } from './container-clean.js';
 import { blocksDir, isAlive, type LabRecord, readRecords } from './state.js';
 
 export interface CleanReport {
@@ -11,6 +12,9 @@ export interface CleanReport {
   skippedLive: string[];
   /** Network namespaces (netns backend) of dead labs, removed with their processes and files. */
   netns: NetnsCleanReport['labs'];
+  /** Containers and networks (container backend) of dead labs. */
+  containers: string[];
+  networks: string[];
 }
 
 /** Sends SIGTERM, then SIGKILL to what is still there: only to PIDs whose start time matches the record. */
@@ -29,7 +33,14 @@ function endProcess(pid: number, startTicks: number | undefined): boolean {
  * directories (keys, hosts files), their address claims. A live lab is left alone unless `force`.
  */
 export function clean(opts: { force?: boolean } = {}): CleanReport {
-  const report: CleanReport = { labs: [], blocks: [], skippedLive: [], netns: [] };
+  const report: CleanReport = {
+    labs: [],
+    blocks: [],
+    skippedLive: [],
+    netns: [],
+    containers: [],
+    networks: [],
+  };
   for (const { dir, record } of readRecords()) {
     const r: LabRecord | undefined = record;
     const ownerAlive = r ? isAlive(r.pid, r.pidStartTicks) && r.pid !== process.pid : false;
@@ -76,5 +87,8 @@ export function clean(opts: { force?: boolean } = {}): CleanReport {
     report.netns = n.labs;
     report.skippedLive.push(...n.skippedLive);
   }
+  const c = cleanContainers({ force: opts.force === true });
+  report.containers = c.containers;
+  report.networks = c.networks;
   return report;
 }

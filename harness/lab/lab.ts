@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { lookup as dnsLookup } from 'node:dns';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import type { LookupFunction } from 'node:net';
 import { join, resolve, sep } from 'node:path';
@@ -15,7 +16,7 @@ import { adapterFor, adapterTypes, type LabSimulatorHandle, type StartedSimulato
 import { type AddressBlock, claimBlock } from './addresses.js';
 import { createLabLookup } from './lookup.js';
 import { type NetnsFront, startNetnsFront } from './netns-front.js';
-import { type LabRecord, labsDir, processStartTicks, writeRecord } from './state.js';
+import { type LabRecord, labsDir, newLabRecord, processStartTicks, writeRecord } from './state.js';
 
 /**
  * A running lab on the loopback backend:
@@ -38,6 +39,28 @@ export interface LabDefinition {
   simulators: LabSimulator[];
   /** netns backend: the built network, and which namespace host each lab name lives on. */
   netns?: NetnsPlacement;
+  /**
+   * One simulator per container (the container backend's worker): every host binds this address
+   * (`0.0.0.0`) instead of a loopback block, lab files go to `dir` (a volume every container of the lab
+   * shares, kept on stop), and certificates come from the lab's CA (`authority`).
+   */
+  container?: {
+    bind: string;
+    dir: string;
+    authority: NonNullable<import('../../simulators/pki/index.js').PkiOptions['authority']>;
+  };
+}
+
+/** How the client of a container lab sees the lab's files: the host's lab directory is mounted here. */
+export interface ContainerPaths {
+  /** The lab directory inside containers (`/lab`). */
+  dir: string;
+  /** fieldlab's own directory inside the image (`/app`). */
+  root: string;
+  /** The lab's Docker network (set once created), the image, and labels for what the lab starts. */
+  network?: string;
+  image: string;
+  labels: Record<string, string>;
 }
 
 /**
@@ -67,6 +90,8 @@ export interface RunningSimulator {
   /** netns backend: endpoints as the client sees them across the lab network (namespace addresses). */
   clientEndpoints?: Endpoint[];
   fronts: NetnsFront[];
+  /** Container backend: the container's last log lines (what is not an event), for the report. */
+  logs?: string[];
 }
 
 export class Lab {
@@ -75,6 +100,14 @@ export class Lab {
   readonly hosts = new Map<string, string>();
   readonly lookup: LookupFunction;
   private readonly listeners = new Set<(e: LabEvent) => void>();
+  /** A container worker's lab directory is the shared volume: the host removes it. */
+  keepDir = false;
+  private readonly afterStop: Array<() => Promise<unknown>> = [];
+
+  /** Runs `fn` at the end of `stop()` (e.g. removing a container network once its containers are gone). */
+  onStopped(fn: () => Promise<unknown>): void {
+    this.afterStop.push(fn);
+  }
   private stopping: Promise<void> | undefined;
 
   constructor(
@@ -85,8 +118,16 @@ export class Lab {
     readonly pki: PkiHandle,
     private readonly record: LabRecord,
     readonly netns?: NetnsPlacement,
+    /** Container backend (host side): lab paths as the containers see them. */
+    readonly containerPaths?: ContainerPaths,
   ) {
-    this.lookup = createLabLookup(this.hosts, () => this.dnsServer());
+    // A simulator in a lab container finds the others through the container's resolver (Docker's DNS
+    // knows every lab host name on the lab network).
+    this.lookup = createLabLookup(
+      this.hosts,
+      () => this.dnsServer(),
+      () => (this.keepDir ? (dnsLookup as LookupFunction) : undefined),
+    );
   }
 
   get hostsFile(): string {
@@ -186,7 +227,10 @@ export class Lab {
       };
       const get = rest.length === 1 ? v[rest[0] ?? ''] : undefined;
       if (get === undefined) throw refError(ref, `lab has ${Object.keys(v).join(', ')}`);
-      return get();
+      const c = this.containerPaths;
+      if (c && rest[0] === 'root') return c.root;
+      const value = get();
+      return c && value.startsWith(this.dir) ? `${c.dir}${value.slice(this.dir.length)}` : value;
     }
     const s = this.simulators.get(head ?? '');
     if (!s) throw refError(ref, `simulators: ${[...this.simulators.keys()].join(', ')}`);
@@ -252,7 +296,8 @@ export class Lab {
       // After every socket bound in a namespace is closed (an open one keeps the namespace alive).
       await this.netns?.network.teardown();
       this.block.release();
-      rmSync(this.dir, { recursive: true, force: true });
+      for (const fn of this.afterStop) await fn().catch(() => undefined);
+      if (!this.keepDir) rmSync(this.dir, { recursive: true, force: true });
     })();
     return this.stopping;
   }
@@ -285,33 +330,30 @@ const UDP_PROTOCOLS = new Set(['udp', 'dns', 'dns-udp']);
 /** Starts a lab: claims addresses, starts the PKI and every simulator in order, fronts them with relays. */
 export async function startLab(def: LabDefinition): Promise<Lab> {
   const id = `${def.name}-${randomBytes(3).toString('hex')}`;
-  const dir = join(labsDir(), id);
+  const dir = def.container?.dir ?? join(labsDir(), id);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const block = claimBlock();
-  const record: LabRecord = {
-    labId: id,
-    name: def.name,
-    pid: process.pid,
-    pidStartTicks: processStartTicks(process.pid),
-    createdAt: new Date().toISOString(),
-    backend: 'loopback',
-    block: block.prefix,
-    resources: [],
-  };
+  const bind = def.container?.bind;
+  const block: AddressBlock = bind ? { prefix: bind, address: () => bind, release: () => {} } : claimBlock();
+  const record = newLabRecord(id, def.name, 'loopback', block.prefix);
   writeRecord(dir, record);
 
   let pki: PkiHandle;
   try {
-    pki = await startPki({ name: 'pki', dir });
+    pki = await startPki({
+      name: 'pki',
+      dir,
+      ...(def.container ? { authority: def.container.authority } : {}),
+    });
   } catch (err) {
     await def.netns?.network.teardown();
     block.release();
-    rmSync(dir, { recursive: true, force: true });
+    if (!def.container) rmSync(dir, { recursive: true, force: true });
     throw err;
   }
   record.caBundle = pki.trust.bundlePath;
   writeRecord(dir, record);
   const lab = new Lab(id, def.name, dir, block, pki, record, def.netns);
+  lab.keepDir = def.container !== undefined;
   pki.events.onAny((e) => lab.addEvent(e));
 
   try {
@@ -320,7 +362,7 @@ export async function startLab(def: LabDefinition): Promise<Lab> {
       if (!lab.hosts.has(h.name)) lab.hosts.set(h.name, block.address(lab.hosts.size + 1));
     for (const s of def.simulators)
       if (!lab.hosts.has(s.host)) lab.hosts.set(s.host, block.address(lab.hosts.size + 1));
-    writeNameFiles(lab);
+    if (!def.container) writeNameFiles(lab);
 
     const ready: Array<NonNullable<StartedSimulator['labReady']>> = [];
     for (const [i, decl] of def.simulators.entries()) {

@@ -9,6 +9,8 @@ import type { LookupFunction } from 'node:net';
 export function createLabLookup(
   hosts: ReadonlyMap<string, string>,
   dnsServer: () => string | undefined = () => undefined,
+  /** Where names go when the lab has no DNS server: inside a lab container, its resolver (Docker's). */
+  fallback: () => LookupFunction | undefined = () => undefined,
 ): LookupFunction {
   let resolver: { server: string; r: Resolver } | undefined;
   return (hostname, options, callback) => {
@@ -30,6 +32,11 @@ export function createLabLookup(
       return;
     }
     const server = dnsServer();
+    const system = server ? undefined : fallback();
+    if (system) {
+      system(hostname, options, callback);
+      return;
+    }
     if (!server) {
       process.nextTick(fail, 'ENOTFOUND', `getaddrinfo ENOTFOUND ${hostname}`);
       return;

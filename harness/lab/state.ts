@@ -34,6 +34,25 @@ export interface LabRecord {
   resources: LabResource[];
 }
 
+/** A new lab's record, owned by this process. */
+export function newLabRecord(
+  labId: string,
+  name: string,
+  backend: LabRecord['backend'],
+  block = '',
+): LabRecord {
+  return {
+    labId,
+    name,
+    pid: process.pid,
+    pidStartTicks: processStartTicks(process.pid),
+    createdAt: new Date().toISOString(),
+    backend,
+    block,
+    resources: [],
+  };
+}
+
 export function stateDir(): string {
   return process.env.FIELDLAB_STATE_DIR ?? join(tmpdir(), `fieldlab-${process.getuid?.() ?? 'user'}`);
 }

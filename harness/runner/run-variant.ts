@@ -4,6 +4,8 @@ import { FieldlabError } from '../../simulators/common/errors.js';
 import { preciseNow } from '../../simulators/common/events.js';
 import { type Capability, checkCapability, isRequired } from '../capabilities.js';
 import { runCommand } from '../clients/command.js';
+import { runInContainer } from '../clients/container-command.js';
+import { startContainerLab, toxicsApplied } from '../lab/container-lab.js';
 import { type Lab, type LabDefinition, type NetnsPlacement, startLab } from '../lab/lab.js';
 import { buildNetwork } from '../lab/netns-network.js';
 import { FAILURE_CLASSES, type Verdict } from '../probe/classes.js';
@@ -21,6 +23,8 @@ import type { Expectation, VariantResult } from './result.js';
 
 export interface RunOptions {
   backend: Backend;
+  /** Container backend: the fieldlab image (default $FIELDLAB_IMAGE, else fieldlab:local). */
+  image?: string;
 }
 
 interface ClientOutcome {
@@ -40,7 +44,10 @@ export function neededCapabilities(s: Scenario, v: Variant, backend: Backend = '
     const argv0 = v.client?.argv?.[0] ?? s.client.argv[0];
     if (argv0 && !argv0.includes('${')) caps.add(`cmd:${basename(argv0)}`);
     if (s.client.resolve === 'lab' && backend === 'loopback') caps.add('userns');
+    // In a container the program comes from the image, not this machine.
+    if (backend === 'container') caps.delete(`cmd:${basename(argv0 ?? '')}`);
   }
+  if (backend === 'container') caps.add('docker');
   if (backend === 'netns') {
     caps.add('netns');
     const hosts = (s.lab.network?.hosts ?? []).map((h) => ({ ...h, ...(v.network[h.name] ?? {}) }));
@@ -137,22 +144,36 @@ async function runClient(
   let argv = lab.interpolate(client.argv, 'client');
   if (isCurlClient(client, argv)) argv = [...argv, ...curlTimingArgs()];
   let spawned: number | undefined;
-  const result = await runCommand({
-    argv,
-    env: lab.interpolate(client.env, 'client'),
-    ...(client.cwd ? { cwd: lab.interpolate(client.cwd, 'client') } : {}),
-    ...(client.stdin !== undefined ? { stdin: lab.interpolate(client.stdin, 'client') } : {}),
-    timeoutMs,
-    ...(netns
-      ? { netns }
-      : client.resolve === 'lab'
-        ? { namespace: { hostsFile: lab.hostsFile, resolvConf: lab.resolvConf } }
-        : {}),
-    onSpawn: (pid) => {
-      spawned = pid;
-      lab.trackProcess(pid, argv.join(' '));
-    },
-  });
+  const inContainer = lab.containerPaths;
+  const result = inContainer
+    ? await runInContainer({
+        lab: { ...inContainer, hostDir: lab.dir },
+        argv,
+        env: lab.interpolate(client.env, 'client'),
+        ...(client.cwd ? { cwd: lab.interpolate(client.cwd, 'client') } : {}),
+        ...(client.stdin !== undefined ? { stdin: lab.interpolate(client.stdin, 'client') } : {}),
+        timeoutMs,
+        onSpawn: (pid) => {
+          spawned = pid;
+          lab.trackProcess(pid, argv.join(' '));
+        },
+      })
+    : await runCommand({
+        argv,
+        env: lab.interpolate(client.env, 'client'),
+        ...(client.cwd ? { cwd: lab.interpolate(client.cwd, 'client') } : {}),
+        ...(client.stdin !== undefined ? { stdin: lab.interpolate(client.stdin, 'client') } : {}),
+        timeoutMs,
+        ...(netns
+          ? { netns }
+          : client.resolve === 'lab'
+            ? { namespace: { hostsFile: lab.hostsFile, resolvConf: lab.resolvConf } }
+            : {}),
+        onSpawn: (pid) => {
+          spawned = pid;
+          lab.trackProcess(pid, argv.join(' '));
+        },
+      });
   // It has exited: `fieldlab clean` must not look for it any more.
   if (spawned !== undefined) lab.untrackProcess(spawned);
   const { verdict, phases } = classifyCommand(client, argv, result, timeoutMs);
@@ -224,13 +245,19 @@ export async function runVariant(
     // The lab stops the network with itself (startLab tears it down if it fails to start).
     const dnsHost = s.lab.simulators.find((x) => x.type === 'geo-dns')?.host;
     const placement = network ? await buildNetwork(network, v.network, dnsHost) : undefined;
-    lab = await startLab(labFor(s, v, placement));
+    lab =
+      opts.backend === 'container'
+        ? await startContainerLab(labFor(s, v), {
+            image: opts.image ?? process.env.FIELDLAB_IMAGE ?? 'fieldlab:local',
+          })
+        : await startLab(labFor(s, v, placement));
     const t0 = preciseNow();
     for (const f of v.faults) {
       const { target, backends, ...toxic } = f;
       if (backends && !backends.includes(opts.backend)) continue;
       lab.relay(target).addToxic(toxic);
     }
+    await toxicsApplied();
     const client = clientFor(s, v);
     const timeoutMs = client.timeout ?? s.timeout;
     const clientHost = clientHostOf(s);

@@ -11,6 +11,8 @@ export interface RunAllOptions {
   only?: string[];
   /** Variants run at once (each in its own lab). Default: the number of CPUs, at least 2. */
   concurrency?: number;
+  /** Container backend: the fieldlab image (default $FIELDLAB_IMAGE, else fieldlab:local). */
+  image?: string;
   /** Called as each variant finishes (progress output). */
   onResult?: (r: VariantResult) => void;
 }
@@ -38,7 +40,10 @@ export async function runAll(scenarios: LoadedScenario[], opts: RunAllOptions): 
     while (next < jobs.length) {
       const i = next++;
       const job = jobs[i]!;
-      const r = await runVariant(job.s, job.v, { backend: opts.backend });
+      const r = await runVariant(job.s, job.v, {
+        backend: opts.backend,
+        ...(opts.image ? { image: opts.image } : {}),
+      });
       results[i] = r;
       opts.onResult?.(r);
     }

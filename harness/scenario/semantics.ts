@@ -145,6 +145,12 @@ function checkNetwork(s: Scenario): SemanticIssue[] {
         });
     }
   });
+  if (s.backends.includes('container') && s.client.type !== 'command') {
+    issues.push({
+      path: ['client', 'type'],
+      message: 'on the container backend the client is a command (it runs in a container of the lab)',
+    });
+  }
   const net = s.lab.network;
   if (!s.backends.includes('netns')) {
     if (net)

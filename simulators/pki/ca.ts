@@ -1,6 +1,7 @@
+import type { webcrypto } from 'node:crypto';
 import { FieldlabError } from '../common/errors.js';
 import { buildCertificate, intermediateValidity, leafValidity, rootValidity, type Signer } from './certs.js';
-import { generateKey, type KeyMaterial, type x509 } from './crypto.js';
+import { crypto, generateKey, type KeyMaterial, normalizePem, signingAlgorithm, x509 } from './crypto.js';
 import { splitNames } from './names.js';
 import type { IssuedCert, IssuedEvent, KeyType, LeafOptions } from './types.js';
 
@@ -79,6 +80,62 @@ export class CertificateAuthority {
       key,
       parent: undefined,
       pathLength,
+      listener: undefined,
+    });
+  }
+
+  /**
+   * A CA from its certificate and PKCS#8 key (PEM), e.g. the lab CA handed to a simulator in a container
+   * so it issues leaves clients of the same lab trust. The key must match the certificate.
+   */
+  static async fromPem(opts: {
+    certPem: string;
+    keyPem: string;
+    parent?: CertificateAuthority;
+  }): Promise<CertificateAuthority> {
+    const bad = (why: string) =>
+      new FieldlabError('E_PKI_BAD_CA', `pki: ${why}`, {
+        hint: 'give a CA certificate (basicConstraints CA:TRUE) and its own PKCS#8 private key, PEM',
+      });
+    let cert: x509.X509Certificate;
+    try {
+      cert = new x509.X509Certificate(opts.certPem);
+    } catch (err) {
+      throw bad(`not a certificate: ${(err as Error).message}`);
+    }
+    const bc = cert.getExtension(x509.BasicConstraintsExtension);
+    if (!bc?.ca) throw bad(`${cert.subject} is not a CA certificate`);
+    const type: KeyType = cert.publicKey.algorithm.name === 'ECDSA' ? 'ec' : 'rsa';
+    const alg =
+      type === 'ec' ? { name: 'ECDSA', namedCurve: 'P-256' } : { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' };
+    let privateKey: webcrypto.CryptoKey;
+    try {
+      privateKey = await crypto.subtle.importKey(
+        'pkcs8',
+        x509.PemConverter.decodeFirst(opts.keyPem),
+        alg,
+        true,
+        ['sign'],
+      );
+    } catch (err) {
+      throw bad(`not a ${type === 'ec' ? 'P-256' : 'RSA'} PKCS#8 key: ${(err as Error).message}`);
+    }
+    const publicKey = await cert.publicKey.export(alg, ['verify'], crypto as never);
+    const probe = new TextEncoder().encode('fieldlab');
+    const signature = await crypto.subtle.sign(signingAlgorithm(type), privateKey, probe);
+    if (!(await crypto.subtle.verify(signingAlgorithm(type), publicKey, signature, probe))) {
+      throw bad(`the key does not belong to ${cert.subject}`);
+    }
+    const keyId =
+      cert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId ??
+      (await x509.SubjectKeyIdentifierExtension.create(publicKey)).keyId;
+    const commonName = cert.subjectName.getField('CN')[0] ?? cert.subject;
+    return new CertificateAuthority({
+      commonName,
+      built: { cert, certPem: normalizePem(opts.certPem), keyId },
+      key: { type, keys: { privateKey, publicKey }, keyPem: normalizePem(opts.keyPem), keyId },
+      parent: opts.parent,
+      pathLength: bc.pathLength,
       listener: undefined,
     });
   }

@@ -45,6 +45,16 @@ export const pkiOptionsSchema = z.strictObject({
   keyType: z.enum(['ec', 'rsa']).default('ec'),
   /** The openssl binary used for `openssl rehash`. */
   openssl: z.string().min(1).default('openssl'),
+  /**
+   * Use this lab CA instead of making one (certificates and PKCS#8 keys, PEM): a simulator in a container
+   * then issues leaves that the rest of the lab trusts.
+   */
+  authority: z
+    .strictObject({
+      root: z.strictObject({ certPem: z.string().min(1), keyPem: z.string().min(1) }),
+      intermediate: z.strictObject({ certPem: z.string().min(1), keyPem: z.string().min(1) }),
+    })
+    .optional(),
 });
 export type PkiOptions = z.input<typeof pkiOptionsSchema>;
 
@@ -93,7 +103,7 @@ export async function start(options?: PkiOptions): Promise<PkiHandle> {
   const dir = await mkdtemp(join(parent, 'fieldlab-pki-'));
   try {
     const lab = new Pki(opts.name, dir, opts.keyType, new TrustStore(join(dir, 'trust'), opts.openssl));
-    await lab.init();
+    await lab.init(opts.authority);
     return lab;
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
@@ -121,9 +131,21 @@ class Pki implements PkiHandle {
     this.events = new SimulatorEvents<PkiEvents>(name);
   }
 
-  async init(): Promise<void> {
-    this.#root = await this.#newRoot('fieldlab Lab Root CA', this.keyType);
-    this.#intermediate = await this.#root.createIntermediate({ commonName: 'fieldlab Lab Intermediate CA' });
+  async init(authority?: z.output<typeof pkiOptionsSchema>['authority']): Promise<void> {
+    if (authority) {
+      this.#root = await CertificateAuthority.fromPem(authority.root);
+      CertificateAuthority.setListener(this.#root, this.#onIssued);
+      this.#intermediate = await CertificateAuthority.fromPem({
+        ...authority.intermediate,
+        parent: this.#root,
+      });
+      CertificateAuthority.setListener(this.#intermediate, this.#onIssued);
+    } else {
+      this.#root = await this.#newRoot('fieldlab Lab Root CA', this.keyType);
+      this.#intermediate = await this.#root.createIntermediate({
+        commonName: 'fieldlab Lab Intermediate CA',
+      });
+    }
     this.#trusted.push(this.#root);
     await Promise.all([
       writeFile(join(this.dir, 'lab-root.pem'), this.#root.certPem),

@@ -1,24 +1,14 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { runAll } from '../../harness/runner/run.js';
 import { loadScenarios } from '../../harness/scenario/load.js';
+import { useTempStateDir } from '../helpers/state-dir.js';
 
 /**
  * The catalogue is the product: every scenario's broken variants must fail the way they say, and the
  * fixed ones must pass, with real clients on the loopback backend. A variant skipped for a missing
  * capability says why (and fails under FIELDLAB_REQUIRE=all, as the runner marks it errored).
  */
-let state: string;
-beforeAll(() => {
-  state = mkdtempSync(join(tmpdir(), 'fl-cat-'));
-  process.env.FIELDLAB_STATE_DIR = state;
-});
-afterAll(() => {
-  delete process.env.FIELDLAB_STATE_DIR;
-  rmSync(state, { recursive: true, force: true });
-});
+useTempStateDir('fl-cat-');
 
 describe('scenario catalogue on loopback', async () => {
   const { loaded, errors } = await loadScenarios(['scenarios']);

@@ -1,16 +1,14 @@
-import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { missing } from '../helpers/capability.js';
+import { docker, ensureImage, IMAGE, labelled, ROOT } from './helpers.js';
 
 /**
  * docker-compose.yml for real: the fieldlab image, every simulator service healthy, and Debian's clients
  * in the `device` service reaching them across the lab network (through the CONNECT proxy, the TLS
  * inspector, MQTT over TLS, the geo DNS); then `down -v` leaves no container, network or volume.
  */
-const ROOT = join(import.meta.dirname, '..', '..');
-const IMAGE = process.env.FIELDLAB_IMAGE ?? 'fieldlab:local';
 const PROJECT = `fltest${process.pid}`;
 const SERVICES = ['dns', 'proxy', 'inspector', 'mqtt', 'hub', 'tunnel'];
 
@@ -28,20 +26,9 @@ async function onDevice(script: string) {
   return { code: r.exitCode, out: String(r.stdout), err: String(r.stderr) };
 }
 
-function docker(args: string[]): string {
-  return execFileSync('docker', args, { encoding: 'utf8' }).trim();
-}
-
 describe.skipIf(missing('docker', 'cmd:docker-compose'))('docker-compose.yml', () => {
   beforeAll(async () => {
-    // scripts/setup.sh builds the image; build it here when a developer has not yet.
-    if ((await execa('docker', ['image', 'inspect', IMAGE], { reject: false })).exitCode !== 0) {
-      const base = await execa('bash', [join(ROOT, 'scripts/docker-base-image.sh')], { timeout: 600_000 });
-      await execa('bash', [join(ROOT, 'scripts/docker-image.sh')], {
-        timeout: 600_000,
-        env: { BASE_IMAGE: String(base.stdout).trim(), FIELDLAB_IMAGE: IMAGE },
-      });
-    }
+    await ensureImage();
     const up = await compose(['up', '-d']);
     expect(up.exitCode, String(up.stderr)).toBe(0);
   }, 900_000);
@@ -49,13 +36,9 @@ describe.skipIf(missing('docker', 'cmd:docker-compose'))('docker-compose.yml', (
   afterAll(async () => {
     await compose(['--profile', 'device', 'down', '-v', '--remove-orphans']);
     // Nothing of the project is left.
-    expect(docker(['ps', '-a', '-q', '--filter', `label=com.docker.compose.project=${PROJECT}`])).toBe('');
-    expect(docker(['network', 'ls', '-q', '--filter', `label=com.docker.compose.project=${PROJECT}`])).toBe(
-      '',
-    );
-    expect(docker(['volume', 'ls', '-q', '--filter', `label=com.docker.compose.project=${PROJECT}`])).toBe(
-      '',
-    );
+    const project = `com.docker.compose.project=${PROJECT}`;
+    expect(labelled(project)).toEqual({ containers: '', networks: '' });
+    expect(docker(['volume', 'ls', '-q', '--filter', `label=${project}`])).toBe('');
   }, 120_000);
 
   it('every simulator service becomes healthy', { timeout: 120_000 }, async () => {

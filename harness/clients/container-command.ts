@@ -1,0 +1,60 @@
+import { randomBytes } from 'node:crypto';
+import { chmodSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import type { ContainerPaths } from '../lab/lab.js';
+import { type CommandResult, runCommand } from './command.js';
+
+/**
+ * A command client on the container backend: `docker run` of the fieldlab image on the lab's network,
+ * with the lab directory mounted where the lab's paths point (`/lab`), the program as entry point. The
+ * exit code, output and timing are the program's; a container a timeout left behind is removed.
+ */
+export async function runInContainer(spec: {
+  lab: ContainerPaths & { hostDir: string };
+  argv: string[];
+  env: Record<string, string>;
+  cwd?: string;
+  stdin?: string;
+  timeoutMs: number;
+  onSpawn?: (pid: number) => void;
+}): Promise<CommandResult> {
+  shareDirectories(spec.lab.hostDir);
+  const [program, ...args] = spec.argv;
+  const name = `fl-client-${randomBytes(4).toString('hex')}`;
+  const docker = ['docker', 'run', '--rm', '--name', name, '--network', spec.lab.network ?? 'none'];
+  for (const [k, v] of Object.entries(spec.lab.labels)) docker.push('--label', `${k}=${v}`);
+  docker.push('-v', `${spec.lab.hostDir}:${spec.lab.dir}`);
+  for (const [k, v] of Object.entries(spec.env)) docker.push('-e', `${k}=${v}`);
+  if (spec.cwd) docker.push('-w', spec.cwd);
+  if (spec.stdin !== undefined) docker.push('-i');
+  docker.push('--entrypoint', program ?? 'true', spec.lab.image, ...args);
+  try {
+    const r = await runCommand({
+      argv: docker,
+      timeoutMs: spec.timeoutMs,
+      ...(spec.stdin !== undefined ? { stdin: spec.stdin } : {}),
+      ...(spec.onSpawn ? { onSpawn: spec.onSpawn } : {}),
+    });
+    return { ...r, argv: spec.argv };
+  } finally {
+    // After a timeout the docker CLI is gone but the container may not be.
+    await execa('docker', ['rm', '-f', name], { reject: false, timeout: 15_000 });
+  }
+}
+
+/**
+ * Lets the image's user into every directory of the lab (the PKI's are 0700): the client reads the
+ * trust bundle and files simulators wrote. Files keep their modes, so private keys stay private.
+ */
+function shareDirectories(dir: string): void {
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    if (!e.isDirectory()) continue;
+    try {
+      chmodSync(join(dir, e.name), 0o755);
+    } catch {
+      // a simulator's own directory, owned by the image user: already readable to it
+    }
+    shareDirectories(join(dir, e.name));
+  }
+}

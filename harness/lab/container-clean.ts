@@ -1,0 +1,47 @@
+import { spawnSync } from 'node:child_process';
+import { which } from '../capabilities.js';
+import { isAlive } from './state.js';
+
+/** Labels every container and network of a container lab carries (see container-lab.ts). */
+export const LAB_LABEL = 'dev.fieldlab.lab';
+export const OWNER_LABEL = 'dev.fieldlab.owner';
+export const OWNER_START_LABEL = 'dev.fieldlab.owner-start';
+
+function docker(args: string[]): { ok: boolean; out: string } {
+  const r = spawnSync('docker', args, { encoding: 'utf8', timeout: 30_000 });
+  return { ok: r.status === 0, out: r.stdout ?? '' };
+}
+
+/**
+ * Removes the containers (simulators and clients) and networks of container labs whose owner process
+ * is gone (by their labels), or all of them with `force`. Without a Docker engine there is nothing.
+ */
+export function cleanContainers(opts: { force?: boolean } = {}): {
+  containers: string[];
+  networks: string[];
+} {
+  const out = { containers: [] as string[], networks: [] as string[] };
+  if (!which('docker') || !docker(['info', '--format', '{{.ID}}']).ok) return out;
+  const orphaned = (labels: string): boolean => {
+    const get = (k: string) => new RegExp(`(?:^|,)${k.replaceAll('.', '\\.')}=([^,]*)`).exec(labels)?.[1];
+    const pid = Number(get(OWNER_LABEL));
+    const start = get(OWNER_START_LABEL);
+    return opts.force === true || !isAlive(pid, start ? Number(start) : undefined) || pid === process.pid;
+  };
+  const list = (kind: 'ps' | 'network') =>
+    docker(
+      kind === 'ps'
+        ? ['ps', '-a', '--filter', `label=${LAB_LABEL}`, '--format', '{{.ID}}\t{{.Names}}\t{{.Labels}}']
+        : ['network', 'ls', '--filter', `label=${LAB_LABEL}`, '--format', '{{.ID}}\t{{.Name}}\t{{.Labels}}'],
+    )
+      .out.split('\n')
+      .filter(Boolean)
+      .map((l) => l.split('\t') as [string, string, string]);
+  for (const [id, name, labels] of list('ps')) {
+    if (orphaned(labels) && docker(['rm', '-f', id]).ok) out.containers.push(name);
+  }
+  for (const [id, name, labels] of list('network')) {
+    if (orphaned(labels) && docker(['network', 'rm', id]).ok) out.networks.push(name);
+  }
+  return out;
+}

@@ -1,0 +1,101 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { z } from 'zod';
+import { FieldlabError } from '../../simulators/common/errors.js';
+import { toxicSpecSchema } from '../faults/spec.js';
+import { type LabSimulator, startLab } from './lab.js';
+
+/**
+ * The container backend's worker (`fieldlab serve-lab <spec>`): one simulator of a lab in its own
+ * container, started the way the loopback lab starts it (its adapter, the lab's CA, a relay in front of
+ * every TCP endpoint) but listening on all of the container's addresses. It prints one ready line (its
+ * public endpoints and variables), then every lab event as a JSON line; the host adds toxics through a
+ * small control API (`POST /toxics {target, toxic}`) on CONTROL_PORT.
+ */
+export const CONTROL_PORT = 7070;
+
+const pemPair = z.strictObject({ certPem: z.string().min(1), keyPem: z.string().min(1) });
+
+export const workerSpecSchema = z.strictObject({
+  lab: z.string().min(1),
+  /** The simulator, its options already filled in as the lab's containers see the lab. */
+  simulator: z.custom<LabSimulator>(
+    (v) => typeof v === 'object' && v !== null && typeof (v as LabSimulator).type === 'string',
+  ),
+  /** This simulator's own directory on the lab's shared volume. */
+  dir: z.string().min(1),
+  authority: z.strictObject({ root: pemPair, intermediate: pemPair }),
+});
+export type WorkerSpec = z.infer<typeof workerSpecSchema>;
+
+const toxicRequest = z.strictObject({ target: z.string().min(1), toxic: toxicSpecSchema });
+
+function readSpec(file: string): WorkerSpec {
+  let data: unknown;
+  try {
+    data = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new FieldlabError('E_BAD_FLAG', `serve-lab: cannot read ${file}: ${(err as Error).message}`);
+  }
+  const r = workerSpecSchema.safeParse(data);
+  if (!r.success) {
+    throw new FieldlabError('E_BAD_FLAG', `serve-lab: ${file}: ${r.error.issues[0]?.message ?? 'invalid'}`);
+  }
+  return r.data;
+}
+
+export async function serveLabCommand(specFile: string): Promise<void> {
+  const spec = readSpec(specFile);
+  const lab = await startLab({
+    name: spec.lab,
+    simulators: [spec.simulator],
+    container: { bind: '0.0.0.0', dir: spec.dir, authority: spec.authority },
+  });
+  const write = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
+  lab.onEvent((e) => write({ event: e }));
+
+  const control = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const answer = (status: number, body: unknown) => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    };
+    if (req.method !== 'POST' || req.url !== '/toxics') return answer(404, { error: 'POST /toxics' });
+    let body = '';
+    req.setEncoding('utf8').on('data', (d: string) => (body += d));
+    req.on('end', () => {
+      try {
+        const r = toxicRequest.parse(JSON.parse(body));
+        answer(200, { toxic: lab.relay(r.target).addToxic(r.toxic) });
+      } catch (err) {
+        answer(400, { error: (err as Error).message });
+      }
+    });
+  });
+  await new Promise<void>((resolve) => control.listen(CONTROL_PORT, '0.0.0.0', resolve));
+
+  const sim = lab.sim(spec.simulator.name);
+  const ready = {
+    ready: true,
+    simulator: spec.simulator.type,
+    name: spec.simulator.name,
+    pid: process.pid,
+    endpoints: sim.endpoints,
+    vars: sim.vars,
+  };
+  write(ready);
+  // `fieldlab health` reads it: the container is healthy once every endpoint answers.
+  const readyFile = process.env.FIELDLAB_READY_FILE;
+  if (readyFile) writeFileSync(readyFile, `${JSON.stringify(ready)}\n`);
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    process.stderr.write(`fieldlab serve-lab: ${signal}: stopping ${spec.simulator.name}\n`);
+    control.close();
+    await lab.stop();
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void stop('SIGINT'));
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+}
