@@ -25,7 +25,7 @@ import symkey from 'azure-iot-security-symmetric-key';
 const run = promisify(execFile);
 
 /** What Krypton answers (see simulators/krypton). */
-interface Credentials {
+export interface Credentials {
   registrationId: string;
   symmetricKey: string;
   idScope: string;
@@ -82,8 +82,14 @@ function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 export async function provisionAndSend(
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<{ deviceId: string; assignedHub: string }> {
-  const creds = await fetchCredentials(env);
-  const timeoutMs = Number(env.DEVICE_TIMEOUT_MS ?? 30_000);
+  return registerAndSend(await fetchCredentials(env), Number(env.DEVICE_TIMEOUT_MS ?? 30_000));
+}
+
+/** DPS registration with a symmetric key (MQTT), then one telemetry message to the assigned hub. */
+export async function registerAndSend(
+  creds: Credentials,
+  timeoutMs: number,
+): Promise<{ deviceId: string; assignedHub: string }> {
   const security = new symkey.SymmetricKeySecurityClient(creds.registrationId, creds.symmetricKey);
   // Each SDK package bundles its own copy of the security client's type: the instances are the same.
   const dps = provisioning.ProvisioningDeviceClient.create(

@@ -133,7 +133,7 @@ export function buildProgram(): Command {
     )
     .argument(
       '<simulator>',
-      'https-server, connect-proxy, tls-inspector, mqtt-broker, geo-dns, tunnel-service or iot-hub',
+      'https-server, connect-proxy, tls-inspector, mqtt-broker, geo-dns, tunnel-service, iot-hub or dps',
     )
     .option('--options <json>', "the simulator's options as a JSON object (see its README section)")
     .option('--options-file <file>', 'the same, from a file')

@@ -43,6 +43,13 @@ export async function pkiCommand(flags: { dir: string; server: string[] }): Prom
       writeFileSync(join(flags.dir, `${names[0]}.pem`), leaf.chainPem);
       writeFileSync(join(flags.dir, `${names[0]}-key.pem`), leaf.keyPem, { mode: 0o600 });
     }
+    // The CA itself, for simulators started with `serve-lab` (they issue their own leaves under it). A
+    // throwaway lab CA, readable to the image's user only.
+    const authority = {
+      root: { certPem: pki.root.certPem, keyPem: pki.root.keyPem },
+      intermediate: { certPem: pki.intermediate.certPem, keyPem: pki.intermediate.keyPem },
+    };
+    writeFileSync(join(flags.dir, 'authority.json'), JSON.stringify(authority), { mode: 0o600 });
     // Last: its presence says the directory is complete.
     writeFileSync(caFile, pki.root.certPem);
   } finally {

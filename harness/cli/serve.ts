@@ -20,6 +20,7 @@ const SIMULATORS: Record<string, () => Promise<{ start(options: unknown): Promis
   'geo-dns': () => import('../../simulators/geo-dns/index.js') as never,
   'tunnel-service': () => import('../../simulators/tunnel-service/index.js') as never,
   'iot-hub': () => import('../../simulators/iot-hub/index.js') as never,
+  dps: async () => ({ start: (await import('../../simulators/iot-hub/index.js')).startDps }) as never,
 };
 
 export const SERVABLE = Object.keys(SIMULATORS);

@@ -24,7 +24,9 @@ export const workerSpecSchema = z.strictObject({
   ),
   /** This simulator's own directory on the lab's shared volume. */
   dir: z.string().min(1),
-  authority: z.strictObject({ root: pemPair, intermediate: pemPair }),
+  /** The lab CA, inline or as the file `fieldlab pki` writes (`authority.json`, compose's shared volume). */
+  authority: z.strictObject({ root: pemPair, intermediate: pemPair }).optional(),
+  authorityFile: z.string().min(1).optional(),
 });
 export type WorkerSpec = z.infer<typeof workerSpecSchema>;
 
@@ -39,9 +41,29 @@ function readSpec(file: string): WorkerSpec {
   }
   const r = workerSpecSchema.safeParse(data);
   if (!r.success) {
-    throw new FieldlabError('E_BAD_FLAG', `serve-lab: ${file}: ${r.error.issues[0]?.message ?? 'invalid'}`);
+    const issue = r.error.issues[0];
+    throw new FieldlabError(
+      'E_BAD_FLAG',
+      `serve-lab: ${file}: ${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`,
+    );
   }
   return r.data;
+}
+
+/** The lab CA of a spec, read from its file when given one. */
+function authorityOf(spec: WorkerSpec): NonNullable<WorkerSpec['authority']> {
+  if (spec.authority) return spec.authority;
+  if (!spec.authorityFile) {
+    throw new FieldlabError('E_BAD_FLAG', 'serve-lab: the spec needs authority or authorityFile', {
+      hint: '`fieldlab pki --dir /lab` writes /lab/authority.json',
+    });
+  }
+  const parsed = z
+    .strictObject({ root: pemPair, intermediate: pemPair })
+    .safeParse(JSON.parse(readFileSync(spec.authorityFile, 'utf8')));
+  if (!parsed.success)
+    throw new FieldlabError('E_BAD_FLAG', `serve-lab: ${spec.authorityFile} is not a lab CA`);
+  return parsed.data;
 }
 
 export async function serveLabCommand(specFile: string): Promise<void> {
@@ -49,7 +71,7 @@ export async function serveLabCommand(specFile: string): Promise<void> {
   const lab = await startLab({
     name: spec.lab,
     simulators: [spec.simulator],
-    container: { bind: '0.0.0.0', dir: spec.dir, authority: spec.authority },
+    container: { bind: '0.0.0.0', dir: spec.dir, authority: authorityOf(spec) },
   });
   const write = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
   lab.onEvent((e) => write({ event: e }));

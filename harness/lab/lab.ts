@@ -366,7 +366,9 @@ export async function startLab(def: LabDefinition): Promise<Lab> {
 
     const ready: Array<NonNullable<StartedSimulator['labReady']>> = [];
     for (const [i, decl] of def.simulators.entries()) {
-      const hook = await startOne(lab, decl, i);
+      // A container worker's options were filled in by the host (which knows the other containers):
+      // filling them again would resolve a literal `$${x}` the host already unescaped.
+      const hook = await startOne(lab, decl, i, def.container !== undefined);
       if (hook) ready.push(hook);
     }
     // Hooks hand names to clients (DNS records): on netns, the names as the namespaces resolve them.
@@ -378,7 +380,12 @@ export async function startLab(def: LabDefinition): Promise<Lab> {
   }
 }
 
-async function startOne(lab: Lab, decl: LabSimulator, index: number): Promise<StartedSimulator['labReady']> {
+async function startOne(
+  lab: Lab,
+  decl: LabSimulator,
+  index: number,
+  filledIn = false,
+): Promise<StartedSimulator['labReady']> {
   const adapter = adapterFor(decl.type);
   if (!adapter) {
     throw new FieldlabError(
@@ -393,7 +400,9 @@ async function startOne(lab: Lab, decl: LabSimulator, index: number): Promise<St
   const placed = lab.netns?.hostOf(decl.host);
   const options = parseOptions(
     adapter.options,
-    lab.interpolate(decl.options ?? {}, adapter.optionsForClients ? 'client' : 'lab'),
+    filledIn
+      ? (decl.options ?? {})
+      : lab.interpolate(decl.options ?? {}, adapter.optionsForClients ? 'client' : 'lab'),
     `${decl.name} (${decl.type})`,
   );
   const started = await adapter.start(

@@ -65,6 +65,8 @@ export const variantResultSchema = z.object({
     })
     .optional(),
   events: z.array(labEventSchema),
+  /** Container backend: each simulator container's last log lines (what was not an event). */
+  logs: z.record(z.string(), z.array(z.string())).optional(),
   skipReason: z.string().optional(),
   error: z.object({ code: z.string(), message: z.string(), hint: z.string().optional() }).optional(),
 });

@@ -47,6 +47,8 @@ export interface VariantResult {
   };
   /** The lab timeline for this variant (events of every simulator and relay). */
   events: LabEvent[];
+  /** Container backend: each simulator container's last log lines (what was not an event). */
+  logs?: Record<string, string[]>;
   skipReason?: string;
   error?: { code: string; message: string; hint?: string };
 }

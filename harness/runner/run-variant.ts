@@ -65,6 +65,13 @@ export function clientHostOf(s: Scenario): string {
   return (s.client.type === 'command' ? s.client.host : undefined) ?? 'device';
 }
 
+/** The simulator containers' last log lines, for the report (container backend only). */
+function containerLogs(lab: Lab): { logs?: Record<string, string[]> } {
+  const logs: Record<string, string[]> = {};
+  for (const [name, s] of lab.simulators) if (s.logs && s.logs.length > 0) logs[name] = s.logs.slice(-50);
+  return Object.keys(logs).length > 0 ? { logs } : {};
+}
+
 /** Simulators the client is pointed at (its `${sim...}` references), for the netns explanation. */
 function referencedSimulators(client: ClientDecl): string[] {
   const texts =
@@ -299,6 +306,7 @@ export async function runVariant(
       durationMs: outcome.durationMs,
       ...(outcome.client ? { client: outcome.client } : {}),
       events,
+      ...containerLogs(lab),
     };
   } catch (err) {
     const e =

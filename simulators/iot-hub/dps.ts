@@ -23,6 +23,7 @@ import type { BrokerHooks, MqttBrokerHandle } from '../mqtt-broker/index.js';
 import { publishTo } from './direct.js';
 import type { AuthRejectReason, DpsEvents, DpsStats } from './events.js';
 import { readBody, sendJson, startFront } from './front.js';
+import { registerKey } from './registry.js';
 import { deriveDeviceKey, generateKey, verifySas } from './sas.js';
 
 const port = z.number().int().min(0).max(65535);
@@ -71,6 +72,8 @@ export const dpsOptionsSchema = z
     ]),
     /** Seconds the service asks the device to wait between polls (`retry-after`). */
     retryAfterSeconds: z.number().int().min(0).max(60).default(1),
+    /** Also record assigned devices here, for a hub in another process (its `registryDir`). */
+    registryDir: z.string().min(1).optional(),
     /** Status queries answered `assigning` before `assigned`. */
     assigningPolls: z.number().int().min(0).max(100).default(0),
   })
@@ -173,6 +176,7 @@ export async function startDps(options: DpsOptions): Promise<DpsHandle> {
     if (!op.assigned) {
       op.assigned = new Date().toISOString();
       hub.addDevice?.(op.deviceId, op.key);
+      if (opts.registryDir) registerKey(opts.registryDir, op.deviceId, op.key);
       stats.assigned++;
       events.emitEvent('registration-assigned', {
         registrationId: regId,

@@ -20,6 +20,7 @@ import type { HubTransport, IotHubEvents, IotHubStats } from './events.js';
 import { type Front, startFront } from './front.js';
 import { hubHttpHandler } from './http-hub.js';
 import { hubMqttHooks, wireHubMqtt } from './mqtt-hub.js';
+import { registeredKey } from './registry.js';
 import { generateKey, verifySas } from './sas.js';
 
 export * from './dps.js';
@@ -32,6 +33,7 @@ export type {
   IotHubStats,
 } from './events.js';
 export { WEBSOCKET_PATH } from './front.js';
+export { registeredKey, registerKey } from './registry.js';
 export { buildSas, deriveDeviceKey, generateKey, parseSas, type SasToken, verifySas } from './sas.js';
 
 const port = z.number().int().min(0).max(65535);
@@ -55,6 +57,11 @@ export const iotHubOptionsSchema = z
     devices: z
       .array(z.object({ deviceId: z.string().min(1), primaryKey: base64Key.optional() }).strict())
       .default([]),
+    /**
+     * A directory shared with a DPS in another process (containers on one volume): a device unknown here
+     * is looked up as `<registryDir>/<deviceId>.key`, which the DPS writes when it assigns the device.
+     */
+    registryDir: z.string().min(1).optional(),
   })
   .strict();
 
@@ -106,7 +113,7 @@ export async function start(options: IotHubOptions): Promise<IotHubHandle> {
     events,
     c2d,
     authenticate(deviceId, token, transport) {
-      const key = keys.get(deviceId);
+      const key = keys.get(deviceId) ?? registeredKey(opts.registryDir, deviceId);
       const verdict = key
         ? verifySas(token, `${opts.hostName}/devices/${deviceId}`, [key], { ignorePort: true })
         : ({ ok: false, reason: 'unknown-identity' } as const);

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deriveDeviceKey } from '../../simulators/iot-hub/index.js';
 import { missing } from '../helpers/capability.js';
 import { docker, ensureImage, IMAGE, labelled, ROOT } from './helpers.js';
 
@@ -10,7 +11,9 @@ import { docker, ensureImage, IMAGE, labelled, ROOT } from './helpers.js';
  * inspector, MQTT over TLS, the geo DNS); then `down -v` leaves no container, network or volume.
  */
 const PROJECT = `fltest${process.pid}`;
-const SERVICES = ['dns', 'proxy', 'inspector', 'mqtt', 'hub', 'tunnel'];
+const SERVICES = ['dns', 'proxy', 'inspector', 'mqtt', 'hub', 'dps', 'aws-iot', 'tunnel'];
+/** The `fleet` group enrollment's key in docker-compose.yml. */
+const FLEET_KEY = 'ZmllbGRsYWItZmxlZXQtZ3JvdXAta2V5LTAxMjM0NTY=';
 
 function compose(args: string[], timeoutMs = 120_000) {
   return execa('docker-compose', ['-p', PROJECT, '-f', join(ROOT, 'docker-compose.yml'), ...args], {
@@ -97,5 +100,27 @@ describe.skipIf(missing('docker', 'cmd:docker-compose'))('docker-compose.yml', (
   it('the geo DNS answers by the device’s network (its address is in the North America range)', async () => {
     const r = await onDevice('dig +short +time=2 +tries=2 global.iot.example.com A');
     expect(r.out.split('\n')).toEqual(['mqtt.iot.example.com.', '198.18.0.10']);
+  });
+
+  it('a device provisions itself at the DPS and its telemetry reaches the hub it was assigned', async () => {
+    const key = deriveDeviceKey(FLEET_KEY, 'compose-device-1');
+    const r = await onDevice(
+      `DPS_HOST=global.dps.example.com ID_SCOPE=0ne00FAB001 REGISTRATION_ID=compose-device-1 DEVICE_KEY=${key} ` +
+        'DEVICE_TIMEOUT_MS=15000 node /app/dist/examples/dps-device.js',
+    );
+    expect(r, r.err).toMatchObject({ code: 0 });
+    expect(JSON.parse(r.out)).toEqual({ deviceId: 'compose-device-1', assignedHub: 'hub.iot.example.com' });
+  });
+
+  it('the AWS IoT persona takes the fleet claim certificate over mutual TLS', async () => {
+    const r = await onDevice(
+      'mosquitto_pub -h aws-iot.iot.example.com -p 8883 --cafile /lab/ca.pem -i claim-1 -q 1 ' +
+        "--cert /lab/aws-iot/fleet-claim.pem --key /lab/aws-iot/fleet-claim-key.pem -t '$aws/certificates/create/json' -m '{}'",
+    );
+    expect(r, r.err).toMatchObject({ code: 0 });
+    const without = await onDevice(
+      "mosquitto_pub -h aws-iot.iot.example.com -p 8883 --cafile /lab/ca.pem -i anon -q 1 -t t -m '{}'",
+    );
+    expect(without.code).not.toBe(0);
   });
 });

@@ -1,3 +1,6 @@
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -7,6 +10,8 @@ import {
   type DpsHandle,
   type DpsOptions,
   deriveDeviceKey,
+  registeredKey,
+  registerKey,
   startDps,
 } from '../../simulators/iot-hub/index.js';
 import { type PkiHandle, start as startPki } from '../../simulators/pki/index.js';
@@ -124,6 +129,24 @@ describe('dps with the Azure IoT provisioning SDK', () => {
     const out = await provision('Mqtt', 'sensor-7', key);
     expect(out.result).toMatchObject({ assignedHub: HUB_HOST, deviceId: 'sensor-7' });
     expect(l.hub.deviceKey('sensor-7')).toBe(key);
+  });
+
+  it('a hub in another process learns assigned devices through the shared registry directory', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fl-registry-'));
+    try {
+      // The DPS assigns by host name only (no handle): as when DPS and hub run in different containers.
+      const { dps: d } = await startAll({ hub: HUB_HOST, registryDir: dir });
+      const key = deriveDeviceKey(d.addGroup('remote'), 'remote-1');
+      const out = await provision('Mqtt', 'remote-1', key);
+      expect(out.result).toMatchObject({ assignedHub: HUB_HOST, deviceId: 'remote-1' });
+      expect(registeredKey(dir, 'remote-1')).toBe(key);
+      // Names that could escape the directory are never read or written.
+      registerKey(dir, '../escape', key);
+      expect(registeredKey(dir, '../escape')).toBeUndefined();
+      expect(existsSync(join(dir, '..', 'escape.key'))).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   // What the provisioning SDK 1.9 makes of a refusal: Http translates 401 to UnauthorizedError; Mqtt passes
