@@ -151,35 +151,28 @@ async function runClient(
   let argv = lab.interpolate(client.argv, 'client');
   if (isCurlClient(client, argv)) argv = [...argv, ...curlTimingArgs()];
   let spawned: number | undefined;
+  // What the program gets wherever it runs: its environment, directory, input, time limit.
+  const io = {
+    argv,
+    env: lab.interpolate(client.env, 'client'),
+    ...(client.cwd ? { cwd: lab.interpolate(client.cwd, 'client') } : {}),
+    ...(client.stdin !== undefined ? { stdin: lab.interpolate(client.stdin, 'client') } : {}),
+    timeoutMs,
+    onSpawn: (pid: number) => {
+      spawned = pid;
+      lab.trackProcess(pid, argv.join(' '));
+    },
+  };
   const inContainer = lab.containerPaths;
   const result = inContainer
-    ? await runInContainer({
-        lab: { ...inContainer, hostDir: lab.dir },
-        argv,
-        env: lab.interpolate(client.env, 'client'),
-        ...(client.cwd ? { cwd: lab.interpolate(client.cwd, 'client') } : {}),
-        ...(client.stdin !== undefined ? { stdin: lab.interpolate(client.stdin, 'client') } : {}),
-        timeoutMs,
-        onSpawn: (pid) => {
-          spawned = pid;
-          lab.trackProcess(pid, argv.join(' '));
-        },
-      })
+    ? await runInContainer({ ...io, lab: { ...inContainer, hostDir: lab.dir } })
     : await runCommand({
-        argv,
-        env: lab.interpolate(client.env, 'client'),
-        ...(client.cwd ? { cwd: lab.interpolate(client.cwd, 'client') } : {}),
-        ...(client.stdin !== undefined ? { stdin: lab.interpolate(client.stdin, 'client') } : {}),
-        timeoutMs,
+        ...io,
         ...(netns
           ? { netns }
           : client.resolve === 'lab'
             ? { namespace: { hostsFile: lab.hostsFile, resolvConf: lab.resolvConf } }
             : {}),
-        onSpawn: (pid) => {
-          spawned = pid;
-          lab.trackProcess(pid, argv.join(' '));
-        },
       });
   // It has exited: `fieldlab clean` must not look for it any more.
   if (spawned !== undefined) lab.untrackProcess(spawned);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { runAll } from '../../harness/runner/run.js';
 import { loadScenarios } from '../../harness/scenario/load.js';
+import { expectAllPassed } from '../helpers/results.js';
 import { useTempStateDir } from '../helpers/state-dir.js';
 
 /**
@@ -19,16 +20,7 @@ describe('scenario catalogue on loopback', async () => {
   for (const l of loaded) {
     it(`${l.scenario.name}: every variant behaves as expected`, { timeout: 120_000 }, async () => {
       const run = await runAll([l], { backend: 'loopback', concurrency: 2 });
-      for (const r of run.results) {
-        if (r.status === 'skipped') {
-          console.warn(`[skip] ${r.scenario}/${r.variant}: ${r.skipReason}`);
-          continue;
-        }
-        expect(
-          r.status,
-          `${r.scenario}/${r.variant}: ${[...r.explanation, r.error?.message ?? ''].join(' | ')}`,
-        ).toBe('passed');
-      }
+      expectAllPassed(run.results, { allowSkipped: true });
     });
   }
 });

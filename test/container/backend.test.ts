@@ -6,6 +6,7 @@ import { runAll } from '../../harness/runner/run.js';
 import { loadScenarios } from '../../harness/scenario/load.js';
 import { missing } from '../helpers/capability.js';
 import { cli } from '../helpers/cli.js';
+import { expectAllPassed } from '../helpers/results.js';
 import { useTempStateDir } from '../helpers/state-dir.js';
 import { ensureImage, IMAGE, labelled } from './helpers.js';
 
@@ -35,12 +36,7 @@ describe.skipIf(missing('docker'))('scenario catalogue on the container backend'
       ]),
     );
     const run = await runAll(capable, { backend: 'container', image: IMAGE, concurrency: 2 });
-    for (const r of run.results) {
-      expect(
-        r.status,
-        `${r.scenario}/${r.variant}: ${[...r.explanation, r.error?.message ?? '', r.error?.hint ?? ''].join(' | ')}`,
-      ).toBe('passed');
-    }
+    expectAllPassed(run.results);
     // A toxic reached the relay inside the hub's container.
     const blackholed = run.results.find(
       (r) => r.scenario === 'mqtt-port-blocked' && r.variant === 'broken-blackholed',

@@ -6,6 +6,7 @@ import { runAll } from '../../harness/runner/run.js';
 import { loadScenarios, loadYamlScenario } from '../../harness/scenario/load.js';
 import { listRecords } from '../../harness/topology/netns/index.js';
 import { missing } from '../helpers/capability.js';
+import { expectAllPassed } from '../helpers/results.js';
 import { rootLinks, strayLinks, wireguardGoPids } from './helpers.js';
 
 /**
@@ -40,12 +41,7 @@ describe.skipIf(missing('netns', 'cmd:wireguard-go', 'cmd:wg', 'cmd:curl'))(
         expect.arrayContaining(['amqp-port-blocked', 'arc-allowedips']),
       );
       const run = await runAll(netns, { backend: 'netns' });
-      for (const r of run.results) {
-        expect(
-          r.status,
-          `${r.scenario}/${r.variant}: ${[...r.explanation, r.error?.message ?? ''].join(' | ')}`,
-        ).toBe('passed');
-      }
+      expectAllPassed(run.results);
       const arcBroken = run.results.find((r) => r.scenario === 'arc-allowedips' && r.variant === 'broken');
       expect(arcBroken?.explanation).toContain(
         'SYN to 203.0.113.67:8036 left via eth0, not wg-arc: AllowedIPs lacks it (has 100.127.0.0/16); ' +
@@ -135,11 +131,7 @@ describe.skipIf(missing('netns', 'cmd:dig'))('the lab DNS server on netns', () =
     try {
       const scenario = loadYamlScenario('netns-dns.yaml', dnsScenario);
       const run = await runAll([{ scenario, file: 'netns-dns.yaml' }], { backend: 'netns' });
-      for (const r of run.results) {
-        expect(r.status, `${r.variant}: ${[...r.explanation, r.error?.message ?? ''].join(' | ')}`).toBe(
-          'passed',
-        );
-      }
+      expectAllPassed(run.results);
       // The DNS server saw the query from the device's own address (it is in the device's network).
       const fixed = run.results.find((r) => r.variant === 'fixed');
       const query = fixed?.events.find((e) => e.source === 'dns' && e.type === 'query');
