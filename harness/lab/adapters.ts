@@ -336,10 +336,24 @@ const tunnelService = adapter({
       maxLifetime: durationSchema.optional(),
       /** Per-tunnel relay quota, bytes/s (the real service publishes 800 KB/s per account). */
       bandwidthBytesPerSecond: z.number().int().positive().optional(),
+      /**
+       * A lab `mqtt-broker` or `aws-iot` simulator (by name): a tunnel opened for a thing publishes its
+       * destination token there on `$aws/things/<thing>/tunnels/notify`, as AWS IoT does.
+       */
+      notify: z.string().optional(),
     })
     .strict(),
   async start(ctx, o) {
     const cert = o.tls ? await ctx.pki.issueServer([ctx.hostName, ctx.address]) : undefined;
+    // Looked up when a tunnel opens: the broker may be declared after the tunnel service.
+    const broker = (): NotifyBroker | undefined => {
+      // An mqtt-broker publishes itself; an aws-iot persona through the broker underneath it.
+      const peer = ctx.peer(o.notify ?? '') as
+        | (LabSimulatorHandle & Partial<NotifyBroker> & { region?: string; broker?: NotifyBroker })
+        | undefined;
+      const via = peer?.region !== undefined ? peer.broker : peer;
+      return via && typeof via.publish === 'function' ? (via as NotifyBroker) : undefined;
+    };
     const handle = await startTunnelService({
       name: ctx.name,
       host: ctx.address,
@@ -348,10 +362,35 @@ const tunnelService = adapter({
       ...(o.maxOpenTunnels ? { maxOpenTunnels: o.maxOpenTunnels } : {}),
       ...(o.maxLifetime ? { maxLifetimeMs: Math.max(1, Math.round(o.maxLifetime)) } : {}),
       ...(o.bandwidthBytesPerSecond ? { bandwidthBytesPerSecond: o.bandwidthBytesPerSecond } : {}),
+      ...(o.notify !== undefined
+        ? {
+            notify: async (topic: string, payload: string) => {
+              const b = broker();
+              if (!b) throw new Error(`notify: no mqtt-broker or aws-iot simulator named ${o.notify}`);
+              await b.publish(topic, payload, 1);
+            },
+          }
+        : {}),
     });
-    return { handle };
+    return {
+      handle,
+      async labReady() {
+        if (o.notify !== undefined && !broker()) {
+          throw new FieldlabError(
+            'E_BAD_OPTIONS',
+            `${ctx.name} (tunnel-service): options.notify: no mqtt-broker or aws-iot simulator named ${o.notify}`,
+            { hint: 'name a broker of the same lab' },
+          );
+        }
+      },
+    };
   },
 });
+
+/** What the tunnel service needs of a broker to deliver tokens. */
+interface NotifyBroker {
+  publish(topic: string, payload: string, qos?: 0 | 1): Promise<void>;
+}
 
 const sshd = adapter({
   type: 'sshd',
