@@ -59,9 +59,9 @@ describe('netns plan (no root)', () => {
   });
 
   it.each([
-    ['192.0.2.10', 'E_ADDRESS_NOT_LAB'],
-    ['8.8.8.8', 'E_ADDRESS_NOT_LAB'],
-    ['54.250.252.67', 'E_ADDRESS_NOT_LAB'],
+    ['172.16.5.10', 'E_ADDRESS_NOT_LAB'],
+    ['192.168.1.10', 'E_ADDRESS_NOT_LAB'],
+    ['169.254.1.10', 'E_ADDRESS_NOT_LAB'],
     ['10.0.0.1', 'E_ADDRESS_NOT_LAB'],
     ['198.51.100.300', 'E_BAD_ADDRESS'],
   ])('rejects %s with %s', (addr, code) => {
@@ -70,10 +70,12 @@ describe('netns plan (no root)', () => {
     expect(codeOf(() => planNetns(t))).toBe(code);
   });
 
-  it('names 192.0.2.0/24 in the error and accepts the four lab ranges', () => {
+  it('names the lab ranges in the error and accepts the four lab ranges', () => {
     const t = twoHosts();
-    t.segments = [{ name: 'lan', cidr: '192.0.2.0/24' }];
-    expect(() => planNetns(t)).toThrow(/192\.0\.2\.0\/24 is used by some hosts here/);
+    t.segments = [{ name: 'lan', cidr: '172.16.5.0/24' }];
+    expect(() => planNetns(t)).toThrow(
+      /outside the lab address plan \(198\.51\.100\.0\/24, 203\.0\.113\.0\/24/,
+    );
     for (const cidr of ['198.51.100.0/24', '203.0.113.0/24', '100.64.0.0/24', '198.19.0.0/24']) {
       const base = cidr.split('/')[0]!.split('.').slice(0, 3).join('.');
       const ok = twoHosts();
@@ -97,9 +99,9 @@ describe('netns plan (no root)', () => {
     const gw = twoHosts();
     gw.hosts[0]!.routes = [{ to: 'default', via: '198.18.0.1' }];
     expect(codeOf(() => planNetns(gw))).toBe('E_TOPOLOGY');
-    const pub = twoHosts();
-    pub.hosts[0]!.routes = [{ to: '8.8.8.0/24', via: '198.51.100.20' }];
-    expect(codeOf(() => planNetns(pub))).toBe('E_ADDRESS_NOT_LAB');
+    const outside = twoHosts();
+    outside.hosts[0]!.routes = [{ to: '172.16.0.0/24', via: '198.51.100.20' }];
+    expect(codeOf(() => planNetns(outside))).toBe('E_ADDRESS_NOT_LAB');
   });
 
   it('renders DROP and REJECT rules with counters and fl:<index> comments', () => {
@@ -120,7 +122,7 @@ describe('netns plan (no root)', () => {
     expect(nft.match(/comment "fl:0"/g)).toHaveLength(2);
     expect(nft.match(/comment "fl:2"/g)).toHaveLength(1);
     expect(codeOf(() => renderNftTable([{ action: 'drop', port: 80 }]))).toBe('E_TOPOLOGY');
-    expect(codeOf(() => renderNftTable([{ action: 'drop', from: '192.0.2.1' }]))).toBe('E_ADDRESS_NOT_LAB');
+    expect(codeOf(() => renderNftTable([{ action: 'drop', from: '192.168.1.1' }]))).toBe('E_ADDRESS_NOT_LAB');
   });
 
   it('parses nft JSON counters back to rules', () => {

@@ -2,8 +2,8 @@ import { FieldlabError } from '../../../simulators/common/errors.js';
 
 /**
  * IPv4 address arithmetic and the lab address plan (DESIGN.md, "Address plan"): lab addresses come only
- * from two documentation ranges, carrier-grade NAT space and the benchmark range. 192.0.2.0/24 (used by
- * some hosts here) and every real public address are refused.
+ * from two documentation ranges, carrier-grade NAT space and the benchmark range; anything else (other
+ * documentation ranges, private and public addresses) is refused.
  */
 
 export interface Cidr {
@@ -79,8 +79,7 @@ export function labRangeOf(c: Cidr): string | undefined {
 
 /**
  * Parses a lab address or network and checks it lies in the address plan. Throws `E_BAD_ADDRESS` for a
- * malformed value and `E_ADDRESS_NOT_LAB` for an address outside the plan (192.0.2.0/24 and public
- * addresses are named explicitly in the message).
+ * malformed value and `E_ADDRESS_NOT_LAB`, naming the lab ranges, for an address outside the plan.
  */
 export function labCidr(text: string, where: string): Cidr {
   const c = parseCidr(text);
@@ -91,13 +90,15 @@ export function labCidr(text: string, where: string): Cidr {
     });
   }
   if (!labRangeOf(c)) {
-    const doc = contains(parseCidr('192.0.2.0/24') as Cidr, c)
-      ? ' (192.0.2.0/24 is used by some hosts here and is never a lab address)'
-      : ' (it would be a real address)';
-    throw new FieldlabError('E_ADDRESS_NOT_LAB', `${where}: ${text} is outside the lab address plan${doc}`, {
-      where,
-      hint: `use an address from ${LAB_RANGES.join(', ')}; the seeds' public addresses become 203.0.113.x`,
-    });
+    const ranges = LAB_RANGES.join(', ');
+    throw new FieldlabError(
+      'E_ADDRESS_NOT_LAB',
+      `${where}: ${text} is outside the lab address plan (${ranges})`,
+      {
+        where,
+        hint: `use an address from ${LAB_RANGES.join(', ')}; the seeds' public addresses become 203.0.113.x`,
+      },
+    );
   }
   return c;
 }
