@@ -12,7 +12,7 @@ import type { ToxicSpecInput } from '../faults/spec.js';
 import type { LabSimulatorHandle } from './adapters.js';
 import { LAB_LABEL, OWNER_LABEL, OWNER_START_LABEL } from './container-clean.js';
 import { CONTROL_PORT, type WorkerSpec } from './container-worker.js';
-import { type ContainerPaths, Lab, type LabDefinition } from './lab.js';
+import { type ContainerPaths, endpointTarget, Lab, type LabDefinition } from './lab.js';
 import { labsDir, newLabRecord, writeRecord } from './state.js';
 
 /**
@@ -246,7 +246,7 @@ async function waitFor<T>(get: () => T | undefined, ms: number, what: string): P
 
 /** A relay in a container: toxics travel to its control API. Only `addToxic` is offered. */
 function remoteRelay(ip: string, sim: string, endpoint: string, main?: string): RelayHandle {
-  const target = endpoint === main ? sim : `${sim}.${endpoint}`;
+  const target = endpointTarget(sim, endpoint, endpoint === main);
   const unsupported = () => {
     throw new FieldlabError('E_CONTAINER_RELAY', `${target}: only adding toxics reaches a container relay`);
   };

@@ -100,8 +100,11 @@ export class Lab {
   readonly hosts = new Map<string, string>();
   readonly lookup: LookupFunction;
   private readonly listeners = new Set<(e: LabEvent) => void>();
-  /** A container worker's lab directory is the shared volume: the host removes it. */
-  keepDir = false;
+  /**
+   * This lab is one simulator of a container lab (`serve-lab`): its directory is the shared volume
+   * (the host removes it), and names it does not know resolve through the container's resolver.
+   */
+  containerWorker = false;
   private readonly afterStop: Array<() => Promise<unknown>> = [];
 
   /** Runs `fn` at the end of `stop()` (e.g. removing a container network once its containers are gone). */
@@ -126,7 +129,7 @@ export class Lab {
     this.lookup = createLabLookup(
       this.hosts,
       () => this.dnsServer(),
-      () => (this.keepDir ? (dnsLookup as LookupFunction) : undefined),
+      () => (this.containerWorker ? (dnsLookup as LookupFunction) : undefined),
     );
   }
 
@@ -297,10 +300,18 @@ export class Lab {
       await this.netns?.network.teardown();
       this.block.release();
       for (const fn of this.afterStop) await fn().catch(() => undefined);
-      if (!this.keepDir) rmSync(this.dir, { recursive: true, force: true });
+      if (!this.containerWorker) rmSync(this.dir, { recursive: true, force: true });
     })();
     return this.stopping;
   }
+}
+
+/**
+ * How a scenario names a simulator endpoint (fault targets, the sources of relay and front events): the
+ * main endpoint by the simulator's name, another as `sim.endpoint`.
+ */
+export function endpointTarget(sim: string, endpoint: string, main: boolean): string {
+  return main ? sim : `${sim}.${endpoint}`;
 }
 
 /** fieldlab's own directory (where dist/ and examples live), from the source tree or from dist/. */
@@ -353,7 +364,7 @@ export async function startLab(def: LabDefinition): Promise<Lab> {
   record.caBundle = pki.trust.bundlePath;
   writeRecord(dir, record);
   const lab = new Lab(id, def.name, dir, block, pki, record, def.netns);
-  lab.keepDir = def.container !== undefined;
+  lab.containerWorker = def.container !== undefined;
   pki.events.onAny((e) => lab.addEvent(e));
 
   try {
@@ -451,7 +462,7 @@ async function startOne(
       });
       continue;
     }
-    const relayName = i === 0 ? `${decl.name}-relay` : `${decl.name}.${ep.name}-relay`;
+    const relayName = `${endpointTarget(decl.name, ep.name, i === 0)}-relay`;
     const relay = await startRelay({
       name: relayName,
       listen: { host: address, port: wanted },
@@ -502,7 +513,7 @@ async function frontInNetns(
     const wanted = decl.ports?.[ep.name] ?? (i === 0 ? (decl.port ?? 0) : 0);
     const { handle } = await lab.netns!.network.bindIn(placed.host, placed.address, wanted);
     const front = await startNetnsFront({
-      name: i === 0 ? `${decl.name}-front` : `${decl.name}.${ep.name}-front`,
+      name: `${endpointTarget(decl.name, ep.name, i === 0)}-front`,
       handle,
       upstream: { host: ep.host, port: ep.port },
     });

@@ -11,17 +11,22 @@ import type { NetnsPlacement } from './lab.js';
 export function topologyFor(network: Network, patch: NetworkPatch, labId: string): TopologyInput {
   const names: Record<string, string> = {};
   const hosts = network.hosts.map(({ names: hostNames, ...host }) => {
-    const first = host.segments[0]?.address.split('/')[0];
+    const first = firstAddress(host);
     if (first !== undefined) for (const n of hostNames) names[n] = first;
     return { ...host, ...(patch[host.name] ?? {}) };
   });
   return { labId, segments: network.segments, hosts, dns: { nameservers: [], hosts: names } };
 }
 
+/** A host's address on its first segment (without the prefix length): what its names resolve to. */
+function firstAddress(h: { segments: ReadonlyArray<{ address: string }> }): string | undefined {
+  return h.segments[0]?.address.split('/')[0];
+}
+
 /** The network host a lab name lives on (a host's own name counts as one of its names). */
 export function hostOfName(network: Network, name: string): { host: string; address: string } | undefined {
   const h = network.hosts.find((x) => x.name === name || x.names.includes(name));
-  const address = h?.segments[0]?.address.split('/')[0];
+  const address = h && firstAddress(h);
   return h && address !== undefined ? { host: h.name, address } : undefined;
 }
 
@@ -41,7 +46,7 @@ export async function buildNetwork(
   if (dns) topology.dns = { ...topology.dns, nameservers: [dns.address] };
   const names = new Map<string, string>(Object.entries(topology.dns?.hosts ?? {}));
   for (const h of network.hosts) {
-    const first = h.segments[0]?.address.split('/')[0];
+    const first = firstAddress(h);
     if (first !== undefined && !names.has(h.name)) names.set(h.name, first);
   }
   const built = await applyNetns(topology);

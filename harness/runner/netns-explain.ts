@@ -1,5 +1,5 @@
 import type { LabEvent } from '../../simulators/common/events.js';
-import type { Lab } from '../lab/lab.js';
+import { endpointTarget, type Lab } from '../lab/lab.js';
 import type { Network, NetworkPatch } from '../scenario/model.js';
 import { explainPath, type FirewallRule } from '../topology/netns/index.js';
 
@@ -67,7 +67,7 @@ export async function explainRoutes(
 
 /** Whether the simulator (or its namespace front) saw a connection on that endpoint. */
 function reached(events: readonly LabEvent[], sim: string, endpoint: string, main?: string): boolean {
-  const front = endpoint === main ? `${sim}-front` : `${sim}.${endpoint}-front`;
+  const front = `${endpointTarget(sim, endpoint, endpoint === main)}-front`;
   return events.some((e) => e.type === 'connection' && (e.source === front || e.source === sim));
 }
 
