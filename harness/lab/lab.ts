@@ -152,6 +152,33 @@ export class Lab {
     return () => this.listeners.delete(listener);
   }
 
+  /**
+   * Resolves once every connection the lab saw since `t` has closed, or after `ms`: what a simulator
+   * records as a client hangs up (a TLS alert, the close itself) lands just after the client exits.
+   */
+  settle(t: number, ms: number): Promise<void> {
+    const key = (e: LabEvent) => `${e.source}#${String((e.data as { id?: unknown } | undefined)?.id)}`;
+    const open = new Set<string>();
+    for (const e of this.eventsSince(t)) {
+      if (e.type === 'connection') open.add(key(e));
+      else if (e.type === 'closed') open.delete(key(e));
+    }
+    if (open.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        off();
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      const off = this.onEvent((e) => {
+        if (e.type !== 'closed') return;
+        open.delete(key(e));
+        if (open.size === 0) done();
+      });
+    });
+  }
+
   /** Events since a time (ms epoch), for one variant's window. */
   eventsSince(t: number): LabEvent[] {
     return this.events.filter((e) => e.time >= t);

@@ -13,6 +13,7 @@ export interface NetnsFrontEvents {
   [key: string]: unknown;
   /** A client reached the simulator's host across the lab network. */
   connection: { id: string; remote: string; port: number };
+  closed: { id: string };
   /** The simulator side refused or failed: the client's connection is reset. */
   'upstream-error': { id: string; code: string };
 }
@@ -50,7 +51,10 @@ export async function startNetnsFront(options: {
       client.resetAndDestroy();
     });
     client.on('error', () => upstream.destroy());
-    client.on('close', () => upstream.destroy());
+    client.on('close', () => {
+      upstream.destroy();
+      events.emitEvent('closed', { id });
+    });
     upstream.on('close', () => {
       if (!client.writableEnded) client.end();
     });

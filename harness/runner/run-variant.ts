@@ -267,6 +267,8 @@ export async function runVariant(
       timeoutMs,
       placement ? placement.network.ns(clientHost) : undefined,
     );
+    // Bounded: a connection a toxic holds open is not waited for past a second.
+    await lab.settle(t0, 1_000);
     const events = lab.eventsSince(t0);
     if (network) events.push(...(await firewallEvents(lab, network, v.network, preciseNow())));
     const refined = explain(outcome.verdict, events);

@@ -164,3 +164,29 @@ describe('loopback lab', () => {
     expect(existsSync(join(state, 'labs')) ? readdirSync(join(state, 'labs')) : []).toEqual([]);
   });
 });
+
+describe('settle', () => {
+  it('waits for the connections of the window to close, and no longer than its bound', async () => {
+    const lab = await start();
+    const t0 = Date.now() - 1;
+    const ep = lab.sim('api').endpoints[0]!;
+    const { connect } = await import('node:net');
+    const socket = connect({ host: ep.host, port: ep.port });
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    // Open: the bound decides (a toxic may hold a connection for ever).
+    const bounded = performance.now();
+    await lab.settle(t0, 200);
+    expect(performance.now() - bounded).toBeGreaterThanOrEqual(190);
+    // Closed meanwhile: settle returns once the relay and the server have said so.
+    const settled = lab.settle(t0, 10_000);
+    socket.destroy();
+    const started = performance.now();
+    await settled;
+    expect(performance.now() - started).toBeLessThan(5_000);
+    const closed = lab
+      .eventsSince(t0)
+      .filter((e) => e.type === 'closed')
+      .map((e) => e.source);
+    expect(closed).toEqual(expect.arrayContaining(['api-relay']));
+  });
+});
