@@ -98,7 +98,9 @@ export function buildProgram(): Command {
 
   program
     .command('clean')
-    .description('remove what crashed or killed labs left behind: their processes, files and address claims')
+    .description(
+      'remove what crashed or killed labs left behind: their processes, files, address claims, network namespaces and containers',
+    )
     .option('--force', 'also remove labs whose owner process still runs')
     .action(lazy(async () => (await import('./clean.js')).cleanCommand));
 
