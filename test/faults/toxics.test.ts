@@ -107,7 +107,9 @@ describe('latency', () => {
 });
 
 describe('bandwidth', () => {
-  it('holds a 4 MB transfer within 20% of the set rate', async () => {
+  // The ceiling only: load can slow a transfer but never speed it past the toxic. How close to the rate
+  // it runs is measured by `npm run bench -- relay`, not asserted on a shared machine.
+  it('never lets a 4 MB transfer run faster than the set rate', async () => {
     const payload = randomBytes(4 * 1024 * 1024);
     const src = await serve(sourceServer(payload));
     const relay = await relayTo(src.port);
@@ -117,8 +119,7 @@ describe('bandwidth', () => {
     const { data, endedAt } = await within(readAll(s), 10_000, 'transfer');
     expect(sha256(data)).toBe(sha256(payload));
     const rate = data.length / 1024 / ((endedAt - t0) / 1000);
-    expect(rate).toBeGreaterThan(2048 * 0.8);
-    expect(rate).toBeLessThan(2048 * 1.2);
+    expect(rate).toBeLessThan(2048 * 1.05);
   });
 });
 

@@ -7,6 +7,7 @@ import { leftoverEtcNetns } from '../../harness/topology/netns/clean.js';
 import { runSync } from '../../harness/topology/netns/exec.js';
 import type { TopologyInput } from '../../harness/topology/netns/model.js';
 import { detectNetem } from '../../harness/topology/netns/netem.js';
+import { switchNamespace } from '../../harness/topology/netns/plan.js';
 import { listRecords } from '../../harness/topology/netns/state.js';
 import { missing } from '../helpers/capability.js';
 import { connectFrom, namespacesOf, rootLinks, serveIn, strayLinks } from './helpers.js';
@@ -147,7 +148,10 @@ describe.skipIf(missing('netns'))('netns labs', () => {
       expect((await connectFrom(lab, 'device', '203.0.113.10', 8883)).result).toBe('ok');
     });
 
-    it('tc tbf limits a transfer to the configured rate (within 25 %)', async () => {
+    // Shaping is judged by what load cannot fake: a busy machine only makes a transfer slower, so the
+    // test asserts the ceiling (never faster than the rate) and the kernel's own account that tbf held
+    // packets back at the configured rate. How close to the rate a transfer gets is a benchmark's job.
+    it('tc tbf caps a transfer at the configured rate, egress and ingress', async () => {
       lab = await applyNetns({
         labId: id('tbf'),
         segments: [{ name: 'lan', cidr: '198.18.0.0/24' }],
@@ -162,18 +166,25 @@ describe.skipIf(missing('netns'))('netns labs', () => {
       });
       await serveIn(lab, 'cloud', '198.18.0.20', [9000]);
       const size = 500_000;
-      const r = await connectFrom(lab, 'device', '198.18.0.20', 9000, 10_000, size);
+      const r = await connectFrom(lab, 'device', '198.18.0.20', 9000, 20_000, size);
       expect(r.result).toBe('ok');
-      const seconds = (r.ms - (r.firstByteAt ?? 0)) / 1000;
-      const bps = ((size - 16 * 1024) * 8) / seconds; // the first burst leaves at line rate
-      expect(bps).toBeGreaterThan(4e6 * 0.75);
-      expect(bps).toBeLessThan(4e6 * 1.25);
+      expect(transferBps(r, size)).toBeLessThan(4e6 * 1.25);
+      const cloudIf = lab.host('cloud').interfaces[0];
+      const egress = tbfStats(lab.ns('cloud'), cloudIf?.ifname ?? '');
+      expect(egress).toMatchObject({ kind: 'tbf', options: { rate: 4e6 / 8 } });
+      expect(egress.bytes).toBeGreaterThanOrEqual(size);
+      expect(egress.overlimits).toBeGreaterThan(0); // tbf, not the link, set the pace
+
       // Ingress shaping on the switch side slows the device's downloads the same way.
       await lab.setBandwidth('device', '2mbit', { direction: 'ingress' });
-      const slow = await connectFrom(lab, 'device', '198.18.0.20', 9000, 10_000, 250_000);
-      const slowBps = ((250_000 - 16 * 1024) * 8) / ((slow.ms - (slow.firstByteAt ?? 0)) / 1000);
-      expect(slowBps).toBeGreaterThan(2e6 * 0.75);
-      expect(slowBps).toBeLessThan(2e6 * 1.25);
+      const slow = await connectFrom(lab, 'device', '198.18.0.20', 9000, 20_000, 250_000);
+      expect(slow.result).toBe('ok');
+      expect(transferBps(slow, 250_000)).toBeLessThan(2e6 * 1.25);
+      const peer = lab.host('device').interfaces[0]?.peer ?? '';
+      const ingress = tbfStats(switchNamespace(lab.labId), peer);
+      expect(ingress).toMatchObject({ kind: 'tbf', options: { rate: 2e6 / 8 } });
+      expect(ingress.bytes).toBeGreaterThanOrEqual(250_000);
+      expect(ingress.overlimits).toBeGreaterThan(0);
     });
 
     it('rolls back everything when apply fails half-way', async () => {
@@ -206,3 +217,24 @@ describe.skipIf(missing('netns'))('netns labs', () => {
     });
   });
 });
+
+/** Bits per second of a timed download; the first 16 KiB burst leaves at line rate, so it is left out. */
+function transferBps(r: { ms: number; firstByteAt?: number }, size: number): number {
+  return ((size - 16 * 1024) * 8) / ((r.ms - (r.firstByteAt ?? 0)) / 1000);
+}
+
+interface TbfStats {
+  kind: string;
+  options: { rate: number };
+  bytes: number;
+  overlimits: number;
+}
+
+/** The root qdisc of an interface with its counters, as `tc -s -j` reports it. */
+function tbfStats(ns: string, ifname: string): TbfStats {
+  const r = runSync(['ip', 'netns', 'exec', ns, 'tc', '-s', '-j', 'qdisc', 'show', 'dev', ifname]);
+  const all = JSON.parse(r.stdout) as (TbfStats & { root?: boolean })[];
+  const root = all.find((q) => q.root);
+  if (!root) throw new Error(`no root qdisc on ${ifname} in ${ns}: ${r.stdout}`);
+  return root;
+}
