@@ -1,8 +1,8 @@
 import { once } from 'node:events';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { Worker } from 'node:worker_threads';
+import { parentPort, Worker } from 'node:worker_threads';
 
 /**
  * Side-by-side benchmarks: every figure is measured against a reference run in the same process run
@@ -134,15 +134,46 @@ export function quick(): boolean {
 export async function startInWorker<T extends object>(
   module: string | URL,
   workerData?: unknown,
-): Promise<T & { stop(): Promise<void> }> {
+): Promise<T & { stop(): Promise<void>; cpuMs(): Promise<number> }> {
   const w = new Worker(module, workerData === undefined ? {} : { workerData });
   const [msg] = (await once(w, 'message')) as [T];
   return {
     ...msg,
+    /** CPU the worker's thread has used so far, in ms (a worker started with `serveInWorker`). */
+    async cpuMs() {
+      w.postMessage('cpu');
+      const [reply] = (await once(w, 'message')) as [{ cpuMs: number }];
+      return reply.cpuMs;
+    },
     async stop() {
       w.postMessage('stop');
       await once(w, 'message');
       await w.terminate();
     },
   };
+}
+
+/**
+ * The worker side of `startInWorker`: posts what it serves, answers `cpu` with the thread's CPU time
+ * and `stop` by stopping. Thread CPU, not wall time: on a machine with fewer cores than busy threads a
+ * thread's wall time includes the waits for a core.
+ */
+export function serveInWorker(serving: object, stop: () => Promise<unknown>): void {
+  parentPort?.postMessage(serving);
+  parentPort?.on('message', async (m: unknown) => {
+    if (m === 'cpu') {
+      parentPort?.postMessage({ cpuMs: threadCpuMs() });
+      return;
+    }
+    await stop();
+    parentPort?.postMessage({ stopped: true });
+  });
+}
+
+/** This thread's user + system CPU in ms (Linux /proc/thread-self; clock ticks are 10 ms). */
+function threadCpuMs(): number {
+  const stat = readFileSync('/proc/thread-self/stat', 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // After "pid (comm) ", field 3 (state) is index 0: utime (field 14) and stime (field 15).
+  return (Number(fields[11]) + Number(fields[12])) * 10;
 }

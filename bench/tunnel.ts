@@ -1,49 +1,220 @@
 /**
- * Tunnel benchmark: one stream source localproxy → tunnel service → destination localproxy → sink,
- * against the same transfer over direct loopback TCP, in the same run; and tunnels opened and connected
- * (both sides got SERVICE_IDS) per second. The service runs in a worker thread (its own event loop, as a
- * remote service would); the localproxies, the client and the sink share the main thread.
- *   targets: stream ≥ 0.5× direct TCP; ≥ 1000 tunnel opens+connects per second.
+ * Tunnel benchmark, every part in its own thread as it would be in its own process:
+ *
+ *   stream:  load ─► source localproxy ─► tunnel service ─► destination localproxy ─► sink
+ *            (main)   (worker)              (worker)          (worker)                  (main)
+ *   references, same run: direct loopback TCP (load ─► sink), and a chain of three plain TCP relays
+ *   (socket.pipe, one worker each): the same hop count with no protocol. Where the machine has fewer
+ *   cores than the chain has hops, the chain, not the protocol, sets the ceiling; the ratio to it is
+ *   what the tunnel's framing and masking cost.
+ *
+ *   opens:   one OpenTunnel (HTTP) + source and destination WebSocket connects, each until its first
+ *            message (SERVICE_IDS), from a keep-alive client in the main thread; reference: a bare http +
+ *            ws server doing the same exchange with no tunnel logic, in the same kind of worker. The
+ *            server thread's CPU time per open gives its capacity on a core of its own.
+ *
+ *   targets (issue #6): stream ≥ 0.5× direct TCP; ≥ 1000 tunnel opens+connects per second.
  */
-import { createConnection, createServer, type Server } from 'node:net';
-import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import WebSocket from 'ws';
-import { startLocalProxy } from '../harness/localproxy/index.js';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { Agent, createServer as createHttpServer, request } from 'node:http';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { isMainThread, workerData } from 'node:worker_threads';
+import WebSocket, { WebSocketServer } from 'ws';
+import { type LocalProxyOptions, startLocalProxy } from '../harness/localproxy/index.js';
 import { listen } from '../simulators/common/net.js';
+import { encodeMessage, MessageType } from '../simulators/tunnel-service/frame.js';
 import { start as startTunnelService } from '../simulators/tunnel-service/index.js';
-import { type BenchReport, buildReport, formatReport, interleave, quick } from './lib.js';
+import {
+  type BenchReport,
+  buildReport,
+  formatReport,
+  interleave,
+  quick,
+  serveInWorker,
+  startInWorker,
+} from './lib.js';
 
-interface Endpoints {
-  api: string;
-  data: string;
+const HOST = '127.0.0.1';
+const PROTOCOL = 'aws.iot.securetunneling-2.0';
+
+type Role =
+  | { role: 'service' }
+  | { role: 'bare' }
+  | { role: 'relay'; upstreamPort: number }
+  | { role: 'localproxy'; options: LocalProxyOptions };
+
+/** What a worker posts once it serves. */
+interface Serving {
+  api?: number;
+  data?: number;
+  port?: number;
 }
 
-if (!isMainThread && (workerData as { role?: string } | null)?.role === 'tunnel-service') {
-  const svc = await startTunnelService({ host: '127.0.0.1' });
-  const api = svc.endpoints.find((e) => e.name === 'api')!;
-  const data = svc.endpoints.find((e) => e.name === 'data')!;
-  parentPort!.postMessage({
-    api: `http://127.0.0.1:${api.port}/`,
-    data: `127.0.0.1:${data.port}`,
-  } satisfies Endpoints);
-  parentPort!.once('message', () => void svc.stop().then(() => process.exit(0)));
+async function workerMain(job: Role): Promise<void> {
+  let stop: () => Promise<unknown>;
+  let serving: Serving;
+  if (job.role === 'service') {
+    const svc = await startTunnelService({ host: HOST });
+    const port = (name: string) => svc.endpoints.find((e) => e.name === name)?.port;
+    serving = { api: port('api'), data: port('data') };
+    stop = () => svc.stop();
+  } else if (job.role === 'bare') {
+    const bare = await startBareServer();
+    serving = { api: bare.api, data: bare.data };
+    stop = bare.stop;
+  } else if (job.role === 'relay') {
+    const server = createServer((c) => pipeTo(c, job.upstreamPort));
+    serving = { port: await listen(server, HOST, 0) };
+    stop = () => new Promise((r) => server.close(r));
+  } else {
+    const lp = await startLocalProxy(job.options);
+    serving = { port: lp.listeners[0]?.port };
+    stop = () => lp.stop();
+  }
+  serveInWorker(serving, stop);
 }
 
-async function openTunnel(api: string): Promise<{ tunnelId: string; src: string; dst: string }> {
-  const r = await fetch(api, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/x-amz-json-1.1',
-      'x-amz-target': 'IoTSecuredTunneling.OpenTunnel',
-    },
-    body: JSON.stringify({ destinationConfig: { thingName: 'bench', services: ['BENCH'] } }),
-  });
-  const j = (await r.json()) as {
-    tunnelId: string;
-    sourceAccessToken: string;
-    destinationAccessToken: string;
+/** A plain TCP relay hop: what socat or any forwarder does, with nothing parsed. */
+function pipeTo(client: Socket, port: number): void {
+  client.setNoDelay(true);
+  const upstream = createConnection({ host: HOST, port, noDelay: true });
+  client.pipe(upstream).pipe(client);
+  const end = () => {
+    client.destroy();
+    upstream.destroy();
   };
-  return { tunnelId: j.tunnelId, src: j.sourceAccessToken, dst: j.destinationAccessToken };
+  client.on('error', end).on('close', end);
+  upstream.on('error', end).on('close', end);
+}
+
+/**
+ * The opens reference: the same HTTP exchange and WebSocket handshakes as the tunnel service (a JSON
+ * answer with fresh tokens; one binary message on connect), with no tunnel bookkeeping at all.
+ */
+async function startBareServer(): Promise<{ api: number; data: number; stop(): Promise<void> }> {
+  const http = createHttpServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      res.writeHead(200, { 'content-type': 'application/x-amz-json-1.1' });
+      res.end(
+        JSON.stringify({
+          tunnelId: randomBytes(16).toString('hex'),
+          sourceAccessToken: randomBytes(32).toString('base64'),
+          destinationAccessToken: randomBytes(32).toString('base64'),
+        }),
+      );
+    });
+  });
+  const api = await listen(http, HOST, 0);
+  const wss = new WebSocketServer({
+    host: HOST,
+    port: 0,
+    perMessageDeflate: false,
+    handleProtocols: (offered) => (offered.has(PROTOCOL) ? PROTOCOL : false),
+  });
+  await once(wss, 'listening');
+  const serviceIds = encodeMessage({ type: MessageType.SERVICE_IDS, availableServiceIds: ['BENCH'] });
+  wss.on('connection', (ws) => {
+    ws.on('error', () => undefined);
+    ws.send(serviceIds);
+  });
+  return {
+    api,
+    data: (wss.address() as { port: number }).port,
+    async stop() {
+      for (const c of wss.clients) c.terminate();
+      await new Promise<void>((r) => wss.close(() => r()));
+      http.closeAllConnections();
+      await new Promise<void>((r) => http.close(() => r()));
+    },
+  };
+}
+
+const keepAlive = new Agent({ keepAlive: true, maxSockets: 64 });
+
+/** OpenTunnel over a keep-alive connection (fetch costs the load generator several times more CPU). */
+function openTunnel(apiPort: number): Promise<{ src: string; dst: string }> {
+  const body = JSON.stringify({ destinationConfig: { thingName: 'bench', services: ['BENCH'] } });
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: HOST,
+        port: apiPort,
+        path: '/',
+        method: 'POST',
+        agent: keepAlive,
+        headers: {
+          'content-type': 'application/x-amz-json-1.1',
+          'x-amz-target': 'IoTSecuredTunneling.OpenTunnel',
+          'content-length': Buffer.byteLength(body),
+        },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const j = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+            sourceAccessToken: string;
+            destinationAccessToken: string;
+          };
+          if (res.statusCode !== 200) reject(new Error(`OpenTunnel: HTTP ${res.statusCode}`));
+          else resolve({ src: j.sourceAccessToken, dst: j.destinationAccessToken });
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** Connects one side and resolves on its first message (SERVICE_IDS), then closes. */
+function connectSide(dataPort: number, mode: string, token: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://${HOST}:${dataPort}/tunnel?local-proxy-mode=${mode}`, [PROTOCOL], {
+      headers: { 'access-token': token },
+      perMessageDeflate: false,
+    });
+    ws.once('message', () => {
+      ws.close();
+      resolve();
+    });
+    ws.once('error', reject);
+  });
+}
+
+interface OpenRound {
+  perSecond: number;
+  /** Tunnels per second of the server thread's CPU time: its rate with a core to itself. */
+  perCpuSecond: number;
+}
+
+/** Opens `count` tunnels, `concurrency` at a time, against a server in a worker. */
+async function openRate(
+  server: Serving & { cpuMs(): Promise<number> },
+  count: number,
+  concurrency: number,
+): Promise<OpenRound> {
+  let next = 0;
+  const cpu0 = await server.cpuMs();
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < count) {
+        next++;
+        const t = await openTunnel(server.api!);
+        await Promise.all([
+          connectSide(server.data!, 'source', t.src),
+          connectSide(server.data!, 'destination', t.dst),
+        ]);
+      }
+    }),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  return { perSecond: count / seconds, perCpuSecond: count / (((await server.cpuMs()) - cpu0) / 1000) };
 }
 
 /** A sink that resolves with the elapsed ms once `bytes` arrived on one connection. */
@@ -62,7 +233,7 @@ async function sink(): Promise<{ server: Server; port: number; next(bytes: numbe
     });
     s.on('error', () => undefined);
   });
-  const port = await listen(server, '127.0.0.1', 0);
+  const port = await listen(server, HOST, 0);
   return {
     server,
     port,
@@ -70,110 +241,135 @@ async function sink(): Promise<{ server: Server; port: number; next(bytes: numbe
   };
 }
 
-/** Writes `bytes` to host:port with backpressure; resolves with MiB/s as measured by the sink. */
+/** Writes `bytes` to the port with backpressure; resolves with MiB/s as measured by the sink. */
 async function push(port: number, bytes: number, s: Awaited<ReturnType<typeof sink>>): Promise<number> {
   const done = s.next(bytes);
   const chunk = Buffer.alloc(64 * 1024, 7);
-  const c = createConnection({ host: '127.0.0.1', port, noDelay: true });
-  await new Promise<void>((r) => c.once('connect', () => r()));
+  const c = createConnection({ host: HOST, port, noDelay: true });
+  await once(c, 'connect');
   let sent = 0;
   while (sent < bytes) {
     sent += chunk.length;
-    if (!c.write(chunk)) await new Promise<void>((r) => c.once('drain', () => r()));
+    if (!c.write(chunk)) await once(c, 'drain');
   }
   const ms = await done;
   c.destroy();
   return bytes / (1024 * 1024) / (ms / 1000);
 }
 
-/** Opens `count` tunnels, `concurrency` at a time; each connects source and destination and waits for SERVICE_IDS. */
-async function openRate(ep: Endpoints, count: number, concurrency: number): Promise<number> {
-  const connect = (mode: string, token: string) =>
-    new Promise<void>((resolve, reject) => {
-      const ws = new WebSocket(
-        `ws://${ep.data}/tunnel?local-proxy-mode=${mode}`,
-        ['aws.iot.securetunneling-2.0'],
-        {
-          headers: { 'access-token': token },
-          perMessageDeflate: false,
-        },
-      );
-      ws.once('message', () => {
-        ws.close();
-        resolve();
-      });
-      ws.once('error', reject);
-    });
-  let next = 0;
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < count) {
-        next++;
-        const t = await openTunnel(ep.api);
-        await Promise.all([connect('source', t.src), connect('destination', t.dst)]);
-      }
-    }),
-  );
-  return count / ((performance.now() - t0) / 1000);
-}
+const inWorker = (job: Role) => startInWorker<Serving>(fileURLToPath(import.meta.url), job);
 
 export async function run(): Promise<BenchReport> {
   const q = quick();
   const bytes = (q ? 64 : 512) * 1024 * 1024;
-  const worker = new Worker(new URL(import.meta.url), { workerData: { role: 'tunnel-service' } });
-  const ep = await new Promise<Endpoints>((resolve) => worker.once('message', resolve));
+  const rounds = q ? 3 : 5;
+  const opens = q ? 300 : 2000;
+  const service = await inWorker({ role: 'service' });
+  const bare = await inWorker({ role: 'bare' });
   const s = await sink();
+  const started: Array<{ stop(): Promise<void> }> = [service, bare];
   try {
-    const t = await openTunnel(ep.api);
-    const common = { endpoint: `ws://${ep.data}`, destinationClientType: 'V2' as const };
-    const dst = await startLocalProxy({
-      ...common,
-      mode: 'destination',
-      accessToken: t.dst,
-      destinationApp: `BENCH=127.0.0.1:${s.port}`,
+    const t = await openTunnel(service.api!);
+    const common = { endpoint: `ws://${HOST}:${service.data}`, destinationClientType: 'V2' as const };
+    const dst = await inWorker({
+      role: 'localproxy',
+      options: {
+        ...common,
+        mode: 'destination',
+        accessToken: t.dst,
+        destinationApp: `BENCH=${HOST}:${s.port}`,
+      },
     });
-    const src = await startLocalProxy({
-      ...common,
-      mode: 'source',
-      accessToken: t.src,
-      sourceListenPort: 'BENCH=0',
+    started.push(dst);
+    const src = await inWorker({
+      role: 'localproxy',
+      options: { ...common, mode: 'source', accessToken: t.src, sourceListenPort: 'BENCH=0' },
     });
-    const srcPort = src.listeners[0]!.port;
-    const rounds = q ? 3 : 5;
+    started.push(src);
+    let chainPort = s.port;
+    for (let i = 0; i < 3; i++) {
+      const hop = await inWorker({ role: 'relay', upstreamPort: chainPort });
+      started.push(hop);
+      chainPort = hop.port!;
+    }
     const stream = await interleave(
-      { fieldlab: () => push(srcPort, bytes, s), direct: () => push(s.port, bytes, s) },
+      {
+        fieldlab: () => push(src.port!, bytes, s),
+        direct: () => push(s.port, bytes, s),
+        'tcp-relay-chain': () => push(chainPort, bytes, s),
+      },
       rounds,
     );
-    await Promise.all([src.stop(), dst.stop()]);
-    const opens = await interleave({ fieldlab: () => openRate(ep, q ? 100 : 1000, 16) }, rounds);
+
+    const fieldlabOpens: OpenRound[] = [];
+    const bareOpens: OpenRound[] = [];
+    await interleave(
+      {
+        fieldlab: async () => {
+          fieldlabOpens.push(await openRate(service, opens, 16));
+          return 0;
+        },
+        bare: async () => {
+          bareOpens.push(await openRate(bare, opens, 16));
+          return 0;
+        },
+      },
+      rounds,
+    );
+    const target = fieldlabOpens.map(() => 1000);
     return buildReport(
       'tunnel',
       [
         { metric: 'one tunnel stream', unit: 'MiB/s', better: 'higher', samples: stream },
-        // A constant "target" subject turns the absolute goal into a ratio the report can judge.
         {
           metric: 'tunnel opens+connects',
           unit: 'per s',
           better: 'higher',
-          samples: { ...opens, target: opens.fieldlab!.map(() => 1000) },
+          // A constant "target" subject turns the absolute goal into a ratio the report can judge.
+          samples: {
+            fieldlab: fieldlabOpens.map((r) => r.perSecond),
+            bare: bareOpens.map((r) => r.perSecond),
+            target,
+          },
+        },
+        {
+          metric: 'opens+connects per second of server CPU',
+          unit: 'per CPU s',
+          better: 'higher',
+          samples: {
+            fieldlab: fieldlabOpens.map((r) => r.perCpuSecond),
+            bare: bareOpens.map((r) => r.perCpuSecond),
+            target,
+          },
         },
       ],
       [
         { metric: 'one tunnel stream', subject: 'fieldlab', reference: 'direct', target: 0.5 },
+        { metric: 'one tunnel stream', subject: 'fieldlab', reference: 'tcp-relay-chain' },
+        { metric: 'one tunnel stream', subject: 'tcp-relay-chain', reference: 'direct' },
         { metric: 'tunnel opens+connects', subject: 'fieldlab', reference: 'target', target: 1 },
+        { metric: 'tunnel opens+connects', subject: 'fieldlab', reference: 'bare' },
+        {
+          metric: 'opens+connects per second of server CPU',
+          subject: 'fieldlab',
+          reference: 'target',
+          target: 1,
+        },
+        { metric: 'opens+connects per second of server CPU', subject: 'fieldlab', reference: 'bare' },
       ],
       [
-        'the service runs in a worker thread; both localproxies, the client and the sink share the main thread',
-        `stream: ${bytes / 1024 / 1024} MiB per round, protocol V2, ws (no TLS)`,
+        `stream: ${bytes / 1024 / 1024} MiB per round, protocol V2, ws (no TLS); each localproxy, the service and each relay hop in its own worker thread`,
+        'tcp-relay-chain: three plain TCP relays, the tunnel path without the protocol; with fewer cores than hops it, not the protocol, sets the ceiling',
+        `opens: ${opens} per round, 16 at a time, client in the main thread; bare = an http + ws server with no tunnel logic`,
+        'per second of server CPU: opens divided by the server thread’s CPU time (/proc/thread-self): its rate with a core of its own',
       ],
     );
   } finally {
     await new Promise<void>((r) => s.server.close(() => r()));
-    worker.postMessage('stop');
-    await new Promise<void>((r) => worker.once('exit', () => r()));
+    keepAlive.destroy();
+    await Promise.all(started.reverse().map((w) => w.stop()));
   }
 }
 
-if (isMainThread && import.meta.url === `file://${process.argv[1]}`)
-  run().then((r) => console.log(formatReport(r)));
+if (!isMainThread) void workerMain(workerData as Role);
+else if (import.meta.url === `file://${process.argv[1]}`) run().then((r) => console.log(formatReport(r)));
