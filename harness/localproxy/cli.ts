@@ -46,17 +46,26 @@ interface Flags {
 export function addLocalproxyOptions(cmd: Command): Command {
   return cmd
     .option('-t, --access-token <token>', 'client access token (or env AWSIOT_TUNNEL_ACCESS_TOKEN)')
-    .option('-i, --client-token <token>', 'client token: lets this client reconnect with a used access token')
-    .option('-e, --proxy-endpoint <host[:port]>', 'tunnel data endpoint, no scheme (lab: ws:// for plain)')
+    .option(
+      '-i, --client-token <token>',
+      'client token: lets this client reconnect with a used access token (or env AWSIOT_TUNNEL_CLIENT_TOKEN)',
+    )
+    .option(
+      '-e, --proxy-endpoint <host[:port]>',
+      'tunnel data endpoint, no scheme (lab: ws:// for plain; or env AWSIOT_TUNNEL_ENDPOINT)',
+    )
     .option(
       '-r, --region <region>',
-      'endpoint data.tunneling.iot.<region>.amazonaws.com:443 when -e is absent',
+      'endpoint data.tunneling.iot.<region>.amazonaws.com:443 when -e is absent (or env AWSIOT_TUNNEL_REGION)',
     )
     .option('-c, --capath <dir>', 'directory of CA certificates (openssl rehash-ed) to trust')
     .option('-k, --no-ssl-host-verify', 'do not verify the service certificate')
     .option('-s, --source-listen-port <[ID=]port,...>', 'source mode: local ports, one per service id')
     .option('-d, --destination-app <[ID=]host:port,...>', 'destination mode: the local apps, one per service')
-    .option('-b, --local-bind-address <address>', 'listen address (source) or local address (destination)')
+    .option(
+      '-b, --local-bind-address <address>',
+      'source: listen address (default 127.0.0.1); destination: host of a port-only -d (default 127.0.0.1)',
+    )
     .addOption(
       new Option('-m, --mode <mode>', 'source or destination (default: from -s / -d)').choices([
         'src',
@@ -79,14 +88,18 @@ export function addLocalproxyOptions(cmd: Command): Command {
 /** Maps parsed flags and the environment to library options (throws E_BAD_OPTION via startLocalProxy). */
 export function optionsFromFlags(f: Flags, env: NodeJS.ProcessEnv): LocalProxyOptions {
   const mode = f.mode ?? (f.sourceListenPort ? 'source' : f.destinationApp ? 'destination' : undefined);
-  const httpsProxy = env.HTTPS_PROXY ?? env.https_proxy;
+  // As localproxy: the lower-case variable wins; a flag wins over the environment.
+  const httpsProxy = env.https_proxy || env.HTTPS_PROXY;
   const token = f.accessToken ?? env.AWSIOT_TUNNEL_ACCESS_TOKEN;
+  const clientToken = f.clientToken ?? env.AWSIOT_TUNNEL_CLIENT_TOKEN;
+  const endpoint = f.proxyEndpoint ?? env.AWSIOT_TUNNEL_ENDPOINT;
+  const region = f.region ?? env.AWSIOT_TUNNEL_REGION;
   return {
     mode: mode as LocalProxyOptions['mode'],
     accessToken: token as string,
-    ...(f.clientToken ? { clientToken: f.clientToken } : {}),
-    ...(f.proxyEndpoint ? { endpoint: f.proxyEndpoint } : {}),
-    ...(f.region ? { region: f.region } : {}),
+    ...(clientToken ? { clientToken } : {}),
+    ...(endpoint ? { endpoint } : {}),
+    ...(region ? { region } : {}),
     ...(f.capath ? { caPath: f.capath } : {}),
     // commander: `--no-ssl-host-verify` sets sslHostVerify false.
     noSslHostVerify: f.sslHostVerify === false,

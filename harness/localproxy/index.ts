@@ -127,7 +127,7 @@ class LocalProxy implements LocalProxyHandle {
     this.events = new SimulatorEvents<LocalProxyEvents>(o.name);
     this.endpoint = resolveEndpoint(o);
     this.ports = parseSourcePorts(o.sourceListenPort);
-    const dests = parseDestinationApps(o.destinationApp);
+    const dests = parseDestinationApps(o.destinationApp, o.bindAddress);
     if (o.mode === 'source' && this.ports.size === 0) {
       throw new FieldlabError('E_BAD_OPTION', 'localproxy: source mode needs -s/--source-listen-port', {
         hint: 'e.g. -s 5555 or -s ssh=5555,http=8080',
@@ -219,7 +219,6 @@ class LocalProxy implements LocalProxyHandle {
         mode: this.mode,
         version: this.o.destinationClientType,
         destinations: this.dests,
-        bindAddress: this.o.bindAddress,
         highWaterMark: this.o.highWaterMark,
       },
       this.events,
@@ -289,12 +288,14 @@ class LocalProxy implements LocalProxyHandle {
         if (this.ports.size > 1) throw mappingError('V1 carries one service: give a single -s port');
         serviceId = '';
       } else if (id === '') {
-        if (ids.length !== 1) {
-          throw mappingError(
-            `-s ${port} has no service id and the tunnel has ${ids.length}: ${ids.join(', ')}`,
-          );
+        // As localproxy: an unnamed port takes the tunnel's only service; with none or several its
+        // streams start without a service id (V2 guide: allowed) and the destination picks.
+        serviceId = ids.length === 1 ? (ids[0] as string) : '';
+        if (ids.length > 1) {
+          this.events.emitEvent('warning', {
+            message: `-s ${port} has no service id and the tunnel has ${ids.length} (${ids.join(', ')}): its streams start without one`,
+          });
         }
-        serviceId = ids[0] as string;
       } else if (!ids.includes(id)) {
         this.events.emitEvent('warning', {
           message: `-s service "${id}" is not in the tunnel (${ids.join(', ')}); not listening for it`,

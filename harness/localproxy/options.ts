@@ -51,9 +51,9 @@ export const localProxyOptionsSchema = z
     sourceListenPort: z
       .union([z.string(), z.record(z.string(), z.number().int().min(0).max(65535))])
       .optional(),
-    /** `-d [ID=]host:port[,...]` (destination); a bare port means localhost. */
+    /** `-d [ID=]host:port[,...]` (destination); a bare port means 127.0.0.1, or the `-b` address. */
     destinationApp: z.union([z.string(), z.record(z.string(), z.string())]).optional(),
-    /** `-b`: listen address (source) or local address of outgoing connections (destination). */
+    /** `-b`: listen address (source); in destination mode the host of a port-only `-d`, as localproxy. */
     bindAddress: z.string().min(1).optional(),
     /** `-y`: protocol version; V3 (`aws.iot.securetunneling-3.0`) by default, as localproxy 3.x. */
     destinationClientType: z
@@ -157,6 +157,7 @@ export function parseSourcePorts(input: ResolvedLocalProxyOptions['sourceListenP
 /** `-d ssh=host:22,http=8080` or `-d host:22` → service id ('' when unnamed) → target. */
 export function parseDestinationApps(
   input: ResolvedLocalProxyOptions['destinationApp'],
+  defaultHost = '127.0.0.1',
 ): Map<string, Target> {
   const out = new Map<string, Target>();
   if (input === undefined) return out;
@@ -173,7 +174,8 @@ export function parseDestinationApps(
           })
       : Object.entries(input);
   for (const [id, raw] of entries) {
-    const target = /^\d{1,5}$/.test(raw) ? parseTarget(`localhost:${raw}`) : parseTarget(raw);
+    // localproxy: a bare port connects to 127.0.0.1 (or -b), never `localhost`, which may be ::1 first.
+    const target = /^\d{1,5}$/.test(raw) ? parseTarget(`${hostPort(defaultHost)}:${raw}`) : parseTarget(raw);
     if (!target) {
       throw badOption(
         'destinationApp',
@@ -186,6 +188,11 @@ export function parseDestinationApps(
     out.set(id, target);
   }
   return out;
+}
+
+/** A host as it goes before `:port` (IPv6 literals in brackets). */
+function hostPort(host: string): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
 }
 
 /** The configured key for a service id: its own entry, or the unnamed one when it is the only one. */

@@ -44,7 +44,6 @@ export interface SessionConfig {
   mode: 'source' | 'destination';
   version: ProtocolVersion;
   destinations: ReadonlyMap<string, Target>;
-  bindAddress: string | undefined;
   highWaterMark: number;
 }
 
@@ -309,11 +308,7 @@ export class Session {
       this.control({ type: MessageType.STREAM_RESET, streamId, serviceId, connectionId });
       return undefined;
     }
-    const socket = netConnect({
-      host: t.host,
-      port: t.port,
-      ...(this.cfg.bindAddress ? { localAddress: this.cfg.bindAddress } : {}),
-    });
+    const socket = netConnect({ host: t.host, port: t.port });
     const conn = this.newConn(serviceId, streamId, connectionId, socket);
     this.attach(conn);
     return conn;

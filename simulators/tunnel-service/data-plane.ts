@@ -62,6 +62,18 @@ function channelId(): string {
   return `${h.slice(0, 16)}-${h.slice(16, 24)}-${h.slice(24, 32)}-${h.slice(32, 48)}-${h.slice(48)}`;
 }
 
+/** RFC 6455 §5.5: a close reason fits in 123 bytes of UTF-8; cut at a whole character. */
+export function closeReason(reason: string): string {
+  let out = '';
+  let bytes = 0;
+  for (const ch of reason) {
+    bytes += Buffer.byteLength(ch);
+    if (bytes > 123) break;
+    out += ch;
+  }
+  return out;
+}
+
 function reject(socket: Duplex, status: number, reason: string): void {
   const text = `${reason}\n`;
   const statusText: Record<number, string> = {
@@ -243,11 +255,13 @@ export class DataPlane {
     const peer: Peer = { id: randomUUID().slice(0, 8), mode, protocol, ws, socket, token, clientToken };
     const old = t.peers[mode];
     const replaced = old !== undefined;
-    if (old) {
-      // The reconnecting peer replaces the old one; the other side's streams are reset.
-      this.detach(t, old, CLOSE.normal, 'replaced by a reconnecting peer');
-      this.resetPeerStreams(t, mode === 'source' ? 'destination' : 'source');
-    }
+    if (old) this.detach(t, old, CLOSE.normal, 'replaced by a reconnecting peer');
+    // V2 guide ("Recovering from a crash"): on reconnection the service resets all active streams,
+    // whether the old socket is still attached or already gone. A new localproxy session numbers its
+    // streams from 1 again, so without the reset a peer would take the new STREAM_START for its old one
+    // (the C++ localproxy ignores a STREAM_START repeating its current stream id).
+    if (t.sessions[mode] > 0) this.resetPeerStreams(t, mode === 'source' ? 'destination' : 'source');
+    t.sessions[mode]++;
     t.peers[mode] = peer;
     t.slots[mode].lastUpdatedAt = Date.now();
     this.peers.add(peer);
@@ -343,7 +357,9 @@ export class DataPlane {
     const services = servicesOf(t);
     // V2 guide: with one service the service id may be left out.
     const serviceId = h.serviceId === '' && services.length === 1 ? (services[0] as string) : h.serviceId;
-    const known = services.length === 0 ? serviceId === '' : services.includes(serviceId);
+    // V2 guide: "A stream start message may include one of the service ID's defined as part of the
+    // tunnel, or no service ID" (the C++ localproxy's unnamed `-s 5555` on any tunnel).
+    const known = serviceId === '' || services.includes(serviceId);
     const connectionId = h.connectionId === 0 ? 1 : h.connectionId; // V3 guide: 0/absent means 1
     switch (h.type) {
       case MessageType.STREAM_START: {
@@ -514,7 +530,7 @@ export class DataPlane {
   private detach(t: Tunnel, peer: Peer, code: number, reason: string): void {
     if (t.peers[peer.mode] === peer) delete t.peers[peer.mode];
     if (peer.ws.readyState === peer.ws.OPEN || peer.ws.readyState === peer.ws.CONNECTING) {
-      peer.ws.close(code, reason.slice(0, 120));
+      peer.ws.close(code, closeReason(reason));
       setTimeout(() => peer.ws.terminate(), 1000).unref();
     }
   }

@@ -60,10 +60,10 @@ export async function startService(c: Cleanup, options: TunnelServiceOptions = {
   return { svc, sdk, data: `${d.host}:${d.port}` };
 }
 
+/** Opens a tunnel for a thing's services; no services: OpenTunnel without a destination config. */
 export async function openTunnel(s: Service, services = ['SSH']) {
-  const out = await s.sdk.send(
-    new OpenTunnelCommand({ destinationConfig: { thingName: 'thing-1', services } }),
-  );
+  const input = services.length > 0 ? { destinationConfig: { thingName: 'thing-1', services } } : {};
+  const out = await s.sdk.send(new OpenTunnelCommand(input));
   return {
     tunnelId: out.tunnelId as string,
     source: out.sourceAccessToken as string,

@@ -22,11 +22,16 @@ describe('localproxy options', () => {
     expect(() => parseSourcePorts('a=1,a=2')).toThrow(/given twice/);
   });
 
-  it('-d: [ID=]host:port lists; a bare port means localhost', () => {
+  it('-d: [ID=]host:port lists; a bare port means 127.0.0.1 or the -b address, as localproxy', () => {
     expect([...parseDestinationApps('ssh=127.0.0.1:22,http=8080')]).toEqual([
       ['ssh', { host: '127.0.0.1', port: 22 }],
-      ['http', { host: 'localhost', port: 8080 }],
+      ['http', { host: '127.0.0.1', port: 8080 }],
     ]);
+    expect([...parseDestinationApps('22,web=lab.invalid:80', '198.51.100.7')]).toEqual([
+      ['', { host: '198.51.100.7', port: 22 }],
+      ['web', { host: 'lab.invalid', port: 80 }],
+    ]);
+    expect([...parseDestinationApps('22', '::1')]).toEqual([['', { host: '::1', port: 22 }]]);
     expect([...parseDestinationApps('[::1]:22')]).toEqual([['', { host: '::1', port: 22 }]]);
     expect(() => parseDestinationApps('ssh=nohost')).toThrow(
       expect.objectContaining({ code: 'E_BAD_OPTION' }),
@@ -80,6 +85,26 @@ describe('localproxy options', () => {
     );
     expect(d).toMatchObject({ mode: 'destination', accessToken: 'flag', destinationClientType: 'V2' });
     expect(d.httpsProxy).toBe('http://127.0.0.1:1');
+  });
+
+  it('reads the environment localproxy reads; flags win, and https_proxy wins over HTTPS_PROXY', () => {
+    const env = {
+      AWSIOT_TUNNEL_ACCESS_TOKEN: 'tok',
+      AWSIOT_TUNNEL_CLIENT_TOKEN: 'c'.repeat(32),
+      AWSIOT_TUNNEL_ENDPOINT: '127.0.0.1:8443',
+      AWSIOT_TUNNEL_REGION: 'eu-west-1',
+      https_proxy: 'http://127.0.0.1:3128',
+      HTTPS_PROXY: 'http://127.0.0.1:9',
+    };
+    expect(optionsFromFlags({ sourceListenPort: '0' }, env)).toMatchObject({
+      clientToken: 'c'.repeat(32),
+      endpoint: '127.0.0.1:8443',
+      region: 'eu-west-1',
+      httpsProxy: 'http://127.0.0.1:3128',
+    });
+    expect(
+      optionsFromFlags({ sourceListenPort: '0', clientToken: 'f'.repeat(32), proxyEndpoint: 'h:1' }, env),
+    ).toMatchObject({ clientToken: 'f'.repeat(32), endpoint: 'h:1' });
   });
 
   it('bad options throw E_BAD_OPTION naming the field', async () => {

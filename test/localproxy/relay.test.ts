@@ -66,6 +66,23 @@ describe('localproxy relay through the lab tunnel service', () => {
     expect(protocols).toEqual([Number(version[1]), Number(version[1])]);
   });
 
+  // The C++ localproxy's backward-compatible use (its README, example 3): `-s 5555` / `-d 22` with no
+  // service id, on a tunnel opened without services or with several.
+  it.each([
+    ['V2', []],
+    ['V3', []],
+    ['V3', ['SSH', 'HTTP']],
+  ] as const)('%s, tunnel services %j: unnamed -s and -d carry data', async (version, services) => {
+    const { s, src, port } = await pair(version, [...services]);
+    expect(src.listeners).toEqual([{ serviceId: '', host: '127.0.0.1', port }]);
+    const starts: string[] = [];
+    s.svc.events.onEvent('stream-start', (e) => starts.push(e.serviceId));
+    const [sent, got] = await echoRoundTrip(port, 64 * 1024);
+    expect(got).toBe(sent);
+    expect(starts).toEqual(['']);
+    expect(s.svc.stats().violations).toBe(0);
+  });
+
   it('V3: multiplexes two concurrent TCP connections in one stream (CONNECTION_START/RESET)', async () => {
     const { s, src, port } = await pair('V3');
     const starts: Array<{ connectionId: number; streamId: number }> = [];

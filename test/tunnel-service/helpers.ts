@@ -49,8 +49,10 @@ export async function stopLab(lab: Lab | undefined): Promise<void> {
   await lab.svc.stop();
 }
 
+/** Opens a tunnel for a thing's services; no services: OpenTunnel without a destination config. */
 export async function openTunnel(lab: Lab, services = ['SSH'], thingName = 'thing-1') {
-  const out = await lab.sdk.send(new OpenTunnelCommand({ destinationConfig: { thingName, services } }));
+  const input = services.length > 0 ? { destinationConfig: { thingName, services } } : {};
+  const out = await lab.sdk.send(new OpenTunnelCommand(input));
   return {
     tunnelId: out.tunnelId as string,
     source: out.sourceAccessToken as string,
