@@ -1,4 +1,4 @@
-import { Argument, Command, InvalidArgumentError, Option } from 'commander';
+import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { isFieldlabError } from '../../simulators/common/errors.js';
 import { buildLocalproxyCommand } from '../localproxy/cli.js';
 import { toolVersion } from './version.js';
@@ -190,11 +190,22 @@ export function buildProgram(): Command {
   return program;
 }
 
+/** Makes commander throw instead of exiting, on every command (subcommands added whole included). */
+function throwOnUsageError(cmd: Command): Command {
+  cmd.exitOverride();
+  for (const sub of cmd.commands) throwOnUsageError(sub);
+  return cmd;
+}
+
 export async function main(argv = process.argv): Promise<number> {
   try {
-    await buildProgram().parseAsync(argv);
+    await throwOnUsageError(buildProgram()).parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version end with 0; a usage error (unknown flag, bad value) is bad input: 2.
+      return err.exitCode === 0 ? 0 : 2;
+    }
     if (isFieldlabError(err)) {
       process.stderr.write(`fieldlab: ${err.message}\n${err.hint ? `hint: ${err.hint}\n` : ''}`);
       return 2;

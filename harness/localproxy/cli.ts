@@ -25,6 +25,11 @@ function wholeMs(v: string): number {
   return n;
 }
 
+function subprotocolNumber(v: string): number {
+  if (!['1', '2', '3'].includes(v)) throw new InvalidArgumentError('expected 1, 2 or 3');
+  return Number(v);
+}
+
 interface Flags {
   accessToken?: string;
   clientToken?: string;
@@ -37,6 +42,7 @@ interface Flags {
   localBindAddress?: string;
   mode?: string;
   destinationClientType?: string;
+  subprotocol?: number;
   pingInterval?: number;
   retryDelay?: number;
   maxRetries?: number;
@@ -77,8 +83,13 @@ export function addLocalproxyOptions(cmd: Command): Command {
     .addOption(
       new Option(
         '-y, --destination-client-type <type>',
-        'protocol: V1, V2 (default: V3, subprotocol 3.0)',
+        'message format of an older peer: V1 (no service ids), V2 (one connection per stream); default V3. The subprotocol stays 3.0',
       ).choices(['V1', 'V2', 'V3', 'v1', 'v2', 'v3']),
+    )
+    .option(
+      '--subprotocol <n>',
+      'lab: offer aws.iot.securetunneling-<n>.0 (1, 2) instead of 3.0, as an older client',
+      subprotocolNumber,
     )
     .option('--ping-interval <ms>', 'WebSocket ping interval', wholeMs)
     .option('--retry-delay <ms>', 'delay between attempts after a 5xx or TLS failure', wholeMs)
@@ -109,6 +120,7 @@ export function optionsFromFlags(f: Flags, env: NodeJS.ProcessEnv): LocalProxyOp
     ...(f.destinationClientType
       ? { destinationClientType: f.destinationClientType as LocalProxyOptions['destinationClientType'] }
       : {}),
+    ...(f.subprotocol ? { subprotocol: f.subprotocol as 1 | 2 | 3 } : {}),
     ...(httpsProxy ? { httpsProxy } : {}),
     ...(f.pingInterval ? { pingIntervalMs: f.pingInterval } : {}),
     ...(f.retryDelay !== undefined ? { retryDelayMs: f.retryDelay } : {}),

@@ -182,7 +182,7 @@ class LocalProxy implements LocalProxyHandle {
       a = await attempt({
         endpoint: this.endpoint,
         mode: this.mode,
-        subprotocol: SUBPROTOCOLS[this.o.destinationClientType],
+        subprotocol: SUBPROTOCOLS[this.o.subprotocol],
         accessToken: this.o.accessToken,
         clientToken: this.o.clientToken,
         httpsProxy: this.o.httpsProxy,
@@ -236,8 +236,8 @@ class LocalProxy implements LocalProxyHandle {
       }
     }, this.o.pingIntervalMs);
     this.pingTimer.unref();
-    // V1 has no SERVICE_IDS: the source listens right away.
-    if (this.o.destinationClientType === 1) await this.onServiceIds([]);
+    // A 1.0 session gets no SERVICE_IDS: the source listens right away. (`-y V1` on 3.0 still waits.)
+    if (this.o.subprotocol === 1) await this.onServiceIds([]);
   }
 
   /** V2/V3 guides: nothing happens until SERVICE_IDS; then the source binds its listeners. */
@@ -250,7 +250,7 @@ class LocalProxy implements LocalProxyHandle {
         this.finish({ reason: 'config', message: e.message, code: e.code ?? 'E_LOCALPROXY' }, e);
         return;
       }
-    } else if (this.mode === 'destination' && this.o.destinationClientType >= 2) {
+    } else if (this.mode === 'destination' && this.o.subprotocol >= 2) {
       for (const id of this.dests.keys()) {
         if (id !== '' && !ids.includes(id)) {
           this.events.emitEvent('warning', {
@@ -330,7 +330,7 @@ class LocalProxy implements LocalProxyHandle {
       s.sourceAccept(serviceId, socket);
       return;
     }
-    if (s && this.o.destinationClientType === 1) {
+    if (s && this.o.subprotocol === 1) {
       s.sourceAccept(serviceId, socket);
       return;
     }

@@ -55,11 +55,21 @@ export const localProxyOptionsSchema = z
     destinationApp: z.union([z.string(), z.record(z.string(), z.string())]).optional(),
     /** `-b`: listen address (source); in destination mode the host of a port-only `-d`, as localproxy. */
     bindAddress: z.string().min(1).optional(),
-    /** `-y`: protocol version; V3 (`aws.iot.securetunneling-3.0`) by default, as localproxy 3.x. */
+    /**
+     * `-y`: the message format of an older peer, as localproxy 3.x: V1 leaves out service ids and
+     * connection ids, V2 connection ids (one connection per stream); V3 by default. It does not change
+     * the subprotocol (see `subprotocol`).
+     */
     destinationClientType: z
       .enum(['V1', 'V2', 'V3', 'v1', 'v2', 'v3'])
       .transform((v) => Number(v.slice(1)) as ProtocolVersion)
       .default(3),
+    /**
+     * Lab extension: the WebSocket subprotocol offered, 1–3. localproxy always offers
+     * `aws.iot.securetunneling-3.0` (the default); 1 or 2 act as an older client (Device Client's V1).
+     * A 1.0 session gets no SERVICE_IDS.
+     */
+    subprotocol: z.union([z.literal(1), z.literal(2), z.literal(3)]).default(3),
     /** HTTP CONNECT proxy `http://[user:pass@]host:port` (the CLI takes it from HTTPS_PROXY/https_proxy). */
     httpsProxy: z.string().min(1).optional(),
     /** WebSocket ping interval (the AWS localproxy pings every 20 s). */
@@ -82,7 +92,11 @@ export const localProxyOptionsSchema = z
      */
     zeroMask: z.boolean().default(true),
   })
-  .strict();
+  .strict()
+  .refine((o) => o.destinationClientType <= o.subprotocol, {
+    path: ['destinationClientType'],
+    message: 'a message format newer than the subprotocol: -y must not exceed subprotocol',
+  });
 
 export type LocalProxyOptions = z.input<typeof localProxyOptionsSchema>;
 export type ResolvedLocalProxyOptions = z.output<typeof localProxyOptionsSchema>;

@@ -372,7 +372,7 @@ export async function attempt(o: AttemptOptions): Promise<Attempt> {
               false,
               'client.error',
               101,
-              'the service must echo an aws.iot.securetunneling-* subprotocol; try -y V2 or -y V1',
+              'the service must echo the aws.iot.securetunneling-* subprotocol offered; for an older lab service offer 2.0 or 1.0 (--subprotocol)',
             ),
           );
           return;

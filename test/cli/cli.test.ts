@@ -60,6 +60,16 @@ describe('fieldlab CLI', () => {
     expect(r.stderr).not.toMatch(/\n\s+at /);
   });
 
+  it('exits 2 for a bad flag value, on subcommands too, naming the flag; --help exits 0', async () => {
+    const backend = await cli(['run', '--backend', 'bogus']);
+    expect(backend.code).toBe(2);
+    expect(backend.stderr).toContain("'-b, --backend <name>' argument 'bogus' is invalid");
+    const sub = await cli(['localproxy', '--subprotocol', '4', '-t', 'x', '-s', '0']);
+    expect(sub.code).toBe(2);
+    expect(sub.stderr).toContain('--subprotocol');
+    expect((await cli(['localproxy', '--help'])).code).toBe(0);
+  });
+
   it('exits 2 for an unknown --only selector, naming it', async () => {
     const r = await cli(['run', 'scenarios/https-endpoint.yaml', '--only', 'nope'], { env });
     expect(r.code).toBe(2);

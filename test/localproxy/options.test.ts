@@ -60,9 +60,14 @@ describe('localproxy options', () => {
     expect(() => resolveEndpoint(resolved({}))).toThrow(expect.objectContaining({ code: 'E_BAD_OPTION' }));
   });
 
-  it('-y selects the protocol version (V3 by default)', () => {
-    expect(resolved({}).destinationClientType).toBe(3);
-    expect(resolved({ destinationClientType: 'V1' }).destinationClientType).toBe(1);
+  it('-y selects the message format (V3 by default); the subprotocol stays 3.0 unless the lab asks', () => {
+    expect(resolved({})).toMatchObject({ destinationClientType: 3, subprotocol: 3 });
+    expect(resolved({ destinationClientType: 'V1' })).toMatchObject({
+      destinationClientType: 1,
+      subprotocol: 3,
+    });
+    expect(() => resolved({ subprotocol: 2 })).toThrow(/must not exceed subprotocol/);
+    expect(optionsFromFlags({ sourceListenPort: '0', subprotocol: 1 }, {}).subprotocol).toBe(1);
     expect(resolved({ mode: 'dst' }).mode).toBe('destination');
   });
 

@@ -2,6 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import WebSocket from 'ws';
+import { FrameDecoder, MessageType, type TunnelMessage } from '../../simulators/tunnel-service/index.js';
 import {
   Cleanup,
   dial,
@@ -17,6 +19,7 @@ import {
 } from './helpers.js';
 
 const MB = 1 << 20;
+const V3 = 'aws.iot.securetunneling-3.0';
 const c = new Cleanup();
 /** Protocol versions the service negotiated, in connection order (reset per test). */
 let protocols: number[] = [];
@@ -38,6 +41,7 @@ async function pair(version: 'V1' | 'V2' | 'V3', services = ['SSH']) {
     endpoint,
     destinationApp: `127.0.0.1:${echo.port}`,
     destinationClientType: version,
+    subprotocol: Number(version[1]) as 1 | 2 | 3,
   });
   const src = await proxy(c, {
     mode: 'source',
@@ -45,6 +49,7 @@ async function pair(version: 'V1' | 'V2' | 'V3', services = ['SSH']) {
     endpoint,
     sourceListenPort: '0',
     destinationClientType: version,
+    subprotocol: Number(version[1]) as 1 | 2 | 3,
   });
   return { s, t, src, dst, port: src.listeners[0]?.port as number };
 }
@@ -81,6 +86,40 @@ describe('localproxy relay through the lab tunnel service', () => {
     expect(got).toBe(sent);
     expect(starts).toEqual(['']);
     expect(s.svc.stats().violations).toBe(0);
+  });
+
+  it('-y V1 as localproxy: subprotocol 3.0, waits for SERVICE_IDS, STREAM_START without ids', async () => {
+    const s = await startService(c);
+    s.svc.events.onEvent('peer-connected', (e) => protocols.push(e.protocol));
+    const t = await openTunnel(s);
+    const dst = new WebSocket(`ws://${s.data}/tunnel?local-proxy-mode=destination`, [V3], {
+      headers: { 'access-token': t.destination },
+    });
+    const decoder = new FrameDecoder();
+    const got: TunnelMessage[] = [];
+    const arrived = new Promise<void>((resolve) =>
+      dst.on('message', (d: Buffer) => {
+        got.push(...decoder.push(d));
+        if (got.some((m) => m.type === MessageType.STREAM_START)) resolve();
+      }),
+    );
+    c.add(() => dst.terminate());
+    await within(once(dst, 'open'), 5000, 'the raw destination');
+    const src = await proxy(c, {
+      mode: 'source',
+      accessToken: t.source,
+      endpoint: `ws://${s.data}`,
+      sourceListenPort: '0',
+      destinationClientType: 'V1',
+    });
+    expect(src.listeners).toEqual([expect.objectContaining({ serviceId: '' })]); // bound after SERVICE_IDS
+    const app = await dial(src.listeners[0]?.port as number);
+    c.add(() => app.destroy());
+    await within(arrived, 5000, 'STREAM_START at the destination');
+    const start = got.find((m) => m.type === MessageType.STREAM_START);
+    expect(start).toMatchObject({ serviceId: '', connectionId: 0 });
+    expect(start?.streamId).toBeGreaterThan(0);
+    expect(protocols).toEqual([3, 3]);
   });
 
   it('V3: multiplexes two concurrent TCP connections in one stream (CONNECTION_START/RESET)', async () => {
@@ -140,6 +179,8 @@ describe('localproxy relay through the lab tunnel service', () => {
       endpoint,
       destinationApp: `ssh=127.0.0.1:${sshApp.port},http=127.0.0.1:${httpApp.port}`,
       destinationClientType: version,
+      subprotocol: Number(version[1]) as 2 | 3,
+      subprotocol: Number(version[1]) as 1 | 2 | 3,
     });
     const src = await proxy(c, {
       mode: 'src',
@@ -148,6 +189,8 @@ describe('localproxy relay through the lab tunnel service', () => {
       sourceListenPort: 'ssh=0,http=0',
       bindAddress: '127.0.0.2',
       destinationClientType: version,
+      subprotocol: Number(version[1]) as 2 | 3,
+      subprotocol: Number(version[1]) as 1 | 2 | 3,
     });
     expect(src.listeners.map((l) => l.host)).toEqual(['127.0.0.2', '127.0.0.2']);
     const byId = new Map(src.listeners.map((l) => [l.serviceId, l.port]));
