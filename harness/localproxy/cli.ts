@@ -66,7 +66,10 @@ export function addLocalproxyOptions(cmd: Command): Command {
     )
     .option('-c, --capath <dir>', 'directory of CA certificates (openssl rehash-ed) to trust')
     .option('-k, --no-ssl-host-verify', 'do not verify the service certificate')
-    .option('-s, --source-listen-port <[ID=]port,...>', 'source mode: local ports, one per service id')
+    .option(
+      '-s, --source-listen-port <[ID=]port,...>',
+      'source mode: local ports, one per service id (without -s: a free port per service)',
+    )
     .option('-d, --destination-app <[ID=]host:port,...>', 'destination mode: the local apps, one per service')
     .option(
       '-b, --local-bind-address <address>',

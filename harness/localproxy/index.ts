@@ -128,11 +128,6 @@ class LocalProxy implements LocalProxyHandle {
     this.endpoint = resolveEndpoint(o);
     this.ports = parseSourcePorts(o.sourceListenPort);
     const dests = parseDestinationApps(o.destinationApp, o.bindAddress);
-    if (o.mode === 'source' && this.ports.size === 0) {
-      throw new FieldlabError('E_BAD_OPTION', 'localproxy: source mode needs -s/--source-listen-port', {
-        hint: 'e.g. -s 5555 or -s ssh=5555,http=8080',
-      });
-    }
     if (o.mode === 'destination' && dests.size === 0) {
       throw new FieldlabError('E_BAD_OPTION', 'localproxy: destination mode needs -d/--destination-app', {
         hint: 'e.g. -d 127.0.0.1:22 or -d ssh=127.0.0.1:22,http=127.0.0.1:80',
@@ -282,10 +277,15 @@ class LocalProxy implements LocalProxyHandle {
   private async bindListeners(ids: string[]): Promise<void> {
     const v1 = this.o.destinationClientType === 1;
     const plan: Array<{ serviceId: string; port: number }> = [];
-    for (const [id, port] of this.ports) {
+    // As localproxy: a source without -s listens on a free port for each of the tunnel's services.
+    const ports =
+      this.ports.size > 0
+        ? this.ports
+        : new Map((v1 || ids.length === 0 ? [''] : ids).map((id) => [id, 0] as const));
+    for (const [id, port] of ports) {
       let serviceId = id;
       if (v1) {
-        if (this.ports.size > 1) throw mappingError('V1 carries one service: give a single -s port');
+        if (ports.size > 1) throw mappingError('V1 carries one service: give a single -s port');
         serviceId = '';
       } else if (id === '') {
         // As localproxy: an unnamed port takes the tunnel's only service; with none or several its

@@ -126,7 +126,7 @@ describe('localproxy options', () => {
     expect(err).toMatchObject({ code: 'E_BAD_OPTION' });
     expect(err.message).toMatch(/options\.clientToken/);
     await expect(
-      startLocalProxy({ mode: 'source', accessToken: 't', endpoint: '127.0.0.1:1' }),
-    ).rejects.toThrow(/-s\/--source-listen-port/);
+      startLocalProxy({ mode: 'destination', accessToken: 't', endpoint: '127.0.0.1:1' }),
+    ).rejects.toThrow(/-d\/--destination-app/);
   });
 });

@@ -88,6 +88,27 @@ describe('localproxy relay through the lab tunnel service', () => {
     expect(s.svc.stats().violations).toBe(0);
   });
 
+  it('a source without -s listens on a free port for each of the tunnel services, as localproxy', async () => {
+    const s = await startService(c);
+    const t = await openTunnel(s, ['ssh', 'http']);
+    const ssh = await echoServer(c, 'SSH-APP');
+    const http = await echoServer(c, 'HTTP-APP');
+    const endpoint = `ws://${s.data}`;
+    await proxy(c, {
+      mode: 'destination',
+      accessToken: t.destination,
+      endpoint,
+      destinationApp: `ssh=${ssh.port},http=${http.port}`,
+    });
+    const src = await proxy(c, { mode: 'source', accessToken: t.source, endpoint });
+    expect(src.listeners.map((l) => l.serviceId).sort()).toEqual(['http', 'ssh']);
+    const port = src.listeners.find((l) => l.serviceId === 'http')?.port as number;
+    expect(port).toBeGreaterThan(0);
+    const sock = await dial(port);
+    c.add(() => sock.destroy());
+    expect((await readN(sock, 9)).toString()).toBe('HTTP-APP\n');
+  });
+
   it('-y V1 as localproxy: subprotocol 3.0, waits for SERVICE_IDS, STREAM_START without ids', async () => {
     const s = await startService(c);
     s.svc.events.onEvent('peer-connected', (e) => protocols.push(e.protocol));
