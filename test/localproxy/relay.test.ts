@@ -200,7 +200,6 @@ describe('localproxy relay through the lab tunnel service', () => {
       endpoint,
       destinationApp: `ssh=127.0.0.1:${sshApp.port},http=127.0.0.1:${httpApp.port}`,
       destinationClientType: version,
-      subprotocol: Number(version[1]) as 2 | 3,
       subprotocol: Number(version[1]) as 1 | 2 | 3,
     });
     const src = await proxy(c, {
@@ -210,7 +209,6 @@ describe('localproxy relay through the lab tunnel service', () => {
       sourceListenPort: 'ssh=0,http=0',
       bindAddress: '127.0.0.2',
       destinationClientType: version,
-      subprotocol: Number(version[1]) as 2 | 3,
       subprotocol: Number(version[1]) as 1 | 2 | 3,
     });
     expect(src.listeners.map((l) => l.host)).toEqual(['127.0.0.2', '127.0.0.2']);
