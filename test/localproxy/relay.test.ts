@@ -67,7 +67,7 @@ describe('localproxy relay through the lab tunnel service', () => {
     // Batching: fewer WebSocket messages than 63 KiB payloads would need one each, never more.
     expect(src.stats().wsMessagesOut).toBeLessThanOrEqual(src.stats().tunnelMessagesOut);
     expect(src.stats().connects).toBe(1);
-    // The subprotocol -y asked for is the one the service negotiated, on both sides.
+    // The subprotocol asked for is the one the service negotiated, on both sides.
     expect(protocols).toEqual([Number(version[1]), Number(version[1])]);
   });
 
