@@ -16,9 +16,17 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { isMainThread, workerData } from 'node:worker_threads';
 import { which } from '../harness/capabilities.js';
-import { type BenchReport, buildReport, formatReport, interleave, quick, startInWorker } from './lib.js';
+import {
+  type BenchReport,
+  buildReport,
+  formatReport,
+  interleave,
+  quick,
+  serveInWorker,
+  startInWorker,
+} from './lib.js';
 
 const HOST = '127.0.0.1';
 const STATIC = 'static.bench.example';
@@ -61,11 +69,7 @@ const LAB_OPTIONS = {
 async function workerMain(): Promise<void> {
   const { start } = await import('../simulators/geo-dns/index.js');
   const dns = await start(workerData as Parameters<typeof start>[0]);
-  parentPort?.postMessage({ port: dns.endpoints[0]?.port });
-  parentPort?.once('message', async () => {
-    await dns.stop();
-    parentPort?.postMessage({ stopped: true, stats: dns.stats() });
-  });
+  serveInWorker({ port: dns.endpoints[0]?.port }, () => dns.stop());
 }
 
 type Running = { port: number; stop(): Promise<void> };

@@ -128,8 +128,7 @@ export function quick(): boolean {
 
 /**
  * Starts a benchmark's server side in a worker thread (its own event loop, as a separate server process
- * would have). The worker posts one message once it listens (e.g. `{ port }`), and on the message `stop`
- * shuts down and posts an acknowledgement.
+ * would have). The module's worker side calls `serveInWorker` with what it serves (e.g. `{ port }`).
  */
 export async function startInWorker<T extends object>(
   module: string | URL,

@@ -18,7 +18,7 @@ import { createServer, connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isMainThread, parentPort } from 'node:worker_threads';
+import { isMainThread } from 'node:worker_threads';
 import mqtt from 'mqtt';
 import { which } from '../harness/capabilities.js';
 import {
@@ -28,6 +28,7 @@ import {
   interleave,
   type Measurement,
   quick,
+  serveInWorker,
   startInWorker,
 } from './lib.js';
 
@@ -46,11 +47,7 @@ async function workerMain(): Promise<void> {
     host: HOST,
     listeners: [{ protocol: 'mqtt', port: 0 }],
   });
-  parentPort?.postMessage({ port: broker.endpoints[0]?.port });
-  parentPort?.once('message', async () => {
-    await broker.stop();
-    parentPort?.postMessage({ stopped: true });
-  });
+  serveInWorker({ port: broker.endpoints[0]?.port }, () => broker.stop());
 }
 
 type Running = { port: number; stop(): Promise<void> };

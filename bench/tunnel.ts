@@ -18,7 +18,7 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { Agent, createServer as createHttpServer, request } from 'node:http';
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { createConnection, createServer, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { isMainThread, workerData } from 'node:worker_threads';
 import WebSocket, { WebSocketServer } from 'ws';
@@ -26,6 +26,7 @@ import { type LocalProxyOptions, startLocalProxy } from '../harness/localproxy/i
 import { listen } from '../simulators/common/net.js';
 import { encodeMessage, MessageType } from '../simulators/tunnel-service/frame.js';
 import { start as startTunnelService } from '../simulators/tunnel-service/index.js';
+import { bulkOnce, connectDirect, startBulkSink } from './bulk.js';
 import {
   type BenchReport,
   buildReport,
@@ -217,46 +218,6 @@ async function openRate(
   return { perSecond: count / seconds, perCpuSecond: count / (((await server.cpuMs()) - cpu0) / 1000) };
 }
 
-/** A sink that resolves with the elapsed ms once `bytes` arrived on one connection. */
-async function sink(): Promise<{ server: Server; port: number; next(bytes: number): Promise<number> }> {
-  let waiter: { bytes: number; resolve: (ms: number) => void; t0: number } | undefined;
-  const server = createServer((s) => {
-    s.setNoDelay(true);
-    let got = 0;
-    s.on('data', (d: Buffer) => {
-      got += d.length;
-      if (waiter && got >= waiter.bytes) {
-        waiter.resolve(performance.now() - waiter.t0);
-        waiter = undefined;
-        s.end();
-      }
-    });
-    s.on('error', () => undefined);
-  });
-  const port = await listen(server, HOST, 0);
-  return {
-    server,
-    port,
-    next: (bytes) => new Promise((resolve) => (waiter = { bytes, resolve, t0: performance.now() })),
-  };
-}
-
-/** Writes `bytes` to the port with backpressure; resolves with MiB/s as measured by the sink. */
-async function push(port: number, bytes: number, s: Awaited<ReturnType<typeof sink>>): Promise<number> {
-  const done = s.next(bytes);
-  const chunk = Buffer.alloc(64 * 1024, 7);
-  const c = createConnection({ host: HOST, port, noDelay: true });
-  await once(c, 'connect');
-  let sent = 0;
-  while (sent < bytes) {
-    sent += chunk.length;
-    if (!c.write(chunk)) await once(c, 'drain');
-  }
-  const ms = await done;
-  c.destroy();
-  return bytes / (1024 * 1024) / (ms / 1000);
-}
-
 const inWorker = (job: Role) => startInWorker<Serving>(fileURLToPath(import.meta.url), job);
 
 export async function run(): Promise<BenchReport> {
@@ -266,7 +227,7 @@ export async function run(): Promise<BenchReport> {
   const opens = q ? 300 : 2000;
   const service = await inWorker({ role: 'service' });
   const bare = await inWorker({ role: 'bare' });
-  const s = await sink();
+  const s = await startBulkSink(HOST);
   const started: Array<{ stop(): Promise<void> }> = [service, bare];
   try {
     const t = await openTunnel(service.api!);
@@ -294,9 +255,9 @@ export async function run(): Promise<BenchReport> {
     }
     const stream = await interleave(
       {
-        fieldlab: () => push(src.port!, bytes, s),
-        direct: () => push(s.port, bytes, s),
-        'tcp-relay-chain': () => push(chainPort, bytes, s),
+        fieldlab: () => bulkOnce(() => connectDirect(HOST, src.port!), bytes),
+        direct: () => bulkOnce(() => connectDirect(HOST, s.port), bytes),
+        'tcp-relay-chain': () => bulkOnce(() => connectDirect(HOST, chainPort), bytes),
       },
       rounds,
     );
@@ -361,7 +322,7 @@ export async function run(): Promise<BenchReport> {
       ],
     );
   } finally {
-    await new Promise<void>((r) => s.server.close(() => r()));
+    await s.stop();
     keepAlive.destroy();
     await Promise.all(started.reverse().map((w) => w.stop()));
   }
