@@ -207,7 +207,7 @@ export async function startContainerLab(def: LabDefinition, opts: ContainerLabOp
       lab.hosts.set(decl.host, ip);
       const relays = new Map<string, RelayHandle>();
       for (const ep of got.endpoints)
-        relays.set(ep.name, remoteRelay(ip, decl.name, ep.name, got.endpoints[0]?.name));
+        relays.set(ep.name, remoteRelay(lab, ip, decl.name, ep.name, got.endpoints[0]?.name));
       Object.assign(running, { endpoints, relays, vars: got.vars });
     }
     return lab;
@@ -245,14 +245,14 @@ async function waitFor<T>(get: () => T | undefined, ms: number, what: string): P
 }
 
 /** A relay in a container: toxics travel to its control API. Only `addToxic` is offered. */
-function remoteRelay(ip: string, sim: string, endpoint: string, main?: string): RelayHandle {
+function remoteRelay(lab: Lab, ip: string, sim: string, endpoint: string, main?: string): RelayHandle {
   const target = endpointTarget(sim, endpoint, endpoint === main);
   const unsupported = () => {
     throw new FieldlabError('E_CONTAINER_RELAY', `${target}: only adding toxics reaches a container relay`);
   };
   return {
     addToxic(spec: ToxicSpecInput) {
-      // Synchronous in the relay API; the request is awaited through `pendingToxics` before the client runs.
+      // Synchronous in the relay API; the request is awaited through `lab.faultsApplied()` before the client runs.
       const sent = fetch(`http://${ip}:${CONTROL_PORT}/toxics`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
@@ -260,19 +260,11 @@ function remoteRelay(ip: string, sim: string, endpoint: string, main?: string): 
       }).then(async (r) => {
         if (!r.ok) throw new FieldlabError('E_BAD_FAULT', `${target}: ${await r.text()}`);
       });
-      pendingToxics.add(sent);
-      void sent.finally(() => pendingToxics.delete(sent)).catch(() => undefined);
+      lab.trackFault(sent);
       return spec as never;
     },
     removeToxic: unsupported,
     toxics: () => [],
     stop: async () => {},
   } as unknown as RelayHandle;
-}
-
-const pendingToxics = new Set<Promise<void>>();
-
-/** Waits until every toxic sent to a container relay is in place (or throws the first refusal). */
-export async function toxicsApplied(): Promise<void> {
-  await Promise.all([...pendingToxics]);
 }

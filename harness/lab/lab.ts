@@ -179,6 +179,19 @@ export class Lab {
     });
   }
 
+  private readonly pendingFaults = new Set<Promise<void>>();
+
+  /** A fault being put in place elsewhere (a container relay's control API), for `faultsApplied`. */
+  trackFault(applied: Promise<void>): void {
+    this.pendingFaults.add(applied);
+    void applied.finally(() => this.pendingFaults.delete(applied)).catch(() => undefined);
+  }
+
+  /** Resolves once every fault added to this lab's relays is in place; throws the first refusal. */
+  async faultsApplied(): Promise<void> {
+    await Promise.all([...this.pendingFaults]);
+  }
+
   /** Events since a time (ms epoch), for one variant's window. */
   eventsSince(t: number): LabEvent[] {
     return this.events.filter((e) => e.time >= t);

@@ -10,6 +10,7 @@ export function checkExpectation(
   durationMs: number,
   events: LabEvent[],
   stdout = '',
+  explanation: readonly string[] = [],
 ): string[] {
   const problems: string[] = [];
   const observed = verdict.ok ? 'pass' : `fail ${verdict.class}`;
@@ -53,6 +54,10 @@ export function checkExpectation(
   for (const want of 'labNeverSaw' in expect ? expect.labNeverSaw : []) {
     if (matches(want))
       problems.push(`expected ${describe(want).replace(' to see ', ' never to see ')}; it did`);
+  }
+  const explains = 'explains' in expect ? expect.explains : undefined;
+  if (explains !== undefined && !explanation.some((l) => new RegExp(explains, 'm').test(l))) {
+    problems.push(`expected the explanation to say /${explains}/; it said: ${explanation.join(' | ')}`);
   }
   return problems;
 }

@@ -1,23 +1,18 @@
 import type { LabEvent } from '../../simulators/common/events.js';
 import { endpointTarget, type Lab } from '../lab/lab.js';
-import type { Network, NetworkPatch } from '../scenario/model.js';
 import { explainPath, type FirewallRule } from '../topology/netns/index.js';
 
 /**
  * What the kernel counted during a run on the netns backend, as lab events the evidence rules read:
  * one `firewall-match` per nftables rule that matched packets (`<host> firewall` as the source).
  */
-export async function firewallEvents(
-  lab: Lab,
-  network: Network,
-  patch: NetworkPatch,
-  time: number,
-): Promise<LabEvent[]> {
+export async function firewallEvents(lab: Lab, time: number): Promise<LabEvent[]> {
   const placement = lab.netns;
   if (!placement) return [];
   const out: LabEvent[] = [];
-  for (const host of network.hosts) {
-    const rules = patch[host.name]?.firewall ?? host.firewall ?? [];
+  // The rules as built (the scenario's, with the variant's patch): counters are indexed by them.
+  for (const host of placement.network.plan.topology.hosts) {
+    const rules = host.firewall ?? [];
     if (rules.length === 0) continue;
     const counters = await placement.network.firewallCounters(host.name).catch(() => []);
     const seen = new Set<number>();
