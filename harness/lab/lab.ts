@@ -354,6 +354,11 @@ export function endpointTarget(sim: string, endpoint: string, main: boolean): st
   return main ? sim : `${sim}.${endpoint}`;
 }
 
+/** The event source of the namespace front of a simulator endpoint (netns backend). */
+export function frontName(sim: string, endpoint: string, main: boolean): string {
+  return `${endpointTarget(sim, endpoint, main)}-front`;
+}
+
 /** fieldlab's own directory (where dist/ and examples live), from the source tree or from dist/. */
 function packageRoot(): string {
   const here = fileURLToPath(new URL('.', import.meta.url));
@@ -553,7 +558,7 @@ async function frontInNetns(
     const wanted = decl.ports?.[ep.name] ?? (i === 0 ? (decl.port ?? 0) : 0);
     const { handle } = await lab.netns!.network.bindIn(placed.host, placed.address, wanted);
     const front = await startNetnsFront({
-      name: `${endpointTarget(decl.name, ep.name, i === 0)}-front`,
+      name: frontName(decl.name, ep.name, i === 0),
       handle,
       upstream: { host: ep.host, port: ep.port },
     });

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Network, NetworkPatch } from '../scenario/model.js';
+import { type Network, type NetworkPatch, networkHostNamed, patchedHosts } from '../scenario/model.js';
 import { applyNetns, type TopologyInput } from '../topology/netns/index.js';
 import type { NetnsPlacement } from './lab.js';
 
@@ -10,10 +10,10 @@ import type { NetnsPlacement } from './lab.js';
  */
 export function topologyFor(network: Network, patch: NetworkPatch, labId: string): TopologyInput {
   const names: Record<string, string> = {};
-  const hosts = network.hosts.map(({ names: hostNames, ...host }) => {
+  const hosts = patchedHosts(network, patch).map(({ names: hostNames, ...host }) => {
     const first = firstAddress(host);
     if (first !== undefined) for (const n of hostNames) names[n] = first;
-    return { ...host, ...(patch[host.name] ?? {}) };
+    return host;
   });
   return { labId, segments: network.segments, hosts, dns: { nameservers: [], hosts: names } };
 }
@@ -25,7 +25,7 @@ function firstAddress(h: { segments: ReadonlyArray<{ address: string }> }): stri
 
 /** The network host a lab name lives on (a host's own name counts as one of its names). */
 export function hostOfName(network: Network, name: string): { host: string; address: string } | undefined {
-  const h = network.hosts.find((x) => x.name === name || x.names.includes(name));
+  const h = networkHostNamed(network, name);
   const address = h && firstAddress(h);
   return h && address !== undefined ? { host: h.name, address } : undefined;
 }

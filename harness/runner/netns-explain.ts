@@ -1,5 +1,5 @@
 import type { LabEvent } from '../../simulators/common/events.js';
-import { endpointTarget, type Lab } from '../lab/lab.js';
+import { frontName, type Lab } from '../lab/lab.js';
 import { explainPath, type FirewallRule } from '../topology/netns/index.js';
 
 /**
@@ -62,7 +62,7 @@ export async function explainRoutes(
 
 /** Whether the simulator (or its namespace front) saw a connection on that endpoint. */
 function reached(events: readonly LabEvent[], sim: string, endpoint: string, main?: string): boolean {
-  const front = `${endpointTarget(sim, endpoint, endpoint === main)}-front`;
+  const front = frontName(sim, endpoint, endpoint === main);
   return events.some((e) => e.type === 'connection' && (e.source === front || e.source === sim));
 }
 

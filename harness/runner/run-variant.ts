@@ -14,8 +14,15 @@ import { explain } from '../probe/evidence.js';
 import { probeHttps } from '../probe/https-probe.js';
 import type { Phase } from '../probe/phases.js';
 import type { LoadedScenario } from '../scenario/load.js';
-import type { Backend, ClientDecl, Scenario, Variant } from '../scenario/model.js';
-import { referencesIn } from '../scenario/semantics.js';
+import {
+  type Backend,
+  type ClientDecl,
+  clientHostOf,
+  patchedHosts,
+  type Scenario,
+  type Variant,
+} from '../scenario/model.js';
+import { forEachString, referencesIn } from '../scenario/semantics.js';
 import { classifyCommand, isCurlClient } from './classify-command.js';
 import { checkExpectation } from './expectation.js';
 import { explainRoutes, firewallEvents } from './netns-explain.js';
@@ -50,7 +57,7 @@ export function neededCapabilities(s: Scenario, v: Variant, backend: Backend = '
   if (backend === 'container') caps.add('docker');
   if (backend === 'netns') {
     caps.add('netns');
-    const hosts = (s.lab.network?.hosts ?? []).map((h) => ({ ...h, ...(v.network[h.name] ?? {}) }));
+    const hosts = s.lab.network ? patchedHosts(s.lab.network, v.network) : [];
     if (hosts.some((h) => h.wireguard)) {
       caps.add('cmd:wireguard-go');
       caps.add('cmd:wg');
@@ -58,11 +65,6 @@ export function neededCapabilities(s: Scenario, v: Variant, backend: Backend = '
     if (hosts.some((h) => h.bandwidth?.length)) caps.add('cmd:tc');
   }
   return [...caps];
-}
-
-/** The network host the client runs on (netns backend): `client.host`, default `device`. */
-export function clientHostOf(s: Scenario): string {
-  return (s.client.type === 'command' ? s.client.host : undefined) ?? 'device';
 }
 
 /** The simulator containers' last log lines, for the report (container backend only). */
@@ -74,12 +76,12 @@ function containerLogs(lab: Lab): { logs?: Record<string, string[]> } {
 
 /** Simulators the client is pointed at (its `${sim...}` references), for the netns explanation. */
 function referencedSimulators(client: ClientDecl): string[] {
-  const texts =
-    client.type === 'command'
-      ? [...client.argv, ...Object.values(client.env), client.stdin ?? '']
-      : [client.url, client.proxy ?? ''];
-  const names = texts.flatMap((t) => referencesIn(t).map((r) => r.split('.')[0] ?? ''));
-  return [...new Set(names.filter((n) => n !== 'lab'))];
+  const names = new Set<string>();
+  forEachString(client, (t) => {
+    for (const r of referencesIn(t)) names.add(r.split('.')[0] ?? '');
+  });
+  names.delete('lab');
+  return [...names];
 }
 
 function toExpectation(v: Variant): Expectation {

@@ -266,6 +266,21 @@ export type Network = z.output<typeof networkSchema>;
 export type NetworkPatch = z.output<typeof networkPatchSchema>;
 export type ExpectDecl = z.output<typeof expectSchema>;
 
+/** The network host the client runs on (netns backend): `client.host`, default `device`. */
+export function clientHostOf(s: Scenario): string {
+  return (s.client.type === 'command' ? s.client.host : undefined) ?? 'device';
+}
+
+/** The network host a lab name lives on: its own name or one of its `names`. */
+export function networkHostNamed(network: Network, name: string): Network['hosts'][number] | undefined {
+  return network.hosts.find((h) => h.name === name || h.names.includes(name));
+}
+
+/** The network's hosts with a variant's patch applied. */
+export function patchedHosts(network: Network, patch: NetworkPatch): Network['hosts'] {
+  return network.hosts.map((h) => ({ ...h, ...(patch[h.name] ?? {}) }));
+}
+
 /** The typed TypeScript API: returns its argument, checked by the compiler against the model. */
 export function defineScenario(s: ScenarioInput): ScenarioInput {
   return s;

@@ -1,5 +1,5 @@
 import { adapterFor, adapterTypes } from '../lab/adapters.js';
-import type { Scenario } from './model.js';
+import { clientHostOf, networkHostNamed, type Scenario } from './model.js';
 
 /** Checks the schema cannot express: references between fields, the broken/fixed pairing. */
 export interface SemanticIssue {
@@ -10,6 +10,18 @@ export interface SemanticIssue {
 /** `${ref}`, but not the escaped `$${literal}`. */
 const REF = /(?<!\$)\$\{([^}]*)\}/g;
 const LAB_VARS = new Set(['ca', 'caDir', 'hosts', 'dir', 'resolv', 'root']);
+
+/** Calls `visit` with every string inside a value (arrays and objects walked), and its path. */
+export function forEachString(
+  v: unknown,
+  visit: (s: string, path: PropertyKey[]) => void,
+  path: PropertyKey[] = [],
+): void {
+  if (typeof v === 'string') visit(v, path);
+  else if (Array.isArray(v)) for (const [i, x] of v.entries()) forEachString(x, visit, [...path, i]);
+  else if (v && typeof v === 'object')
+    for (const [k, x] of Object.entries(v)) forEachString(x, visit, [...path, k]);
+}
 
 /** `${...}` references used in a string, as their inner text. */
 export function referencesIn(s: string): string[] {
@@ -66,14 +78,9 @@ export function checkSemantics(s: Scenario): SemanticIssue[] {
       }
     }
   };
-  const walkStrings = (v: unknown, path: PropertyKey[]) => {
-    if (typeof v === 'string') checkRefs(v, path);
-    else if (Array.isArray(v)) for (const [i, x] of v.entries()) walkStrings(x, [...path, i]);
-    else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) walkStrings(x, [...path, k]);
-  };
-  walkStrings(s.client, ['client']);
+  forEachString(s.client, checkRefs, ['client']);
   for (const [i, sim] of s.lab.simulators.entries())
-    walkStrings(sim.options, ['lab', 'simulators', i, 'options']);
+    forEachString(sim.options, checkRefs, ['lab', 'simulators', i, 'options']);
 
   // Simulator types and their options, as each variant will start them.
   s.lab.simulators.forEach((sim, i) => {
@@ -122,8 +129,8 @@ export function checkSemantics(s: Scenario): SemanticIssue[] {
       if (!sims.has(simName))
         issues.push({ path: ['variants', i, 'simulators', simName], message: `no simulator ${simName}` });
     }
-    walkStrings(v.client, ['variants', i, 'client']);
-    walkStrings(v.simulators, ['variants', i, 'simulators']);
+    forEachString(v.client, checkRefs, ['variants', i, 'client']);
+    forEachString(v.simulators, checkRefs, ['variants', i, 'simulators']);
   });
   issues.push(...checkNetwork(s));
   if (broken === 0)
@@ -168,9 +175,8 @@ function checkNetwork(s: Scenario): SemanticIssue[] {
     return issues;
   }
   const hosts = new Set(net.hosts.map((h) => h.name));
-  const placed = (name: string) => net.hosts.some((h) => h.name === name || h.names.includes(name));
   s.lab.simulators.forEach((sim, i) => {
-    if (!placed(sim.host))
+    if (!networkHostNamed(net, sim.host))
       issues.push({
         path: ['lab', 'simulators', i, 'host'],
         message: `${sim.host} is on no lab.network host: add it to one host's names`,
@@ -182,7 +188,7 @@ function checkNetwork(s: Scenario): SemanticIssue[] {
       message: 'on the netns backend the client is a command (it runs inside its host namespace)',
     });
   } else {
-    const host = s.client.host ?? 'device';
+    const host = clientHostOf(s);
     if (!hosts.has(host))
       issues.push({
         path: ['client', 'host'],

@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { hostOfName, topologyFor } from '../../harness/lab/netns-network.js';
 import { describeRule } from '../../harness/runner/netns-explain.js';
-import { clientHostOf, neededCapabilities } from '../../harness/runner/run-variant.js';
+import { neededCapabilities } from '../../harness/runner/run-variant.js';
 import { loadYamlScenario, ScenarioError } from '../../harness/scenario/load.js';
+import { clientHostOf } from '../../harness/scenario/model.js';
 import { planNetns } from '../../harness/topology/netns/index.js';
 
 /** The netns backend's part of the scenario model: validated without root, planned without root. */
