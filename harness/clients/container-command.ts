@@ -29,18 +29,18 @@ export async function runInContainer(spec: {
   if (spec.cwd) docker.push('-w', spec.cwd);
   if (spec.stdin !== undefined) docker.push('-i');
   docker.push('--entrypoint', program ?? 'true', spec.lab.image, ...args);
-  try {
-    const r = await runCommand({
-      argv: docker,
-      timeoutMs: spec.timeoutMs,
-      ...(spec.stdin !== undefined ? { stdin: spec.stdin } : {}),
-      ...(spec.onSpawn ? { onSpawn: spec.onSpawn } : {}),
-    });
-    return { ...r, argv: spec.argv };
-  } finally {
-    // After a timeout the docker CLI is gone but the container may not be.
+  const r = await runCommand({
+    argv: docker,
+    timeoutMs: spec.timeoutMs,
+    ...(spec.stdin !== undefined ? { stdin: spec.stdin } : {}),
+    ...(spec.onSpawn ? { onSpawn: spec.onSpawn } : {}),
+  });
+  // `--rm` removes a container that exited; after a timeout or a kill the docker CLI is gone but the
+  // container may not be.
+  if (r.timedOut || r.signal !== null || r.spawnError !== undefined) {
     await execa('docker', ['rm', '-f', name], { reject: false, timeout: 15_000 });
   }
+  return { ...r, argv: spec.argv };
 }
 
 /**

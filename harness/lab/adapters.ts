@@ -469,10 +469,9 @@ const dps = adapter({
       hostName: ctx.hostName,
       idScope: o.idScope,
       tls: { certPem: cert.chainPem, keyPem: cert.keyPem },
-      enrollments: o.enrollments,
-      groups: o.groups,
       hub: hub as DpsHubTarget,
     });
+    // Registered here, not through startDps's options: the add* calls return the keys for
     // `${dps.idScope}`, `${dps.key-<registrationId>}`, `${dps.group-<groupId>}`.
     const vars: Record<string, string> = { idScope: handle.idScope };
     for (const e of o.enrollments)

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { which } from '../capabilities.js';
+import { checkCapability } from '../capabilities.js';
 import { isAlive } from './state.js';
 
 /** Labels every container and network of a container lab carries (see container-lab.ts). */
@@ -21,27 +21,27 @@ export function cleanContainers(opts: { force?: boolean } = {}): {
   networks: string[];
 } {
   const out = { containers: [] as string[], networks: [] as string[] };
-  if (!which('docker') || !docker(['info', '--format', '{{.ID}}']).ok) return out;
-  const orphaned = (labels: string): boolean => {
-    const get = (k: string) => new RegExp(`(?:^|,)${k.replaceAll('.', '\\.')}=([^,]*)`).exec(labels)?.[1];
-    const pid = Number(get(OWNER_LABEL));
-    const start = get(OWNER_START_LABEL);
-    return opts.force === true || !isAlive(pid, start ? Number(start) : undefined) || pid === process.pid;
-  };
+  if (!checkCapability('docker').ok) return out;
+  const orphaned = (pid: string, start: string): boolean =>
+    opts.force === true ||
+    !isAlive(Number(pid), start ? Number(start) : undefined) ||
+    Number(pid) === process.pid;
+  // The owner labels as columns: `{{.Label "k"}}` prints one label's value ('' when absent).
+  const owner = `{{.Label "${OWNER_LABEL}"}}\t{{.Label "${OWNER_START_LABEL}"}}`;
   const list = (kind: 'ps' | 'network') =>
     docker(
       kind === 'ps'
-        ? ['ps', '-a', '--filter', `label=${LAB_LABEL}`, '--format', '{{.ID}}\t{{.Names}}\t{{.Labels}}']
-        : ['network', 'ls', '--filter', `label=${LAB_LABEL}`, '--format', '{{.ID}}\t{{.Name}}\t{{.Labels}}'],
+        ? ['ps', '-a', '--filter', `label=${LAB_LABEL}`, '--format', `{{.ID}}\t{{.Names}}\t${owner}`]
+        : ['network', 'ls', '--filter', `label=${LAB_LABEL}`, '--format', `{{.ID}}\t{{.Name}}\t${owner}`],
     )
       .out.split('\n')
       .filter(Boolean)
-      .map((l) => l.split('\t') as [string, string, string]);
-  for (const [id, name, labels] of list('ps')) {
-    if (orphaned(labels) && docker(['rm', '-f', id]).ok) out.containers.push(name);
+      .map((l) => l.split('\t') as [string, string, string, string]);
+  for (const [id, name, pid, start] of list('ps')) {
+    if (orphaned(pid, start) && docker(['rm', '-f', id]).ok) out.containers.push(name);
   }
-  for (const [id, name, labels] of list('network')) {
-    if (orphaned(labels) && docker(['network', 'rm', id]).ok) out.networks.push(name);
+  for (const [id, name, pid, start] of list('network')) {
+    if (orphaned(pid, start) && docker(['network', 'rm', id]).ok) out.networks.push(name);
   }
   return out;
 }

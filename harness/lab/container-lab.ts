@@ -29,17 +29,13 @@ export const CONTAINER_ROOT = '/app';
 
 export interface ContainerLabOptions {
   image: string;
-  /** Bound on each simulator's start (image pull excluded: the image must exist). */
-  startupTimeoutMs?: number;
 }
 
-/** A simulator container as the lab sees it. */
-interface RemoteSimulator extends LabSimulatorHandle {
-  container: { stop(): Promise<unknown> };
-  ip: string;
-}
+/** Bound on each simulator container's start (image pull excluded: the image must exist). */
+const STARTUP_TIMEOUT_MS = 60_000;
 
 type Testcontainers = typeof import('testcontainers');
+type RuntimeClient = Awaited<ReturnType<Testcontainers['getContainerRuntimeClient']>>;
 
 async function testcontainers(): Promise<Testcontainers> {
   // Ryuk (the reaper container) would need a registry; the lab cleans up after itself instead.
@@ -51,8 +47,7 @@ async function testcontainers(): Promise<Testcontainers> {
 }
 
 /** Creates the lab's network on the first free 198.18.N.0/24 (N ≥ 1; compose uses N = 0). */
-async function createNetwork(tc: Testcontainers, labId: string, labels: Record<string, string>) {
-  const client = await tc.getContainerRuntimeClient();
+async function createNetwork(client: RuntimeClient, labId: string, labels: Record<string, string>) {
   const name = `fl-${labId}`;
   let lastError: unknown;
   for (let attempt = 0; attempt < 40; attempt++) {
@@ -135,7 +130,7 @@ export async function startContainerLab(def: LabDefinition, opts: ContainerLabOp
   lab.onStopped(async () => network?.remove());
 
   try {
-    network = await createNetwork(tc, id, labels);
+    network = await createNetwork(client, id, labels);
     paths.network = network.name;
     for (const decl of def.simulators) {
       const options = lab.interpolate(decl.options ?? {});
@@ -172,7 +167,7 @@ export async function startContainerLab(def: LabDefinition, opts: ContainerLabOp
           ),
         )
         .withWaitStrategy(tc.Wait.forHealthCheck())
-        .withStartupTimeout(opts.startupTimeoutMs ?? 60_000)
+        .withStartupTimeout(STARTUP_TIMEOUT_MS)
         .start()
         .catch((err: Error) => {
           throw new FieldlabError(
@@ -185,29 +180,23 @@ export async function startContainerLab(def: LabDefinition, opts: ContainerLabOp
           );
         });
       const ip = container.getIpAddress(network.name);
-      const remote: RemoteSimulator = {
+      const remote: LabSimulatorHandle = {
         name: decl.name,
         endpoints: [],
         events,
         stats: () => ({}),
         stop: () => container.stop().then(() => undefined),
-        container,
-        ip,
       };
       // Registered at once: lab.stop() stops it even if the rest of its start fails.
       const running = { decl, handle: remote, endpoints: [], relays: new Map(), vars: {}, fronts: [], logs };
       lab.simulators.set(decl.name, running);
       const got = await waitFor(() => ready, 10_000, `${decl.name}: no ready line in its logs`);
       // `${sim.address}` is the container's address; URLs keep the lab host name (certificates name it).
-      const endpoints = got.endpoints.map((e) => ({
-        ...e,
-        host: ip,
-        ...(e.url ? { url: e.url.replace('0.0.0.0', decl.host) } : {}),
-      }));
+      const endpoints = got.endpoints.map((e) => ({ ...e, host: ip }));
       lab.hosts.set(decl.host, ip);
       const relays = new Map<string, RelayHandle>();
-      for (const ep of got.endpoints)
-        relays.set(ep.name, remoteRelay(lab, ip, decl.name, ep.name, got.endpoints[0]?.name));
+      for (const [i, ep] of got.endpoints.entries())
+        relays.set(ep.name, remoteRelay(lab, ip, endpointTarget(decl.name, ep.name, i === 0)));
       Object.assign(running, { endpoints, relays, vars: got.vars });
     }
     return lab;
@@ -245,8 +234,7 @@ async function waitFor<T>(get: () => T | undefined, ms: number, what: string): P
 }
 
 /** A relay in a container: toxics travel to its control API. Only `addToxic` is offered. */
-function remoteRelay(lab: Lab, ip: string, sim: string, endpoint: string, main?: string): RelayHandle {
-  const target = endpointTarget(sim, endpoint, endpoint === main);
+function remoteRelay(lab: Lab, ip: string, target: string): RelayHandle {
   const unsupported = () => {
     throw new FieldlabError('E_CONTAINER_RELAY', `${target}: only adding toxics reaches a container relay`);
   };

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { connect, createServer, type Socket } from 'node:net';
 import { SimulatorEvents } from '../../simulators/common/events.js';
-import { ConnectionTracker, closeServer } from '../../simulators/common/net.js';
+import { ConnectionTracker, closeServer, listenOnHandle } from '../../simulators/common/net.js';
 
 /**
  * A simulator's public face inside a network namespace (the netns backend): a listening socket bound in
@@ -20,7 +20,6 @@ export interface NetnsFrontEvents {
 
 export interface NetnsFront {
   readonly events: SimulatorEvents<NetnsFrontEvents>;
-  readonly host: string;
   readonly port: number;
   stop(): Promise<void>;
 }
@@ -59,19 +58,11 @@ export async function startNetnsFront(options: {
       if (!client.writableEnded) client.end();
     });
   });
-  const address = await new Promise<{ address: string; port: number }>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.handle, () => {
-      const a = server.address();
-      if (a === null || typeof a === 'string') reject(new Error(`${options.name}: handle is not TCP`));
-      else resolve(a);
-    });
-  });
+  const { port } = await listenOnHandle(server, options.handle);
   let stopped: Promise<void> | undefined;
   return {
     events,
-    host: address.address,
-    port: address.port,
+    port,
     stop() {
       stopped ??= closeServer(server, tracker);
       return stopped;

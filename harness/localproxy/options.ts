@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { FieldlabError } from '../../simulators/common/errors.js';
+import { hostPort } from '../../simulators/common/net.js';
 import { parseTarget, type Target } from '../../simulators/common/targets.js';
 
 /**
@@ -189,7 +190,7 @@ export function parseDestinationApps(
       : Object.entries(input);
   for (const [id, raw] of entries) {
     // localproxy: a bare port connects to 127.0.0.1 (or -b), never `localhost`, which may be ::1 first.
-    const target = /^\d{1,5}$/.test(raw) ? parseTarget(`${hostPort(defaultHost)}:${raw}`) : parseTarget(raw);
+    const target = parseTarget(/^\d{1,5}$/.test(raw) ? hostPort(defaultHost, Number(raw)) : raw);
     if (!target) {
       throw badOption(
         'destinationApp',
@@ -202,11 +203,6 @@ export function parseDestinationApps(
     out.set(id, target);
   }
   return out;
-}
-
-/** A host as it goes before `:port` (IPv6 literals in brackets). */
-function hostPort(host: string): string {
-  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
 }
 
 /** The configured key for a service id: its own entry, or the unnamed one when it is the only one. */

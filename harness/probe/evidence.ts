@@ -39,6 +39,7 @@ export interface EvidenceRule {
 const s = (v: unknown): string => (v === undefined || v === null ? '?' : String(v));
 const toxicName = (d: Data) => s(d.toxic ?? d.name ?? d.id);
 const isRelayToxic = (types: string[]) => (d: Data) => types.includes(s(d.type));
+const firewallMatch = (d: Data, e: LabEvent) => `${e.source}: ${s(d.rule)} matched ${s(d.packets)} packet(s)`;
 
 const RCODES: Record<number, string> = { 0: 'NOERROR', 2: 'SERVFAIL', 3: 'NXDOMAIN', 5: 'REFUSED' };
 const rcode = (d: Data): string =>
@@ -92,7 +93,7 @@ export const EVIDENCE_RULES: readonly EvidenceRule[] = [
     when: (d) => d.action === 'drop',
     class: 'tcp.timeout',
     consistentWith: ['client.timeout', 'dns.timeout'],
-    explain: (d, e) => `${e.source}: ${s(d.rule)} matched ${s(d.packets)} packet(s)`,
+    explain: firewallMatch,
   },
   {
     id: 'firewall-rejected',
@@ -100,7 +101,7 @@ export const EVIDENCE_RULES: readonly EvidenceRule[] = [
     when: (d) => d.action === 'reject',
     class: 'tcp.refused',
     consistentWith: ['tcp.unreachable'],
-    explain: (d, e) => `${e.source}: ${s(d.rule)} matched ${s(d.packets)} packet(s)`,
+    explain: firewallMatch,
   },
   {
     id: 'tunnel-token-used',

@@ -40,10 +40,7 @@ export async function runAll(scenarios: LoadedScenario[], opts: RunAllOptions): 
     while (next < jobs.length) {
       const i = next++;
       const job = jobs[i]!;
-      const r = await runVariant(job.s, job.v, {
-        backend: opts.backend,
-        ...(opts.image ? { image: opts.image } : {}),
-      });
+      const r = await runVariant(job.s, job.v, { backend: opts.backend, image: opts.image });
       results[i] = r;
       opts.onResult?.(r);
     }

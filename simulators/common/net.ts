@@ -18,6 +18,26 @@ export function listen(server: NetServer, host: string, port: number): Promise<n
 }
 
 /**
+ * Listens on a bound handle handed over from elsewhere (a socket bound inside a network namespace) and
+ * resolves to its address. Rejects with the listen error instead of emitting it.
+ */
+export function listenOnHandle(
+  server: NetServer,
+  handle: object,
+): Promise<{ address: string; port: number }> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(err);
+    server.once('error', onError);
+    server.listen(handle, () => {
+      server.off('error', onError);
+      const addr = server.address();
+      if (addr === null || typeof addr === 'string') reject(new Error('the handle is not a TCP socket'));
+      else resolve(addr);
+    });
+  });
+}
+
+/**
  * Tracks a server's open sockets so that `close()` can end them: `server.close()` alone waits for
  * every client to leave, which a lab must never do.
  */

@@ -15,6 +15,7 @@ import {
   hostPort,
   type SimulatorEvents,
 } from '../common/index.js';
+import { listenOnHandle } from '../common/net.js';
 import type { GeoDnsEvents, GeoDnsStats } from './events.js';
 import { locationText } from './geo.js';
 import type { HealthChecks } from './health.js';
@@ -104,15 +105,9 @@ export class DnsServer {
   /** Binds UDP (port 0 → a free port), then TCP on the same port; retries when TCP's port is taken. */
   async listen(): Promise<void> {
     if (this.d.bound) {
-      const { udp } = this.d.bound;
+      const { udp, tcp: handle } = this.d.bound;
       const tcp = createServer({ noDelay: true }, (s) => this.onTcp(s));
-      await new Promise<void>((resolve, reject) => {
-        tcp.once('error', reject);
-        tcp.listen(this.d.bound!.tcp, () => {
-          tcp.off('error', reject);
-          resolve();
-        });
-      });
+      await listenOnHandle(tcp, handle);
       this.serve(udp, tcp);
       return;
     }

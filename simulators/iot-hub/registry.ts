@@ -10,11 +10,17 @@ import { join } from 'node:path';
 /** Device ids that can name a registry file (no path separators, no dot-dot). */
 const SAFE_DEVICE_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 
+/** A device's file in a registry directory; undefined for an id that cannot safely name a file. */
+function keyFile(dir: string, deviceId: string): string | undefined {
+  return SAFE_DEVICE_ID.test(deviceId) && !deviceId.includes('..') ? join(dir, `${deviceId}.key`) : undefined;
+}
+
 /** The key a DPS in another process registered for a device (see `registryDir`), if any. */
 export function registeredKey(dir: string | undefined, deviceId: string): string | undefined {
-  if (!dir || !SAFE_DEVICE_ID.test(deviceId) || deviceId.includes('..')) return undefined;
+  const file = dir === undefined ? undefined : keyFile(dir, deviceId);
+  if (!file) return undefined;
   try {
-    return readFileSync(join(dir, `${deviceId}.key`), 'utf8').trim() || undefined;
+    return readFileSync(file, 'utf8').trim() || undefined;
   } catch {
     return undefined;
   }
@@ -22,7 +28,8 @@ export function registeredKey(dir: string | undefined, deviceId: string): string
 
 /** Records a device's key in a registry directory for a hub in another process. */
 export function registerKey(dir: string, deviceId: string, key: string): void {
-  if (!SAFE_DEVICE_ID.test(deviceId) || deviceId.includes('..')) return;
+  const file = keyFile(dir, deviceId);
+  if (!file) return;
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, `${deviceId}.key`), `${key}\n`, { mode: 0o600 });
+  writeFileSync(file, `${key}\n`, { mode: 0o600 });
 }

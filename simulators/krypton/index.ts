@@ -5,7 +5,7 @@ import type { Socket } from 'node:net';
 import { z } from 'zod';
 import { SimulatorEvents } from '../common/events.js';
 import type { SimulatorHandle } from '../common/handle.js';
-import { ConnectionTracker, closeServer, hostPort, listen } from '../common/net.js';
+import { ConnectionTracker, closeServer, hostPort, listen, listenOnHandle } from '../common/net.js';
 import { parseOptions } from '../common/options.js';
 import {
   announceConnection,
@@ -173,17 +173,7 @@ export async function start(options: KryptonOptions): Promise<KryptonHandle> {
   let host = opts.host;
   let port: number;
   if (opts.listenHandle) {
-    port = await new Promise<number>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(opts.listenHandle, () => {
-        const a = server.address();
-        if (a === null || typeof a === 'string') reject(new Error('krypton: handle has no TCP address'));
-        else {
-          host = a.address;
-          resolve(a.port);
-        }
-      });
-    });
+    ({ address: host, port } = await listenOnHandle(server, opts.listenHandle));
   } else {
     port = await listen(server, opts.host, opts.port);
   }

@@ -260,8 +260,8 @@ export class DataPlane {
     // whether the old socket is still attached or already gone. A new localproxy session numbers its
     // streams from 1 again, so without the reset a peer would take the new STREAM_START for its old one
     // (the C++ localproxy ignores a STREAM_START repeating its current stream id).
-    if (t.sessions[mode] > 0) this.resetPeerStreams(t, mode === 'source' ? 'destination' : 'source');
-    t.sessions[mode]++;
+    if (t.attachedBefore.has(mode)) this.resetPeerStreams(t, mode === 'source' ? 'destination' : 'source');
+    t.attachedBefore.add(mode);
     t.peers[mode] = peer;
     t.slots[mode].lastUpdatedAt = Date.now();
     this.peers.add(peer);

@@ -51,8 +51,8 @@ export interface Tunnel {
   lastUpdatedAt: number;
   slots: Record<PeerMode, TokenSlot>;
   peers: Partial<Record<PeerMode, Peer>>;
-  /** WebSocket sessions attached so far per side: a second one is a reconnection. */
-  sessions: Record<PeerMode, number>;
+  /** Sides that had a WebSocket session attached: the next one of that side is a reconnection. */
+  attachedBefore: Set<PeerMode>;
   /** Active stream id per service id ('' for V1 / no services). */
   streams: Map<string, number>;
   /** Service ids a stream was ever started for (late DATA after a reset is stale, not a violation). */
@@ -98,7 +98,7 @@ export function newTunnel(init: {
     lastUpdatedAt: now,
     slots: { source: newSlot(now), destination: newSlot(now) },
     peers: {},
-    sessions: { source: 0, destination: 0 },
+    attachedBefore: new Set(),
     streams: new Map(),
     started: new Set(),
     connections: new Map(),

@@ -96,7 +96,7 @@ export function labCidr(text: string, where: string): Cidr {
       `${where}: ${text} is outside the lab address plan (${ranges})`,
       {
         where,
-        hint: `use an address from ${LAB_RANGES.join(', ')}; the seeds' public addresses become 203.0.113.x`,
+        hint: `use an address from ${ranges}; the seeds' public addresses become 203.0.113.x`,
       },
     );
   }

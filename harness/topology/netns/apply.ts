@@ -134,9 +134,8 @@ export class NetnsLab {
    * the handle to `server.listen(handle)` (or a simulator's `listenHandle` option) to serve in-process
    * on a lab address. Close that server before `teardown()` (an open socket keeps the namespace alive).
    */
-  async bindIn(host: string, address: string, port: number): Promise<{ handle: object; port: number }> {
-    const { handle, port: bound } = await this.handOver(host, address, port, 'tcp');
-    return { handle, port: bound };
+  bindIn(host: string, address: string, port: number): Promise<{ handle: object; port: number }> {
+    return this.handOver(host, address, port, 'tcp');
   }
 
   /** The same for UDP: a `dgram.Socket` bound at address:port inside the host's namespace. */
