@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FieldlabError } from '../../simulators/common/errors.js';
-import { start as startPki } from '../../simulators/pki/index.js';
+import { authorityOf, start as startPki } from '../../simulators/pki/index.js';
 
 /**
  * `fieldlab pki --dir D --server a.example.com,alias ...`: a lab CA and server leaves as files, for
@@ -45,11 +45,7 @@ export async function pkiCommand(flags: { dir: string; server: string[] }): Prom
     }
     // The CA itself, for simulators started with `serve-lab` (they issue their own leaves under it). A
     // throwaway lab CA, readable to the image's user only.
-    const authority = {
-      root: { certPem: pki.root.certPem, keyPem: pki.root.keyPem },
-      intermediate: { certPem: pki.intermediate.certPem, keyPem: pki.intermediate.keyPem },
-    };
-    writeFileSync(join(flags.dir, 'authority.json'), JSON.stringify(authority), { mode: 0o600 });
+    writeFileSync(join(flags.dir, 'authority.json'), JSON.stringify(authorityOf(pki)), { mode: 0o600 });
     // Last: its presence says the directory is complete.
     writeFileSync(caFile, pki.root.certPem);
   } finally {

@@ -1,7 +1,8 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { FieldlabError } from '../../simulators/common/errors.js';
 import type { LabEvent } from '../../simulators/common/events.js';
 import type { LabSimulatorHandle } from '../lab/adapters.js';
+import { announceReady, stopOnSignals, writeLine } from './serving.js';
 
 /**
  * `fieldlab serve <simulator>`: one simulator as its own process, configured with its own options as
@@ -86,26 +87,10 @@ export async function serveCommand(type: string, flags: ServeFlags): Promise<voi
     ...(flags.port !== undefined ? { port: flags.port } : {}),
   };
   const handle = await (await load()).start(options);
-  const write = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
-  if (flags.events) handle.events.onAny((e: LabEvent) => write({ event: e }));
-  const ready = {
-    ready: true,
-    simulator: type,
-    name: handle.name,
-    pid: process.pid,
-    endpoints: handle.endpoints,
-  };
-  write(ready);
-  const readyFile = flags.readyFile ?? process.env.FIELDLAB_READY_FILE;
-  if (readyFile) writeFileSync(readyFile, `${JSON.stringify(ready)}\n`);
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    process.stderr.write(`fieldlab serve: ${signal}: stopping ${handle.name}\n`);
-    await handle.stop();
-    process.exit(0);
-  };
-  process.once('SIGINT', () => void stop('SIGINT'));
-  process.once('SIGTERM', () => void stop('SIGTERM'));
+  if (flags.events) handle.events.onAny((e: LabEvent) => writeLine({ event: e }));
+  announceReady(
+    { ready: true, simulator: type, name: handle.name, pid: process.pid, endpoints: handle.endpoints },
+    flags.readyFile,
+  );
+  stopOnSignals('fieldlab serve', handle.name, () => handle.stop());
 }

@@ -6,7 +6,7 @@ import type { Readable } from 'node:stream';
 import { FieldlabError } from '../../simulators/common/errors.js';
 import { type LabEvent, SimulatorEvents } from '../../simulators/common/events.js';
 import type { Endpoint } from '../../simulators/common/handle.js';
-import { start as startPki } from '../../simulators/pki/index.js';
+import { authorityOf, start as startPki } from '../../simulators/pki/index.js';
 import type { RelayHandle } from '../faults/index.js';
 import type { ToxicSpecInput } from '../faults/spec.js';
 import type { LabSimulatorHandle } from './adapters.js';
@@ -113,10 +113,7 @@ export async function startContainerLab(def: LabDefinition, opts: ContainerLabOp
   writeRecord(dir, record);
   const pki = await startPki({ name: 'pki', dir });
   chmodSync(pki.dir, 0o755);
-  const authority = {
-    root: { certPem: pki.root.certPem, keyPem: pki.root.keyPem },
-    intermediate: { certPem: pki.intermediate.certPem, keyPem: pki.intermediate.keyPem },
-  };
+  const authority = authorityOf(pki);
   const block = { prefix: '', address: () => '', release: () => {} };
   const labels = {
     [LAB_LABEL]: id,

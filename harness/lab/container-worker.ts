@@ -1,7 +1,9 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { FieldlabError } from '../../simulators/common/errors.js';
+import { type Authority, authoritySchema } from '../../simulators/pki/index.js';
+import { announceReady, stopOnSignals, writeLine } from '../cli/serving.js';
 import { toxicSpecSchema } from '../faults/spec.js';
 import { type LabSimulator, startLab } from './lab.js';
 
@@ -14,8 +16,6 @@ import { type LabSimulator, startLab } from './lab.js';
  */
 export const CONTROL_PORT = 7070;
 
-const pemPair = z.strictObject({ certPem: z.string().min(1), keyPem: z.string().min(1) });
-
 export const workerSpecSchema = z.strictObject({
   lab: z.string().min(1),
   /** The simulator, its options already filled in as the lab's containers see the lab. */
@@ -25,7 +25,7 @@ export const workerSpecSchema = z.strictObject({
   /** This simulator's own directory on the lab's shared volume. */
   dir: z.string().min(1),
   /** The lab CA, inline or as the file `fieldlab pki` writes (`authority.json`, compose's shared volume). */
-  authority: z.strictObject({ root: pemPair, intermediate: pemPair }).optional(),
+  authority: authoritySchema.optional(),
   authorityFile: z.string().min(1).optional(),
 });
 export type WorkerSpec = z.infer<typeof workerSpecSchema>;
@@ -51,16 +51,14 @@ function readSpec(file: string): WorkerSpec {
 }
 
 /** The lab CA of a spec, read from its file when given one. */
-function authorityOf(spec: WorkerSpec): NonNullable<WorkerSpec['authority']> {
+function specAuthority(spec: WorkerSpec): Authority {
   if (spec.authority) return spec.authority;
   if (!spec.authorityFile) {
     throw new FieldlabError('E_BAD_FLAG', 'serve-lab: the spec needs authority or authorityFile', {
       hint: '`fieldlab pki --dir /lab` writes /lab/authority.json',
     });
   }
-  const parsed = z
-    .strictObject({ root: pemPair, intermediate: pemPair })
-    .safeParse(JSON.parse(readFileSync(spec.authorityFile, 'utf8')));
+  const parsed = authoritySchema.safeParse(JSON.parse(readFileSync(spec.authorityFile, 'utf8')));
   if (!parsed.success)
     throw new FieldlabError('E_BAD_FLAG', `serve-lab: ${spec.authorityFile} is not a lab CA`);
   return parsed.data;
@@ -71,10 +69,9 @@ export async function serveLabCommand(specFile: string): Promise<void> {
   const lab = await startLab({
     name: spec.lab,
     simulators: [spec.simulator],
-    container: { bind: '0.0.0.0', dir: spec.dir, authority: authorityOf(spec) },
+    container: { bind: '0.0.0.0', dir: spec.dir, authority: specAuthority(spec) },
   });
-  const write = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
-  lab.onEvent((e) => write({ event: e }));
+  lab.onEvent((e) => writeLine({ event: e }));
 
   const control = createServer((req: IncomingMessage, res: ServerResponse) => {
     const answer = (status: number, body: unknown) => {
@@ -96,28 +93,17 @@ export async function serveLabCommand(specFile: string): Promise<void> {
   await new Promise<void>((resolve) => control.listen(CONTROL_PORT, '0.0.0.0', resolve));
 
   const sim = lab.sim(spec.simulator.name);
-  const ready = {
+  // `fieldlab health` reads the ready file: the container is healthy once every endpoint answers.
+  announceReady({
     ready: true,
     simulator: spec.simulator.type,
     name: spec.simulator.name,
     pid: process.pid,
     endpoints: sim.endpoints,
     vars: sim.vars,
-  };
-  write(ready);
-  // `fieldlab health` reads it: the container is healthy once every endpoint answers.
-  const readyFile = process.env.FIELDLAB_READY_FILE;
-  if (readyFile) writeFileSync(readyFile, `${JSON.stringify(ready)}\n`);
-
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    process.stderr.write(`fieldlab serve-lab: ${signal}: stopping ${spec.simulator.name}\n`);
+  });
+  stopOnSignals('fieldlab serve-lab', spec.simulator.name, async () => {
     control.close();
     await lab.stop();
-    process.exit(0);
-  };
-  process.once('SIGINT', () => void stop('SIGINT'));
-  process.once('SIGTERM', () => void stop('SIGTERM'));
+  });
 }

@@ -8,7 +8,7 @@ import { FieldlabError } from '../../simulators/common/errors.js';
 import type { LabEvent } from '../../simulators/common/events.js';
 import type { Endpoint } from '../../simulators/common/handle.js';
 import { parseOptions } from '../../simulators/common/options.js';
-import { type PkiHandle, start as startPki } from '../../simulators/pki/index.js';
+import { type Authority, type PkiHandle, start as startPki } from '../../simulators/pki/index.js';
 import { type RelayHandle, startRelay } from '../faults/index.js';
 import type { SimulatorDecl } from '../scenario/model.js';
 import type { NetnsLab } from '../topology/netns/index.js';
@@ -47,7 +47,7 @@ export interface LabDefinition {
   container?: {
     bind: string;
     dir: string;
-    authority: NonNullable<import('../../simulators/pki/index.js').PkiOptions['authority']>;
+    authority: Authority;
   };
 }
 

@@ -1,7 +1,15 @@
 import type { webcrypto } from 'node:crypto';
 import { FieldlabError } from '../common/errors.js';
 import { buildCertificate, intermediateValidity, leafValidity, rootValidity, type Signer } from './certs.js';
-import { crypto, generateKey, type KeyMaterial, normalizePem, signingAlgorithm, x509 } from './crypto.js';
+import {
+  crypto,
+  generateKey,
+  importAlgorithm,
+  type KeyMaterial,
+  normalizePem,
+  signingAlgorithm,
+  x509,
+} from './crypto.js';
 import { splitNames } from './names.js';
 import type { IssuedCert, IssuedEvent, KeyType, LeafOptions } from './types.js';
 
@@ -106,8 +114,7 @@ export class CertificateAuthority {
     const bc = cert.getExtension(x509.BasicConstraintsExtension);
     if (!bc?.ca) throw bad(`${cert.subject} is not a CA certificate`);
     const type: KeyType = cert.publicKey.algorithm.name === 'ECDSA' ? 'ec' : 'rsa';
-    const alg =
-      type === 'ec' ? { name: 'ECDSA', namedCurve: 'P-256' } : { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' };
+    const alg = importAlgorithm(type);
     let privateKey: webcrypto.CryptoKey;
     try {
       privateKey = await crypto.subtle.importKey(
@@ -136,7 +143,8 @@ export class CertificateAuthority {
       key: { type, keys: { privateKey, publicKey }, keyPem: normalizePem(opts.keyPem), keyId },
       parent: opts.parent,
       pathLength: bc.pathLength,
-      listener: undefined,
+      // As createIntermediate: a CA below another tells the same listener.
+      listener: opts.parent ? opts.parent.#listener : undefined,
     });
   }
 

@@ -30,6 +30,13 @@ const GENERATE: Record<KeyType, webcrypto.EcKeyGenParams | webcrypto.RsaHashedKe
   },
 };
 
+/** The algorithm to import a key of this type (WebCrypto ignores the generation-only members). */
+export function importAlgorithm(
+  type: KeyType,
+): webcrypto.EcKeyImportParams | webcrypto.RsaHashedImportParams {
+  return GENERATE[type] as webcrypto.EcKeyImportParams | webcrypto.RsaHashedImportParams;
+}
+
 /** Generates an extractable key pair of the given type and exports its private key. */
 export async function generateKey(type: KeyType): Promise<KeyMaterial> {
   const keys = (await crypto.subtle.generateKey(GENERATE[type], true, [

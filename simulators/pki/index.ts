@@ -36,6 +36,20 @@ export { isIp } from './names.js';
 export * from './types.js';
 
 /** Options of `start()`. */
+const pemPair = z.strictObject({ certPem: z.string().min(1), keyPem: z.string().min(1) });
+
+/** A lab CA as certificates and PKCS#8 keys (PEM): what `fieldlab pki` writes as authority.json. */
+export const authoritySchema = z.strictObject({ root: pemPair, intermediate: pemPair });
+export type Authority = z.infer<typeof authoritySchema>;
+
+/** A running PKI's CA, to hand to another process (`authority` option there). */
+export function authorityOf(pki: Pick<PkiHandle, 'root' | 'intermediate'>): Authority {
+  return {
+    root: { certPem: pki.root.certPem, keyPem: pki.root.keyPem },
+    intermediate: { certPem: pki.intermediate.certPem, keyPem: pki.intermediate.keyPem },
+  };
+}
+
 export const pkiOptionsSchema = z.strictObject({
   /** Lab name of this PKI (event source). */
   name: z.string().min(1).default('pki'),
@@ -49,12 +63,7 @@ export const pkiOptionsSchema = z.strictObject({
    * Use this lab CA instead of making one (certificates and PKCS#8 keys, PEM): a simulator in a container
    * then issues leaves that the rest of the lab trusts.
    */
-  authority: z
-    .strictObject({
-      root: z.strictObject({ certPem: z.string().min(1), keyPem: z.string().min(1) }),
-      intermediate: z.strictObject({ certPem: z.string().min(1), keyPem: z.string().min(1) }),
-    })
-    .optional(),
+  authority: authoritySchema.optional(),
 });
 export type PkiOptions = z.input<typeof pkiOptionsSchema>;
 
@@ -139,7 +148,6 @@ class Pki implements PkiHandle {
         ...authority.intermediate,
         parent: this.#root,
       });
-      CertificateAuthority.setListener(this.#intermediate, this.#onIssued);
     } else {
       this.#root = await this.#newRoot('fieldlab Lab Root CA', this.keyType);
       this.#intermediate = await this.#root.createIntermediate({
