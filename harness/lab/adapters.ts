@@ -42,11 +42,11 @@ export interface AdapterContext {
   /** Records a child process the simulator started, so `fieldlab clean` can end it after a crash. */
   trackProcess(pid: number, what: string): void;
   /**
-   * netns backend: a listening socket bound at the simulator's own namespace address on the public port
-   * the scenario gives the endpoint (default its main one), for a simulator
-   * that must see clients' real source addresses (mark that endpoint `direct`). Absent on loopback.
+   * netns backend: a listening socket bound at the simulator's own namespace address on `port` (default
+   * the scenario's public port of the main endpoint), for a simulator that must see clients' real source
+   * addresses (mark that endpoint `direct`). Absent on loopback.
    */
-  bindPublic?(at?: { endpoint?: string; port?: number }): Promise<object>;
+  bindPublic?(port?: number): Promise<object>;
   /** The same for UDP (a bound `dgram.Socket`), on `port`. */
   bindPublicUdp?(port: number): Promise<UdpSocket>;
   /** The public port the scenario gives the main endpoint (0: any). */
@@ -297,7 +297,7 @@ const geoDns = adapter({
     if (ctx.bindPublic && ctx.bindPublicUdp) {
       const port = ctx.publicPort || 53;
       const udp = await ctx.bindPublicUdp(port);
-      bound = { udp, tcp: await ctx.bindPublic({ port }) };
+      bound = { udp, tcp: await ctx.bindPublic(port) };
     }
     const handle = await startGeoDns({
       ...o,

@@ -52,6 +52,11 @@ function tryClaim(prefix: string): boolean {
   return true;
 }
 
+/** A block that gives every host the same address and claims nothing (containers: each has its own). */
+export function fixedBlock(address: string): AddressBlock {
+  return { prefix: address, address: () => address, release: () => {} };
+}
+
 /** Claims a free /24 in 127.0.0.0/8 for a lab. */
 export function claimBlock(): AddressBlock {
   mkdirSync(blocksDir(), { recursive: true, mode: 0o700 });

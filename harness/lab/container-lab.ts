@@ -10,6 +10,7 @@ import { authorityOf, start as startPki } from '../../simulators/pki/index.js';
 import type { RelayHandle } from '../faults/index.js';
 import type { ToxicSpecInput } from '../faults/spec.js';
 import type { LabSimulatorHandle } from './adapters.js';
+import { fixedBlock } from './addresses.js';
 import { LAB_LABEL, OWNER_LABEL, OWNER_START_LABEL } from './container-clean.js';
 import { CONTROL_PORT, type WorkerSpec } from './container-worker.js';
 import { type ContainerPaths, endpointTarget, Lab, type LabDefinition } from './lab.js';
@@ -114,14 +115,14 @@ export async function startContainerLab(def: LabDefinition, opts: ContainerLabOp
   const pki = await startPki({ name: 'pki', dir });
   chmodSync(pki.dir, 0o755);
   const authority = authorityOf(pki);
-  const block = { prefix: '', address: () => '', release: () => {} };
+  const block = fixedBlock('');
   const labels = {
     [LAB_LABEL]: id,
     [OWNER_LABEL]: String(process.pid),
     [OWNER_START_LABEL]: String(record.pidStartTicks ?? ''),
   };
   const paths = { dir: CONTAINER_DIR, root: CONTAINER_ROOT, image: opts.image, labels } as ContainerPaths;
-  const lab = new Lab(id, def.name, dir, block, pki, record, undefined, paths);
+  const lab = new Lab(id, def.name, dir, block, pki, record, { containerPaths: paths });
   // lab.stop() stops every simulator (its container), then removes the network, then the directory.
   let network: { name: string; remove(): Promise<unknown> } | undefined;
   lab.onStopped(async () => network?.remove());

@@ -13,7 +13,7 @@ import { type RelayHandle, startRelay } from '../faults/index.js';
 import type { SimulatorDecl } from '../scenario/model.js';
 import type { NetnsLab } from '../topology/netns/index.js';
 import { adapterFor, adapterTypes, type LabSimulatorHandle, type StartedSimulator } from './adapters.js';
-import { type AddressBlock, claimBlock } from './addresses.js';
+import { type AddressBlock, claimBlock, fixedBlock } from './addresses.js';
 import { createLabLookup } from './lookup.js';
 import { type NetnsFront, startNetnsFront } from './netns-front.js';
 import { type LabRecord, labsDir, newLabRecord, processStartTicks, writeRecord } from './state.js';
@@ -94,17 +94,28 @@ export interface RunningSimulator {
   logs?: string[];
 }
 
+/** Where a lab runs besides loopback. */
+export interface LabPlacement {
+  netns?: NetnsPlacement;
+  /** Container backend (host side): lab paths as the containers see them. */
+  containerPaths?: ContainerPaths;
+  /**
+   * This lab is one simulator of a container lab (`serve-lab`): its directory is the shared volume
+   * (the host removes it), and names it does not know resolve through the container's resolver.
+   */
+  containerWorker?: boolean;
+}
+
 export class Lab {
   readonly events: LabEvent[] = [];
   readonly simulators = new Map<string, RunningSimulator>();
   readonly hosts = new Map<string, string>();
   readonly lookup: LookupFunction;
   private readonly listeners = new Set<(e: LabEvent) => void>();
-  /**
-   * This lab is one simulator of a container lab (`serve-lab`): its directory is the shared volume
-   * (the host removes it), and names it does not know resolve through the container's resolver.
-   */
-  containerWorker = false;
+  /** Where the lab runs besides loopback (see `LabPlacement`). */
+  readonly netns?: NetnsPlacement;
+  readonly containerPaths?: ContainerPaths;
+  readonly containerWorker: boolean;
   private readonly afterStop: Array<() => Promise<unknown>> = [];
 
   /** Runs `fn` at the end of `stop()` (e.g. removing a container network once its containers are gone). */
@@ -120,16 +131,17 @@ export class Lab {
     readonly block: AddressBlock,
     readonly pki: PkiHandle,
     private readonly record: LabRecord,
-    readonly netns?: NetnsPlacement,
-    /** Container backend (host side): lab paths as the containers see them. */
-    readonly containerPaths?: ContainerPaths,
+    placement: LabPlacement = {},
   ) {
+    this.netns = placement.netns;
+    this.containerPaths = placement.containerPaths;
+    this.containerWorker = placement.containerWorker === true;
     // A simulator in a lab container finds the others through the container's resolver (Docker's DNS
     // knows every lab host name on the lab network).
     this.lookup = createLabLookup(
       this.hosts,
       () => this.dnsServer(),
-      () => (this.containerWorker ? (dnsLookup as LookupFunction) : undefined),
+      this.containerWorker ? (dnsLookup as LookupFunction) : undefined,
     );
   }
 
@@ -383,13 +395,18 @@ function publicUrl(ep: Endpoint, hostName: string, port: number): string | undef
 
 const UDP_PROTOCOLS = new Set(['udp', 'dns', 'dns-udp']);
 
+/** The port the scenario gives an endpoint: `ports[name]`, else `port` for the main one, else any (0). */
+function publicPortOf(decl: LabSimulator, endpoint: string, main: boolean): number {
+  return decl.ports?.[endpoint] ?? (main ? (decl.port ?? 0) : 0);
+}
+
 /** Starts a lab: claims addresses, starts the PKI and every simulator in order, fronts them with relays. */
 export async function startLab(def: LabDefinition): Promise<Lab> {
   const id = `${def.name}-${randomBytes(3).toString('hex')}`;
   const dir = def.container?.dir ?? join(labsDir(), id);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const bind = def.container?.bind;
-  const block: AddressBlock = bind ? { prefix: bind, address: () => bind, release: () => {} } : claimBlock();
+  const block = bind ? fixedBlock(bind) : claimBlock();
   const record = newLabRecord(id, def.name, 'loopback', block.prefix);
   writeRecord(dir, record);
 
@@ -408,8 +425,10 @@ export async function startLab(def: LabDefinition): Promise<Lab> {
   }
   record.caBundle = pki.trust.bundlePath;
   writeRecord(dir, record);
-  const lab = new Lab(id, def.name, dir, block, pki, record, def.netns);
-  lab.containerWorker = def.container !== undefined;
+  const lab = new Lab(id, def.name, dir, block, pki, record, {
+    ...(def.netns ? { netns: def.netns } : {}),
+    containerWorker: def.container !== undefined,
+  });
   pki.events.onAny((e) => lab.addEvent(e));
 
   try {
@@ -422,9 +441,7 @@ export async function startLab(def: LabDefinition): Promise<Lab> {
 
     const ready: Array<NonNullable<StartedSimulator['labReady']>> = [];
     for (const [i, decl] of def.simulators.entries()) {
-      // A container worker's options were filled in by the host (which knows the other containers):
-      // filling them again would resolve a literal `$${x}` the host already unescaped.
-      const hook = await startOne(lab, decl, i, def.container !== undefined);
+      const hook = await startOne(lab, decl, i);
       if (hook) ready.push(hook);
     }
     // Hooks hand names to clients (DNS records): on netns, the names as the namespaces resolve them.
@@ -436,12 +453,7 @@ export async function startLab(def: LabDefinition): Promise<Lab> {
   }
 }
 
-async function startOne(
-  lab: Lab,
-  decl: LabSimulator,
-  index: number,
-  filledIn = false,
-): Promise<StartedSimulator['labReady']> {
+async function startOne(lab: Lab, decl: LabSimulator, index: number): Promise<StartedSimulator['labReady']> {
   const adapter = adapterFor(decl.type);
   if (!adapter) {
     throw new FieldlabError(
@@ -453,10 +465,13 @@ async function startOne(
     );
   }
   const address = lab.hosts.get(decl.host) ?? '';
-  const placed = lab.netns?.hostOf(decl.host);
+  const netns = lab.netns;
+  const placed = netns?.hostOf(decl.host);
   const options = parseOptions(
     adapter.options,
-    filledIn
+    // A container worker's options were filled in by the host (which knows the other containers):
+    // filling them again would resolve a literal `$${x}` the host already unescaped.
+    lab.containerWorker
       ? (decl.options ?? {})
       : lab.interpolate(decl.options ?? {}, adapter.optionsForClients ? 'client' : 'lab'),
     `${decl.name} (${decl.type})`,
@@ -472,15 +487,12 @@ async function startOne(
       trackProcess: (pid, what) => lab.trackProcess(pid, what),
       peer: (name) => lab.simulators.get(name)?.handle,
       publicPort: decl.port ?? 0,
-      ...(placed && lab.netns
+      ...(placed && netns
         ? {
-            bindPublic: async (at: { endpoint?: string; port?: number } = {}) => {
-              const port =
-                at.port ?? (at.endpoint === undefined ? (decl.port ?? 0) : (decl.ports?.[at.endpoint] ?? 0));
-              return (await lab.netns!.network.bindIn(placed.host, placed.address, port)).handle;
-            },
+            bindPublic: async (port = decl.port ?? 0) =>
+              (await netns.network.bindIn(placed.host, placed.address, port)).handle,
             bindPublicUdp: async (port: number) =>
-              (await lab.netns!.network.bindUdpIn(placed.host, placed.address, port)).socket,
+              (await netns.network.bindUdpIn(placed.host, placed.address, port)).socket,
           }
         : {}),
     },
@@ -499,7 +511,7 @@ async function startOne(
   lab.simulators.set(decl.name, running);
 
   for (const [i, ep] of handle.endpoints.entries()) {
-    const wanted = decl.ports?.[ep.name] ?? (i === 0 ? (decl.port ?? 0) : 0);
+    const wanted = publicPortOf(decl, ep.name, i === 0);
     if (UDP_PROTOCOLS.has(ep.protocol) || started.direct?.includes(ep.name)) {
       running.endpoints.push({
         ...ep,
@@ -524,7 +536,7 @@ async function startOne(
       ...(url ? { url } : {}),
     });
   }
-  if (placed && lab.netns) await frontInNetns(lab, running, placed, started.direct ?? []);
+  if (placed && netns) await frontInNetns(lab, netns, running, placed, started.direct ?? []);
   return started.labReady;
 }
 
@@ -535,6 +547,7 @@ async function startOne(
  */
 async function frontInNetns(
   lab: Lab,
+  netns: NetnsPlacement,
   running: RunningSimulator,
   placed: { host: string; address: string },
   direct: readonly string[],
@@ -555,8 +568,8 @@ async function frontInNetns(
         },
       );
     }
-    const wanted = decl.ports?.[ep.name] ?? (i === 0 ? (decl.port ?? 0) : 0);
-    const { handle } = await lab.netns!.network.bindIn(placed.host, placed.address, wanted);
+    const wanted = publicPortOf(decl, ep.name, i === 0);
+    const { handle } = await netns.network.bindIn(placed.host, placed.address, wanted);
     const front = await startNetnsFront({
       name: frontName(decl.name, ep.name, i === 0),
       handle,

@@ -10,7 +10,7 @@ export function createLabLookup(
   hosts: ReadonlyMap<string, string>,
   dnsServer: () => string | undefined = () => undefined,
   /** Where names go when the lab has no DNS server: inside a lab container, its resolver (Docker's). */
-  fallback: () => LookupFunction | undefined = () => undefined,
+  fallback?: LookupFunction,
 ): LookupFunction {
   let resolver: { server: string; r: Resolver } | undefined;
   return (hostname, options, callback) => {
@@ -32,7 +32,7 @@ export function createLabLookup(
       return;
     }
     const server = dnsServer();
-    const system = server ? undefined : fallback();
+    const system = server ? undefined : fallback;
     if (system) {
       system(hostname, options, callback);
       return;
