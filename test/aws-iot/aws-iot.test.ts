@@ -7,6 +7,7 @@ import { endpointOf } from '../../simulators/common/handle.js';
 import { crypto, x509 } from '../../simulators/pki/crypto.js';
 import type { CertificateAuthority, IssuedCertFiles, PkiHandle } from '../../simulators/pki/index.js';
 import { start as startPki } from '../../simulators/pki/index.js';
+import { within } from '../helpers/within.js';
 
 let pki: PkiHandle;
 let server: IssuedCertFiles;
@@ -28,14 +29,6 @@ afterEach(async () => {
   await aws?.stop();
   aws = undefined;
 });
-
-/** Races a promise with a timeout (every wait bounded). */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  return Promise.race([
-    p,
-    new Promise<T>((_r, reject) => setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms)),
-  ]);
-}
 
 async function startAws(extra: Partial<Parameters<typeof start>[0]> = {}): Promise<AwsIotHandle> {
   aws = await start({

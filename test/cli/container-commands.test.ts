@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveFileRefs } from '../../harness/cli/serve.js';
+import { listen } from '../../simulators/common/net.js';
 import { assertBuilt, cli } from '../helpers/cli.js';
 
 /** The commands a container runs besides `serve`: `pki` (the shared lab CA) and `health` (the healthcheck). */
@@ -50,7 +51,9 @@ describe('fieldlab pki', () => {
   });
 
   it('refuses to add a certificate to a CA whose key it no longer has, and says what to do', async () => {
-    const lab = join(dir, 'lab');
+    // Its own directory with a CA in it: this test does not lean on the one before.
+    const lab = join(dir, 'lab-kept');
+    expect((await cli(['pki', '--dir', lab, '--server', 'hub'])).code).toBe(0);
     const r = await cli(['pki', '--dir', lab, '--server', 'new.example.com']);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('new.example.com');
@@ -64,8 +67,7 @@ describe('fieldlab health', () => {
   let port: number;
   beforeAll(async () => {
     server = createServer((s) => s.end());
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    port = (server.address() as { port: number }).port;
+    port = await listen(server, '127.0.0.1', 0);
   });
   afterAll(() => new Promise<void>((r) => server.close(() => r())));
 
@@ -87,8 +89,7 @@ describe('fieldlab health', () => {
 
   it('is unhealthy, naming the endpoint, when one does not answer or nothing is ready yet', async () => {
     const closed = createServer();
-    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
-    const dead = (closed.address() as { port: number }).port;
+    const dead = await listen(closed, '127.0.0.1', 0);
     await new Promise<void>((r) => closed.close(() => r()));
     const r = await cli([
       'health',

@@ -65,7 +65,7 @@ describe.skipIf(missing('docker'))('scenario catalogue on the container backend'
     expect(labelled(owner).containers).not.toBe('');
     child.kill('SIGKILL');
     await child;
-    const r = await cli(['clean'], { env: { FIELDLAB_STATE_DIR: stateDir(), PATH: process.env.PATH ?? '' } });
+    const r = await cli(['clean'], { env: { FIELDLAB_STATE_DIR: stateDir() } });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/removed containers .+/);
     expect(r.stdout).toMatch(/removed networks fl-hold-/);

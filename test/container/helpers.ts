@@ -16,7 +16,7 @@ export async function ensureImage(): Promise<void> {
 }
 
 export function docker(args: string[]): string {
-  return execFileSync('docker', args, { encoding: 'utf8' }).trim();
+  return execFileSync('docker', args, { encoding: 'utf8', timeout: 60_000 }).trim();
 }
 
 /** Containers and networks carrying a label (e.g. a lab owner's PID). */

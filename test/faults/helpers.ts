@@ -81,14 +81,9 @@ export function dial(port: number): Promise<Socket> {
   });
 }
 
-/** Rejects when `p` takes longer than `ms`. */
-export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const limit = new Promise<never>((_, rej) => {
-    timer = setTimeout(() => rej(new Error(`${what}: nothing within ${ms}ms`)), ms);
-  });
-  return Promise.race([p, limit]).finally(() => clearTimeout(timer));
-}
+import { within } from '../helpers/within.js';
+
+export { within };
 
 /** Resolves 'quiet' when the socket sends no data for `ms`, or 'data' / 'closed' when it does / closes. */
 export function quietFor(s: Socket, ms: number): Promise<'quiet' | 'data' | 'closed'> {

@@ -90,13 +90,6 @@ export async function configure(client: DeviceClient, lab: HubLab, receiveInterv
   } as never);
 }
 
-/** Rejects after `ms` (bounded waits). */
-export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-    }),
-  ]);
-}
+import { within } from '../helpers/within.js';
+
+export { within };

@@ -1,11 +1,14 @@
 import { Resolver } from 'node:dns/promises';
+import { once } from 'node:events';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { get } from 'node:https';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { LabSimulator } from '../../harness/lab/lab.js';
 import { type Lab, startLab } from '../../harness/lab/lab.js';
+import { within } from '../helpers/within.js';
 
 let state: string;
 const labs: Lab[] = [];
@@ -170,9 +173,8 @@ describe('settle', () => {
     const lab = await start();
     const t0 = Date.now() - 1;
     const ep = lab.sim('api').endpoints[0]!;
-    const { connect } = await import('node:net');
     const socket = connect({ host: ep.host, port: ep.port });
-    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    await within(once(socket, 'connect'), 5_000, 'the connection');
     // Open: the bound decides (a toxic may hold a connection for ever).
     const bounded = performance.now();
     await lab.settle(t0, 200);

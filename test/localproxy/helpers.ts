@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { IoTSecureTunnelingClient, OpenTunnelCommand } from '@aws-sdk/client-iotsecuretunneling';
+import type { IoTSecureTunnelingClient } from '@aws-sdk/client-iotsecuretunneling';
 import {
   type LocalProxyHandle,
   type LocalProxyOptions,
@@ -13,18 +13,14 @@ import {
   type TunnelServiceHandle,
   type TunnelServiceOptions,
 } from '../../simulators/tunnel-service/index.js';
+import { openTunnelWith, tunnelSdk } from '../helpers/tunnel.js';
 
 export const CLIENT_TOKEN_SRC = `src-${'a'.repeat(32)}`;
 export const CLIENT_TOKEN_DST = `dst-${'b'.repeat(32)}`;
 
-/** Rejects after ms unless the promise settles first. */
-export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
+import { within } from '../helpers/within.js';
+
+export { within };
 
 /** Stops everything registered, last first (afterEach). */
 export class Cleanup {
@@ -46,12 +42,7 @@ export interface Service {
 
 export async function startService(c: Cleanup, options: TunnelServiceOptions = {}): Promise<Service> {
   const svc = await start(options);
-  const sdk = new IoTSecureTunnelingClient({
-    endpoint: endpointOf(svc, 'api').url as string,
-    region: 'us-east-1',
-    credentials: { accessKeyId: 'AKIDLAB', secretAccessKey: 'lab' },
-    maxAttempts: 1,
-  });
+  const sdk = tunnelSdk(endpointOf(svc, 'api').url as string);
   c.add(async () => {
     sdk.destroy();
     await svc.stop();
@@ -60,15 +51,8 @@ export async function startService(c: Cleanup, options: TunnelServiceOptions = {
   return { svc, sdk, data: `${d.host}:${d.port}` };
 }
 
-/** Opens a tunnel for a thing's services; no services: OpenTunnel without a destination config. */
-export async function openTunnel(s: Service, services = ['SSH']) {
-  const input = services.length > 0 ? { destinationConfig: { thingName: 'thing-1', services } } : {};
-  const out = await s.sdk.send(new OpenTunnelCommand(input));
-  return {
-    tunnelId: out.tunnelId as string,
-    source: out.sourceAccessToken as string,
-    destination: out.destinationAccessToken as string,
-  };
+export function openTunnel(s: Service, services = ['SSH']) {
+  return openTunnelWith(s.sdk, services, 'thing-1');
 }
 
 /** Starts a localproxy and registers its stop. */

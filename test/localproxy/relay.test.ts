@@ -3,7 +3,9 @@ import { once } from 'node:events';
 import { createServer, type Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
+import { SUBPROTOCOLS } from '../../harness/localproxy/index.js';
 import { FrameDecoder, MessageType, type TunnelMessage } from '../../simulators/tunnel-service/index.js';
+import { connect as connectRaw } from '../helpers/tunnel.js';
 import {
   Cleanup,
   dial,
@@ -19,7 +21,9 @@ import {
 } from './helpers.js';
 
 const MB = 1 << 20;
-const V3 = 'aws.iot.securetunneling-3.0';
+const V3 = SUBPROTOCOLS[3];
+/** The subprotocol a test pairs with a `-y` format, to act as a client of that version. */
+const subprotocolOf = (v: 'V1' | 'V2' | 'V3') => Number(v[1]) as 1 | 2 | 3;
 const c = new Cleanup();
 /** Protocol versions the service negotiated, in connection order (reset per test). */
 let protocols: number[] = [];
@@ -41,7 +45,7 @@ async function pair(version: 'V1' | 'V2' | 'V3', services = ['SSH']) {
     endpoint,
     destinationApp: `127.0.0.1:${echo.port}`,
     destinationClientType: version,
-    subprotocol: Number(version[1]) as 1 | 2 | 3,
+    subprotocol: subprotocolOf(version),
   });
   const src = await proxy(c, {
     mode: 'source',
@@ -49,7 +53,7 @@ async function pair(version: 'V1' | 'V2' | 'V3', services = ['SSH']) {
     endpoint,
     sourceListenPort: '0',
     destinationClientType: version,
-    subprotocol: Number(version[1]) as 1 | 2 | 3,
+    subprotocol: subprotocolOf(version),
   });
   return { s, t, src, dst, port: src.listeners[0]?.port as number };
 }
@@ -68,7 +72,7 @@ describe('localproxy relay through the lab tunnel service', () => {
     expect(src.stats().wsMessagesOut).toBeLessThanOrEqual(src.stats().tunnelMessagesOut);
     expect(src.stats().connects).toBe(1);
     // The subprotocol asked for is the one the service negotiated, on both sides.
-    expect(protocols).toEqual([Number(version[1]), Number(version[1])]);
+    expect(protocols).toEqual([subprotocolOf(version), subprotocolOf(version)]);
   });
 
   // The C++ localproxy's backward-compatible use (its README, example 3): `-s 5555` / `-d 22` with no
@@ -113,19 +117,12 @@ describe('localproxy relay through the lab tunnel service', () => {
     const s = await startService(c);
     s.svc.events.onEvent('peer-connected', (e) => protocols.push(e.protocol));
     const t = await openTunnel(s);
-    const dst = new WebSocket(`ws://${s.data}/tunnel?local-proxy-mode=destination`, [V3], {
-      headers: { 'access-token': t.destination },
-    });
-    const decoder = new FrameDecoder();
-    const got: TunnelMessage[] = [];
-    const arrived = new Promise<void>((resolve) =>
-      dst.on('message', (d: Buffer) => {
-        got.push(...decoder.push(d));
-        if (got.some((m) => m.type === MessageType.STREAM_START)) resolve();
-      }),
+    const dst = await connectRaw(
+      { dataUrl: `ws://${s.data}` },
+      { mode: 'destination', token: t.destination, protocols: [V3] },
     );
-    c.add(() => dst.terminate());
-    await within(once(dst, 'open'), 5000, 'the raw destination');
+    c.add(() => dst.close());
+    expect((await dst.next()).type).toBe(MessageType.SERVICE_IDS);
     const src = await proxy(c, {
       mode: 'source',
       accessToken: t.source,
@@ -136,10 +133,9 @@ describe('localproxy relay through the lab tunnel service', () => {
     expect(src.listeners).toEqual([expect.objectContaining({ serviceId: '' })]); // bound after SERVICE_IDS
     const app = await dial(src.listeners[0]?.port as number);
     c.add(() => app.destroy());
-    await within(arrived, 5000, 'STREAM_START at the destination');
-    const start = got.find((m) => m.type === MessageType.STREAM_START);
-    expect(start).toMatchObject({ serviceId: '', connectionId: 0 });
-    expect(start?.streamId).toBeGreaterThan(0);
+    const start = await dst.next(5000);
+    expect(start).toMatchObject({ type: MessageType.STREAM_START, serviceId: '', connectionId: 0 });
+    expect(start.streamId).toBeGreaterThan(0);
     expect(protocols).toEqual([3, 3]);
   });
 
@@ -200,7 +196,7 @@ describe('localproxy relay through the lab tunnel service', () => {
       endpoint,
       destinationApp: `ssh=127.0.0.1:${sshApp.port},http=127.0.0.1:${httpApp.port}`,
       destinationClientType: version,
-      subprotocol: Number(version[1]) as 1 | 2 | 3,
+      subprotocol: subprotocolOf(version),
     });
     const src = await proxy(c, {
       mode: 'src',
@@ -209,7 +205,7 @@ describe('localproxy relay through the lab tunnel service', () => {
       sourceListenPort: 'ssh=0,http=0',
       bindAddress: '127.0.0.2',
       destinationClientType: version,
-      subprotocol: Number(version[1]) as 1 | 2 | 3,
+      subprotocol: subprotocolOf(version),
     });
     expect(src.listeners.map((l) => l.host)).toEqual(['127.0.0.2', '127.0.0.2']);
     const byId = new Map(src.listeners.map((l) => [l.serviceId, l.port]));

@@ -5,6 +5,7 @@ import { endpointOf } from '../../simulators/common/handle.js';
 import { type MqttBrokerHandle, start } from '../../simulators/mqtt-broker/index.js';
 import { type PkiHandle, start as startPki } from '../../simulators/pki/index.js';
 import { missing } from '../helpers/capability.js';
+import { within } from '../helpers/within.js';
 
 let pki: PkiHandle;
 let broker: MqttBrokerHandle | undefined;
@@ -18,13 +19,6 @@ afterEach(async () => {
   await broker?.stop();
   broker = undefined;
 });
-
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  return Promise.race([
-    p,
-    new Promise<T>((_r, reject) => setTimeout(() => reject(new Error(`${what}: nothing in ${ms} ms`)), ms)),
-  ]);
-}
 
 async function startBroker(extra: Partial<Parameters<typeof start>[0]> = {}): Promise<MqttBrokerHandle> {
   const cert = await pki.issueServer(['localhost']);

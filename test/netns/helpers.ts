@@ -68,11 +68,14 @@ export function rootLinks(): string[] {
   return (JSON.parse(r.stdout) as Array<{ ifname: string }>).map((l) => l.ifname).sort();
 }
 
-export function namespacesOf(labId: string): string[] {
+/** Namespaces of a lab (`fl-<labId>-*`), or every namespace whose name matches a pattern. */
+export function namespacesOf(lab: string | RegExp): string[] {
+  const ours =
+    typeof lab === 'string' ? (n: string) => n.startsWith(`fl-${lab}-`) : (n: string) => lab.test(n);
   return runSync(['ip', 'netns', 'list'])
     .stdout.split('\n')
     .map((l) => l.split(' ')[0] ?? '')
-    .filter((n) => n.startsWith(`fl-${labId}-`));
+    .filter(ours);
 }
 
 /** PIDs of running wireguard-go processes (by /proc/PID/comm). */

@@ -1,13 +1,11 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { runAll } from '../../harness/runner/run.js';
 import { loadScenarios, loadYamlScenario } from '../../harness/scenario/load.js';
 import { listRecords } from '../../harness/topology/netns/index.js';
 import { missing } from '../helpers/capability.js';
 import { expectAllPassed } from '../helpers/results.js';
-import { rootLinks, strayLinks, wireguardGoPids } from './helpers.js';
+import { useTempStateDir } from '../helpers/state-dir.js';
+import { namespacesOf, rootLinks, strayLinks, wireguardGoPids } from './helpers.js';
 
 /**
  * The catalogue's netns-capable scenarios on real namespaces, as `fieldlab run --backend netns` runs
@@ -17,18 +15,12 @@ import { rootLinks, strayLinks, wireguardGoPids } from './helpers.js';
 describe.skipIf(missing('netns', 'cmd:wireguard-go', 'cmd:wg', 'cmd:curl'))(
   'scenario catalogue on netns',
   () => {
-    let state: string;
+    useTempStateDir('fl-cat-netns-');
     let linksBefore: string[];
     let wgBefore: number[];
     beforeAll(() => {
-      state = mkdtempSync(join(tmpdir(), 'fl-cat-netns-'));
-      process.env.FIELDLAB_STATE_DIR = state;
       linksBefore = rootLinks();
       wgBefore = wireguardGoPids();
-    });
-    afterAll(() => {
-      delete process.env.FIELDLAB_STATE_DIR;
-      rmSync(state, { recursive: true, force: true });
     });
 
     it('arc-allowedips and amqp-port-blocked behave as expected, then leave nothing', {
@@ -37,7 +29,7 @@ describe.skipIf(missing('netns', 'cmd:wireguard-go', 'cmd:wg', 'cmd:curl'))(
       const { loaded, errors } = await loadScenarios(['scenarios']);
       expect(errors).toEqual([]);
       const netns = loaded.filter((l) => l.scenario.backends.includes('netns'));
-      expect(netns.map((l) => l.scenario.name).sort()).toEqual(
+      expect(netns.map((l) => l.scenario.name)).toEqual(
         expect.arrayContaining(['amqp-port-blocked', 'arc-allowedips']),
       );
       const run = await runAll(netns, { backend: 'netns' });
@@ -61,11 +53,7 @@ describe.skipIf(missing('netns', 'cmd:wireguard-go', 'cmd:wg', 'cmd:curl'))(
       expect(refused?.observed).toMatchObject({ result: 'fail', class: 'tcp.refused' });
 
       // Nothing left: namespaces of ours, links, wireguard-go processes, state records.
-      const ours = (await import('node:child_process'))
-        .execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
-        .split('\n')
-        .filter((l) => /^fl-v[0-9a-f]{6}-/.test(l));
-      expect(ours).toEqual([]);
+      expect(namespacesOf(/^fl-v[0-9a-f]{6}-/)).toEqual([]);
       expect(strayLinks(linksBefore)).toEqual([]);
       expect(wireguardGoPids().filter((p) => !wgBefore.includes(p))).toEqual([]);
       expect(listRecords()).toEqual([]);
@@ -125,21 +113,15 @@ variants:
 `;
 
 describe.skipIf(missing('netns', 'cmd:dig'))('the lab DNS server on netns', () => {
+  useTempStateDir('fl-netns-dns-');
   it('answers programs in every namespace through their resolv.conf', { timeout: 60_000 }, async () => {
-    const state = mkdtempSync(join(tmpdir(), 'fl-netns-dns-'));
-    process.env.FIELDLAB_STATE_DIR = state;
-    try {
-      const scenario = loadYamlScenario('netns-dns.yaml', dnsScenario);
-      const run = await runAll([{ scenario, file: 'netns-dns.yaml' }], { backend: 'netns' });
-      expectAllPassed(run.results);
-      // The DNS server saw the query from the device's own address (it is in the device's network).
-      const fixed = run.results.find((r) => r.variant === 'fixed');
-      const query = fixed?.events.find((e) => e.source === 'dns' && e.type === 'query');
-      expect(query?.data).toMatchObject({ client: expect.stringMatching(/^198\.51\.100\.10\b/) });
-      expect(listRecords()).toEqual([]);
-    } finally {
-      delete process.env.FIELDLAB_STATE_DIR;
-      rmSync(state, { recursive: true, force: true });
-    }
+    const scenario = loadYamlScenario('netns-dns.yaml', dnsScenario);
+    const run = await runAll([{ scenario, file: 'netns-dns.yaml' }], { backend: 'netns' });
+    expectAllPassed(run.results);
+    // The DNS server saw the query from the device's own address (it is in the device's network).
+    const fixed = run.results.find((r) => r.variant === 'fixed');
+    const query = fixed?.events.find((e) => e.source === 'dns' && e.type === 'query');
+    expect(query?.data).toMatchObject({ client: expect.stringMatching(/^198\.51\.100\.10\b/) });
+    expect(listRecords()).toEqual([]);
   });
 });

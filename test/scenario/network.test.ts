@@ -105,10 +105,7 @@ describe('scenario network (netns backend)', () => {
       /^\(yaml\): .*<<: \*anchor/,
     );
     expect(issuesOf(scenario.replace('names: [api.example.com]', 'names: []'))).toContain(
-      'lab.simulators[0].host: api.example.com is on no lab.network host: add it to one host’s names'.replace(
-        '’',
-        "'",
-      ),
+      "lab.simulators[0].host: api.example.com is on no lab.network host: add it to one host's names",
     );
     expect(
       issuesOf(scenario.replace('      gw: { firewall: [] }', '      gateway: { firewall: [] }')),

@@ -5,7 +5,8 @@
  * async_send_stream_start, do_accept_tcp_connection, handle_control_message_*, is_valid_stream_id) and
  * the V2/V3 protocol guides, and the service must handle them as that client needs.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { once } from 'node:events';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { closeReason } from '../../simulators/tunnel-service/data-plane.js';
 import {
   decodeMessage,
@@ -16,12 +17,14 @@ import {
 import {
   CLIENT_TOKEN_A,
   connect,
+  connectPair,
   type Lab,
   openTunnel,
   type RawPeer,
   startLab,
   stopLab,
   V3,
+  within,
 } from './helpers.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
@@ -97,28 +100,20 @@ describe('C++ localproxy messages, byte for byte', () => {
 });
 
 describe('C++ localproxy sequences against the service', () => {
-  let lab: Lab | undefined;
-  afterEach(async () => {
-    await stopLab(lab);
-    lab = undefined;
+  let lab: Lab;
+  beforeEach(async () => {
+    lab = await startLab();
   });
+  afterEach(() => stopLab(lab));
 
-  const peer = async (mode: 'source' | 'destination', token: string, clientToken?: string) => {
-    const p = await connect(lab!, {
-      mode,
-      token,
-      protocols: [V3],
-      ...(clientToken ? { clientToken } : {}),
-    });
-    return p;
-  };
+  const peer = (mode: 'source' | 'destination', token: string, clientToken?: string) =>
+    connect(lab, { mode, token, protocols: [V3], ...(clientToken ? { clientToken } : {}) });
   const closeCleanly = async (p: RawPeer) => {
     p.ws.close(1000);
     await p.whenClosed();
   };
 
   it('answers a 3.0 handshake with the subprotocol and a channel-id, then SERVICE_IDS once', async () => {
-    lab = await startLab();
     const t = await openTunnel(lab);
     const src = await peer('source', t.source);
     expect(src.upgradeHeaders['sec-websocket-protocol']).toBe(V3);
@@ -133,7 +128,6 @@ describe('C++ localproxy sequences against the service', () => {
 
   for (const side of ['source', 'destination'] as const) {
     it(`a ${side} that closed and reconnects makes the service reset the other side's streams`, async () => {
-      lab = await startLab();
       const t = await openTunnel(lab);
       const dst = await peer(
         'destination',
@@ -165,12 +159,8 @@ describe('C++ localproxy sequences against the service', () => {
   }
 
   it('relays v3 connection messages in order, a STREAM_RESET with a leftover connection id included', async () => {
-    lab = await startLab();
     const t = await openTunnel(lab);
-    const dst = await peer('destination', t.destination);
-    await dst.next();
-    const src = await peer('source', t.source);
-    await src.next();
+    const { src, dst } = await connectPair(lab, t, V3);
     const data2 = hex('000f 0801 1001 22026869 2a03535348 3802');
     src.ws.send(
       Buffer.concat([
@@ -198,7 +188,6 @@ describe('C++ localproxy sequences against the service', () => {
   });
 
   it('a tunnel without services: an unnamed -s port starts streams with no service id', async () => {
-    lab = await startLab();
     const t = await openTunnel(lab, []);
     const dst = await peer('destination', t.destination);
     expect(await dst.next()).toMatchObject({ type: T.SERVICE_IDS, availableServiceIds: [] });
@@ -210,18 +199,13 @@ describe('C++ localproxy sequences against the service', () => {
   });
 
   it('a tunnel with two services takes a STREAM_START without a service id (V2 guide)', async () => {
-    lab = await startLab();
     const t = await openTunnel(lab, ['SSH', 'HTTP']);
-    const dst = await peer('destination', t.destination);
-    await dst.next();
-    const src = await peer('source', t.source);
-    await src.next();
+    const { src, dst } = await connectPair(lab, t, V3);
     src.ws.send(V.streamStartUnnamed);
     expect(await dst.next()).toMatchObject({ type: T.STREAM_START, streamId: 1, serviceId: '' });
   });
 
   it('a violation named by a long non-ASCII service id closes that socket with 1008; others go on', async () => {
-    lab = await startLab();
     const t = await openTunnel(lab);
     const src = await peer('source', t.source);
     await src.next();
@@ -235,17 +219,16 @@ describe('C++ localproxy sequences against the service', () => {
   });
 
   it('echoes a ping with its payload and never sends a pong of its own (C++ parses it as a number)', async () => {
-    lab = await startLab();
     const t = await openTunnel(lab);
     const src = await peer('source', t.source);
     await src.next();
     const pongs: string[] = [];
     src.ws.on('pong', (d: Buffer) => pongs.push(d.toString()));
-    const echoed = new Promise<void>((r) => src.ws.once('pong', () => r()));
-    src.ws.ping('1700000000000');
-    await echoed;
-    src.ws.ping('1700000000001');
-    await new Promise<void>((r) => src.ws.once('pong', () => r()));
+    for (const payload of ['1700000000000', '1700000000001']) {
+      const pong = once(src.ws, 'pong');
+      src.ws.ping(payload);
+      await within(pong, 3000, 'the pong');
+    }
     expect(pongs).toEqual(['1700000000000', '1700000000001']);
   });
 });

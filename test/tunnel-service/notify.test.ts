@@ -1,8 +1,9 @@
-import { IoTSecureTunnelingClient, OpenTunnelCommand } from '@aws-sdk/client-iotsecuretunneling';
 import mqtt from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type Lab, startLab } from '../../harness/lab/lab.js';
 import { useTempStateDir } from '../helpers/state-dir.js';
+import { openTunnelWith, tunnelSdk } from '../helpers/tunnel.js';
+import { within } from './helpers.js';
 
 /**
  * AWS IoT delivers a tunnel's destination token to the device on `$aws/things/<thing>/tunnels/notify`.
@@ -43,21 +44,10 @@ describe('tunnel-service notify through a lab broker', () => {
         device.once('message', (_topic, payload) => resolve(JSON.parse(payload.toString()))),
       );
       const api = lab.sim('tunnels').endpoints.find((e) => e.name === 'api');
-      const sdk = new IoTSecureTunnelingClient({
-        endpoint: `http://${api?.host}:${api?.port}`,
-        region: 'us-east-1',
-        credentials: { accessKeyId: 'AKIDLAB', secretAccessKey: 'lab' },
-        maxAttempts: 1,
-      });
-      const open = await sdk.send(
-        new OpenTunnelCommand({ destinationConfig: { thingName: 'thing-7', services: ['SSH'] } }),
-      );
-      sdk.destroy();
-      const timeout = new Promise<never>((_, reject) =>
-        setTimeout(() => reject(new Error('no notify message in 5 s')), 5_000),
-      );
-      expect(await Promise.race([delivered, timeout])).toEqual({
-        clientAccessToken: open.destinationAccessToken,
+      const sdk = tunnelSdk(`http://${api?.host}:${api?.port}`);
+      const open = await openTunnelWith(sdk, ['SSH'], 'thing-7').finally(() => sdk.destroy());
+      expect(await within(delivered, 5_000, 'the notify message')).toEqual({
+        clientAccessToken: open.destination,
         clientMode: 'destination',
         region: 'us-east-1',
         services: ['SSH'],
