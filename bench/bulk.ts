@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { connect, createServer, type Socket } from 'node:net';
 import { ConnectionTracker, closeServer, listen } from '../simulators/common/net.js';
+import { bounded } from './lib.js';
 
 /**
  * The bulk-transfer pieces the throughput benchmarks share: a sink that reads an 8-byte length, then
@@ -8,15 +9,6 @@ import { ConnectionTracker, closeServer, listen } from '../simulators/common/net
  * sink's answer (so bytes buffered along the path count only once they arrived).
  */
 export const MiB = 1024 * 1024;
-
-/** Rejects when `p` takes longer than `ms`: a stuck path must fail the run, not hang it. */
-export function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const limit = new Promise<never>((_, rej) => {
-    timer = setTimeout(() => rej(new Error(`${what}: no result within ${ms}ms`)), ms);
-  });
-  return Promise.race([p, limit]).finally(() => clearTimeout(timer));
-}
 
 export interface BulkSink {
   port: number;

@@ -15,8 +15,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { bounded, bulkOnce, MiB } from './bulk.js';
-import { type BenchReport, buildReport, formatReport, interleave, quick } from './lib.js';
+import { bulkOnce, MiB } from './bulk.js';
+import { type BenchReport, bounded, buildReport, formatReport, interleave, quick } from './lib.js';
 
 const SQUID = '/usr/sbin/squid';
 const HOST = '127.0.0.1';

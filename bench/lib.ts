@@ -45,11 +45,11 @@ export function median(xs: readonly number[]): number {
 }
 
 /** Runs `fn` `rounds` times per subject, interleaving subjects so drift on the machine hits all alike. */
-export async function interleave(
-  subjects: Record<string, () => Promise<number>>,
+export async function interleave<T = number>(
+  subjects: Record<string, () => Promise<T>>,
   rounds: number,
-): Promise<Record<string, number[]>> {
-  const out: Record<string, number[]> = {};
+): Promise<Record<string, T[]>> {
+  const out: Record<string, T[]> = {};
   for (const name of Object.keys(subjects)) out[name] = [];
   for (let r = 0; r < rounds; r++) {
     for (const [name, fn] of Object.entries(subjects)) out[name]!.push(await fn());
@@ -121,6 +121,15 @@ export function saveReport(r: BenchReport, dir = join(process.cwd(), 'bench', 'r
   return path;
 }
 
+/** Rejects when `p` takes longer than `ms`: a stuck path must fail the run, not hang it. */
+export function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<never>((_, rej) => {
+    timer = setTimeout(() => rej(new Error(`${what}: no result within ${ms}ms`)), ms);
+  });
+  return Promise.race([p, limit]).finally(() => clearTimeout(timer));
+}
+
 /** Whether a benchmark was asked for a short smoke run (`--quick` or FIELDLAB_BENCH_QUICK=1). */
 export function quick(): boolean {
   return process.argv.includes('--quick') || process.env.FIELDLAB_BENCH_QUICK === '1';
@@ -141,12 +150,14 @@ export async function startInWorker<T extends object>(
     /** CPU the worker's thread has used so far, in ms (a worker started with `serveInWorker`). */
     async cpuMs() {
       w.postMessage('cpu');
-      const [reply] = (await once(w, 'message')) as [{ cpuMs: number }];
+      const [reply] = (await bounded(once(w, 'message'), 10_000, 'the worker CPU time')) as [
+        { cpuMs: number },
+      ];
       return reply.cpuMs;
     },
     async stop() {
       w.postMessage('stop');
-      await once(w, 'message');
+      await bounded(once(w, 'message'), 10_000, 'the worker stop').catch(() => undefined);
       await w.terminate();
     },
   };

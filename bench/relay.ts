@@ -12,8 +12,8 @@ import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { bounded, bulkOnce, connectDirect, MiB, startBulkSink } from './bulk.js';
-import { type BenchReport, buildReport, interleave, quick } from './lib.js';
+import { bulkOnce, connectDirect, MiB, startBulkSink } from './bulk.js';
+import { type BenchReport, bounded, buildReport, interleave, quick } from './lib.js';
 
 const HOST = '127.0.0.1';
 

@@ -23,12 +23,13 @@ import { fileURLToPath } from 'node:url';
 import { isMainThread, workerData } from 'node:worker_threads';
 import WebSocket, { WebSocketServer } from 'ws';
 import { type LocalProxyOptions, startLocalProxy } from '../harness/localproxy/index.js';
-import { listen } from '../simulators/common/net.js';
+import { ConnectionTracker, closeServer, listen } from '../simulators/common/net.js';
 import { encodeMessage, MessageType } from '../simulators/tunnel-service/frame.js';
 import { start as startTunnelService } from '../simulators/tunnel-service/index.js';
 import { bulkOnce, connectDirect, startBulkSink } from './bulk.js';
 import {
   type BenchReport,
+  bounded,
   buildReport,
   formatReport,
   interleave,
@@ -66,9 +67,13 @@ async function workerMain(job: Role): Promise<void> {
     serving = { api: bare.api, data: bare.data };
     stop = bare.stop;
   } else if (job.role === 'relay') {
-    const server = createServer((c) => pipeTo(c, job.upstreamPort));
+    const tracker = new ConnectionTracker();
+    const server = createServer((c) => {
+      tracker.track(c);
+      pipeTo(c, job.upstreamPort);
+    });
     serving = { port: await listen(server, HOST, 0) };
-    stop = () => new Promise((r) => server.close(r));
+    stop = () => closeServer(server, tracker);
   } else {
     const lp = await startLocalProxy(job.options);
     serving = { port: lp.listeners[0]?.port };
@@ -135,10 +140,8 @@ async function startBareServer(): Promise<{ api: number; data: number; stop(): P
   };
 }
 
-const keepAlive = new Agent({ keepAlive: true, maxSockets: 64 });
-
 /** OpenTunnel over a keep-alive connection (fetch costs the load generator several times more CPU). */
-function openTunnel(apiPort: number): Promise<{ src: string; dst: string }> {
+function openTunnel(apiPort: number, keepAlive: Agent): Promise<{ src: string; dst: string }> {
   const body = JSON.stringify({ destinationConfig: { thingName: 'bench', services: ['BENCH'] } });
   return new Promise((resolve, reject) => {
     const req = request(
@@ -174,7 +177,7 @@ function openTunnel(apiPort: number): Promise<{ src: string; dst: string }> {
 
 /** Connects one side and resolves on its first message (SERVICE_IDS), then closes. */
 function connectSide(dataPort: number, mode: string, token: string): Promise<void> {
-  return new Promise((resolve, reject) => {
+  const connected = new Promise<void>((resolve, reject) => {
     const ws = new WebSocket(`ws://${HOST}:${dataPort}/tunnel?local-proxy-mode=${mode}`, [PROTOCOL], {
       headers: { 'access-token': token },
       perMessageDeflate: false,
@@ -185,6 +188,7 @@ function connectSide(dataPort: number, mode: string, token: string): Promise<voi
     });
     ws.once('error', reject);
   });
+  return bounded(connected, 10_000, `the ${mode} side's SERVICE_IDS`);
 }
 
 interface OpenRound {
@@ -196,6 +200,7 @@ interface OpenRound {
 /** Opens `count` tunnels, `concurrency` at a time, against a server in a worker. */
 async function openRate(
   server: Serving & { cpuMs(): Promise<number> },
+  keepAlive: Agent,
   count: number,
   concurrency: number,
 ): Promise<OpenRound> {
@@ -206,7 +211,7 @@ async function openRate(
     Array.from({ length: concurrency }, async () => {
       while (next < count) {
         next++;
-        const t = await openTunnel(server.api!);
+        const t = await bounded(openTunnel(server.api!, keepAlive), 10_000, 'OpenTunnel');
         await Promise.all([
           connectSide(server.data!, 'source', t.src),
           connectSide(server.data!, 'destination', t.dst),
@@ -225,33 +230,40 @@ export async function run(): Promise<BenchReport> {
   const bytes = (q ? 64 : 512) * 1024 * 1024;
   const rounds = q ? 3 : 5;
   const opens = q ? 300 : 2000;
-  const service = await inWorker({ role: 'service' });
-  const bare = await inWorker({ role: 'bare' });
-  const s = await startBulkSink(HOST);
-  const started: Array<{ stop(): Promise<void> }> = [service, bare];
+  const keepAlive = new Agent({ keepAlive: true, maxSockets: 64 });
+  // Everything started is stopped in `finally`, whatever fails to start after it.
+  const started: Array<{ stop(): Promise<void> }> = [];
+  const begin = async <T extends { stop(): Promise<void> }>(p: Promise<T>): Promise<T> => {
+    const x = await p;
+    started.push(x);
+    return x;
+  };
   try {
-    const t = await openTunnel(service.api!);
+    const service = await begin(inWorker({ role: 'service' }));
+    const bare = await begin(inWorker({ role: 'bare' }));
+    const s = await begin(startBulkSink(HOST));
+    const t = await openTunnel(service.api!, keepAlive);
     const common = { endpoint: `ws://${HOST}:${service.data}`, destinationClientType: 'V2' as const };
-    const dst = await inWorker({
-      role: 'localproxy',
-      options: {
-        ...common,
-        mode: 'destination',
-        accessToken: t.dst,
-        destinationApp: `BENCH=${HOST}:${s.port}`,
-      },
-    });
-    started.push(dst);
-    const src = await inWorker({
-      role: 'localproxy',
-      options: { ...common, mode: 'source', accessToken: t.src, sourceListenPort: 'BENCH=0' },
-    });
-    started.push(src);
+    const dst = await begin(
+      inWorker({
+        role: 'localproxy',
+        options: {
+          ...common,
+          mode: 'destination',
+          accessToken: t.dst,
+          destinationApp: `BENCH=${HOST}:${s.port}`,
+        },
+      }),
+    );
+    const src = await begin(
+      inWorker({
+        role: 'localproxy',
+        options: { ...common, mode: 'source', accessToken: t.src, sourceListenPort: 'BENCH=0' },
+      }),
+    );
     let chainPort = s.port;
     for (let i = 0; i < 3; i++) {
-      const hop = await inWorker({ role: 'relay', upstreamPort: chainPort });
-      started.push(hop);
-      chainPort = hop.port!;
+      chainPort = (await begin(inWorker({ role: 'relay', upstreamPort: chainPort }))).port!;
     }
     const stream = await interleave(
       {
@@ -262,26 +274,18 @@ export async function run(): Promise<BenchReport> {
       rounds,
     );
 
-    const fieldlabOpens: OpenRound[] = [];
-    const bareOpens: OpenRound[] = [];
-    await interleave(
+    const o = await interleave<OpenRound>(
       {
-        fieldlab: async () => {
-          fieldlabOpens.push(await openRate(service, opens, 16));
-          return 0;
-        },
-        bare: async () => {
-          bareOpens.push(await openRate(bare, opens, 16));
-          return 0;
-        },
+        fieldlab: () => openRate(service, keepAlive, opens, 16),
+        bare: () => openRate(bare, keepAlive, opens, 16),
       },
       rounds,
     );
     // A constant "target" subject turns the absolute goal into a ratio the report can judge.
     const openSamples = (pick: (r: OpenRound) => number) => ({
-      fieldlab: fieldlabOpens.map(pick),
-      bare: bareOpens.map(pick),
-      target: fieldlabOpens.map(() => 1000),
+      fieldlab: o.fieldlab!.map(pick),
+      bare: o.bare!.map(pick),
+      target: o.fieldlab!.map(() => 1000),
     });
     return buildReport(
       'tunnel',
@@ -322,7 +326,6 @@ export async function run(): Promise<BenchReport> {
       ],
     );
   } finally {
-    await s.stop();
     keepAlive.destroy();
     await Promise.all(started.reverse().map((w) => w.stop()));
   }
