@@ -41,7 +41,7 @@ export default function () {
     return;
   }
   // Per side: 'connecting' → 'open' (handshake done) → 'ready' (SERVICE_IDS): the timeout says which.
-  const st = { ready: 0, done: false, side: { source: 'connecting', destination: 'connecting' } };
+  const st = { done: false, side: { source: 'connecting', destination: 'connecting' } };
   const sockets = [];
   const finish = (error) => {
     if (st.done) return;
@@ -85,7 +85,7 @@ export default function () {
         }
         // V2 guide: SERVICE_IDS right after the handshake: this side is connected.
         st.side[mode] = 'ready';
-        if (++st.ready === 2) {
+        if (!st.done && st.side.source === 'ready' && st.side.destination === 'ready') {
           openMs.add(Date.now() - t0);
           tunnelsOpened.add(1);
           finish();
