@@ -3,7 +3,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import type { LookupFunction } from 'node:net';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { start as startAwsIot } from '../../simulators/aws-iot/index.js';
+import { type AwsIotHandle, start as startAwsIot } from '../../simulators/aws-iot/index.js';
 import { durationSchema } from '../../simulators/common/duration.js';
 import { FieldlabError } from '../../simulators/common/errors.js';
 import type { LabEvent } from '../../simulators/common/events.js';
@@ -12,13 +12,19 @@ import { policyRuleSchema, start as startConnectProxy } from '../../simulators/c
 import { geoDnsOptionsSchema, start as startGeoDns } from '../../simulators/geo-dns/index.js';
 import { start as startHttpsServer } from '../../simulators/https-server/index.js';
 import {
-  type DpsHubTarget,
+  type DpsHandle,
   deriveDeviceKey,
+  type IotHubHandle,
   startDps,
   start as startIotHub,
 } from '../../simulators/iot-hub/index.js';
-import { start as startKrypton } from '../../simulators/krypton/index.js';
-import { start as startMqttBroker } from '../../simulators/mqtt-broker/index.js';
+import {
+  kryptonDeviceId,
+  kryptonOptionsSchema,
+  type ProvisionFn,
+  start as startKrypton,
+} from '../../simulators/krypton/index.js';
+import { type MqttBrokerHandle, start as startMqttBroker } from '../../simulators/mqtt-broker/index.js';
 import type { BadCertKind, PkiHandle } from '../../simulators/pki/index.js';
 import { start as startSshd } from '../../simulators/sshd/index.js';
 import { start as startTlsInspector } from '../../simulators/tls-inspector/index.js';
@@ -51,8 +57,11 @@ export interface AdapterContext {
   bindPublicUdp?(port: number): Promise<UdpSocket>;
   /** The public port the scenario gives the main endpoint (0: any). */
   publicPort: number;
-  /** A simulator started earlier in the same lab, by name (e.g. the hub a DPS assigns devices to). */
-  peer(name: string): LabSimulatorHandle | undefined;
+  /**
+   * A simulator of the same lab, by name, with its type (e.g. the hub a DPS assigns devices to): the
+   * adapter checks the type and uses that simulator's own handle type.
+   */
+  peer(name: string): { type: string; handle: LabSimulatorHandle } | undefined;
 }
 
 /** What the lab needs of any simulator's handle (each simulator's own handle type has more). */
@@ -346,13 +355,12 @@ const tunnelService = adapter({
   async start(ctx, o) {
     const cert = o.tls ? await ctx.pki.issueServer([ctx.hostName, ctx.address]) : undefined;
     // Looked up when a tunnel opens: the broker may be declared after the tunnel service.
-    const broker = (): NotifyBroker | undefined => {
+    const broker = (): MqttBrokerHandle | undefined => {
       // An mqtt-broker publishes itself; an aws-iot persona through the broker underneath it.
-      const peer = ctx.peer(o.notify ?? '') as
-        | (LabSimulatorHandle & Partial<NotifyBroker> & { region?: string; broker?: NotifyBroker })
-        | undefined;
-      const via = peer?.region !== undefined ? peer.broker : peer;
-      return via && typeof via.publish === 'function' ? (via as NotifyBroker) : undefined;
+      const peer = ctx.peer(o.notify ?? '');
+      if (peer?.type === 'mqtt-broker') return peer.handle as MqttBrokerHandle;
+      if (peer?.type === 'aws-iot') return (peer.handle as AwsIotHandle).broker;
+      return undefined;
     };
     const handle = await startTunnelService({
       name: ctx.name,
@@ -386,11 +394,6 @@ const tunnelService = adapter({
     };
   },
 });
-
-/** What the tunnel service needs of a broker to deliver tokens. */
-interface NotifyBroker {
-  publish(topic: string, payload: string, qos?: 0 | 1): Promise<void>;
-}
 
 const sshd = adapter({
   type: 'sshd',
@@ -456,8 +459,8 @@ const dps = adapter({
     })
     .strict(),
   async start(ctx, o) {
-    const hub = ctx.peer(o.hub) as (LabSimulatorHandle & Partial<DpsHubTarget>) | undefined;
-    if (!hub || typeof hub.hostName !== 'string' || typeof hub.addDevice !== 'function') {
+    const peer = ctx.peer(o.hub);
+    if (peer?.type !== 'iot-hub') {
       throw new FieldlabError('E_BAD_OPTIONS', `${ctx.name} (dps): options.hub: no iot-hub named ${o.hub}`, {
         hint: 'name an iot-hub simulator declared before this one in lab.simulators',
       });
@@ -469,7 +472,7 @@ const dps = adapter({
       hostName: ctx.hostName,
       idScope: o.idScope,
       tls: { certPem: cert.chainPem, keyPem: cert.keyPem },
-      hub: hub as DpsHubTarget,
+      hub: peer.handle as IotHubHandle,
     });
     // Registered here, not through startDps's options: the add* calls return the keys for
     // `${dps.idScope}`, `${dps.key-<registrationId>}`, `${dps.group-<groupId>}`.
@@ -487,7 +490,7 @@ const krypton = adapter({
   options: z
     .object({
       /** Networks a request must come from. */
-      allowedSources: z.array(z.string()).min(1).default(['100.64.0.0/10']),
+      allowedSources: kryptonOptionsSchema.shape.allowedSources,
       /** A lab dps simulator (by name): credentials are a group enrollment there, so the device can register. */
       dps: z.string().optional(),
       /** The group enrollment used with `dps` (created if the dps does not have it). */
@@ -496,10 +499,10 @@ const krypton = adapter({
     .strict(),
   async start(ctx, o) {
     const cert = await ctx.pki.issueServer([ctx.hostName, ctx.address]);
-    let provision: ((sourceIp: string) => KryptonCredentialsLike) | undefined;
+    let provision: ProvisionFn | undefined;
     if (o.dps !== undefined) {
-      const target = ctx.peer(o.dps) as (LabSimulatorHandle & Partial<DpsLike>) | undefined;
-      if (!target || typeof target.addGroup !== 'function') {
+      const peer = ctx.peer(o.dps);
+      if (peer?.type !== 'dps') {
         throw new FieldlabError(
           'E_BAD_OPTIONS',
           `${ctx.name} (krypton): options.dps: no dps named ${o.dps}`,
@@ -508,15 +511,16 @@ const krypton = adapter({
           },
         );
       }
+      const target = peer.handle as DpsHandle;
       const groupKey = target.addGroup(o.group);
       provision = (sourceIp) => {
-        const registrationId = `krypton-${sourceIp.replaceAll('.', '-')}`;
+        const registrationId = kryptonDeviceId(sourceIp);
         return {
           deviceId: registrationId,
           registrationId,
-          assignedHub: target.hostName ?? '',
-          provisioningHost: target.hostName ?? '',
-          idScope: target.idScope ?? '',
+          assignedHub: target.hostName,
+          provisioningHost: target.hostName,
+          idScope: target.idScope,
           symmetricKey: deriveDeviceKey(groupKey, registrationId),
         };
       };
@@ -535,18 +539,6 @@ const krypton = adapter({
     return { handle, ...(listenHandle ? { direct: ['https'] } : {}) };
   },
 });
-
-interface DpsLike {
-  hostName: string;
-  idScope: string;
-  addGroup(groupId: string, primaryKey?: string): string;
-}
-type KryptonCredentialsLike = {
-  deviceId: string;
-  registrationId: string;
-  assignedHub: string;
-  [k: string]: unknown;
-};
 
 /**
  * The lab's fleet-provisioning claim certificate: one per lab, registered in every AWS IoT region of

@@ -485,7 +485,10 @@ async function startOne(lab: Lab, decl: LabSimulator, index: number): Promise<St
       labDir: lab.dir,
       lookup: lab.lookup,
       trackProcess: (pid, what) => lab.trackProcess(pid, what),
-      peer: (name) => lab.simulators.get(name)?.handle,
+      peer: (name) => {
+        const r = lab.simulators.get(name);
+        return r && { type: r.decl.type, handle: r.handle };
+      },
       publicPort: decl.port ?? 0,
       ...(placed && netns
         ? {

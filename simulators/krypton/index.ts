@@ -88,10 +88,15 @@ export interface KryptonHandle extends SimulatorHandle<KryptonEvents, KryptonSta
   readonly url: string;
 }
 
+/** The device id Krypton gives the device behind a source address: stable across registrations. */
+export function kryptonDeviceId(sourceIp: string): string {
+  return `krypton-${sourceIp.replaceAll('.', '-')}`;
+}
+
 /** The default identity for a source: stable, so a device that registers twice gets the same one. */
 export function defaultProvision(hub: string): ProvisionFn {
   return (sourceIp) => {
-    const deviceId = `krypton-${sourceIp.replaceAll('.', '-')}`;
+    const deviceId = kryptonDeviceId(sourceIp);
     return {
       deviceId,
       registrationId: deviceId,
