@@ -19,10 +19,12 @@ RUN node node_modules/typescript/bin/tsc -p tsconfig.json \
  && npm prune --omit=dev --ignore-scripts --offline --no-audit --no-fund --loglevel=error
 
 FROM ${BASE_IMAGE} AS runtime
-# The clients a `device` container runs, from Debian's packages (the local base image has them already).
+# The clients a `device` container runs, from Debian's packages (the local base image has them already;
+# scripts/docker-base-image.sh reads this list).
+ARG DEVICE_PACKAGES="ca-certificates curl openssl dnsutils mosquitto-clients openssh-client openssh-server iproute2 procps"
 RUN command -v curl >/dev/null && command -v mosquitto_pub >/dev/null && [ -x /usr/sbin/sshd ] || { \
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        ca-certificates curl openssl dnsutils mosquitto-clients openssh-client openssh-server iproute2 procps \
+        ${DEVICE_PACKAGES} \
       && rm -rf /var/lib/apt/lists/*; }
 # A fixed non-root user: files it writes to shared volumes (the lab CA) keep one owner. It has a shell:
 # the sshd simulator lets its own user log in (the tunnel scenarios ssh through the tunnel).

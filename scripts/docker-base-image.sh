@@ -10,7 +10,9 @@
 set -euo pipefail
 
 IMAGE="${FIELDLAB_BASE_IMAGE:-fieldlab-base:bookworm-node20}"
-PACKAGES=ca-certificates,curl,openssl,dnsutils,mosquitto-clients,openssh-client,openssh-server,iproute2,procps
+# The Dockerfile's list, so the two never differ.
+PACKAGES="$(sed -n 's/^ARG DEVICE_PACKAGES="\(.*\)"$/\1/p' "$(dirname "$0")/../Dockerfile" | tr ' ' ',')"
+[ -n "$PACKAGES" ] || { echo "docker-base-image: no DEVICE_PACKAGES in the Dockerfile" >&2; exit 1; }
 
 log() { printf 'docker-base-image: %s\n' "$*" >&2; }
 
