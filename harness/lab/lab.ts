@@ -116,6 +116,8 @@ export class Lab {
   readonly netns?: NetnsPlacement;
   readonly containerPaths?: ContainerPaths;
   readonly containerWorker: boolean;
+  /** Faults still being put in place elsewhere (container relays), for `faultsApplied`. */
+  private readonly pendingFaults = new Set<Promise<void>>();
   private readonly afterStop: Array<() => Promise<unknown>> = [];
 
   /** Runs `fn` at the end of `stop()` (e.g. removing a container network once its containers are gone). */
@@ -190,8 +192,6 @@ export class Lab {
       });
     });
   }
-
-  private readonly pendingFaults = new Set<Promise<void>>();
 
   /** A fault being put in place elsewhere (a container relay's control API), for `faultsApplied`. */
   trackFault(applied: Promise<void>): void {
@@ -426,7 +426,7 @@ export async function startLab(def: LabDefinition): Promise<Lab> {
   record.caBundle = pki.trust.bundlePath;
   writeRecord(dir, record);
   const lab = new Lab(id, def.name, dir, block, pki, record, {
-    ...(def.netns ? { netns: def.netns } : {}),
+    netns: def.netns,
     containerWorker: def.container !== undefined,
   });
   pki.events.onAny((e) => lab.addEvent(e));
