@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
@@ -231,6 +232,42 @@ async function waitFor<T>(get: () => T | undefined, ms: number, what: string): P
   }
 }
 
+/**
+ * POSTs to a simulator container's control API on a connection of its own: a pooled keep-alive socket
+ * may lead to a container that is gone, its address since given to another lab's container (which
+ * answers with a reset). Bounded.
+ */
+function postControl(ip: string, body: unknown): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      {
+        host: ip,
+        port: CONTROL_PORT,
+        path: '/toxics',
+        method: 'POST',
+        agent: false,
+        headers: { 'content-type': 'application/json' },
+        timeout: 10_000,
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (text += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('no answer in 10 s')));
+    req.on('error', (err) =>
+      reject(
+        new FieldlabError('E_CONTAINER_CONTROL', `control API ${ip}:${CONTROL_PORT}: ${err.message}`, {
+          hint: "the simulator's container stopped or is not answering: see its logs in the report",
+        }),
+      ),
+    );
+    req.end(JSON.stringify(body));
+  });
+}
+
 /** A relay in a container: toxics travel to its control API. Only `addToxic` is offered. */
 function remoteRelay(lab: Lab, ip: string, target: string): RelayHandle {
   const unsupported = () => {
@@ -239,12 +276,8 @@ function remoteRelay(lab: Lab, ip: string, target: string): RelayHandle {
   return {
     addToxic(spec: ToxicSpecInput) {
       // Synchronous in the relay API; the request is awaited through `lab.faultsApplied()` before the client runs.
-      const sent = fetch(`http://${ip}:${CONTROL_PORT}/toxics`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ target, toxic: spec }),
-      }).then(async (r) => {
-        if (!r.ok) throw new FieldlabError('E_BAD_FAULT', `${target}: ${await r.text()}`);
+      const sent = postControl(ip, { target, toxic: spec }).then((r) => {
+        if (r.status !== 200) throw new FieldlabError('E_BAD_FAULT', `${target}: ${r.body}`);
       });
       lab.trackFault(sent);
       return spec as never;
