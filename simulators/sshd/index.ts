@@ -11,6 +11,7 @@ import { SimulatorEvents } from '../common/events.js';
 import type { SimulatorHandle } from '../common/handle.js';
 import { listen } from '../common/net.js';
 import { parseOptions } from '../common/options.js';
+import { dieWithParent } from '../common/parent-death.js';
 
 /**
  * A real OpenSSH server (Debian's sshd) on a lab address, with throwaway host and client keys: the
@@ -122,20 +123,23 @@ export async function start(options: SshdOptions = {}): Promise<SshdHandle> {
     );
     const events = new SimulatorEvents<SshdEvents>(opts.name);
     const sshdArgv = [opts.sshd, '-D', '-e', '-f', join(dir, 'sshd_config')];
-    // unshare and sh both exec: the child's PID is sshd's own.
-    const argv = privateRun
-      ? [
-          'unshare',
-          '--mount',
-          '--propagation',
-          'private',
-          'sh',
-          '-c',
-          'mount -t tmpfs -o mode=755 fieldlab-sshd /run && mkdir -m 755 /run/sshd && exec "$@"',
-          'sh',
-          ...sshdArgv,
-        ]
-      : sshdArgv;
+    // setpriv, unshare and sh all exec: the child's PID is sshd's own. sshd runs as root and would
+    // outlive a SIGKILLed owner until `fieldlab clean`: it gets SIGKILL when its parent dies.
+    const argv = dieWithParent(
+      privateRun
+        ? [
+            'unshare',
+            '--mount',
+            '--propagation',
+            'private',
+            'sh',
+            '-c',
+            'mount -t tmpfs -o mode=755 fieldlab-sshd /run && mkdir -m 755 /run/sshd && exec "$@"',
+            'sh',
+            ...sshdArgv,
+          ]
+        : sshdArgv,
+    );
     const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
     let accepted = 0;
     const ready = new Promise<void>((resolve, reject) => {

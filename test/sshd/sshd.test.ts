@@ -3,8 +3,11 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, describe, expect, it } from 'vitest';
+import { isRunning } from '../../harness/topology/netns/teardown.js';
 import { type SshdHandle, sshClientArgv, start } from '../../simulators/sshd/index.js';
 import { missing } from '../helpers/capability.js';
+import { assertBuilt } from '../helpers/cli.js';
+import { within } from '../helpers/within.js';
 
 let sshd: SshdHandle | undefined;
 afterEach(async () => {
@@ -52,3 +55,64 @@ describe.skipIf(missing('cmd:sshd', 'cmd:ssh', 'cmd:ssh-keygen'))('sshd simulato
     sshd = undefined;
   });
 });
+
+/** Resolves once `pid` no longer runs (a zombie counts as gone); rejects after `ms`. */
+async function gone(pid: number, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (isRunning(pid)) {
+    if (Date.now() > deadline) throw new Error(`process ${pid} still runs after ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe.skipIf(missing('cmd:sshd', 'cmd:ssh-keygen') || process.platform !== 'linux')(
+  'sshd dies with its owner',
+  () => {
+    it('a SIGKILLed owner takes its sshd with it, without `fieldlab clean`', {
+      timeout: 60_000,
+    }, async () => {
+      assertBuilt();
+      const dir = mkdtempSync(join(tmpdir(), 'fl-sshd-owner-'));
+      // The owner: a plain Node process (the built simulator) that starts sshd and prints its PID.
+      const owner = execa(
+        'node',
+        [
+          '--input-type=module',
+          '-e',
+          [
+            `const { start } = await import(${JSON.stringify(join(process.cwd(), 'dist/simulators/sshd/index.js'))});`,
+            `const h = await start({ dir: ${JSON.stringify(dir)} });`,
+            'process.stdout.write(`sshd ${h.pid}\\n`);',
+            'setInterval(() => {}, 1000);',
+          ].join('\n'),
+        ],
+        { reject: false },
+      );
+      let sshdPid = 0;
+      try {
+        sshdPid = await within(
+          new Promise<number>((resolve, reject) => {
+            let out = '';
+            owner.stdout?.on('data', (d: Buffer) => {
+              out += d.toString();
+              const m = /^sshd (\d+)$/m.exec(out);
+              if (m) resolve(Number(m[1]));
+            });
+            void owner.then((r) => reject(new Error(`owner exited early: ${r.stderr}`)));
+          }),
+          30_000,
+          'the owner to start sshd',
+        );
+        expect(isRunning(sshdPid)).toBe(true);
+        owner.kill('SIGKILL');
+        await owner;
+        // No clean, no handler: the kernel's parent-death signal ends it.
+        await gone(sshdPid, 10_000);
+      } finally {
+        if (sshdPid > 0 && isRunning(sshdPid)) process.kill(sshdPid, 'SIGKILL');
+        owner.kill('SIGKILL');
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  },
+);

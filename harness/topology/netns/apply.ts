@@ -3,6 +3,7 @@ import type { Socket as UdpSocket } from 'node:dgram';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { FieldlabError } from '../../../simulators/common/errors.js';
+import { dieWithParent } from '../../../simulators/common/parent-death.js';
 import { processStartTicks } from '../../lab/state.js';
 import { formatCidr, formatIp, labCidr } from './addresses.js';
 import { type ExecOptions, type ExecResult, run, runChecked } from './exec.js';
@@ -107,12 +108,16 @@ export class NetnsLab {
 
   /**
    * Starts a long-running process inside the host's namespace (a simulator, a server). Its PID is in
-   * the state record; teardown kills it. `ip netns exec` execs, so the PID is the program's own.
+   * the state record; teardown kills it. `ip netns exec` execs, so the PID is the program's own. It
+   * gets SIGKILL when the thread that called this dies (see `dieWithParent`).
    */
   spawnIn(host: string, argv: readonly string[], opts: SpawnOptions = {}): ChildProcess {
     this.assertLive();
     const ns = this.ns(host);
-    const child = spawn('ip', ['netns', 'exec', ns, ...argv], { stdio: 'pipe', env: labEnv(), ...opts });
+    // setpriv and `ip netns exec` exec: the PID is the program's own. It gets SIGKILL when this process
+    // dies, so a SIGKILLed owner leaves no wireguard-go or server running (only namespaces, for clean).
+    const [cmd, ...args] = dieWithParent(['ip', 'netns', 'exec', ns, ...argv]);
+    const child = spawn(cmd as string, args, { stdio: 'pipe', env: labEnv(), ...opts });
     if (child.pid !== undefined) {
       const pid = child.pid;
       this.children.add(child);
