@@ -8,6 +8,11 @@ import type { Aedes, Client } from 'aedes';
  */
 export interface ClientInfo {
   clientId: string;
+  /**
+   * The connection this packet came on (the aedes client): answer a request on it with the handle's
+   * `publishTo`, so that the answer reaches neither other subscribers nor a later connection with this id.
+   */
+  connection: Client;
   username?: string;
   /**
    * The client certificate of a mutual-TLS connection (mqtts or wss), with the chain the client sent
@@ -51,7 +56,7 @@ export function clientInfo(client: Client, username?: string): ClientInfo {
   ) as Partial<TLSSocket>;
   const tls = typeof conn.getPeerCertificate === 'function';
   const cert = tls ? conn.getPeerCertificate?.(true) : undefined;
-  const info: ClientInfo = { clientId: client.id };
+  const info: ClientInfo = { clientId: client.id, connection: client };
   const user = username ?? (client as Client & { fieldlabUser?: string }).fieldlabUser;
   if (user !== undefined) info.username = user;
   if (cert && Object.keys(cert).length > 0) info.peerCertificate = cert;

@@ -17,6 +17,7 @@ import {
 } from '../common/server-events.js';
 import { coalesceWrites } from './coalesce.js';
 import { guardDeliveryRecursion } from './delivery.js';
+import { type DirectDelivery, publishTo } from './direct.js';
 import { type BrokerFaults, brokerFaultsSchema, type FaultEvent, installFaults } from './faults.js';
 import { type BrokerHooks, type ClientInfo, installHooks } from './hooks.js';
 
@@ -81,6 +82,7 @@ export const mqttBrokerOptionsSchema = z
   });
 
 export type MqttBrokerOptions = z.input<typeof mqttBrokerOptionsSchema>;
+export type { DirectDelivery } from './direct.js';
 export type { BrokerFaults, FaultEvent, FaultKind } from './faults.js';
 export { brokerFaultsSchema } from './faults.js';
 export type { BrokerHooks, ClientInfo, ConnectRefusal } from './hooks.js';
@@ -112,6 +114,18 @@ export interface MqttBrokerHandle extends SimulatorHandle<MqttBrokerEvents, Mqtt
   readonly broker: Aedes;
   /** Publishes from the broker itself (e.g. a cloud persona answering a device). */
   publish(topic: string, payload: string | Buffer, qos?: 0 | 1): Promise<void>;
+  /**
+   * Publishes to one connection only, not to the topic's other subscribers (a cloud answering the device
+   * that asked): `to` is the asking connection (`ClientInfo.connection`; lost if it has closed) or a client
+   * id (its current connection). Delivered only through a matching subscription, at the lower of `qos` and
+   * the granted QoS. Resolves once written, or with why not (see direct.ts).
+   */
+  publishTo(
+    to: ClientInfo['connection'] | string,
+    topic: string,
+    payload: string | Buffer,
+    qos?: 0 | 1,
+  ): Promise<DirectDelivery>;
   /**
    * Replaces the active protocol faults (`{}` or no argument clears them); applies to the next packet.
    * Throws E_BAD_OPTION for an unknown fault or a bad value.
@@ -260,6 +274,7 @@ export async function start(options: MqttBrokerOptions = {}): Promise<MqttBroker
           (err?: Error) => (err ? reject(err) : resolve()),
         ),
       ),
+    publishTo: (to, topic, payload, qos = 0) => publishTo(broker, to, topic, payload, qos),
     stop() {
       stopped ??= (async () => {
         for (const w of wsServers) for (const c of w.clients) c.terminate();
