@@ -18,6 +18,7 @@ import { parseOptions } from '../common/options.js';
 import {
   type ClientInfo,
   type ConnectRefusal,
+  type DirectDelivery,
   type MqttBrokerEvents,
   type MqttBrokerHandle,
   start as startBroker,
@@ -113,6 +114,12 @@ export interface AwsIotEvents extends MqttBrokerEvents {
   };
   /** A connection refused at authentication (TLS kept, dropped before CONNACK). */
   'auth-denied': { clientId: string; certificateId?: string; reason: string };
+  /**
+   * A fleet provisioning answer, sent to the connection that asked only. `delivery` says whether it got
+   * there: `not-subscribed` (the device published before subscribing to the reply topic, a classic field
+   * bug) or `not-connected` (that connection closed first) mean the device never sees it.
+   */
+  'provisioning-reply': { clientId: string; topic: string; delivery: DirectDelivery };
 }
 
 export interface AwsIotStats {
@@ -312,10 +319,20 @@ export async function start(options: AwsIotOptions): Promise<AwsIotHandle> {
         if (!ok) denied(client, 'subscribe', topic);
         return ok;
       },
-      onPublish: async (_client, topic, payload) => {
-        if (!FleetProvisioning.handles(topic)) return;
+      onPublish: async (client, topic, payload) => {
+        if (!FleetProvisioning.handles(topic) || !broker) return;
         const reply = await provisioning.handle(topic, payload);
-        await broker?.publish(reply.topic, JSON.stringify(reply.payload), 1);
+        // "IoT Core Fleet Provisioning returns the device provisioning MQTT API results through the same
+        // MQTT connection used to publish the API request" (developer guide, Device provisioning MQTT API):
+        // never to the other devices subscribed to the reply topic with the same claim, nor to a later
+        // connection with this client id. QoS 1, downgraded to the subscription's granted QoS.
+        const delivery = await broker.publishTo(
+          client.connection,
+          reply.topic,
+          JSON.stringify(reply.payload),
+          1,
+        );
+        events.emitEvent('provisioning-reply', { clientId: client.clientId, topic: reply.topic, delivery });
       },
     },
   });
