@@ -42,6 +42,10 @@ export function bodyBytes(body: unknown): Buffer {
 /** Creates the hub's rhea container with its handlers. */
 export function hubAmqpContainer(core: HubCore): Container {
   const container = rhea.create_container({ id: `${core.hostName}-amqp` });
+  // Devices authenticate by CBS, so SASL only frames the connection: the Node SDK sends no SASL header,
+  // Java and C# choose ANONYMOUS, the C SDK (uAMQP) MSSBCBS, the mechanism the hub offers for CBS.
+  container.sasl_server_mechanisms.enable_anonymous();
+  container.sasl_server_mechanisms.MSSBCBS = () => new CbsSaslServer();
   const states = new WeakMap<Connection, ConnState>();
   const deliveries = new WeakMap<Delivery, { deviceId: string; msg: C2dMessage; transport: string }>();
   const sinks = new WeakMap<Sender, { deviceId: string; sink: C2dSink }>();
@@ -155,6 +159,15 @@ export function hubAmqpContainer(core: HubCore): Container {
   return container;
 }
 
+/** SASL MSSBCBS, server side: no credentials in the SASL layer (they come on `$cbs`), so always ok. */
+class CbsSaslServer {
+  outcome: boolean | undefined = undefined;
+  username: string | undefined = undefined;
+  start(): void {
+    this.outcome = true;
+  }
+}
+
 function collectSenders(conn: Connection): Sender[] {
   const out: Sender[] = [];
   conn.find_sender((s: Sender) => {
@@ -174,12 +187,28 @@ function putToken(core: HubCore, state: ConnState, msg: rhea.Message): void {
   const ok =
     props.operation === 'put-token' && deviceId !== '' && core.authenticate(deviceId, token, state.transport);
   if (ok) state.authorized.add(deviceId);
-  state.cbs?.send({
-    to: msg.reply_to,
-    correlation_id: msg.message_id,
+  const reply: rhea.Message = {
+    body: null,
     application_properties: {
-      'status-code': ok ? 200 : 401,
-      'status-description': ok ? 'OK' : 'Unauthorized',
+      // AMQP CBS (and AMQP Management §3.2): status-code is an int, status-description a string. rhea would
+      // encode a bare 200 as a uint, which clients that check the type (Java's Integer cast, uAMQP's
+      // amqpvalue_get_int) drop, then wait out their timeout.
+      'status-code': rhea.types.wrap_int(ok ? 200 : 401),
+      'status-description': rhea.types.wrap_string(ok ? 'OK' : 'Unauthorized'),
     },
-  } as unknown as rhea.Message);
+  };
+  if (msg.reply_to !== undefined) reply.to = msg.reply_to;
+  const correlation = echoMessageId(msg.message_id);
+  if (correlation !== undefined) reply.correlation_id = correlation;
+  state.cbs?.send(reply);
+}
+
+/**
+ * The request's message-id as the reply's correlation-id, in the type it came in: the SDKs match on it with
+ * its type (Java casts it to UUID, uAMQP reads a ulong, C# and Node compare strings). rhea decodes a uuid to
+ * a 16-byte Buffer and a ulong to a number, and encodes them back as uuid and ulong; a binary id (a Buffer
+ * of another length) has no such round trip and gets no correlation-id.
+ */
+export function echoMessageId(id: rhea.Message['message_id']): rhea.Message['correlation_id'] {
+  return Buffer.isBuffer(id) && id.length !== 16 ? undefined : id;
 }

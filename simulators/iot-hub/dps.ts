@@ -259,7 +259,8 @@ export async function startDps(options: DpsOptions): Promise<DpsHandle> {
   const senders = new WeakMap<Connection, Sender>();
   const saslUser = (conn: Connection) =>
     (conn as unknown as { sasl_transport?: { username?: string } }).sasl_transport?.username;
-  const linkOk = (conn: Connection, address: string) => address !== '' && saslUser(conn) === address;
+  const linkOk = (conn: Connection, address: string) =>
+    address !== '' && saslUser(conn) === registrationPath(address);
   container.on('sender_open', (ctx: EventContext) => {
     const address = String((ctx.sender!.source as { address?: string } | undefined)?.address ?? '');
     if (!linkOk(ctx.connection, address)) ctx.sender!.close({ condition: 'amqp:unauthorized-access' });
@@ -284,7 +285,12 @@ export async function startDps(options: DpsOptions): Promise<DpsHandle> {
     senders.get(ctx.connection)?.send({
       correlation_id: msg.correlation_id,
       body: rhea.message.data_section(Buffer.from(JSON.stringify(answer.body))),
-      application_properties: answer.status === 202 ? { 'retry-after': String(opts.retryAfterSeconds) } : {},
+      // The poll interval under both spellings the SDKs read (application-property keys are case-sensitive):
+      // `retry-after` (Node), `Retry-After` (C#); Java and C only read the body.
+      application_properties:
+        answer.status === 202
+          ? { 'retry-after': String(opts.retryAfterSeconds), 'Retry-After': String(opts.retryAfterSeconds) }
+          : {},
     });
   });
   container.on('error', () => undefined);
@@ -361,6 +367,15 @@ export async function startDps(options: DpsOptions): Promise<DpsHandle> {
     },
     stop: () => front.stop(),
   };
+}
+
+/**
+ * The `<idScope>/registrations/<regId>` a DPS link names, however the SDK spells its address: bare (Node,
+ * C#), with a leading slash (Java: `/<idScope>/registrations/<regId>`) or as a URL (C:
+ * `amqps://<host>/<idScope>/registrations/<regId>`).
+ */
+export function registrationPath(address: string): string {
+  return address.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/]*/i, '').replace(/^\/+/, '');
 }
 
 function escapeRegExp(s: string): string {

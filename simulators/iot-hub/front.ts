@@ -90,7 +90,11 @@ export async function startFront<M extends FrontEvents>(
       protocols.has('mqtt') ? 'mqtt' : protocols.has('AMQPWSB10') ? 'AMQPWSB10' : false,
   });
   https.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
-    const path = (req.url ?? '').split('?')[0];
+    const path = targetPath(req.url);
+    if (path === undefined) {
+      socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
     if (path !== WEBSOCKET_PATH) {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
@@ -143,6 +147,21 @@ export async function startFront<M extends FrontEvents>(
       return stopped;
     },
   };
+}
+
+/**
+ * The path of a request target, in origin form (`/$iothub/websocket?x`) or absolute form
+ * (`https://hub.example.com:443/$iothub/websocket?x`, what proton-j's WebSocket layer in the Java SDKs sends):
+ * RFC 9112 §3.2.2, a server MUST accept the absolute form. Undefined for a target that is no URI reference.
+ */
+export function targetPath(target: string | undefined): string | undefined {
+  if (!target) return undefined;
+  try {
+    // A base only resolves the origin form; an absolute-form target carries its own scheme and authority.
+    return new URL(target, 'https://origin.invalid').pathname;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Reads a request body (bounded). */
