@@ -18,6 +18,6 @@ export async function cleanCommand(flags: { force?: boolean }): Promise<void> {
   if (r.networks.length > 0) process.stdout.write(`removed networks ${r.networks.join(', ')}\n`);
   for (const id of r.skippedLive)
     process.stdout.write(`left running lab ${id} alone (its owner still runs; --force removes it)\n`);
-  if (r.labs.length === 0 && r.blocks.length === 0 && r.containers.length + r.networks.length === 0)
-    process.stdout.write(`nothing to clean in ${stateDir()}\n`);
+  const removed = r.labs.length + r.blocks.length + r.netns.length + r.containers.length + r.networks.length;
+  if (removed === 0) process.stdout.write(`nothing to clean in ${stateDir()}\n`);
 }

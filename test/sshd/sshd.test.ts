@@ -5,6 +5,7 @@ import { execa } from 'execa';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isRunning } from '../../harness/topology/netns/teardown.js';
 import { type SshdHandle, sshClientArgv, start } from '../../simulators/sshd/index.js';
+import { untilGone } from '../crash/helpers.js';
 import { missing } from '../helpers/capability.js';
 import { assertBuilt } from '../helpers/cli.js';
 import { within } from '../helpers/within.js';
@@ -56,15 +57,6 @@ describe.skipIf(missing('cmd:sshd', 'cmd:ssh', 'cmd:ssh-keygen'))('sshd simulato
   });
 });
 
-/** Resolves once `pid` no longer runs (a zombie counts as gone); rejects after `ms`. */
-async function gone(pid: number, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (isRunning(pid)) {
-    if (Date.now() > deadline) throw new Error(`process ${pid} still runs after ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 describe.skipIf(missing('cmd:sshd', 'cmd:ssh-keygen') || process.platform !== 'linux')(
   'sshd dies with its owner',
   () => {
@@ -107,7 +99,7 @@ describe.skipIf(missing('cmd:sshd', 'cmd:ssh-keygen') || process.platform !== 'l
         owner.kill('SIGKILL');
         await owner;
         // No clean, no handler: the kernel's parent-death signal ends it.
-        await gone(sshdPid, 10_000);
+        await untilGone([sshdPid], 10_000);
       } finally {
         if (sshdPid > 0 && isRunning(sshdPid)) process.kill(sshdPid, 'SIGKILL');
         owner.kill('SIGKILL');

@@ -1,0 +1,184 @@
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ResultPromise } from 'execa';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { NetnsRecord } from '../../harness/topology/netns/state.js';
+import { isRunning } from '../../harness/topology/netns/teardown.js';
+import { missing } from '../helpers/capability.js';
+import { assertBuilt, cli, cliBackground } from '../helpers/cli.js';
+import { namespacesOf } from '../netns/helpers.js';
+import {
+  type Baseline,
+  baseline,
+  labRecords,
+  leftovers,
+  NOTHING_LEFT,
+  netnsRecords,
+  processState,
+  recordedProcesses,
+  until,
+  untilGone,
+} from './helpers.js';
+
+/**
+ * kill -9 of `fieldlab run --backend netns` at three moments (while the network is being built, while
+ * the client runs, while the lab is being torn down), then `fieldlab clean`: nothing of the lab may be
+ * left (namespaces, links, nft tables, wireguard-go, sshd, the client, state entries). The lab
+ * (fixtures/netns-lab.yaml) has a router with an nft table, two WireGuard peers and a real sshd the
+ * client logs in to through the tunnel.
+ */
+const LAB = join(import.meta.dirname, 'fixtures', 'netns-lab.yaml');
+const isWireguard = (p: { what: string }): boolean => p.what.startsWith('wireguard-go');
+
+describe.skipIf(missing('netns', 'cmd:wireguard-go', 'cmd:wg', 'cmd:sshd', 'cmd:ssh'))(
+  'kill -9 of a netns run, then `fieldlab clean`',
+  { timeout: 240_000 },
+  () => {
+    let tmp: string;
+    let state: string;
+    let marks: string;
+    let before: Baseline;
+    let child: ResultPromise | undefined;
+    let stderr = '';
+
+    beforeAll(() => assertBuilt());
+    beforeEach(() => {
+      tmp = mkdtempSync(join(tmpdir(), 'fl-crash-netns-'));
+      state = join(tmp, 'state');
+      marks = join(tmp, 'marks');
+      mkdirSync(marks);
+      before = baseline();
+    });
+    afterEach(async () => {
+      // A failed test leaves nothing either: with its owner dead, a plain clean takes the lab.
+      if (child?.pid !== undefined && isRunning(child.pid)) process.kill(child.pid, 'SIGKILL');
+      await child;
+      child = undefined;
+      await cli(['clean'], { env: { FIELDLAB_STATE_DIR: state } });
+      rmSync(tmp, { recursive: true, force: true });
+    });
+
+    function startRun(env: Record<string, string> = {}): ResultPromise {
+      stderr = '';
+      const c = cliBackground(
+        [
+          'run',
+          LAB,
+          '-b',
+          'netns',
+          '--only',
+          'crash-netns/fixed-hold',
+          '--out',
+          join(tmp, 'out'),
+          '-r',
+          'json',
+        ],
+        { FIELDLAB_STATE_DIR: state, CRASH_MARK_DIR: marks, FORCE_COLOR: '0', ...env },
+      );
+      c.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+      child = c;
+      return c;
+    }
+
+    /** Waits (bounded) for `check`, failing at once if the run ends first (its stderr says why). */
+    function reached<T>(c: ResultPromise, check: () => T | undefined | false, what: string): Promise<T> {
+      return until(
+        () => {
+          if (c.exitCode !== null || c.signalCode !== null) throw new Error(`the run ended early: ${stderr}`);
+          return check();
+        },
+        120_000,
+        what,
+      );
+    }
+
+    /** The run's one netns record, once it exists. */
+    function theRecord(): NetnsRecord | undefined {
+      return netnsRecords(state)[0];
+    }
+
+    function marked(name: string): boolean {
+      return existsSync(join(marks, name));
+    }
+
+    async function kill9(c: ResultPromise): Promise<void> {
+      process.kill(c.pid as number, 'SIGKILL');
+      const r = await c;
+      expect(r.signal).toBe('SIGKILL');
+    }
+
+    it('while the network is being built: namespaces, links, nft and the first wireguard-go exist', async () => {
+      const c = startRun();
+      // The record is rewritten as each resource appears: the first wireguard-go is one host into the
+      // WireGuard part of the set-up (the router's nft table and every namespace and link come before it).
+      const seen = await reached(
+        c,
+        () => {
+          const r = theRecord();
+          return r?.processes.some(isWireguard) ? r : undefined;
+        },
+        'the set-up to start the first wireguard-go',
+      );
+      await kill9(c);
+      expect(seen.processes.filter(isWireguard)).toHaveLength(1); // of two: set-up was under way
+      expect(marked('running')).toBe(false);
+      expect(namespacesOf(seen.labId)).toHaveLength(5);
+      const pids = recordedProcesses(state).map((p) => p.pid);
+      expect(pids.length).toBeGreaterThan(0);
+
+      const r = await cli(['clean'], { env: { FIELDLAB_STATE_DIR: state } });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain(`removed network namespaces of lab ${seen.labId}`);
+      expect(r.stdout).not.toContain('nothing to clean');
+      expect(leftovers({ stateDir: state, before, netnsIds: [seen.labId], pids })).toEqual(NOTHING_LEFT);
+    });
+
+    it('while the client runs: sshd and wireguard-go die with the owner, clean removes the rest', async () => {
+      const c = startRun();
+      await reached(c, () => marked('running'), 'the client to log in through the tunnel');
+      const labId = theRecord()?.labId as string;
+      const processes = recordedProcesses(state);
+      const sshd = processes.filter((p) => p.what.startsWith('sshd')).map((p) => p.pid);
+      const wireguard = processes.filter(isWireguard).map((p) => p.pid);
+      expect(sshd).toHaveLength(1);
+      expect(wireguard).toHaveLength(2);
+      await kill9(c);
+
+      // Before any clean: the servers the lab started ended with it (parent-death signal)...
+      await untilGone([...sshd, ...wireguard], 15_000);
+      // ...while the namespaces, the client and the records wait for clean.
+      expect(namespacesOf(labId)).toHaveLength(5);
+      expect(labRecords(state)).toHaveLength(1);
+
+      const r = await cli(['clean'], { env: { FIELDLAB_STATE_DIR: state } });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/removed lab crash-netns-/);
+      expect(r.stdout).toContain(`removed network namespaces of lab ${labId}`);
+      const pids = processes.map((p) => p.pid);
+      expect(leftovers({ stateDir: state, before, netnsIds: [labId], pids })).toEqual(NOTHING_LEFT);
+    });
+
+    it('while the lab is being torn down (SIGTERM, then SIGKILL half-way)', async () => {
+      // The client freezes its owner when the teardown signals it (see fixtures/hold-client.mjs).
+      const c = startRun({ CRASH_STOP_OWNER: '1' });
+      await reached(c, () => marked('running'), 'the client to log in through the tunnel');
+      const labId = theRecord()?.labId as string;
+      const processes = recordedProcesses(state);
+      const sshd = processes.filter((p) => p.what.startsWith('sshd')).map((p) => p.pid);
+      process.kill(c.pid as number, 'SIGTERM');
+      await reached(c, () => marked('teardown'), 'the teardown to signal the client');
+      // Frozen half-way: the teardown has signalled the lab's processes, its namespaces are still there.
+      expect(processState(c.pid as number)).toBe('T');
+      expect(namespacesOf(labId)).toHaveLength(5);
+      await kill9(c);
+      await untilGone(sshd, 15_000);
+
+      const r = await cli(['clean'], { env: { FIELDLAB_STATE_DIR: state } });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain(`removed network namespaces of lab ${labId}`);
+      const pids = processes.map((p) => p.pid);
+      expect(leftovers({ stateDir: state, before, netnsIds: [labId], pids })).toEqual(NOTHING_LEFT);
+    });
+  },
+);
