@@ -74,6 +74,11 @@ export function buildProgram(): Command {
       'variants run at once (each in its own lab); default: CPUs, at least 2',
       positiveInt,
     )
+    .option(
+      '--max-events <n>',
+      "each variant's lab timeline holds at most n events, routine ones dropped before evidence (default 10000)",
+      positiveInt,
+    )
     .option('--no-color', 'no colours in the console report')
     .action(lazy(async () => (await import('./run.js')).runCommand));
 
@@ -85,6 +90,11 @@ export function buildProgram(): Command {
     .argument('<file>', 'lab or scenario file (.yaml)')
     .option('--variant <name>', "apply this variant's faults and option overrides")
     .option('--json', 'print the endpoints as one JSON line instead of a table')
+    .option(
+      '--max-events <n>',
+      'the lab event timeline holds at most n events, the oldest dropped first (default 10000)',
+      positiveInt,
+    )
     .action(lazy(async () => (await import('./up.js')).upCommand));
 
   program

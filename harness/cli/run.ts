@@ -15,6 +15,7 @@ export interface RunFlags {
   backend: Backend;
   image?: string;
   concurrency?: number;
+  maxEvents?: number;
   color: boolean;
 }
 
@@ -61,6 +62,7 @@ export async function runCommand(paths: string[], flags: RunFlags): Promise<void
     ...(flags.image ? { image: flags.image } : {}),
     ...(only ? { only } : {}),
     ...(flags.concurrency ? { concurrency: flags.concurrency } : {}),
+    ...(flags.maxEvents ? { maxEvents: flags.maxEvents } : {}),
     onResult: (r) => process.stderr.write(`${renderProgress(r)}\n`),
   });
   const written = await writeReports(run, { outDir: flags.out, reporters, stdout: process.stdout, color });

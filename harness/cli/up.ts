@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { FieldlabError } from '../../simulators/common/errors.js';
-import { startLab } from '../lab/lab.js';
+import { type Lab, startLab } from '../lab/lab.js';
 import { loadYamlScenario, parseYaml, validateWith } from '../scenario/load.js';
 import { scenarioSchema } from '../scenario/model.js';
 
@@ -16,47 +16,15 @@ const labFileSchema = z
   })
   .strict();
 
-export async function upCommand(file: string, flags: { variant?: string; json?: boolean }): Promise<void> {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch {
-    throw new FieldlabError('E_NO_SUCH_PATH', `cannot read ${file}`, {
-      hint: 'give a lab or scenario .yaml file',
-    });
-  }
-  const { data: raw, locate } = parseYaml(file, text);
-  let name: string;
-  let lab: z.output<typeof labFileSchema>['lab'];
-  let variant: ReturnType<typeof loadYamlScenario>['variants'][number] | undefined;
-  if (raw && typeof raw === 'object' && 'variants' in raw) {
-    const s = loadYamlScenario(file, text);
-    name = s.name;
-    lab = s.lab;
-    if (flags.variant) {
-      variant = s.variants.find((v) => v.name === flags.variant);
-      if (!variant) {
-        throw new FieldlabError('E_BAD_FLAG', `${file} has no variant ${flags.variant}`, {
-          hint: `variants: ${s.variants.map((v) => v.name).join(', ')}`,
-        });
-      }
-    }
-  } else {
-    const parsed = validateWith(labFileSchema, raw, file, locate);
-    name = parsed.name;
-    lab = parsed.lab;
-    if (flags.variant)
-      throw new FieldlabError('E_BAD_FLAG', '--variant needs a scenario file (with variants)');
-  }
+export interface UpFlags {
+  variant?: string;
+  json?: boolean;
+  /** The lab timeline's bound (default DEFAULT_MAX_EVENTS in harness/lab/timeline.ts). */
+  maxEvents?: number;
+}
 
-  const running = await startLab({
-    name,
-    hosts: lab.hosts,
-    simulators: lab.simulators.map((s) => ({
-      ...s,
-      options: { ...s.options, ...(variant?.simulators[s.name] ?? {}) },
-    })),
-  });
+export async function upCommand(file: string, flags: UpFlags): Promise<void> {
+  const running = await startUpLab(file, flags);
   const stop = async (signal: string) => {
     process.stderr.write(`\nfieldlab: ${signal}: stopping lab ${running.id}\n`);
     await running.stop();
@@ -64,16 +32,6 @@ export async function upCommand(file: string, flags: { variant?: string; json?: 
   };
   process.once('SIGINT', () => void stop('SIGINT'));
   process.once('SIGTERM', () => void stop('SIGTERM'));
-  try {
-    for (const f of variant?.faults ?? []) {
-      const { target, ...toxic } = f;
-      running.relay(target).addToxic(toxic);
-    }
-  } catch (err) {
-    await running.stop();
-    throw err;
-  }
-
   const endpoints = [...running.simulators.entries()].flatMap(([simName, s]) =>
     s.endpoints.map((e) => ({
       simulator: simName,
@@ -116,4 +74,60 @@ export async function upCommand(file: string, flags: { variant?: string; json?: 
     process.stdout.write(`${out.join('\n')}\n`);
   }
   // Stay up until a signal: the listening sockets keep the event loop alive.
+}
+
+/** Reads a lab or scenario file and starts its lab, with the variant's options and faults. */
+export async function startUpLab(file: string, flags: UpFlags): Promise<Lab> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    throw new FieldlabError('E_NO_SUCH_PATH', `cannot read ${file}`, {
+      hint: 'give a lab or scenario .yaml file',
+    });
+  }
+  const { data: raw, locate } = parseYaml(file, text);
+  let name: string;
+  let lab: z.output<typeof labFileSchema>['lab'];
+  let variant: ReturnType<typeof loadYamlScenario>['variants'][number] | undefined;
+  if (raw && typeof raw === 'object' && 'variants' in raw) {
+    const s = loadYamlScenario(file, text);
+    name = s.name;
+    lab = s.lab;
+    if (flags.variant) {
+      variant = s.variants.find((v) => v.name === flags.variant);
+      if (!variant) {
+        throw new FieldlabError('E_BAD_FLAG', `${file} has no variant ${flags.variant}`, {
+          hint: `variants: ${s.variants.map((v) => v.name).join(', ')}`,
+        });
+      }
+    }
+  } else {
+    const parsed = validateWith(labFileSchema, raw, file, locate);
+    name = parsed.name;
+    lab = parsed.lab;
+    if (flags.variant)
+      throw new FieldlabError('E_BAD_FLAG', '--variant needs a scenario file (with variants)');
+  }
+
+  // Nobody reads a long-running lab's events here: the timeline's bound keeps its memory flat.
+  const running = await startLab({
+    name,
+    ...(flags.maxEvents !== undefined ? { timeline: { maxEvents: flags.maxEvents } } : {}),
+    hosts: lab.hosts,
+    simulators: lab.simulators.map((s) => ({
+      ...s,
+      options: { ...s.options, ...(variant?.simulators[s.name] ?? {}) },
+    })),
+  });
+  try {
+    for (const f of variant?.faults ?? []) {
+      const { target, ...toxic } = f;
+      running.relay(target).addToxic(toxic);
+    }
+  } catch (err) {
+    await running.stop();
+    throw err;
+  }
+  return running;
 }

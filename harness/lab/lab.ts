@@ -16,7 +16,8 @@ import { adapterFor, adapterTypes, type LabSimulatorHandle, type StartedSimulato
 import { type AddressBlock, claimBlock, fixedBlock } from './addresses.js';
 import { createLabLookup } from './lookup.js';
 import { type NetnsFront, startNetnsFront } from './netns-front.js';
-import { type LabRecord, labsDir, newLabRecord, processStartTicks, writeRecord } from './state.js';
+import { type LabRecord, newLabDir, newLabRecord, processStartTicks, writeRecord } from './state.js';
+import { Timeline, type TimelineOptions } from './timeline.js';
 
 /**
  * A running lab on the loopback backend:
@@ -49,6 +50,8 @@ export interface LabDefinition {
     dir: string;
     authority: Authority;
   };
+  /** The event timeline's bound and which events a run must keep (see `Timeline`). */
+  timeline?: TimelineOptions;
 }
 
 /** How the client of a container lab sees the lab's files: the host's lab directory is mounted here. */
@@ -61,6 +64,8 @@ export interface ContainerPaths {
   network?: string;
   image: string;
   labels: Record<string, string>;
+  /** `docker run --user` for the lab's containers (the lab directory's owner); absent: the image's user. */
+  user?: string;
 }
 
 /**
@@ -107,7 +112,8 @@ export interface LabPlacement {
 }
 
 export class Lab {
-  readonly events: LabEvent[] = [];
+  /** Every simulator's and relay's events, bounded (oldest routine events dropped first). */
+  readonly timeline: Timeline;
   readonly simulators = new Map<string, RunningSimulator>();
   readonly hosts = new Map<string, string>();
   readonly lookup: LookupFunction;
@@ -134,7 +140,9 @@ export class Lab {
     readonly pki: PkiHandle,
     private readonly record: LabRecord,
     placement: LabPlacement = {},
+    timeline: TimelineOptions = {},
   ) {
+    this.timeline = new Timeline(timeline);
     this.netns = placement.netns;
     this.containerPaths = placement.containerPaths;
     this.containerWorker = placement.containerWorker === true;
@@ -157,8 +165,13 @@ export class Lab {
 
   /** Records an event on the lab timeline (and tells live listeners). */
   addEvent(e: LabEvent): void {
-    this.events.push(e);
+    this.timeline.add(e);
     for (const l of this.listeners) l(e);
+  }
+
+  /** The events the timeline holds, in arrival order (a copy). */
+  get events(): LabEvent[] {
+    return this.timeline.all();
   }
 
   onEvent(listener: (e: LabEvent) => void): () => void {
@@ -206,7 +219,7 @@ export class Lab {
 
   /** Events since a time (ms epoch), for one variant's window. */
   eventsSince(t: number): LabEvent[] {
-    return this.events.filter((e) => e.time >= t);
+    return this.timeline.since(t);
   }
 
   sim(name: string): RunningSimulator {
@@ -403,8 +416,9 @@ function publicPortOf(decl: LabSimulator, endpoint: string, main: boolean): numb
 /** Starts a lab: claims addresses, starts the PKI and every simulator in order, fronts them with relays. */
 export async function startLab(def: LabDefinition): Promise<Lab> {
   const id = `${def.name}-${randomBytes(3).toString('hex')}`;
-  const dir = def.container?.dir ?? join(labsDir(), id);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // 0700 in a state directory no other user can change: the lab CA's keys are in it.
+  const dir = def.container?.dir ?? newLabDir(id);
+  if (def.container) mkdirSync(dir, { recursive: true, mode: 0o700 });
   const bind = def.container?.bind;
   const block = bind ? fixedBlock(bind) : claimBlock();
   const record = newLabRecord(id, def.name, 'loopback', block.prefix);
@@ -425,10 +439,16 @@ export async function startLab(def: LabDefinition): Promise<Lab> {
   }
   record.caBundle = pki.trust.bundlePath;
   writeRecord(dir, record);
-  const lab = new Lab(id, def.name, dir, block, pki, record, {
-    netns: def.netns,
-    containerWorker: def.container !== undefined,
-  });
+  const lab = new Lab(
+    id,
+    def.name,
+    dir,
+    block,
+    pki,
+    record,
+    { netns: def.netns, containerWorker: def.container !== undefined },
+    def.timeline,
+  );
   pki.events.onAny((e) => lab.addEvent(e));
 
   try {

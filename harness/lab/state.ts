@@ -1,6 +1,15 @@
-import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { FieldlabError } from '../../simulators/common/errors.js';
 
 /**
  * The on-disk record of what each running lab created, so that `fieldlab clean` can remove it after a
@@ -63,6 +72,43 @@ export function labsDir(): string {
 
 export function blocksDir(): string {
   return join(stateDir(), 'blocks');
+}
+
+/**
+ * Makes `dir` (and missing parents, mode 0700) a directory of this user's that no one else can change:
+ * owned by us, not a symlink, not writable by group or others; `private` also closes it to them (0700).
+ * The default state directory sits in the shared /tmp, where another local user could have made it
+ * first (to read a lab's CA keys, or swap a file a container reads): such a directory is refused.
+ */
+export function ensureOwnDir(dir: string, opts: { private?: boolean } = {}): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = lstatSync(dir);
+  const uid = process.geteuid?.();
+  const problem = !st.isDirectory()
+    ? 'is not a directory'
+    : uid !== undefined && st.uid !== uid
+      ? `is owned by uid ${st.uid}, not by this user (${uid})`
+      : !opts.private && (st.mode & 0o022) !== 0
+        ? `is writable by other users (mode ${(st.mode & 0o7777).toString(8)})`
+        : undefined;
+  if (problem) {
+    throw new FieldlabError('E_STATE_DIR_UNSAFE', `fieldlab's state directory ${dir} ${problem}`, {
+      hint: 'remove it, or point FIELDLAB_STATE_DIR at a directory of your own',
+    });
+  }
+  if (opts.private && (st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
+}
+
+/**
+ * Creates a new lab's directory, 0700, in a state directory no other user can change (see
+ * `ensureOwnDir`). Fails if it exists: a lab id is random, an existing directory was not made by us.
+ */
+export function newLabDir(labId: string): string {
+  ensureOwnDir(stateDir());
+  ensureOwnDir(labsDir(), { private: true });
+  const dir = join(labsDir(), labId);
+  mkdirSync(dir, { mode: 0o700 });
+  return dir;
 }
 
 /** Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat), or undefined. */

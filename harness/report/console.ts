@@ -19,6 +19,7 @@ import {
   clientRan,
   closingLine,
   countStatuses,
+  droppedText,
   eventLines,
   expectedText,
   mismatchText,
@@ -159,9 +160,13 @@ function detailBlock(r: VariantResult, p: Palette, verbose: boolean): string[] {
     line(`client stderr (last ${stderr.length} line${stderr.length === 1 ? '' : 's'}):`, 1, p.dim);
     for (const l of stderr) line(`| ${l}`, 2, p.dim);
   }
+  const dropped = droppedText(r);
   if (verbose && r.events.length > 0) {
-    line(`lab timeline (${r.events.length} event${r.events.length === 1 ? '' : 's'}):`);
+    const count = `${r.events.length} event${r.events.length === 1 ? '' : 's'}`;
+    line(`lab timeline (${count}${dropped ? `; ${dropped}` : ''}):`);
     for (const l of eventLines(r.events, 120)) line(l, 2);
+  } else if (dropped) {
+    line(`lab timeline: ${dropped}`, 1, p.dim);
   }
   return out;
 }

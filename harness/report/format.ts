@@ -152,6 +152,16 @@ export function eventLines(events: readonly LabEvent[], maxData = 160): string[]
   );
 }
 
+/**
+ * "40 earlier events dropped (timeline holds 10000)" when the lab's bounded timeline dropped events of
+ * this variant, else undefined.
+ */
+export function droppedText(r: VariantResult): string | undefined {
+  const d = r.droppedEvents;
+  if (!d || d.count <= 0) return undefined;
+  return `${d.count} earlier event${d.count === 1 ? '' : 's'} dropped (timeline holds ${d.maxEvents})`;
+}
+
 /** Whether the client ran to a verdict (passed or failed), so its time means something. */
 export function clientRan(r: VariantResult): boolean {
   return r.status === 'passed' || r.status === 'failed';

@@ -12,6 +12,7 @@ import {
   clientRan,
   closingLine,
   countStatuses,
+  droppedText,
   eventRows,
   expectedText,
   formatOffset,
@@ -104,7 +105,9 @@ function waterfall(r: VariantResult): string {
 }
 
 function eventsTable(r: VariantResult): string {
-  if (r.events.length === 0) return '';
+  const dropped = droppedText(r);
+  const droppedNote = dropped ? `<p class="muted dropped">${esc(dropped)}.</p>` : '';
+  if (r.events.length === 0) return droppedNote;
   const rows = eventRows(r.events.slice(0, MAX_EVENTS), 300).map(
     (e) =>
       `<tr><td class="num">${esc(formatOffset(e.offsetMs))}</td><td>${esc(e.source)}</td>` +
@@ -116,7 +119,8 @@ function eventsTable(r: VariantResult): string {
       : '';
   return (
     `<details class="timeline"${r.status === 'passed' ? '' : ' open'}><summary>Lab timeline ` +
-    `(${r.events.length} event${r.events.length === 1 ? '' : 's'}, from the first)</summary>` +
+    `(${r.events.length} event${r.events.length === 1 ? '' : 's'}, from the first` +
+    `${dropped ? `; ${esc(dropped)}` : ''})</summary>${droppedNote}` +
     `<table class="events"><thead><tr><th>time</th><th>source</th><th>type</th><th>data</th></tr></thead>` +
     `<tbody>${rows.join('')}</tbody></table>${more}</details>`
   );

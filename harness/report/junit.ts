@@ -15,6 +15,7 @@ import type { RunResult, Status, VariantResult } from '../runner/result.js';
 import {
   classInfo,
   countStatuses,
+  droppedText,
   eventLines,
   expectedText,
   mismatchText,
@@ -65,11 +66,12 @@ function systemOut(r: VariantResult): string {
     parts.push(['explanation:', ...r.explanation.map((e) => `  ${e}`)].join('\n'));
   if (r.phases.length > 0) parts.push(['phases:', ...phaseLines(r.phases).map((l) => `  ${l}`)].join('\n'));
   if (r.client?.argv) parts.push(`client: ${r.client.argv.join(' ')}`);
-  if (r.events.length > 0) {
+  const dropped = droppedText(r);
+  if (r.events.length > 0 || dropped) {
     const shown = eventLines(r.events.slice(0, MAX_EVENTS), 200).map((l) => `  ${l}`);
     if (r.events.length > MAX_EVENTS)
       shown.push(`  … ${r.events.length - MAX_EVENTS} more in the JSON report`);
-    parts.push(['lab timeline:', ...shown].join('\n'));
+    parts.push([`lab timeline:${dropped ? ` ${dropped}` : ''}`, ...shown].join('\n'));
   }
   return parts.join('\n');
 }

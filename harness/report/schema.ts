@@ -65,6 +65,15 @@ export const variantResultSchema = z.object({
     })
     .optional(),
   events: z.array(labEventSchema),
+  droppedEvents: z
+    .object({
+      count: z.number().int().positive().describe('events of this variant not in `events`'),
+      maxEvents: z.number().int().positive().describe('the most events the lab timeline holds'),
+    })
+    .optional()
+    .describe(
+      'Present when the lab timeline (bounded) dropped events of this variant; routine events go before evidence.',
+    ),
   /** Container backend: each simulator container's last log lines (what was not an event). */
   logs: z.record(z.string(), z.array(z.string())).optional(),
   skipReason: z.string().optional(),

@@ -47,6 +47,11 @@ export interface VariantResult {
   };
   /** The lab timeline for this variant (events of every simulator and relay). */
   events: LabEvent[];
+  /**
+   * Present when the lab's bounded timeline dropped events of this variant: `count` earlier events are
+   * not in `events` (the timeline holds at most `maxEvents`; evidence is dropped after routine events).
+   */
+  droppedEvents?: { count: number; maxEvents: number };
   /** Container backend: each simulator container's last log lines (what was not an event). */
   logs?: Record<string, string[]>;
   skipReason?: string;

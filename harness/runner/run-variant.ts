@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { FieldlabError } from '../../simulators/common/errors.js';
-import { preciseNow } from '../../simulators/common/events.js';
+import { type LabEvent, preciseNow } from '../../simulators/common/events.js';
 import { type Capability, checkCapability, isRequired } from '../capabilities.js';
 import { runCommand } from '../clients/command.js';
 import { runInContainer } from '../clients/container-command.js';
@@ -10,7 +10,7 @@ import { type Lab, type LabDefinition, type NetnsPlacement, startLab } from '../
 import { buildNetwork } from '../lab/netns-network.js';
 import { FAILURE_CLASSES, type Verdict } from '../probe/classes.js';
 import { curlTimingArgs } from '../probe/curl.js';
-import { explain } from '../probe/evidence.js';
+import { EVIDENCE_RULES, explain } from '../probe/evidence.js';
 import { probeHttps } from '../probe/https-probe.js';
 import type { Phase } from '../probe/phases.js';
 import type { LoadedScenario } from '../scenario/load.js';
@@ -32,6 +32,8 @@ export interface RunOptions {
   backend: Backend;
   /** Container backend: the fieldlab image (default $FIELDLAB_IMAGE, else fieldlab:local). */
   image?: string;
+  /** The lab timeline's bound (default DEFAULT_MAX_EVENTS in harness/lab/timeline.ts). */
+  maxEvents?: number;
 }
 
 interface ClientOutcome {
@@ -74,6 +76,11 @@ function containerLogs(lab: Lab): { logs?: Record<string, string[]> } {
   return Object.keys(logs).length > 0 ? { logs } : {};
 }
 
+/** The report's note that the lab timeline overflowed (only when it did). */
+function droppedEvents(lab: Lab, count: number): Pick<VariantResult, 'droppedEvents'> {
+  return count > 0 ? { droppedEvents: { count, maxEvents: lab.timeline.maxEvents } } : {};
+}
+
 /** Simulators the client is pointed at (its `${sim...}` references), for the netns explanation. */
 function referencedSimulators(client: ClientDecl): string[] {
   const names = new Set<string>();
@@ -94,11 +101,24 @@ function toExpectation(v: Variant): Expectation {
   };
 }
 
+/** Event types the evidence rules read: what explains a failure (denials, TLS alerts, toxics, DNS answers). */
+const EVIDENCE_TYPES: ReadonlySet<string> = new Set(EVIDENCE_RULES.map((r) => r.event));
+
+/**
+ * The events a variant's verdict reads, kept on the lab timeline over routine ones when it fills up: the
+ * evidence rules' types and the events its `labSaw`/`labNeverSaw` name.
+ */
+export function verdictEvents(v: Variant): (e: LabEvent) => boolean {
+  const named = new Set([...v.expect.labSaw, ...v.expect.labNeverSaw].map((w) => `${w.source}\0${w.type}`));
+  return (e) => EVIDENCE_TYPES.has(e.type) || named.has(`${e.source}\0${e.type}`);
+}
+
 /** The lab for one variant: the scenario's, with the variant's option overrides merged in. */
-function labFor(s: Scenario, v: Variant, netns?: NetnsPlacement): LabDefinition {
+function labFor(s: Scenario, v: Variant, netns?: NetnsPlacement, maxEvents?: number): LabDefinition {
   return {
     name: s.name,
     ...(netns ? { netns } : {}),
+    timeline: { keep: verdictEvents(v), ...(maxEvents !== undefined ? { maxEvents } : {}) },
     hosts: s.lab.hosts,
     simulators: s.lab.simulators.map((sim) => ({
       ...sim,
@@ -249,11 +269,12 @@ export async function runVariant(
     const placement = network ? await buildNetwork(network, v.network, dnsHost) : undefined;
     lab =
       opts.backend === 'container'
-        ? await startContainerLab(labFor(s, v), {
+        ? await startContainerLab(labFor(s, v, undefined, opts.maxEvents), {
             image: opts.image ?? process.env.FIELDLAB_IMAGE ?? 'fieldlab:local',
           })
-        : await startLab(labFor(s, v, placement));
+        : await startLab(labFor(s, v, placement, opts.maxEvents));
     const t0 = preciseNow();
+    lab.timeline.openWindow(t0);
     for (const f of v.faults) {
       const { target, backends, ...toxic } = f;
       if (backends && !backends.includes(opts.backend)) continue;
@@ -302,6 +323,7 @@ export async function runVariant(
       durationMs: outcome.durationMs,
       ...(outcome.client ? { client: outcome.client } : {}),
       events,
+      ...droppedEvents(lab, lab.timeline.droppedInWindow),
       ...containerLogs(lab),
     };
   } catch (err) {
@@ -313,7 +335,12 @@ export async function runVariant(
             message: err instanceof Error ? (err.stack ?? err.message) : String(err),
             hint: 'this is a fieldlab bug: please report it with this message',
           };
-    return { ...base, error: e, events: lab?.events ?? [] };
+    return {
+      ...base,
+      error: e,
+      events: lab?.events ?? [],
+      ...(lab ? droppedEvents(lab, lab.timeline.dropped) : {}),
+    };
   } finally {
     await lab?.stop();
   }

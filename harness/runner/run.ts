@@ -13,6 +13,8 @@ export interface RunAllOptions {
   concurrency?: number;
   /** Container backend: the fieldlab image (default $FIELDLAB_IMAGE, else fieldlab:local). */
   image?: string;
+  /** The lab timeline's bound per variant (default DEFAULT_MAX_EVENTS in harness/lab/timeline.ts). */
+  maxEvents?: number;
   /** Called as each variant finishes (progress output). */
   onResult?: (r: VariantResult) => void;
 }
@@ -40,7 +42,11 @@ export async function runAll(scenarios: LoadedScenario[], opts: RunAllOptions): 
     while (next < jobs.length) {
       const i = next++;
       const job = jobs[i]!;
-      const r = await runVariant(job.s, job.v, { backend: opts.backend, image: opts.image });
+      const r = await runVariant(job.s, job.v, {
+        backend: opts.backend,
+        image: opts.image,
+        ...(opts.maxEvents !== undefined ? { maxEvents: opts.maxEvents } : {}),
+      });
       results[i] = r;
       opts.onResult?.(r);
     }
