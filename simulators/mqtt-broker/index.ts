@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { Aedes } from 'aedes';
 import { createWebSocketStream, WebSocketServer } from 'ws';
@@ -16,10 +17,12 @@ import {
   type TlsClientErrorEvent,
 } from '../common/server-events.js';
 import { coalesceWrites } from './coalesce.js';
+import { CONNECT_TIMEOUT_MS, type ScreenVerdict, screenConnect } from './connect-screen.js';
 import { guardDeliveryRecursion } from './delivery.js';
 import { type DirectDelivery, publishTo } from './direct.js';
 import { type BrokerFaults, brokerFaultsSchema, type FaultEvent, installFaults } from './faults.js';
 import { type BrokerHooks, type ClientInfo, installHooks } from './hooks.js';
+import { refuseInvalidFilters } from './topics.js';
 
 /**
  * An MQTT broker (aedes) on any mix of transports: mqtt (TCP), mqtts (TLS, optional mutual TLS and ALPN),
@@ -97,6 +100,8 @@ export interface MqttBrokerEvents {
   publish: { clientId: string; topic: string; qos: number; retain: boolean; bytes: number };
   subscribe: { clientId: string; topics: string[] };
   closed: { id: string; bytesIn: number; bytesOut: number; durationMs: number };
+  /** A connection closed without an answer for breaking MQTT 3.1.1 (a wildcard will topic, a bad filter). */
+  'protocol-violation': { clientId: string; reason: string };
   /** A protocol fault acted on a client (refused CONNACK, withheld PUBACK, dropped connection). */
   fault: FaultEvent;
 }
@@ -168,6 +173,24 @@ export async function start(options: MqttBrokerOptions = {}): Promise<MqttBroker
       events.emitEvent('fault', e);
     },
   );
+  const onViolation = (clientId: string, reason: string) =>
+    events.emitEvent('protocol-violation', { clientId, reason });
+  refuseInvalidFilters(broker, onViolation);
+  // What aedes 1.2 gets wrong about CONNECT is answered before it reads the connection (connect-screen.ts).
+  const screen = (conn: Duplex, handOn: () => void) =>
+    screenConnect(conn, {
+      timeoutMs: CONNECT_TIMEOUT_MS,
+      pass: handOn,
+      stopped: (v: ScreenVerdict) => {
+        if (v.kind === 'violation') return onViolation(v.clientId, v.reason);
+        stats.rejected++;
+        events.emitEvent('client-rejected', {
+          clientId: v.clientId,
+          returnCode: v.returnCode,
+          reason: v.reason,
+        });
+      },
+    });
   broker.on('client', (c) => {
     stats.clients++;
     events.emitEvent('client-connected', { clientId: c.id });
@@ -218,7 +241,7 @@ export async function start(options: MqttBrokerOptions = {}): Promise<MqttBroker
       let server: NetServer | HttpServer;
       const handle = (s: Socket) => {
         coalesceWrites(s);
-        broker.handle(s);
+        screen(s, () => broker.handle(s));
       };
       if (l.protocol === 'mqtt') server = createNetServer(handle);
       else if (l.protocol === 'mqtts') {
@@ -235,7 +258,10 @@ export async function start(options: MqttBrokerOptions = {}): Promise<MqttBroker
           handleProtocols: (protocols) =>
             protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false,
         });
-        wss.on('connection', (ws, req) => broker.handle(createWebSocketStream(ws), req));
+        wss.on('connection', (ws, req) => {
+          const stream = createWebSocketStream(ws);
+          screen(stream, () => broker.handle(stream, req));
+        });
         wsServers.push(wss);
       }
       server.on('connection', (s: Socket) => trackSocket(s, l.protocol));

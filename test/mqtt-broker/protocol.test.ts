@@ -1,0 +1,273 @@
+import { connect as tcpConnect } from 'node:net';
+import { execa } from 'execa';
+import { generate, type IConnectPacket, type Packet } from 'mqtt-packet';
+import { afterEach, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { endpointOf } from '../../simulators/common/handle.js';
+import { type MqttBrokerHandle, start } from '../../simulators/mqtt-broker/index.js';
+import { topicFilterProblem, topicNameProblem } from '../../simulators/mqtt-broker/topics.js';
+import { missing } from '../helpers/capability.js';
+import { within } from '../helpers/within.js';
+
+/**
+ * MQTT 3.1.1 conformance at the wire: packets built with mqtt-packet's generator (or patched from one
+ * where no client would build them), sent on a raw socket, and the exact bytes back or the close asserted.
+ */
+
+let broker: MqttBrokerHandle | undefined;
+afterEach(async () => {
+  await broker?.stop();
+  broker = undefined;
+});
+
+async function startBroker(): Promise<MqttBrokerHandle> {
+  broker = await start({ name: 'broker', listeners: [{ protocol: 'mqtt' }, { protocol: 'ws' }] });
+  return broker;
+}
+
+const CONNACK = (code: number) => Buffer.from([0x20, 0x02, 0x00, code]);
+const SUBACK = (id: number, ...granted: number[]) =>
+  Buffer.from([0x90, 2 + granted.length, id >> 8, id & 0xff, ...granted]);
+
+function connectPacket(extra: Partial<IConnectPacket> = {}): Buffer {
+  return generate({
+    cmd: 'connect',
+    protocolId: 'MQTT',
+    protocolVersion: 4,
+    clean: true,
+    clientId: 'wire',
+    keepalive: 0,
+    ...extra,
+  } as IConnectPacket);
+}
+
+/** A CONNECT built by hand, for what mqtt-packet's generator refuses to build (an empty will topic...). */
+function rawConnect(o: {
+  name: string;
+  level: number;
+  clientId: string;
+  clean?: boolean;
+  will?: string;
+}): Buffer {
+  const str = (s: string) => {
+    const b = Buffer.from(s, 'utf8');
+    return Buffer.concat([Buffer.from([b.length >> 8, b.length & 0xff]), b]);
+  };
+  const flags = (o.clean === false ? 0 : 0x02) | (o.will !== undefined ? 0x04 : 0); // clean session, will flag
+  const body = Buffer.concat([
+    str(o.name),
+    Buffer.from([o.level, flags, 0, 0]),
+    str(o.clientId),
+    ...(o.will !== undefined ? [str(o.will), str('gone')] : []),
+  ]);
+  if (body.length > 127) throw new Error('rawConnect: body too long for a 1-byte remaining length');
+  return Buffer.concat([Buffer.from([0x10, body.length]), body]);
+}
+
+/** A 3.1.1 CONNECT with its Protocol Level byte replaced (no client builds these). */
+function withLevel(level: number, packet = connectPacket()): Buffer {
+  const copy = Buffer.from(packet);
+  // fixed header (1 byte + 1-byte remaining length here) + name length (2) + "MQTT" (4)
+  copy[2 + 2 + 4] = level;
+  return copy;
+}
+
+interface Exchange {
+  /** Every byte the broker sent until it closed the connection. */
+  received: Buffer;
+}
+
+/** Sends `chunks` (each written on its own) and resolves with what the broker sent once it closed. */
+function exchange(port: number, chunks: Buffer[]): Promise<Exchange> {
+  const done = new Promise<Exchange>((resolve, reject) => {
+    const got: Buffer[] = [];
+    const socket = tcpConnect(port, '127.0.0.1', () => {
+      for (const c of chunks) socket.write(c);
+    });
+    socket.on('data', (d) => got.push(d));
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ECONNRESET') reject(err);
+    });
+    socket.on('close', () => resolve({ received: Buffer.concat(got) }));
+  });
+  return within(done, 5000, 'the broker to answer and close the connection');
+}
+
+/** Sends `chunks` and resolves with the first `n` bytes the broker sends back, connection still open. */
+async function firstBytes(port: number, chunks: Buffer[], n: number): Promise<Buffer> {
+  const socket = tcpConnect(port, '127.0.0.1');
+  try {
+    return await within(
+      new Promise<Buffer>((resolve, reject) => {
+        let got = Buffer.alloc(0);
+        socket.on('connect', () => {
+          for (const c of chunks) socket.write(c);
+        });
+        socket.on('data', (d) => {
+          got = Buffer.concat([got, d]);
+          if (got.length >= n) resolve(got);
+        });
+        socket.on('error', reject);
+        socket.on('close', () => reject(new Error(`closed after ${got.toString('hex')}`)));
+      }),
+      5000,
+      `${n} bytes from the broker`,
+    );
+  } finally {
+    socket.destroy();
+  }
+}
+
+const port = (b: MqttBrokerHandle) => endpointOf(b, 'mqtt').port;
+
+describe('mqtt-broker CONNECT checks at the wire (MQTT 3.1.1 §3.1)', () => {
+  it.each([0, 1, 2, 6, 7, 0x7f, 0xff])(
+    'answers Protocol Level %i with CONNACK 0x01 and closes [MQTT-3.1.2-2]',
+    async (level) => {
+      const b = await startBroker();
+      const rejected: number[] = [];
+      b.events.onEvent('client-rejected', (e) => rejected.push(e.returnCode));
+      const { received } = await exchange(port(b), [withLevel(level)]);
+      expect(received).toEqual(CONNACK(1));
+      expect(rejected).toEqual([1]);
+    },
+  );
+
+  it('decides on the Protocol Level even when the CONNECT arrives one byte at a time', async () => {
+    const b = await startBroker();
+    const packet = withLevel(6);
+    const bytes = [...packet.subarray(0, 9)].map((x) => Buffer.from([x]));
+    const { received } = await exchange(port(b), bytes);
+    expect(received).toEqual(CONNACK(1));
+  });
+
+  it('answers an MQTT 5 CONNECT with the 3.1.1 CONNACK 0x01: the broker does not implement v5', async () => {
+    const b = await startBroker();
+    const v5 = connectPacket({ protocolVersion: 5, properties: { sessionExpiryInterval: 10 } });
+    const { received } = await exchange(port(b), [v5]);
+    expect(received).toEqual(CONNACK(1));
+  });
+
+  it('answers CONNACK 0x01 over WebSocket too', async () => {
+    const b = await startBroker();
+    const ws = new WebSocket(endpointOf(b, 'ws').url!, 'mqtt');
+    const frames: Buffer[] = [];
+    const closed = new Promise<void>((resolve, reject) => {
+      ws.on('open', () => ws.send(withLevel(6)));
+      ws.on('message', (d: Buffer) => frames.push(d));
+      ws.on('close', () => resolve());
+      ws.on('error', reject);
+    });
+    await within(closed, 5000, 'the WebSocket to close');
+    expect(Buffer.concat(frames)).toEqual(CONNACK(1));
+  });
+
+  it('answers an empty client id with clean session 0 with CONNACK 0x02 and closes [MQTT-3.1.3-8]', async () => {
+    const b = await startBroker();
+    const noId = rawConnect({ name: 'MQTT', level: 4, clientId: '', clean: false });
+    const { received } = await exchange(port(b), [noId]);
+    expect(received).toEqual(CONNACK(2));
+    // with clean session 1 the broker assigns an identifier [MQTT-3.1.3-6]
+    expect(await firstBytes(port(b), [connectPacket({ clientId: '', clean: true })], 4)).toEqual(CONNACK(0));
+  });
+
+  it('answers an MQTT 3.1 CONNECT with an empty client id with CONNACK 0x02 (3.1 §3.1: 1 to 23 characters)', async () => {
+    const b = await startBroker();
+    const v31 = rawConnect({ name: 'MQIsdp', level: 3, clientId: '' });
+    const { received } = await exchange(port(b), [v31]);
+    expect(received).toEqual(CONNACK(2));
+  });
+
+  it.each(['#/a', 'a/#', '#', 'a/+', '+', 'a+', ''])(
+    'closes the connection without CONNACK for the will topic %j [MQTT-4.7.1-1], [MQTT-4.7.3-1]',
+    async (topic) => {
+      const b = await startBroker();
+      const violations: string[] = [];
+      b.events.onEvent('protocol-violation', (e) => violations.push(e.reason));
+      const packet = rawConnect({ name: 'MQTT', level: 4, clientId: 'wire', will: topic });
+      const { received } = await exchange(port(b), [packet]);
+      expect(received).toEqual(Buffer.alloc(0));
+      expect(violations).toHaveLength(1);
+      expect(violations[0]).toMatch(/will topic/);
+    },
+  );
+
+  it('accepts a will topic without wildcards', async () => {
+    const b = await startBroker();
+    const will = { topic: 'status/wire', payload: Buffer.from('gone'), qos: 0 as const, retain: false };
+    expect(await firstBytes(port(b), [connectPacket({ will })], 4)).toEqual(CONNACK(0));
+  });
+});
+
+describe('mqtt-broker topic checks at the wire (MQTT 3.1.1 §4.7)', () => {
+  const subscribe = (topic: string, messageId = 1): Buffer =>
+    generate({ cmd: 'subscribe', messageId, subscriptions: [{ topic, qos: 0 }] } as Packet);
+
+  it.each(['a+', '+a', 'a/+b', 'a+/b', 'a#', 'a/b#', '#/a', 'a/#/b', '##', '++'])(
+    'closes the connection on the SUBSCRIBE filter %j without a SUBACK [MQTT-4.7.1-2], [MQTT-4.7.1-3], [MQTT-4.8.0-1]',
+    async (filter) => {
+      const b = await startBroker();
+      const violations: string[] = [];
+      b.events.onEvent('protocol-violation', (e) => violations.push(e.reason));
+      const { received } = await exchange(port(b), [connectPacket(), subscribe(filter)]);
+      expect(received).toEqual(CONNACK(0));
+      if (['a/b#', '#/a', 'a/#/b', '##'].includes(filter)) return; // aedes' own check closes these
+      expect(violations).toEqual([expect.stringMatching(/topic filter/)]);
+    },
+  );
+
+  it.each(['+', '#', 'a/+/b', '+/+', '/#', 'a/#', '/', '+/', 'a//b', '$SYS/#', 'a/+/#'])(
+    'grants the SUBSCRIBE filter %j',
+    async (filter) => {
+      const b = await startBroker();
+      const got = await firstBytes(port(b), [connectPacket(), subscribe(filter, 7)], 9);
+      expect(got).toEqual(Buffer.concat([CONNACK(0), SUBACK(7, 0)]));
+    },
+  );
+
+  it.each(['a/+', 'a/#', '+', '#'])(
+    'closes the connection on a PUBLISH to the topic name %j [MQTT-3.3.2-2]',
+    async (topic) => {
+      const b = await startBroker();
+      const publish = generate({ cmd: 'publish', topic, payload: Buffer.from('x'), qos: 0 } as Packet);
+      const { received } = await exchange(port(b), [connectPacket(), publish]);
+      expect(received).toEqual(CONNACK(0));
+    },
+  );
+
+  it('keeps serving other clients after closing a bad one', async () => {
+    const b = await startBroker();
+    await exchange(port(b), [connectPacket(), subscribe('a+')]);
+    await exchange(port(b), [withLevel(9)]);
+    const got = await firstBytes(port(b), [connectPacket(), subscribe('a/+', 3)], 9);
+    expect(got).toEqual(Buffer.concat([CONNACK(0), SUBACK(3, 0)]));
+  });
+
+  it('names what is wrong with a topic name or filter', () => {
+    expect(topicNameProblem('a/b')).toBeUndefined();
+    expect(topicNameProblem('a/+')).toMatch(/wildcard/);
+    expect(topicNameProblem('')).toMatch(/empty/);
+    expect(topicNameProblem('a\u0000b')).toMatch(/U\+0000/);
+    expect(topicFilterProblem('a/+/#')).toBeUndefined();
+    expect(topicFilterProblem('a+')).toMatch(/entire level/);
+    expect(topicFilterProblem('a/#/b')).toMatch(/last/);
+    expect(topicFilterProblem('a#')).toMatch(/entire level/);
+    expect(topicFilterProblem('')).toMatch(/empty/);
+  });
+});
+
+describe.skipIf(missing('cmd:mosquitto_pub'))(
+  'mqtt-broker protocol checks with the mosquitto clients',
+  () => {
+    it('mosquitto_pub -V 5 reads the 3.1.1 CONNACK 0x01 as "unacceptable protocol version"', async () => {
+      const b = await startBroker();
+      const r = await execa(
+        'mosquitto_pub',
+        ['-h', '127.0.0.1', '-p', String(port(b)), '-V', '5', '-t', 't', '-m', 'x'],
+        { reject: false, timeout: 10_000 },
+      );
+      expect(r.exitCode).not.toBe(0);
+      expect(`${r.stdout}${r.stderr}`).toMatch(/unacceptable protocol version|Unsupported protocol version/i);
+    });
+  },
+);
