@@ -25,6 +25,8 @@ export async function runInContainer(spec: {
   const docker = ['docker', 'run', '--rm', '--name', name, '--network', spec.lab.network ?? 'none'];
   for (const [k, v] of Object.entries(spec.lab.labels)) docker.push('--label', `${k}=${v}`);
   docker.push('-v', `${spec.lab.hostDir}:${spec.lab.dir}`);
+  // The lab directory's owner (0700): the image's user, or the invoking user's uid:gid (see labOwner).
+  if (spec.lab.user) docker.push('--user', spec.lab.user);
   for (const [k, v] of Object.entries(spec.env)) docker.push('-e', `${k}=${v}`);
   if (spec.cwd) docker.push('-w', spec.cwd);
   if (spec.stdin !== undefined) docker.push('-i');

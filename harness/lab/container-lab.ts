@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -8,14 +8,14 @@ import { FieldlabError } from '../../simulators/common/errors.js';
 import { type LabEvent, SimulatorEvents } from '../../simulators/common/events.js';
 import type { Endpoint } from '../../simulators/common/handle.js';
 import { authorityOf, start as startPki } from '../../simulators/pki/index.js';
-import type { RelayHandle } from '../faults/index.js';
+import { parseToxic, type RelayEvents, type RelayHandle } from '../faults/index.js';
 import type { ToxicSpecInput } from '../faults/spec.js';
 import type { LabSimulatorHandle } from './adapters.js';
 import { fixedBlock } from './addresses.js';
 import { LAB_LABEL, OWNER_LABEL, OWNER_START_LABEL } from './container-clean.js';
 import { CONTROL_PORT, type WorkerSpec } from './container-worker.js';
 import { type ContainerPaths, endpointTarget, Lab, type LabDefinition } from './lab.js';
-import { labsDir, newLabRecord, writeRecord } from './state.js';
+import { newLabDir, newLabRecord, writeRecord } from './state.js';
 
 /**
  * The container backend (DESIGN.md "Network backends"): every simulator of a lab runs in its own
@@ -31,6 +31,34 @@ export const CONTAINER_ROOT = '/app';
 
 export interface ContainerLabOptions {
   image: string;
+}
+
+/** The image's own user (Dockerfile: `useradd --uid 10001 ... fieldlab`), which simulator containers run as. */
+export const IMAGE_UID = 10001;
+
+/**
+ * Who the lab's containers run as, and who owns what they read on the lab directory, so that they and no
+ * other local user can read it (the specs hold the lab CA's private keys): everything is 0600 in 0700
+ * directories. Run as root (CI), the files go to the image's user (10001); otherwise they cannot change
+ * owner, so the containers run as the invoking user instead (`user`: `uid:gid`).
+ */
+export interface LabOwner {
+  uid: number;
+  gid: number;
+  /** `docker run --user` for every container of the lab; undefined: the image's own user. */
+  user?: string;
+}
+
+export function labOwner(): LabOwner {
+  const uid = process.geteuid?.() ?? 0;
+  const gid = process.getegid?.() ?? 0;
+  if (uid === 0) return { uid: IMAGE_UID, gid: IMAGE_UID };
+  return { uid, gid, user: `${uid}:${gid}` };
+}
+
+/** A directory (0700) or file (0600) only the lab's containers' user can read (and root). */
+function giveTo(owner: LabOwner, path: string): void {
+  if (owner.user === undefined) chownSync(path, owner.uid, owner.gid);
 }
 
 /** Bound on each simulator container's start (image pull excluded: the image must exist). */
@@ -107,13 +135,17 @@ export async function startContainerLab(def: LabDefinition, opts: ContainerLabOp
     });
   }
   const id = `${def.name}-${randomBytes(3).toString('hex')}`.slice(0, 40);
-  const dir = join(labsDir(), id);
-  // Containers run as the image's user (uid 10001): they write their own subdirectories here.
-  mkdirSync(dir, { recursive: true });
-  chmodSync(dir, 0o777);
+  // 0700, entered only by the containers' user (and root): the specs in it hold the lab CA's keys.
+  const owner = labOwner();
+  const dir = newLabDir(id);
+  giveTo(owner, dir);
   const record = newLabRecord(id, def.name, 'container');
   writeRecord(dir, record);
+  // The per-lab secret of the simulators' control APIs (toxics): only the specs carry it.
+  const controlToken = randomBytes(32).toString('base64url');
   const pki = await startPki({ name: 'pki', dir });
+  // Containers read the trust bundle (the keys in it stay 0600, this process's); the lab directory
+  // around it keeps everyone else out.
   chmodSync(pki.dir, 0o755);
   const authority = authorityOf(pki);
   const block = fixedBlock('');
@@ -122,8 +154,14 @@ export async function startContainerLab(def: LabDefinition, opts: ContainerLabOp
     [OWNER_LABEL]: String(process.pid),
     [OWNER_START_LABEL]: String(record.pidStartTicks ?? ''),
   };
-  const paths = { dir: CONTAINER_DIR, root: CONTAINER_ROOT, image: opts.image, labels } as ContainerPaths;
-  const lab = new Lab(id, def.name, dir, block, pki, record, { containerPaths: paths });
+  const paths: ContainerPaths = {
+    dir: CONTAINER_DIR,
+    root: CONTAINER_ROOT,
+    image: opts.image,
+    labels,
+    ...(owner.user ? { user: owner.user } : {}),
+  };
+  const lab = new Lab(id, def.name, dir, block, pki, record, { containerPaths: paths }, def.timeline);
   // lab.stop() stops every simulator (its container), then removes the network, then the directory.
   let network: { name: string; remove(): Promise<unknown> } | undefined;
   lab.onStopped(async () => network?.remove());
@@ -139,16 +177,19 @@ export async function startContainerLab(def: LabDefinition, opts: ContainerLabOp
         simulator: { ...decl, options },
         dir: `${CONTAINER_DIR}/${decl.name}`,
         authority,
+        controlToken,
       };
-      mkdirSync(simDir, { recursive: true });
-      chmodSync(simDir, 0o777);
+      mkdirSync(simDir, { mode: 0o700 });
+      giveTo(owner, simDir);
       const specFile = join(dir, `${decl.name}.spec.json`);
-      writeFileSync(specFile, JSON.stringify(spec), { mode: 0o644 });
+      // `wx`: a new file, never one that something else put there.
+      writeFileSync(specFile, JSON.stringify(spec), { mode: 0o600, flag: 'wx' });
+      giveTo(owner, specFile);
 
       const events = new SimulatorEvents<Record<string, unknown>>(decl.name);
       let ready: { endpoints: Endpoint[]; vars: Record<string, string> } | undefined;
       const logs: string[] = [];
-      const container = await labContainer(tc, opts.image, network.name, decl.host)
+      const container = await labContainer(tc, opts.image, network.name, decl.host, owner.user)
         .withCommand(['serve-lab', `${CONTAINER_DIR}/${decl.name}.spec.json`])
         .withBindMounts([{ source: dir, target: CONTAINER_DIR, mode: 'rw' }])
         .withLabels(labels)
@@ -194,8 +235,10 @@ export async function startContainerLab(def: LabDefinition, opts: ContainerLabOp
       const endpoints = got.endpoints.map((e) => ({ ...e, host: ip }));
       lab.hosts.set(decl.host, ip);
       const relays = new Map<string, RelayHandle>();
-      for (const [i, ep] of got.endpoints.entries())
-        relays.set(ep.name, remoteRelay(lab, ip, endpointTarget(decl.name, ep.name, i === 0)));
+      for (const [i, ep] of got.endpoints.entries()) {
+        const target = endpointTarget(decl.name, ep.name, i === 0);
+        relays.set(ep.name, remoteRelay(lab, { ip, port: ep.port, token: controlToken }, target));
+      }
       Object.assign(running, { endpoints, relays, vars: got.vars });
     }
     return lab;
@@ -210,12 +253,13 @@ export async function startContainerLab(def: LabDefinition, opts: ContainerLabOp
  * attach a container to the default bridge first and connect it to the network after, which fails on
  * an engine without a default bridge (`--bridge=none`): the alias goes into the create request instead.
  */
-function labContainer(tc: Testcontainers, image: string, network: string, alias: string) {
+function labContainer(tc: Testcontainers, image: string, network: string, alias: string, user?: string) {
   class LabContainer extends tc.GenericContainer {
     constructor() {
       super(image);
       this.createOpts.NetworkingConfig = { EndpointsConfig: { [network]: { Aliases: [alias] } } };
       this.withNetworkMode(network);
+      if (user !== undefined) this.withUser(user);
     }
   }
   return new LabContainer();
@@ -232,21 +276,29 @@ async function waitFor<T>(get: () => T | undefined, ms: number, what: string): P
   }
 }
 
+/** Where a simulator container's control API is, and the lab's secret it wants. */
+interface ControlTarget {
+  ip: string;
+  /** The relay's own port (for the handle's `endpoint`). */
+  port: number;
+  token: string;
+}
+
 /**
  * POSTs to a simulator container's control API on a connection of its own: a pooled keep-alive socket
  * may lead to a container that is gone, its address since given to another lab's container (which
- * answers with a reset). Bounded.
+ * answers with a reset). Carries the lab's secret (RFC 6750 §2.1 bearer token). Bounded.
  */
-function postControl(ip: string, body: unknown): Promise<{ status: number; body: string }> {
+function postControl(to: ControlTarget, body: unknown): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = httpRequest(
       {
-        host: ip,
+        host: to.ip,
         port: CONTROL_PORT,
         path: '/toxics',
         method: 'POST',
         agent: false,
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${to.token}` },
         timeout: 10_000,
       },
       (res) => {
@@ -259,7 +311,7 @@ function postControl(ip: string, body: unknown): Promise<{ status: number; body:
     req.on('timeout', () => req.destroy(new Error('no answer in 10 s')));
     req.on('error', (err) =>
       reject(
-        new FieldlabError('E_CONTAINER_CONTROL', `control API ${ip}:${CONTROL_PORT}: ${err.message}`, {
+        new FieldlabError('E_CONTAINER_CONTROL', `control API ${to.ip}:${CONTROL_PORT}: ${err.message}`, {
           hint: "the simulator's container stopped or is not answering: see its logs in the report",
         }),
       ),
@@ -268,22 +320,32 @@ function postControl(ip: string, body: unknown): Promise<{ status: number; body:
   });
 }
 
-/** A relay in a container: toxics travel to its control API. Only `addToxic` is offered. */
-function remoteRelay(lab: Lab, ip: string, target: string): RelayHandle {
-  const unsupported = () => {
+/**
+ * A relay in a container: toxics travel to its control API (checked here first, so a bad one fails at
+ * once, as on loopback). Only `addToxic` is offered; the relay's events come back on the container's logs.
+ */
+function remoteRelay(lab: Lab, to: ControlTarget, target: string): RelayHandle {
+  const unsupported = (): never => {
     throw new FieldlabError('E_CONTAINER_RELAY', `${target}: only adding toxics reaches a container relay`);
   };
   return {
-    addToxic(spec: ToxicSpecInput) {
+    name: `${target}-relay`,
+    endpoint: { host: to.ip, port: to.port },
+    events: new SimulatorEvents<RelayEvents>(`${target}-relay`),
+    addToxic(input: ToxicSpecInput) {
+      const spec = parseToxic(input, target);
       // Synchronous in the relay API; the request is awaited through `lab.faultsApplied()` before the client runs.
-      const sent = postControl(ip, { target, toxic: spec }).then((r) => {
+      const sent = postControl(to, { target, toxic: input }).then((r) => {
         if (r.status !== 200) throw new FieldlabError('E_BAD_FAULT', `${target}: ${r.body}`);
       });
       lab.trackFault(sent);
-      return spec as never;
+      return spec;
     },
+    updateToxic: unsupported,
     removeToxic: unsupported,
     toxics: () => [],
+    setUpstream: unsupported,
+    stats: () => ({ connections: 0, active: 0, bytesUp: 0, bytesDown: 0 }),
     stop: async () => {},
-  } as unknown as RelayHandle;
+  };
 }
