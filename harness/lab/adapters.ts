@@ -411,6 +411,20 @@ const sshd = adapter({
   },
 });
 
+/**
+ * An Azure endpoint (iot-hub, dps) has three doors, mqtts (8883), amqps (5671) and https (443, also MQTT and
+ * AMQP over WebSocket): `port` would move only the first, so `port: 443` would put MQTT on 443 and leave
+ * https elsewhere. Refused, with the form that says which door gets which port.
+ */
+function refuseMainPort(ctx: AdapterContext, type: string): void {
+  if (!ctx.publicPort) return;
+  throw new FieldlabError(
+    'E_BAD_OPTIONS',
+    `${ctx.name} (${type}): port: ${ctx.publicPort} does not say which endpoint: a ${type} serves mqtts, amqps and https`,
+    { hint: 'give each endpoint its port instead: ports: { https: 443, mqtts: 8883, amqps: 5671 }' },
+  );
+}
+
 const iotHub = adapter({
   type: 'iot-hub',
   summary:
@@ -423,6 +437,7 @@ const iotHub = adapter({
     })
     .strict(),
   async start(ctx, o) {
+    refuseMainPort(ctx, 'iot-hub');
     const cert = await ctx.pki.issueServer([ctx.hostName, ctx.address]);
     const handle = await startIotHub({
       name: ctx.name,
@@ -459,6 +474,7 @@ const dps = adapter({
     })
     .strict(),
   async start(ctx, o) {
+    refuseMainPort(ctx, 'dps');
     const peer = ctx.peer(o.hub);
     if (peer?.type !== 'iot-hub') {
       throw new FieldlabError('E_BAD_OPTIONS', `${ctx.name} (dps): options.hub: no iot-hub named ${o.hub}`, {

@@ -1,6 +1,6 @@
 import type { SimulatorEvents } from '../common/events.js';
 import type { C2dQueues } from './c2d.js';
-import type { HubTransport, IotHubEvents } from './events.js';
+import type { AuthRejectReason, HubTransport, IotHubEvents } from './events.js';
 
 /** What the hub's transport handlers share: identity checks, telemetry intake, C2D queues. */
 export interface HubCore {
@@ -12,6 +12,8 @@ export interface HubCore {
    * device's key). Emits `device-authenticated` or `auth-rejected`.
    */
   authenticate(deviceId: string, token: string | undefined, transport: HubTransport): boolean;
+  /** Records a refusal decided before the SAS check (counted in `authRejected`, event `auth-rejected`). */
+  reject(deviceId: string, transport: HubTransport, reason: AuthRejectReason): void;
   telemetry(
     deviceId: string,
     transport: HubTransport,

@@ -108,6 +108,10 @@ export async function start(options: IotHubOptions): Promise<IotHubHandle> {
     stats.c2dSent++;
     events.emitEvent('c2d-sent', { deviceId, transport, messageId: msg.messageId });
   });
+  const reject: HubCore['reject'] = (deviceId, transport, reason) => {
+    stats.authRejected++;
+    events.emitEvent('auth-rejected', { deviceId, transport, reason });
+  };
   const core: HubCore = {
     hostName: opts.hostName,
     events,
@@ -121,10 +125,10 @@ export async function start(options: IotHubOptions): Promise<IotHubHandle> {
         events.emitEvent('device-authenticated', { deviceId, transport });
         return true;
       }
-      stats.authRejected++;
-      events.emitEvent('auth-rejected', { deviceId, transport, reason: verdict.reason });
+      reject(deviceId, transport, verdict.reason);
       return false;
     },
+    reject,
     telemetry(deviceId, transport, body, properties) {
       stats.telemetry++;
       const list = received.get(deviceId) ?? [];
@@ -137,7 +141,6 @@ export async function start(options: IotHubOptions): Promise<IotHubHandle> {
     },
   };
 
-  const mqttTransports = new Map<string, HubTransport>();
   const amqp = hubAmqpContainer(core);
   const front: Front = await startFront(
     {
@@ -145,13 +148,13 @@ export async function start(options: IotHubOptions): Promise<IotHubHandle> {
       host: opts.host,
       ports: opts.ports,
       tls: opts.tls,
-      mqttHooks: hubMqttHooks(core, mqttTransports),
+      mqttHooks: hubMqttHooks(core),
       amqp,
       onHttp: hubHttpHandler(core),
     },
     events,
   );
-  wireHubMqtt(core, front.broker, mqttTransports);
+  wireHubMqtt(core, front.broker);
 
   return {
     name: opts.name,

@@ -1,3 +1,4 @@
+import type { Client } from 'aedes';
 import type { BrokerHooks, ClientInfo, MqttBrokerHandle } from '../mqtt-broker/index.js';
 import type { C2dSink } from './c2d.js';
 import type { HubCore } from './core.js';
@@ -12,24 +13,19 @@ import type { HubTransport } from './events.js';
  *   devices/<id>/messages/devicebound/<props>   C2D (subscribe devices/<id>/messages/devicebound/#)
  *   $iothub/twin/..., $iothub/methods/...       twin and direct methods (minimal twin answers)
  */
-export function hubMqttHooks(core: HubCore, transports: Map<string, HubTransport>): BrokerHooks {
-  const transportOf = (clientId: string): HubTransport => transports.get(clientId) ?? 'mqtt';
+export function hubMqttHooks(core: HubCore): BrokerHooks {
   const own = (c: ClientInfo, topic: string) => {
     const d = `devices/${c.clientId}/`;
     return topic.startsWith(d) || topic.startsWith('$iothub/');
   };
   return {
     async authenticate(client, password) {
-      const transport = transportOf(client.clientId);
+      const transport = transportOf(client.connection);
       const expectUser = `${core.hostName}/${client.clientId}/`.toLowerCase();
       // The lab may reach the hub on a mapped port (`host:8883/<id>/...`): the port is not identity.
       const user = client.username?.replace(/^([^/:]+):\d+\//, '$1/').toLowerCase();
       if (!user?.startsWith(expectUser)) {
-        core.events.emitEvent('auth-rejected', {
-          deviceId: client.clientId,
-          transport,
-          reason: 'wrong-client-id',
-        });
+        core.reject(client.clientId, transport, 'wrong-client-id');
         return { returnCode: 5, reason: `username must start with ${expectUser}` };
       }
       // MQTT 3.1.1 §3.2.2.3: 5 = not authorized (the hub's answer to a bad SAS).
@@ -49,35 +45,35 @@ export function hubMqttHooks(core: HubCore, transports: Map<string, HubTransport
       if (topic.startsWith(events)) {
         const props: Record<string, string> = {};
         for (const [k, v] of new URLSearchParams(topic.slice(events.length))) props[k] = v;
-        core.telemetry(client.clientId, transportOf(client.clientId), payload, props);
+        core.telemetry(client.clientId, transportOf(client.connection), payload, props);
       }
     },
   };
 }
 
+/**
+ * Which door a client came through, read off its own connection (a TLS socket: mqtts; a WebSocket stream:
+ * mqtt-ws): nothing is kept per client id, so clients that never authenticate leave nothing behind.
+ */
+function transportOf(client: Client | undefined): HubTransport {
+  if (!client) return 'mqtt';
+  return typeof Reflect.get(client.conn, 'getPeerCertificate') === 'function' ? 'mqtt' : 'mqtt-ws';
+}
+
 /** Twin answers and C2D delivery need the running broker: wire them once it is up. */
-export function wireHubMqtt(
-  core: HubCore,
-  handle: MqttBrokerHandle,
-  transports: Map<string, HubTransport>,
-): void {
+export function wireHubMqtt(core: HubCore, handle: MqttBrokerHandle): void {
+  /** C2D sinks of connected clients that subscribed, released when they disconnect. */
   const sinks = new Map<string, C2dSink>();
   const { broker } = handle;
-  // Which door a client came through (TLS socket: mqtts; a WebSocket stream: mqtt-ws), known before the
-  // authenticate hook runs so that refusals name the transport.
-  broker.preConnect = (client, packet, done) => {
-    const conn = client.conn as { getPeerCertificate?: unknown };
-    if (packet.clientId) {
-      transports.set(packet.clientId, typeof conn.getPeerCertificate === 'function' ? 'mqtt' : 'mqtt-ws');
-    }
-    done(null, true);
-  };
+  // aedes keeps its connected clients by id in `clients`, which its typings leave out.
+  const connected = (clientId: string): Client | undefined =>
+    (Reflect.get(broker, 'clients') as Record<string, Client | undefined> | undefined)?.[clientId];
   handle.events.on('subscribe', ({ clientId, topics }: { clientId: string; topics: string[] }) => {
     if (!topics.includes(`devices/${clientId}/messages/devicebound/#`) || sinks.has(clientId)) return;
     const sink: C2dSink = {
-      transport: transports.get(clientId) ?? 'mqtt',
+      transport: transportOf(connected(clientId)),
       deliver(msg) {
-        if (!(broker as unknown as { clients: Record<string, unknown> }).clients[clientId]) return false;
+        if (!connected(clientId)) return false;
         const props = new URLSearchParams({
           ...msg.properties,
           '$.mid': msg.messageId,
