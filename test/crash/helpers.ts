@@ -192,3 +192,21 @@ export const NOTHING_LEFT: Leftovers = {
   networks: [],
   wireguardSockets: [],
 };
+
+/**
+ * `leftovers`, polled until nothing is left or `ms` passed: for what ends on its own once clean removed
+ * its cause (the `docker run` CLI of a client whose container clean removed).
+ */
+export async function leftoversSettled(
+  opts: Parameters<typeof leftovers>[0],
+  ms = 20_000,
+): Promise<Leftovers> {
+  const empty = (l: Leftovers): boolean => Object.values(l).every((v: string[]) => v.length === 0);
+  let last = leftovers(opts);
+  const deadline = Date.now() + ms;
+  while (!empty(last) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 250));
+    last = leftovers(opts);
+  }
+  return last;
+}

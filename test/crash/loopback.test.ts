@@ -1,0 +1,77 @@
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { isRunning } from '../../harness/topology/netns/teardown.js';
+import { missing } from '../helpers/capability.js';
+import { assertBuilt, cli, cliBackground } from '../helpers/cli.js';
+import { within } from '../helpers/within.js';
+import { type Baseline, baseline, labRecords, leftoversSettled, NOTHING_LEFT, untilGone } from './helpers.js';
+
+/**
+ * kill -9 of `fieldlab up` on the loopback backend with a real sshd in the lab (scenarios/tunnel-ssh),
+ * then `fieldlab clean`: the sshd (root, here) ends with its owner before any clean, and clean removes the
+ * lab's directory (keys included) and its address claim.
+ */
+describe.skipIf(missing('cmd:sshd', 'cmd:ssh-keygen') || process.platform !== 'linux')(
+  'kill -9 of `fieldlab up` (loopback), then `fieldlab clean`',
+  { timeout: 120_000 },
+  () => {
+    let tmp: string;
+    let state: string;
+    let before: Baseline;
+    let pid: number | undefined;
+
+    beforeAll(() => assertBuilt());
+    beforeEach(() => {
+      tmp = mkdtempSync(join(tmpdir(), 'fl-crash-up-'));
+      state = join(tmp, 'state');
+      before = baseline();
+    });
+    afterEach(async () => {
+      if (pid !== undefined && isRunning(pid)) process.kill(pid, 'SIGKILL');
+      pid = undefined;
+      await cli(['clean'], { env: { FIELDLAB_STATE_DIR: state } });
+      rmSync(tmp, { recursive: true, force: true });
+    });
+
+    it('its sshd dies with it; clean leaves no lab directory, address claim or process', async () => {
+      const child = cliBackground(['up', 'scenarios/tunnel-ssh.yaml', '--json'], {
+        FIELDLAB_STATE_DIR: state,
+        FORCE_COLOR: '0',
+      });
+      pid = child.pid;
+      // `up --json` prints one line once every simulator listens.
+      const info = await within(
+        new Promise<{ labId: string; dir: string }>((resolve, reject) => {
+          let out = '';
+          child.stdout?.on('data', (d: Buffer) => {
+            out += d.toString();
+            const whole = out.split('\n').slice(0, -1); // the last piece may be half a line
+            const line = whole.find((l) => l.startsWith('{'));
+            if (line) resolve(JSON.parse(line));
+          });
+          void child.then((r) => reject(new Error(`up ended early: ${r.stderr}`)));
+        }),
+        60_000,
+        'the lab to come up',
+      );
+      const sshd = labRecords(state)
+        .flatMap((r) => r.resources)
+        .filter((p) => p.what.startsWith('sshd'))
+        .map((p) => p.pid);
+      expect(sshd).toHaveLength(1);
+
+      child.kill('SIGKILL');
+      expect((await child).signal).toBe('SIGKILL');
+      // No handler ran and no clean yet: the sshd went with its owner, the files stayed.
+      await untilGone(sshd, 15_000);
+      expect(existsSync(info.dir)).toBe(true);
+
+      const r = await cli(['clean'], { env: { FIELDLAB_STATE_DIR: state } });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain(`removed lab ${info.labId}`);
+      expect(await leftoversSettled({ stateDir: state, before, pids: sshd })).toEqual(NOTHING_LEFT);
+    });
+  },
+);
