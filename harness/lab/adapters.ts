@@ -343,6 +343,18 @@ const tunnelService = adapter({
       maxOpenTunnels: z.number().int().positive().optional(),
       /** Overrides every tunnel's max lifetime. */
       maxLifetime: durationSchema.optional(),
+      /** How long a closed tunnel stays visible to DescribeTunnel/ListTunnels (AWS: 3 hours). */
+      closedTunnelRetention: durationSchema.optional(),
+      /**
+       * Management API authentication: `sigv4` verifies AWS Signature Version 4 against the lab
+       * credentials and region (clients get `${name.accessKeyId}`, `${name.secretAccessKey}`, `${name.region}`).
+       */
+      auth: z.enum(['none', 'sigv4']).default('none'),
+      /** The lab credentials for `auth: sigv4` (default: a fixed access key id and a random secret). */
+      credentials: z
+        .object({ accessKeyId: z.string().min(1).max(128), secretAccessKey: z.string().min(1).max(128) })
+        .strict()
+        .optional(),
       /** Per-tunnel relay quota, bytes/s (the real service publishes 800 KB/s per account). */
       bandwidthBytesPerSecond: z.number().int().positive().optional(),
       /**
@@ -369,6 +381,11 @@ const tunnelService = adapter({
       ...(cert ? { tls: { certPem: cert.chainPem, keyPem: cert.keyPem } } : {}),
       ...(o.maxOpenTunnels ? { maxOpenTunnels: o.maxOpenTunnels } : {}),
       ...(o.maxLifetime ? { maxLifetimeMs: Math.max(1, Math.round(o.maxLifetime)) } : {}),
+      ...(o.closedTunnelRetention !== undefined
+        ? { closedTunnelRetentionMs: Math.round(o.closedTunnelRetention) }
+        : {}),
+      auth: o.auth,
+      ...(o.credentials ? { credentials: o.credentials } : {}),
       ...(o.bandwidthBytesPerSecond ? { bandwidthBytesPerSecond: o.bandwidthBytesPerSecond } : {}),
       ...(o.notify !== undefined
         ? {
@@ -380,8 +397,11 @@ const tunnelService = adapter({
           }
         : {}),
     });
+    const { region, accessKeyId, secretAccessKey } = handle.apiClient;
     return {
       handle,
+      // What a management API client is configured with (verified with auth: sigv4).
+      vars: { region, accessKeyId, secretAccessKey },
       async labReady() {
         if (o.notify !== undefined && !broker()) {
           throw new FieldlabError(

@@ -3,9 +3,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import type { Emitter, TunnelServiceEvents } from './events.js';
 import type { ResolvedTunnelServiceOptions } from './options.js';
+import type { SigV4Verifier } from './sigv4.js';
 import {
   type DestinationConfig,
-  newTunnel,
   PEER_MODES,
   type PeerMode,
   type Tag,
@@ -136,6 +136,7 @@ export function createApiHandler(
   opts: ResolvedTunnelServiceOptions,
   events: Emitter,
   hooks: ApiHooks,
+  verifier?: SigV4Verifier,
 ): (req: IncomingMessage, res: ServerResponse) => void {
   const arnPrefix = `arn:aws:iot:${opts.region}:${opts.accountId}:tunnel/`;
 
@@ -167,105 +168,109 @@ export function createApiHandler(
     }
   };
 
-  const operations: Record<string, (body: unknown) => Promise<unknown> | unknown> = {
-    OpenTunnel: async (body) => {
-      const req = parse(openSchema, body);
-      if (opts.maxOpenTunnels !== undefined && registry.openCount >= opts.maxOpenTunnels) {
-        throw new ApiError('LimitExceededException', `open tunnel limit of ${opts.maxOpenTunnels} reached`);
-      }
-      const t = newTunnel({
-        arnPrefix,
-        description: req.description,
-        destinationConfig: req.destinationConfig as DestinationConfig | undefined,
-        maxLifetimeTimeoutMinutes: req.timeoutConfig?.maxLifetimeTimeoutMinutes ?? 720,
-        tags: req.tags ?? [],
-      });
-      registry.add(t);
-      hooks.armLifetime(t);
-      events.emitEvent('tunnel-opened', {
-        tunnelId: t.tunnelId,
-        ...(t.destinationConfig?.thingName ? { thingName: t.destinationConfig.thingName } : {}),
-        services: t.destinationConfig?.services ?? [],
-      });
-      await notifyDestination(t);
-      return {
-        tunnelId: t.tunnelId,
-        tunnelArn: t.tunnelArn,
-        sourceAccessToken: t.slots.source.token,
-        destinationAccessToken: t.slots.destination.token,
-      };
-    },
-    DescribeTunnel: (body) => ({ tunnel: describe(find(parse(tunnelIdSchema, body).tunnelId)) }),
-    ListTunnels: (body) => {
-      const req = parse(listSchema, body);
-      const all = [...registry.tunnels.values()]
-        .filter((t) => !req.thingName || t.destinationConfig?.thingName === req.thingName)
-        .sort((a, b) => b.createdAt - a.createdAt);
-      let start = 0;
-      if (req.nextToken !== undefined) {
-        start = Number(Buffer.from(req.nextToken, 'base64url').toString());
-        if (!Number.isInteger(start) || start < 0) {
-          throw new ApiError('InvalidRequestException', 'nextToken is not valid');
+  // A Map, not an object: the operation name comes from the request, and `__proto__` or `constructor`
+  // must not resolve to anything on Object.prototype.
+  const operations = new Map<string, (body: unknown) => Promise<unknown> | unknown>(
+    Object.entries({
+      OpenTunnel: async (body) => {
+        const req = parse(openSchema, body);
+        if (opts.maxOpenTunnels !== undefined && registry.openCount >= opts.maxOpenTunnels) {
+          throw new ApiError('LimitExceededException', `open tunnel limit of ${opts.maxOpenTunnels} reached`);
         }
-      }
-      const max = req.maxResults ?? 100;
-      const page = all.slice(start, start + max);
-      const next =
-        start + max < all.length ? Buffer.from(String(start + max)).toString('base64url') : undefined;
-      return { tunnelSummaries: page.map(summary), ...(next ? { nextToken: next } : {}) };
-    },
-    CloseTunnel: (body) => {
-      const req = parse(closeSchema, body);
-      const t = find(req.tunnelId);
-      if (t.status === 'OPEN') hooks.closeTunnel(t, req.delete ? 'deleted' : 'api');
-      if (req.delete) registry.remove(t);
-      return {};
-    },
-    RotateTunnelAccessToken: async (body) => {
-      const req = parse(rotateSchema, body);
-      const t = find(req.tunnelId);
-      if (t.status !== 'OPEN')
-        throw new ApiError('InvalidRequestException', `Tunnel ${t.tunnelId} is closed`);
-      if (req.destinationConfig && req.clientMode === 'SOURCE') {
-        throw new ApiError(
-          'InvalidRequestException',
-          'destinationConfig needs clientMode DESTINATION or ALL',
-        );
-      }
-      const modes: PeerMode[] =
-        req.clientMode === 'ALL'
-          ? [...PEER_MODES]
-          : req.clientMode === 'SOURCE'
-            ? ['source']
-            : ['destination'];
-      if (req.destinationConfig) t.destinationConfig = req.destinationConfig as DestinationConfig;
-      for (const m of modes) {
-        registry.rotate(t, m);
-        hooks.disconnectMode(t, m, 'access token rotated');
-      }
-      t.lastUpdatedAt = Date.now();
-      events.emitEvent('tokens-rotated', { tunnelId: t.tunnelId, modes });
-      if (modes.includes('destination')) await notifyDestination(t);
-      return {
-        tunnelArn: t.tunnelArn,
-        ...(modes.includes('source') ? { sourceAccessToken: t.slots.source.token } : {}),
-        ...(modes.includes('destination') ? { destinationAccessToken: t.slots.destination.token } : {}),
-      };
-    },
-    TagResource: (body) => {
-      const req = parse(tagResourceSchema, body);
-      const t = findArn(req.resourceArn);
-      t.tags = mergeTags(t.tags, req.tags);
-      return {};
-    },
-    UntagResource: (body) => {
-      const req = parse(untagSchema, body);
-      const t = findArn(req.resourceArn);
-      t.tags = t.tags.filter((tag) => !req.tagKeys.includes(tag.key));
-      return {};
-    },
-    ListTagsForResource: (body) => ({ tags: findArn(parse(arnSchema, body).resourceArn).tags }),
-  };
+        const t = registry.create({
+          arnPrefix,
+          description: req.description,
+          destinationConfig: req.destinationConfig as DestinationConfig | undefined,
+          maxLifetimeTimeoutMinutes: req.timeoutConfig?.maxLifetimeTimeoutMinutes ?? 720,
+          tags: req.tags ?? [],
+        });
+        registry.add(t);
+        hooks.armLifetime(t);
+        events.emitEvent('tunnel-opened', {
+          tunnelId: t.tunnelId,
+          ...(t.destinationConfig?.thingName ? { thingName: t.destinationConfig.thingName } : {}),
+          services: t.destinationConfig?.services ?? [],
+        });
+        await notifyDestination(t);
+        return {
+          tunnelId: t.tunnelId,
+          tunnelArn: t.tunnelArn,
+          sourceAccessToken: t.slots.source.token,
+          destinationAccessToken: t.slots.destination.token,
+        };
+      },
+      DescribeTunnel: (body) => ({ tunnel: describe(find(parse(tunnelIdSchema, body).tunnelId)) }),
+      ListTunnels: (body) => {
+        const req = parse(listSchema, body);
+        const all = [...registry.tunnels.values()]
+          .filter((t) => !req.thingName || t.destinationConfig?.thingName === req.thingName)
+          .sort((a, b) => b.createdAt - a.createdAt);
+        let start = 0;
+        if (req.nextToken !== undefined) {
+          start = Number(Buffer.from(req.nextToken, 'base64url').toString());
+          if (!Number.isInteger(start) || start < 0) {
+            throw new ApiError('InvalidRequestException', 'nextToken is not valid');
+          }
+        }
+        const max = req.maxResults ?? 100;
+        const page = all.slice(start, start + max);
+        const next =
+          start + max < all.length ? Buffer.from(String(start + max)).toString('base64url') : undefined;
+        return { tunnelSummaries: page.map(summary), ...(next ? { nextToken: next } : {}) };
+      },
+      CloseTunnel: (body) => {
+        const req = parse(closeSchema, body);
+        const t = find(req.tunnelId);
+        if (t.status === 'OPEN') hooks.closeTunnel(t, req.delete ? 'deleted' : 'api');
+        if (req.delete) registry.remove(t);
+        return {};
+      },
+      RotateTunnelAccessToken: async (body) => {
+        const req = parse(rotateSchema, body);
+        const t = find(req.tunnelId);
+        if (t.status !== 'OPEN')
+          throw new ApiError('InvalidRequestException', `Tunnel ${t.tunnelId} is closed`);
+        if (req.destinationConfig && req.clientMode === 'SOURCE') {
+          throw new ApiError(
+            'InvalidRequestException',
+            'destinationConfig needs clientMode DESTINATION or ALL',
+          );
+        }
+        const modes: PeerMode[] =
+          req.clientMode === 'ALL'
+            ? [...PEER_MODES]
+            : req.clientMode === 'SOURCE'
+              ? ['source']
+              : ['destination'];
+        if (req.destinationConfig) t.destinationConfig = req.destinationConfig as DestinationConfig;
+        for (const m of modes) {
+          registry.rotate(t, m);
+          hooks.disconnectMode(t, m, 'access token rotated');
+        }
+        t.lastUpdatedAt = opts.clock.now();
+        events.emitEvent('tokens-rotated', { tunnelId: t.tunnelId, modes });
+        if (modes.includes('destination')) await notifyDestination(t);
+        return {
+          tunnelArn: t.tunnelArn,
+          ...(modes.includes('source') ? { sourceAccessToken: t.slots.source.token } : {}),
+          ...(modes.includes('destination') ? { destinationAccessToken: t.slots.destination.token } : {}),
+        };
+      },
+      TagResource: (body) => {
+        const req = parse(tagResourceSchema, body);
+        const t = findArn(req.resourceArn);
+        t.tags = mergeTags(t.tags, req.tags);
+        return {};
+      },
+      UntagResource: (body) => {
+        const req = parse(untagSchema, body);
+        const t = findArn(req.resourceArn);
+        t.tags = t.tags.filter((tag) => !req.tagKeys.includes(tag.key));
+        return {};
+      },
+      ListTagsForResource: (body) => ({ tags: findArn(parse(arnSchema, body).resourceArn).tags }),
+    }),
+  );
 
   const send = (res: ServerResponse, status: number, body: unknown, errorType?: string) => {
     const json = JSON.stringify(body);
@@ -288,7 +293,6 @@ export function createApiHandler(
     req.on('end', () => {
       const target = String(req.headers['x-amz-target'] ?? '');
       const operation = target.startsWith('IoTSecuredTunneling.') ? target.slice(20) : target;
-      // SigV4 is not verified; the access key id is kept for the event (Credential=AKID/date/...).
       const auth = String(req.headers.authorization ?? '');
       const accessKeyId = /Credential=([^/,\s]+)\//.exec(auth)?.[1];
       const finish = (status: number, body: unknown, errorType?: string) => {
@@ -302,13 +306,27 @@ export function createApiHandler(
       };
       const fail = (e: ApiError) => finish(e.status, { __type: e.type, message: e.message }, e.type);
       const run = async () => {
+        // AWS Common Errors: UnknownOperationException, "The action or operation requested is invalid" (404).
         if (req.method !== 'POST') throw new ApiError('UnknownOperationException', 'use POST /', 404);
-        const op = operations[operation];
-        if (!op)
-          throw new ApiError('UnknownOperationException', `unknown operation ${JSON.stringify(target)}`);
         if (size > 1_048_576) throw new ApiError('SerializationException', 'request body too large', 413);
+        const raw = Buffer.concat(chunks);
+        if (verifier) {
+          const refused = await verifier.verify(req, raw);
+          if (refused) {
+            events.emitEvent('auth-rejected', { operation, ...refused });
+            throw new ApiError(refused.errorType, refused.message, refused.status);
+          }
+        }
+        const op = operations.get(operation);
+        if (!op || !target.startsWith('IoTSecuredTunneling.')) {
+          throw new ApiError(
+            'UnknownOperationException',
+            `The action or operation requested is invalid. Verify that the action is typed correctly. (X-Amz-Target: ${JSON.stringify(target)})`,
+            404,
+          );
+        }
         let body: unknown = {};
-        const text = Buffer.concat(chunks).toString('utf8');
+        const text = raw.toString('utf8');
         if (text.trim() !== '') {
           try {
             body = JSON.parse(text);

@@ -25,12 +25,15 @@ import { type Peer, type PeerMode, servicesOf, type Tunnel, type TunnelRegistry 
  * DATA payloads are never decoded or copied: the relay forwards views of the received bytes.
  */
 
-/** Subprotocols by version (V1/V2/V3 protocol guides). */
-const SUBPROTOCOLS: Record<string, number> = {
-  'aws.iot.securetunneling-1.0': 1,
-  'aws.iot.securetunneling-2.0': 2,
-  'aws.iot.securetunneling-3.0': 3,
-};
+/**
+ * Subprotocols by version (V1/V2/V3 protocol guides). A Map: the names come from the client's
+ * Sec-WebSocket-Protocol header, and `constructor` must not look like a version.
+ */
+const SUBPROTOCOLS = new Map<string, number>([
+  ['aws.iot.securetunneling-1.0', 1],
+  ['aws.iot.securetunneling-2.0', 2],
+  ['aws.iot.securetunneling-3.0', 3],
+]);
 const CLIENT_TOKEN = /^[a-zA-Z0-9-]{32,128}$/;
 /** Handshake request (request line + headers) limit of the real service. */
 export const MAX_HANDSHAKE_BYTES = 4096;
@@ -142,8 +145,8 @@ export class DataPlane {
     handleProtocols: (offered) => {
       let best: string | false = false;
       for (const p of offered) {
-        const v = SUBPROTOCOLS[p];
-        if (v !== undefined && (best === false || v > (SUBPROTOCOLS[best] ?? 0))) best = p;
+        const v = SUBPROTOCOLS.get(p);
+        if (v !== undefined && (best === false || v > (SUBPROTOCOLS.get(best) ?? 0))) best = p;
       }
       return best;
     },
@@ -213,7 +216,7 @@ export class DataPlane {
     const offered = String(req.headers['sec-websocket-protocol'] ?? '')
       .split(',')
       .map((p) => p.trim());
-    if (!offered.some((p) => SUBPROTOCOLS[p] !== undefined)) {
+    if (!offered.some((p) => SUBPROTOCOLS.has(p))) {
       return { status: 400, reason: 'no aws.iot.securetunneling-{1,2,3}.0 subprotocol offered' };
     }
     const clientToken = req.headers['client-token'];
@@ -227,13 +230,12 @@ export class DataPlane {
     const token = typeof headerToken === 'string' ? headerToken : cookieToken;
     if (!token) return refuseToken(401, 'missing');
 
+    // A token of a forgotten tunnel (deleted, or past the retention) is unknown, like one never issued.
     const hit = this.registry.lookupToken(token);
     if (!hit) return refuseToken(403, 'unknown', undefined, mode);
-    if ('revokedFrom' in hit) {
-      return refuseToken(403, 'revoked', this.registry.tunnels.get(hit.revokedFrom), mode);
-    }
     const t = hit.tunnel;
     if (t.status !== 'OPEN') return refuseToken(403, 'closed', t, mode);
+    if (!hit.current) return refuseToken(403, 'revoked', t, mode);
     if (hit.mode !== mode) return refuseToken(403, 'mode-mismatch', t, mode);
     const slot = t.slots[mode];
     // Single-use: a used token reconnects only with the client token bound at first use.
@@ -251,7 +253,7 @@ export class DataPlane {
     token: string,
     clientToken: string | undefined,
   ): void {
-    const protocol = SUBPROTOCOLS[ws.protocol] ?? 1;
+    const protocol = SUBPROTOCOLS.get(ws.protocol) ?? 1;
     const peer: Peer = { id: randomUUID().slice(0, 8), mode, protocol, ws, socket, token, clientToken };
     const old = t.peers[mode];
     const replaced = old !== undefined;
@@ -263,7 +265,7 @@ export class DataPlane {
     if (t.attachedBefore.has(mode)) this.resetPeerStreams(t, mode === 'source' ? 'destination' : 'source');
     t.attachedBefore.add(mode);
     t.peers[mode] = peer;
-    t.slots[mode].lastUpdatedAt = Date.now();
+    t.slots[mode].lastUpdatedAt = this.opts.clock.now();
     this.peers.add(peer);
     this.stats.peers = this.peers.size;
     this.events.emitEvent('peer-connected', {
@@ -297,9 +299,11 @@ export class DataPlane {
     ws.on('close', (code, reason) => {
       this.peers.delete(peer);
       this.stats.peers = this.peers.size;
+      if (peer.terminateTimer) clearTimeout(peer.terminateTimer);
+      peer.terminateTimer = undefined;
       if (t.peers[mode] === peer) {
         delete t.peers[mode];
-        t.slots[mode].lastUpdatedAt = Date.now();
+        t.slots[mode].lastUpdatedAt = this.opts.clock.now();
       }
       this.flushData(t);
       this.events.emitEvent('peer-disconnected', {
@@ -531,7 +535,9 @@ export class DataPlane {
     if (t.peers[peer.mode] === peer) delete t.peers[peer.mode];
     if (peer.ws.readyState === peer.ws.OPEN || peer.ws.readyState === peer.ws.CONNECTING) {
       peer.ws.close(code, closeReason(reason));
-      setTimeout(() => peer.ws.terminate(), 1000).unref();
+      // Cleared when the socket closes, so a closed peer is not held for the second.
+      peer.terminateTimer = setTimeout(() => peer.ws.terminate(), 1000);
+      peer.terminateTimer.unref();
     }
   }
 
@@ -544,10 +550,8 @@ export class DataPlane {
   /** Closes a tunnel: both sockets end with 1000 and it never reopens. */
   closeTunnel(t: Tunnel, reason: TunnelServiceEvents['tunnel-closed']['reason']): void {
     if (t.status === 'CLOSED') return;
-    t.status = 'CLOSED';
-    t.lastUpdatedAt = Date.now();
-    if (t.lifetimeTimer) clearTimeout(t.lifetimeTimer);
-    t.lifetimeTimer = undefined;
+    t.cancelLifetime?.();
+    t.cancelLifetime = undefined;
     this.flushData(t);
     for (const mode of ['source', 'destination'] as const) {
       const peer = t.peers[mode];
@@ -559,13 +563,17 @@ export class DataPlane {
           reason === 'lifetime' ? 'tunnel max lifetime reached' : 'tunnel closed',
         );
     }
-    this.registry.closedCount++;
+    // Tokens released, relay state dropped, forgotten after the retention.
+    this.registry.close(t);
     this.events.emitEvent('tunnel-closed', { tunnelId: t.tunnelId, reason });
   }
 
   /** Ends every socket immediately (simulator stop). */
   stop(): void {
-    for (const p of this.peers) p.ws.terminate();
+    for (const p of this.peers) {
+      if (p.terminateTimer) clearTimeout(p.terminateTimer);
+      p.ws.terminate();
+    }
     this.peers.clear();
     this.wss.close();
   }

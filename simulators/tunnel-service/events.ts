@@ -1,4 +1,5 @@
 import type { SimulatorEvents } from '../common/events.js';
+import type { AuthFailureReason } from './sigv4.js';
 
 /** Why a handshake's access token was refused. */
 export type TokenRejectReason =
@@ -17,8 +18,17 @@ export interface TunnelServiceEvents {
   connection: { id: string; remote: string };
   closed: { id: string; bytesIn: number; bytesOut: number; durationMs: number };
   'tls-client-error': { remote: string; alert?: string; code?: string; message: string };
-  /** A management API call (SigV4 is not verified; the access key id is recorded). */
+  /** A management API call, with the access key id of its Authorization header. */
   'api-request': { operation: string; status: number; errorType?: string; accessKeyId?: string };
+  /** `auth: sigv4` refused a management API call: why, and what AWS answers (error type, status). */
+  'auth-rejected': {
+    operation: string;
+    reason: AuthFailureReason;
+    errorType: string;
+    status: number;
+    message: string;
+    accessKeyId?: string;
+  };
   'tunnel-opened': { tunnelId: string; thingName?: string; services: string[] };
   'tunnel-closed': { tunnelId: string; reason: 'api' | 'deleted' | 'lifetime' | 'stopped' };
   'tokens-rotated': { tunnelId: string; modes: Array<'source' | 'destination'> };
@@ -65,7 +75,12 @@ export interface TunnelServiceEvents {
 export interface TunnelServiceStats {
   [key: string]: unknown;
   tunnelsOpen: number;
+  /** Tunnels closed since start (a counter; closed tunnels are forgotten after the retention). */
   tunnelsClosed: number;
+  /** Tunnels the registry holds: open ones and closed ones within the retention. */
+  registrySize: number;
+  /** Access tokens indexed for handshakes: two per open tunnel, none for closed ones. */
+  tokenMapSize: number;
   peers: number;
   /** DATA payload-carrying message bytes (prefix included) relayed. */
   bytesRelayed: number;

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
@@ -10,9 +10,11 @@ import { ConnectionTracker, closeServer, hostPort, listen } from '../common/net.
 import { parseOptions } from '../common/options.js';
 import { announceConnection, describeTlsClientError } from '../common/server-events.js';
 import { createApiHandler } from './api.js';
+import type { Clock } from './clock.js';
 import { DataPlane, MAX_HANDSHAKE_BYTES } from './data-plane.js';
 import type { TunnelServiceEvents, TunnelServiceStats } from './events.js';
-import { type TunnelServiceOptions, tunnelServiceOptionsSchema } from './options.js';
+import { LAB_ACCESS_KEY_ID, type TunnelServiceOptions, tunnelServiceOptionsSchema } from './options.js';
+import { SigV4Verifier } from './sigv4.js';
 import { type Tunnel, TunnelRegistry } from './tunnels.js';
 
 /**
@@ -22,13 +24,30 @@ import { type Tunnel, TunnelRegistry } from './tunnels.js';
  * like the real service's two hosts (api.tunneling.iot… and data.tunneling.iot…).
  */
 
+export { type Clock, systemClock } from './clock.js';
 export type { TokenRejectReason, TunnelServiceEvents, TunnelServiceStats } from './events.js';
 export * from './frame.js';
-export { type TunnelServiceOptions, tunnelServiceOptionsSchema } from './options.js';
+export {
+  CLOSED_TUNNEL_RETENTION_MS,
+  LAB_ACCESS_KEY_ID,
+  type TunnelServiceOptions,
+  tunnelServiceOptionsSchema,
+} from './options.js';
+export { type AuthFailureReason, MAX_SKEW_MS, SIGNING_NAME } from './sigv4.js';
 
 export interface TunnelServiceHandle extends SimulatorHandle<TunnelServiceEvents, TunnelServiceStats> {
   /** A tunnel's current access tokens (tests and harness; the API only shows them once). */
   tokens(tunnelId: string): { source: string; destination: string } | undefined;
+  /**
+   * What a management API client is configured with: the region, and the lab's credentials (verified
+   * with `auth: sigv4`; with `auth: none` any credentials pass).
+   */
+  readonly apiClient: {
+    region: string;
+    accessKeyId: string;
+    secretAccessKey: string;
+    auth: 'none' | 'sigv4';
+  };
 }
 
 export async function start(options: TunnelServiceOptions = {}): Promise<TunnelServiceHandle> {
@@ -43,20 +62,38 @@ export async function start(options: TunnelServiceOptions = {}): Promise<TunnelS
     framesDropped: 0,
     handshakesRejected: 0,
     violations: 0,
+    registrySize: 0,
+    tokenMapSize: 0,
   };
-  const registry = new TunnelRegistry();
+  const clock: Clock = opts.clock;
+  const registry = new TunnelRegistry(clock, opts.closedTunnelRetentionMs);
   const data = new DataPlane(registry, opts, events, stats);
+  const credentials = opts.credentials ?? {
+    accessKeyId: LAB_ACCESS_KEY_ID,
+    secretAccessKey: randomBytes(30).toString('base64'),
+  };
+  const verifier =
+    opts.auth === 'sigv4' ? new SigV4Verifier({ region: opts.region, credentials, clock }) : undefined;
 
+  // AWS IoT developer guide, "Secure tunnel lifecycle": an OPEN tunnel past MaxLifetimeTimeout closes.
   const armLifetime = (t: Tunnel) => {
     const ms = opts.maxLifetimeMs ?? t.maxLifetimeTimeoutMinutes * 60_000;
-    t.lifetimeTimer = setTimeout(() => data.closeTunnel(t, 'lifetime'), ms);
-    t.lifetimeTimer.unref();
+    t.cancelLifetime = clock.after(ms, () => {
+      t.cancelLifetime = undefined;
+      data.closeTunnel(t, 'lifetime');
+    });
   };
-  const api = createApiHandler(registry, opts, events, {
-    closeTunnel: (t, reason) => data.closeTunnel(t, reason),
-    disconnectMode: (t, mode, reason) => data.disconnectMode(t, mode, reason),
-    armLifetime,
-  });
+  const api = createApiHandler(
+    registry,
+    opts,
+    events,
+    {
+      closeTunnel: (t, reason) => data.closeTunnel(t, reason),
+      disconnectMode: (t, mode, reason) => data.disconnectMode(t, mode, reason),
+      armLifetime,
+    },
+    verifier,
+  );
 
   const apiTracker = new ConnectionTracker();
   const apiServer = createHttpServer(api);
@@ -128,18 +165,18 @@ export async function start(options: TunnelServiceOptions = {}): Promise<TunnelS
       ...stats,
       tunnelsOpen: registry.openCount,
       tunnelsClosed: registry.closedCount,
+      registrySize: registry.tunnels.size,
+      tokenMapSize: registry.tokenCount,
     }),
     tokens: (tunnelId) => {
       const t = registry.tunnels.get(tunnelId);
       return t ? { source: t.slots.source.token, destination: t.slots.destination.token } : undefined;
     },
+    apiClient: { region: opts.region, ...credentials, auth: opts.auth },
     stop: () => {
       stopped ??= (async () => {
-        for (const t of registry.tunnels.values()) {
-          if (t.lifetimeTimer) clearTimeout(t.lifetimeTimer);
-          if (t.dataTimer) clearTimeout(t.dataTimer);
-          data.flushData(t);
-        }
+        registry.stop();
+        for (const t of registry.tunnels.values()) data.flushData(t);
         data.stop();
         await Promise.all([closeServer(apiServer, apiTracker), closeServer(dataServer, dataTracker)]);
       })();

@@ -1,4 +1,11 @@
 import { z } from 'zod';
+import { type Clock, MAX_TIMER_MS, systemClock } from './clock.js';
+
+/** AWS IoT developer guide, "Secure tunnel lifecycle": a closed tunnel stays visible at least 3 hours. */
+export const CLOSED_TUNNEL_RETENTION_MS = 3 * 60 * 60 * 1000;
+
+/** The lab's credentials when `auth: sigv4` names none (the secret is random per start). */
+export const LAB_ACCESS_KEY_ID = 'AKIAFIELDLABEXAMPLE0';
 
 /** Options of the tunnel-service simulator (validated by `start`). */
 export const tunnelServiceOptionsSchema = z
@@ -19,7 +26,30 @@ export const tunnelServiceOptionsSchema = z
     /** OpenTunnel answers LimitExceededException past this many open tunnels (off when absent). */
     maxOpenTunnels: z.number().int().positive().optional(),
     /** Overrides every tunnel's max lifetime (tests: a few hundred ms). */
-    maxLifetimeMs: z.number().int().positive().optional(),
+    maxLifetimeMs: z.number().int().positive().max(MAX_TIMER_MS).optional(),
+    /** How long DescribeTunnel / ListTunnels still show a closed tunnel before it is forgotten. */
+    closedTunnelRetentionMs: z.number().int().min(0).max(MAX_TIMER_MS).default(CLOSED_TUNNEL_RETENTION_MS),
+    /**
+     * Management API authentication: `none` accepts any signature (the access key id is recorded);
+     * `sigv4` verifies AWS Signature Version 4 (key, secret, region, service, clock skew) like AWS.
+     */
+    auth: z.enum(['none', 'sigv4']).default('none'),
+    /** The lab's credentials for `auth: sigv4` (default: LAB_ACCESS_KEY_ID and a random secret). */
+    credentials: z
+      .object({ accessKeyId: z.string().min(1).max(128), secretAccessKey: z.string().min(1).max(128) })
+      .strict()
+      .optional(),
+    /** Time source of lifetimes, retention, timestamps and the SigV4 skew check (tests move it by hand). */
+    clock: z
+      .custom<Clock>(
+        (v) =>
+          typeof v === 'object' &&
+          v !== null &&
+          typeof (v as Clock).now === 'function' &&
+          typeof (v as Clock).after === 'function',
+        'expected a Clock { now(), after(ms, fn) }',
+      )
+      .default(systemClock),
     /** Per-tunnel DATA relay quota in bytes/s, both directions together (off when absent). */
     bandwidthBytesPerSecond: z.number().int().positive().optional(),
     /** How often aggregated `data` events are emitted while bytes flow. */

@@ -232,6 +232,38 @@ describe('tunnel-service management API (AWS SDK v3 client)', () => {
     expect(garbage.headers.get('x-amzn-errortype')).toBe('SerializationException');
   });
 
+  it('answers UnknownOperationException (404) for names on Object.prototype, and keeps serving', async () => {
+    lab = await startLab();
+    const url = endpointOf(lab.svc, 'api').url as string;
+    const body = JSON.stringify({ tunnelId: 'x', echo: 'me' });
+    for (const target of [
+      'IoTSecuredTunneling.__proto__',
+      'IoTSecuredTunneling.constructor',
+      'IoTSecuredTunneling.toString',
+      'IoTSecuredTunneling.hasOwnProperty',
+      'IoTSecuredTunneling.__defineGetter__',
+      'IoTSecuredTunneling.',
+      'OpenTunnel',
+      'Other.OpenTunnel',
+    ]) {
+      const res = await fetch(`${url}/`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': target },
+        body,
+      });
+      // AWS Common Errors: UnknownOperationException, HTTP 404.
+      expect([target, res.status]).toEqual([target, 404]);
+      expect(res.headers.get('x-amzn-errortype')).toBe('UnknownOperationException');
+      const json = (await res.json()) as { __type: string; message: string };
+      expect(json.__type).toBe('UnknownOperationException');
+      expect(json.message).toContain('The action or operation requested is invalid');
+    }
+    const noTarget = await fetch(`${url}/`, { method: 'POST', body: '{}' });
+    expect(noTarget.status).toBe(404);
+    // The service still works.
+    await expect(lab.sdk.send(new OpenTunnelCommand({}))).resolves.toHaveProperty('tunnelId');
+  });
+
   it('stops idempotently and frees both ports', async () => {
     const l = await startLab();
     const api = endpointOf(l.svc, 'api');

@@ -129,6 +129,22 @@ describe('tunnel-service data plane handshake', () => {
     again.close();
   });
 
+  it('accepts only its own subprotocol names, not names on Object.prototype', async () => {
+    lab = await startLab();
+    const t = await openTunnel(lab);
+    for (const protocol of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) {
+      expect([
+        protocol,
+        await refusal(connect(lab, { mode: 'source', token: t.source, protocols: [protocol] })),
+      ]).toEqual([protocol, 400]);
+    }
+    // The token is still unused: a proper handshake gets through.
+    const peer = await connect(lab, { mode: 'source', token: t.source, protocols: ['constructor', V3] });
+    expect(peer.ws.protocol).toBe(V3);
+    expect((await peer.next()).type).toBe(5);
+    peer.close();
+  });
+
   it('rotation revokes old tokens and disconnects their sockets', async () => {
     lab = await startLab();
     const t = await openTunnel(lab);

@@ -62,3 +62,38 @@ export async function connectPair(
   }
   return { src, dst };
 }
+
+/**
+ * A clock the test moves by hand (the simulator's `clock` option): lifetimes of minutes and a retention
+ * of hours run in no real time. `advance` fires due timers in time order.
+ */
+export class ManualClock {
+  private time = Date.now();
+  private readonly timers = new Set<{ at: number; fn: () => void }>();
+
+  now = (): number => this.time;
+
+  after = (ms: number, fn: () => void): (() => void) => {
+    const timer = { at: this.time + ms, fn };
+    this.timers.add(timer);
+    return () => this.timers.delete(timer);
+  };
+
+  /** Timers armed and not yet fired or cancelled. */
+  get pending(): number {
+    return this.timers.size;
+  }
+
+  advance(ms: number): void {
+    const until = this.time + ms;
+    for (;;) {
+      let next: { at: number; fn: () => void } | undefined;
+      for (const t of this.timers) if (t.at <= until && (!next || t.at < next.at)) next = t;
+      if (!next) break;
+      this.timers.delete(next);
+      this.time = Math.max(this.time, next.at);
+      next.fn();
+    }
+    this.time = until;
+  }
+}
