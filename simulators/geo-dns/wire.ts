@@ -176,57 +176,125 @@ export function decodeQuery(msg: Buffer): Query | DecodeFailure {
   return query;
 }
 
-/** Skips a (possibly compressed) name; undefined when malformed. Pointers must point backwards. */
-function skipName(msg: Buffer, off: number): number | undefined {
-  let labelStart = off;
-  for (let hops = 0; hops < 128; hops++) {
+/**
+ * Checks a (possibly compressed) name at `start`, following its pointers; returns the offset just past
+ * the name where it is written, or undefined when it is malformed: past the end of the message, a label
+ * length with the reserved 01/10 bits, over 255 octets (RFC 1035 §2.3.4), or a pointer that does not
+ * point strictly before the labels being read (RFC 1035 §4.1.4: "a prior occurrence"; BIND's rule). Each
+ * hop then lands strictly lower, so no chain of pointers can loop. The header holds no names.
+ */
+function nameEnd(msg: Buffer, start: number): number | undefined {
+  let off = start;
+  let runStart = start; // where the labels being read began: the name, or the last pointer's target
+  let end: number | undefined; // set at the first pointer
+  let octets = 1; // the root label
+  for (;;) {
     if (off >= msg.length) return undefined;
     const len = msg[off]!;
-    if (len === 0) return off + 1;
+    if (len === 0) return end ?? off + 1;
     if ((len & 0xc0) === 0xc0) {
       if (off + 2 > msg.length) return undefined;
       const ptr = ((len & 0x3f) << 8) | msg[off + 1]!;
-      // RFC 1035 §4.1.4: a pointer to a prior occurrence; forward or self pointers could loop.
-      if (ptr >= labelStart) return undefined;
-      return off + 2;
+      if (ptr < 12 || ptr >= runStart) return undefined;
+      end ??= off + 2;
+      off = runStart = ptr;
+      continue;
     }
-    if (len > 63) return undefined;
+    if (len > 63) return undefined; // 0x40/0x80: extended label types (RFC 6891 §5: not to be used)
+    octets += 1 + len;
+    if (octets > 255) return undefined;
     off += 1 + len;
-    labelStart = off;
   }
-  return undefined;
 }
 
+type RdataPart = 'name' | number;
 /**
- * Checks that a whole message is well-formed (every section parses, ends exactly at the end, at most 32
- * records): dns2's Packet.parse loops forever on some malformed input, so it only sees validated bytes.
- * Returns the OPT RR's RDATA range when there is one.
+ * RDATA that holds domain names or has a fixed size (RFC 1035 §3.3, RFC 3596, RFC 2782, RFC 6672; names
+ * in RP, AFSDB, RT and PX per RFC 3597 §4): each name must parse and the parts must fill RDLENGTH exactly.
+ * Other types are opaque.
+ */
+const RDATA_LAYOUTS: Record<number, readonly RdataPart[]> = {
+  1: [4], // A
+  2: ['name'], // NS
+  3: ['name'], // MD
+  4: ['name'], // MF
+  5: ['name'], // CNAME
+  6: ['name', 'name', 20], // SOA
+  7: ['name'], // MB
+  8: ['name'], // MG
+  9: ['name'], // MR
+  12: ['name'], // PTR
+  14: ['name', 'name'], // MINFO
+  15: [2, 'name'], // MX
+  17: ['name', 'name'], // RP
+  18: [2, 'name'], // AFSDB
+  21: [2, 'name'], // RT
+  26: [2, 'name', 'name'], // PX
+  28: [16], // AAAA
+  33: [6, 'name'], // SRV
+  39: ['name'], // DNAME
+};
+
+/** Whether the RDATA in [start, end) is well-formed for its type (known layouts and TXT; others opaque). */
+function rdataValid(msg: Buffer, type: number, start: number, end: number): boolean {
+  // An empty RDATA is how a query or an UPDATE says "any record of this type" (RFC 2136 §2.4.1).
+  if (start === end) return true;
+  if (type === TYPE.TXT) {
+    // RFC 1035 §3.3.14: one or more <character-string>s, exactly filling RDLENGTH
+    let off = start;
+    while (off < end) off += 1 + msg[off]!;
+    return off === end;
+  }
+  const layout = RDATA_LAYOUTS[type];
+  if (!layout) return true;
+  let off = start;
+  for (const part of layout) {
+    const next = part === 'name' ? nameEnd(msg, off) : off + part;
+    if (next === undefined || next > end) return false;
+    off = next;
+  }
+  return off === end;
+}
+
+const TSIG = 250;
+
+/**
+ * Checks that a whole message is well-formed (RFC 1035 §4.1): every name (pointers followed), every
+ * record and the RDATA of known types parse, the sections end exactly at the end of the message, OPT
+ * appears at most once, in the additional section, owned by the root (RFC 6891 §6.1.1), TSIG only as
+ * the last record (RFC 8945 §5.1); at most 32 records. dns2's Packet.parse only ever sees bytes that
+ * passed. Returns the OPT RR's RDATA range when there is one.
  */
 export function validateMessage(
   msg: Buffer,
 ): { opt?: { start: number; end: number; udpSize: number } } | undefined {
   if (msg.length < 12 || msg.length > 65535) return undefined;
   const qd = msg.readUInt16BE(4);
-  const rr = msg.readUInt16BE(6) + msg.readUInt16BE(8) + msg.readUInt16BE(10);
+  const an = msg.readUInt16BE(6);
+  const ns = msg.readUInt16BE(8);
+  const rr = an + ns + msg.readUInt16BE(10);
   if (qd > 1 || rr > 32) return undefined;
   let off = 12;
   for (let i = 0; i < qd; i++) {
-    const e = skipName(msg, off);
+    const e = nameEnd(msg, off);
     if (e === undefined || e + 4 > msg.length) return undefined;
     off = e + 4;
   }
   let opt: { start: number; end: number; udpSize: number } | undefined;
   for (let i = 0; i < rr; i++) {
-    const e = skipName(msg, off);
+    const owner = off;
+    const e = nameEnd(msg, off);
     if (e === undefined || e + 10 > msg.length) return undefined;
     const type = msg.readUInt16BE(e);
     const rdlen = msg.readUInt16BE(e + 8);
     const end = e + 10 + rdlen;
-    if (end > msg.length) return undefined;
+    if (end > msg.length || !rdataValid(msg, type, e + 10, end)) return undefined;
     if (type === TYPE.OPT) {
-      if (opt) return undefined; // RFC 6891 §6.1.1: at most one OPT
+      // RFC 6891 §6.1.1: one OPT, in the additional section; §6.1.2: its NAME is the root
+      if (opt || i < an + ns || msg[owner] !== 0) return undefined;
       opt = { start: e + 10, end, udpSize: msg.readUInt16BE(e + 2) };
     }
+    if (type === TSIG && i !== rr - 1) return undefined; // RFC 8945 §5.1: TSIG is the last record
     off = end;
   }
   if (off !== msg.length) return undefined;
