@@ -580,6 +580,44 @@ const krypton = adapter({
  * The lab's fleet-provisioning claim certificate: one per lab, registered in every AWS IoT region of
  * the lab (as a fleet's claim is registered in every region it may provision in).
  */
+/**
+ * The lab's JITP files, made once per lab: a device CA (registered in the regions whose aws-iot simulator
+ * has `jitp`), a device certificate it signed, presented with the CA certificate as AWS's JITR guide says
+ * (`jitpCert`; `jitpCertOnly` without it), and a device certificate from a CA registered nowhere (`rogueCert`).
+ */
+async function jitpFiles(ctx: AdapterContext): Promise<{ caPem: string; vars: Record<string, string> }> {
+  const p = (f: string) => join(ctx.labDir, f);
+  const vars = {
+    jitpCa: p('jitp-ca.pem'),
+    jitpCert: p('jitp-device-with-ca.pem'),
+    jitpCertOnly: p('jitp-device.pem'),
+    jitpKey: p('jitp-device-key.pem'),
+    rogueCert: p('rogue-device-with-ca.pem'),
+    rogueKey: p('rogue-device-key.pem'),
+  };
+  if (!existsSync(vars.jitpCa)) {
+    const ca = await ctx.pki.createAuthority('fieldlab JITP Device CA');
+    const rogueCa = await ctx.pki.createAuthority('fieldlab Unregistered Device CA');
+    const dev = await ca.issueLeaf({ commonName: 'jitp-sensor-1', usage: 'client' });
+    const rogue = await rogueCa.issueLeaf({ commonName: 'jitp-sensor-1', usage: 'client' });
+    writeFileSync(vars.jitpCa, ca.certPem);
+    writeFileSync(vars.jitpCert, dev.certPem + ca.certPem);
+    writeFileSync(vars.jitpCertOnly, dev.certPem);
+    writeFileSync(vars.jitpKey, dev.keyPem, { mode: 0o600 });
+    writeFileSync(vars.rogueCert, rogue.certPem + rogueCa.certPem);
+    writeFileSync(vars.rogueKey, rogue.keyPem, { mode: 0o600 });
+  }
+  return { caPem: readFileSync(vars.jitpCa, 'utf8'), vars };
+}
+
+/** Device Advisor's bad server certificate cases → the lab PKI's bad certificate kinds. */
+const SERVER_CERT_CASES = {
+  'wrong-san': 'wrong-host',
+  expired: 'expired',
+  'untrusted-ca': 'unknown-root',
+  'missing-intermediate': 'missing-intermediate',
+} as const satisfies Record<string, BadCertKind>;
+
 async function fleetClaim(
   ctx: AdapterContext,
 ): Promise<{ certPath: string; keyPath: string; certPem: string }> {
@@ -617,10 +655,38 @@ const awsIot = adapter({
         .default({}),
       /** Register the lab's fleet claim certificate (vars `${name.claimCert}`, `${name.claimKey}`). */
       claim: z.boolean().default(true),
+      /**
+       * Just-in-time provisioning: register the lab's JITP device CA in this region with auto-registration
+       * and this template. Every aws-iot simulator offers the device files: `${name.jitpCert}` (device
+       * certificate + CA, as the first connection must present), `${name.jitpCertOnly}`, `${name.jitpKey}`,
+       * `${name.jitpCa}`, and `${name.rogueCert}`/`${name.rogueKey}` (from a CA registered nowhere).
+       */
+      jitp: z
+        .object({
+          templateName: z.string().min(1).default('JITPTemplate'),
+          /** From the certificate: `${AWS::IoT::Certificate::CommonName}`, `...::SerialNumber`, `...::Id`. */
+          thingNameTemplate: z.string().min(1).default('${AWS::IoT::Certificate::CommonName}'),
+          policyName: z.string().min(1).default('JITPPolicy'),
+        })
+        .strict()
+        .optional(),
+      /**
+       * The server certificate the endpoint presents (Device Advisor's TLS cases): `valid`, or one a device
+       * must refuse: `wrong-san` (issued for another name), `expired`, `untrusted-ca` (chains to a root
+       * the device does not trust), `missing-intermediate` (served without its intermediate).
+       */
+      serverCertificate: z
+        .enum(['valid', 'wrong-san', 'expired', 'untrusted-ca', 'missing-intermediate'])
+        .default('valid'),
     })
     .strict(),
   async start(ctx, o) {
-    const server = await ctx.pki.issueServer([ctx.hostName, ctx.address]);
+    const names = [ctx.hostName, ctx.address];
+    const server =
+      o.serverCertificate === 'valid'
+        ? await ctx.pki.issueServer(names)
+        : await ctx.pki.bad(SERVER_CERT_CASES[o.serverCertificate], names);
+    const jitp = await jitpFiles(ctx);
     const issuer = await ctx.pki.createAuthority(`fieldlab ${o.region} Device CA`);
     const claim = o.claim ? await fleetClaim(ctx) : undefined;
     const handle = await startAwsIot({
@@ -633,8 +699,12 @@ const awsIot = adapter({
       issuer,
       templates: o.templates,
       certificates: claim ? [{ pem: claim.certPem, claim: true }] : [],
+      cas: o.jitp ? [{ pem: jitp.caPem, autoRegistration: true, ...o.jitp }] : [],
     });
-    const vars: Record<string, string> = claim ? { claimCert: claim.certPath, claimKey: claim.keyPath } : {};
+    const vars: Record<string, string> = {
+      ...jitp.vars,
+      ...(claim ? { claimCert: claim.certPath, claimKey: claim.keyPath } : {}),
+    };
     return { handle, vars };
   },
 });

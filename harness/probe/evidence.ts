@@ -127,6 +127,16 @@ export const EVIDENCE_RULES: readonly EvidenceRule[] = [
       `${e.source} rejected the credentials of ${s(d.deviceId ?? d.clientId)} over ${s(d.transport)}: ${s(d.reason)}`,
   },
   {
+    // The AWS IoT persona dropped a connection at CONNECT without a CONNACK (unknown, inactive or
+    // just-registered certificate), which clients report only as a lost connection.
+    id: 'aws-auth-denied',
+    event: 'auth-denied',
+    class: 'auth.rejected',
+    consistentWith: ['tcp.reset'],
+    explain: (d, e) =>
+      `${e.source} refused the certificate of ${s(d.clientId)} and closed the connection without a CONNACK: ${s(d.reason)}`,
+  },
+  {
     id: 'relay-slow',
     event: 'toxic-applied',
     when: isRelayToxic(['latency', 'bandwidth', 'slicer', 'slow_close']),
