@@ -141,6 +141,32 @@ describe('mqtt-broker CONNECT checks at the wire (MQTT 3.1.1 §3.1)', () => {
     expect(received).toEqual(CONNACK(1));
   });
 
+  it('accepts a valid CONNECT that arrives one byte at a time, and what follows it', async () => {
+    const b = await startBroker();
+    const subscribe = generate({ cmd: 'subscribe', messageId: 5, subscriptions: [{ topic: 'a/+', qos: 0 }] });
+    const bytes = [...Buffer.concat([connectPacket(), subscribe])].map((x) => Buffer.from([x]));
+    expect(await firstBytes(port(b), bytes, 9)).toEqual(Buffer.concat([CONNACK(0), SUBACK(5, 0)]));
+  });
+
+  it('closes a CONNECT longer than any well-formed 3.1.1 CONNECT without waiting for it', async () => {
+    const b = await startBroker();
+    const violations: string[] = [];
+    b.events.onEvent('protocol-violation', (e) => violations.push(e.reason));
+    // Remaining Length 400,000 (0x80 0xb5 0x18): five 2-byte-length fields cannot reach it
+    const head = Buffer.from([0x10, 0x80, 0xb5, 0x18, 0, 4, 0x4d, 0x51, 0x54, 0x54, 4, 2, 0, 0]);
+    const { received } = await exchange(port(b), [head]);
+    expect(received).toEqual(Buffer.alloc(0));
+    expect(violations).toEqual([expect.stringMatching(/400000 bytes/)]);
+  });
+
+  it('closes without CONNACK when the first packet is not a CONNECT, or names another protocol', async () => {
+    const b = await startBroker();
+    const publish = generate({ cmd: 'publish', topic: 'a', payload: Buffer.from('x'), qos: 0 } as Packet);
+    expect((await exchange(port(b), [publish])).received).toEqual(Buffer.alloc(0)); // [MQTT-3.1.0-1]
+    const other = rawConnect({ name: 'MQTX', level: 4, clientId: 'wire' });
+    expect((await exchange(port(b), [other])).received).toEqual(Buffer.alloc(0)); // [MQTT-3.1.2-1]
+  });
+
   it('answers an MQTT 5 CONNECT with the 3.1.1 CONNACK 0x01: the broker does not implement v5', async () => {
     const b = await startBroker();
     const v5 = connectPacket({ protocolVersion: 5, properties: { sessionExpiryInterval: 10 } });
