@@ -9,7 +9,6 @@
  * auto-registration is registered on first use (JITP) and that connection is dropped; the next succeeds.
  * Anything else is dropped without a CONNACK, as AWS IoT does.
  */
-import { X509Certificate } from 'node:crypto';
 import { z } from 'zod';
 import { FieldlabError } from '../common/errors.js';
 import { SimulatorEvents } from '../common/events.js';
@@ -24,7 +23,8 @@ import {
   start as startBroker,
 } from '../mqtt-broker/index.js';
 import type { CertificateAuthority } from '../pki/index.js';
-import { expandTemplate, mayPublish, maySubscribe, type Principal } from './policy.js';
+import { type CertificateRegisteredMessage, JustInTimeProvisioning } from './jitp.js';
+import { mayPublish, maySubscribe, type Principal } from './policy.js';
 import { FleetProvisioning, type ProvisioningTemplate } from './provisioning.js';
 import {
   type CertificateRecord,
@@ -34,6 +34,8 @@ import {
   type ThingRecord,
 } from './registry.js';
 
+export type { CertificateRegisteredMessage, JitpTemplate } from './jitp.js';
+export { registeredEventTopic } from './jitp.js';
 export type { ProvisioningTemplate } from './provisioning.js';
 export type { CertificateRecord, CertificateStatus, ThingRecord } from './registry.js';
 
@@ -49,6 +51,11 @@ export const awsIotOptionsSchema = z
   .object({
     name: z.string().default('aws-iot'),
     region: z.string().default('us-east-1'),
+    /** The account id in account-level messages (`awsAccountId` of the certificate registration event). */
+    awsAccountId: z
+      .string()
+      .regex(/^\d{12}$/, 'an AWS account id is 12 digits')
+      .default('123456789012'),
     host: z.string().default('127.0.0.1'),
     /** mqtts (8883- or 443-style) and wss (443) listeners. */
     listeners: z
@@ -87,6 +94,8 @@ export const awsIotOptionsSchema = z
             pem: z.string(),
             autoRegistration: z.boolean().default(false),
             thingNameTemplate: z.string().default('${CommonName}'),
+            templateName: z.string().min(1).default('JITPTemplate'),
+            policyName: z.string().min(1).default('JITPPolicy'),
           })
           .strict(),
       )
@@ -105,7 +114,15 @@ export interface AwsIotEvents extends MqttBrokerEvents {
     status: CertificateStatus;
   };
   'thing-registered': { thingName: string; certificateId: string; template?: string };
-  'jitp-registered': { certificateId: string; thingName: string; caCertificateId: string };
+  /** JITP done: the template created the thing, attached the policy and activated the certificate. */
+  'jitp-registered': {
+    certificateId: string;
+    thingName: string;
+    caCertificateId: string;
+    policyName: string;
+  };
+  /** The account event published on `topic` (`$aws/events/certificates/registered/<caCertificateId>`). */
+  'certificate-registered': CertificateRegisteredMessage & { topic: string };
   'policy-denied': {
     clientId: string;
     thingName?: string;
@@ -141,7 +158,15 @@ export interface AwsIotHandle extends SimulatorHandle<AwsIotEvents, AwsIotStats>
     opts?: { thingName?: string; status?: CertificateStatus; claim?: boolean },
   ): string;
   /** Registers a CA certificate (RegisterCACertificate); with autoRegistration its devices get JITP. */
-  registerCa(pem: string, opts?: { autoRegistration?: boolean; thingNameTemplate?: string }): string;
+  registerCa(
+    pem: string,
+    opts?: {
+      autoRegistration?: boolean;
+      thingNameTemplate?: string;
+      templateName?: string;
+      policyName?: string;
+    },
+  ): string;
   /** UpdateCertificate: changes a certificate's status. */
   setCertificateStatus(certificateId: string, status: CertificateStatus): void;
   things(): ThingRecord[];
@@ -181,8 +206,12 @@ export async function start(options: AwsIotOptions): Promise<AwsIotHandle> {
   };
   const registerCa: AwsIotHandle['registerCa'] = (pem, o = {}) => {
     try {
-      return registry.addCa(pem, o.autoRegistration ?? false, o.thingNameTemplate ?? '${CommonName}')
-        .certificateId;
+      return registry.addCa(pem, {
+        autoRegistration: o.autoRegistration ?? false,
+        thingNameTemplate: o.thingNameTemplate ?? '${CommonName}',
+        templateName: o.templateName ?? 'JITPTemplate',
+        policyName: o.policyName ?? 'JITPPolicy',
+      }).certificateId;
     } catch (err) {
       throw new FieldlabError('E_BAD_CERTIFICATE', `${opts.name}: not a PEM CA certificate`, {
         hint: 'pass the CA certificate PEM (certPem of a pki CertificateAuthority)',
@@ -211,6 +240,27 @@ export async function start(options: AwsIotOptions): Promise<AwsIotHandle> {
       }),
   });
 
+  let broker: MqttBrokerHandle | undefined;
+  const jitp = new JustInTimeProvisioning({
+    registry,
+    awsAccountId: opts.awsAccountId,
+    publish: async (topic, payload) => broker?.publish(topic, payload, 0),
+    onCertificateCreated: (r) =>
+      events.emitEvent('certificate-created', {
+        certificateId: r.certificateId,
+        origin: r.origin,
+        status: r.status,
+      }),
+    onRegisteredEvent: (topic, message) => events.emitEvent('certificate-registered', { topic, ...message }),
+    onThingRegistered: (t) =>
+      events.emitEvent('thing-registered', {
+        thingName: t.thingName,
+        certificateId: t.certificateId,
+        ...(t.template !== undefined ? { template: t.template } : {}),
+      }),
+    onProvisioned: (p) => events.emitEvent('jitp-registered', p),
+  });
+
   const refuse = (client: ClientInfo, reason: string, certificateId?: string): ConnectRefusal => {
     counts.authDenied++;
     events.emitEvent('auth-denied', {
@@ -230,47 +280,11 @@ export async function start(options: AwsIotOptions): Promise<AwsIotHandle> {
     const verdict = registry.verify(peer);
     if (verdict.kind === 'unknown') return refuse(client, verdict.reason);
     if (verdict.kind === 'auto-register') {
-      // JITP: register PENDING_ACTIVATION, then the template activates it and creates the thing;
-      // the connection that triggered it is dropped (AWS IoT: "the first connection attempt fails").
-      const cn = new X509Certificate(verdict.pem).subject.match(/CN=([^\n]+)/)?.[1] ?? verdict.certificateId;
-      const thingName = expandTemplate(verdict.ca.thingNameTemplate, {
-        CommonName: cn,
-        SerialNumber: new X509Certificate(verdict.pem).serialNumber,
-        CertificateId: verdict.certificateId,
-      });
-      const record = registry.addCertificate({
-        certificatePem: verdict.pem,
-        status: 'PENDING_ACTIVATION',
-        claim: false,
-        origin: 'jitp',
-      });
-      events.emitEvent('certificate-created', {
-        certificateId: record.certificateId,
-        origin: 'jitp',
-        status: record.status,
-      });
-      record.status = 'ACTIVE';
-      if (thingName) {
-        record.thingName = thingName;
-        const thing: ThingRecord = {
-          thingName,
-          certificateId: record.certificateId,
-          attributes: {},
-          template: 'jitp',
-        };
-        registry.things.set(thingName, thing);
-        events.emitEvent('thing-registered', {
-          thingName,
-          certificateId: record.certificateId,
-          template: 'jitp',
-        });
-      }
-      events.emitEvent('jitp-registered', {
-        certificateId: record.certificateId,
-        thingName: thingName ?? '',
-        caCertificateId: verdict.ca.certificateId,
-      });
-      return refuse(client, 'certificate registered by JITP: reconnect', record.certificateId);
+      // "The first connection attempt fails": the connection that triggered JITP is dropped either way.
+      const { ca } = verdict;
+      const outcome = await jitp.provision(verdict.peer, verdict.pem, ca, ca);
+      if (outcome.kind === 'refused') return refuse(client, outcome.reason, outcome.certificateId);
+      return refuse(client, 'certificate registered by JITP: reconnect', outcome.record.certificateId);
     }
     const rec = verdict.record;
     if (rec.status !== 'ACTIVE') return refuse(client, `certificate is ${rec.status}`, rec.certificateId);
@@ -295,7 +309,6 @@ export async function start(options: AwsIotOptions): Promise<AwsIotHandle> {
     });
   };
 
-  let broker: MqttBrokerHandle | undefined;
   broker = await startBroker({
     name: opts.name,
     host: opts.host,

@@ -31,13 +31,16 @@ export interface CaRecord {
   autoRegistration: boolean;
   /** JITP: the thing name template (placeholders: `${CommonName}`, `${SerialNumber}`...). */
   thingNameTemplate: string;
+  /** JITP: the provisioning template's name and the policy it attaches. */
+  templateName: string;
+  policyName: string;
   x509: X509Certificate;
 }
 
 /** What the registry says about a certificate presented at CONNECT. */
 export type Verdict =
   | { kind: 'known'; record: CertificateRecord }
-  | { kind: 'auto-register'; ca: CaRecord; pem: string; certificateId: string }
+  | { kind: 'auto-register'; ca: CaRecord; pem: string; certificateId: string; peer: PeerCertificate }
   | { kind: 'unknown'; reason: string };
 
 export function certificateIdOf(pemOrDer: string | Buffer): string {
@@ -63,15 +66,12 @@ export class Registry {
     return record;
   }
 
-  addCa(pem: string, autoRegistration: boolean, thingNameTemplate: string): CaRecord {
+  addCa(
+    pem: string,
+    o: Pick<CaRecord, 'autoRegistration' | 'thingNameTemplate' | 'templateName' | 'policyName'>,
+  ): CaRecord {
     const x509 = new X509Certificate(pem);
-    const rec: CaRecord = {
-      certificateId: certificateIdOf(x509.raw),
-      certificatePem: pem,
-      autoRegistration,
-      thingNameTemplate,
-      x509,
-    };
+    const rec: CaRecord = { certificateId: certificateIdOf(x509.raw), certificatePem: pem, ...o, x509 };
     this.cas.set(rec.certificateId, rec);
     return rec;
   }
@@ -88,9 +88,14 @@ export class Registry {
         if (!ca.autoRegistration) {
           return { kind: 'unknown', reason: 'issued by a registered CA without auto-registration' };
         }
-        return { kind: 'auto-register', ca, pem: toPem(peer.raw), certificateId };
+        return { kind: 'auto-register', ca, pem: toPem(peer.raw), certificateId, peer };
       }
     }
-    return { kind: 'unknown', reason: 'certificate neither registered nor issued by a registered CA' };
+    // Name the issuer: "issued by X, not registered here" is what a user with a second region needs to read.
+    const issuer = /(?:^|\n)CN=([^\n]+)/.exec(leaf.issuer)?.[1] ?? leaf.issuer.replace(/\n/g, ', ');
+    return {
+      kind: 'unknown',
+      reason: `certificate neither registered nor issued by a registered CA (its issuer ${issuer} is not registered in this region)`,
+    };
   }
 }

@@ -233,7 +233,9 @@ describe('aws-iot persona with aws-iot-device-sdk-v2', () => {
       a.events.onceEvent('jitp-registered', resolve),
     );
 
-    const first = sdkConnection(port, 'jitp-sensor-7', device.chainPem, device.keyPem);
+    // The first connection presents the device certificate followed by the CA's (JITR guide).
+    const presented = device.certPem + jitpCa.certPem;
+    const first = sdkConnection(port, 'jitp-sensor-7', presented, device.keyPem);
     await expect(within(first.connect(), 10_000, 'first connect')).rejects.toThrow();
     expect((await within(registered, 5000, 'jitp-registered')).thingName).toBe('jitp-sensor-7');
     expect(a.certificates()[0]).toMatchObject({
@@ -242,7 +244,7 @@ describe('aws-iot persona with aws-iot-device-sdk-v2', () => {
       thingName: 'jitp-sensor-7',
     });
 
-    const second = sdkConnection(port, 'jitp-sensor-7', device.chainPem, device.keyPem);
+    const second = sdkConnection(port, 'jitp-sensor-7', presented, device.keyPem);
     await within(second.connect(), 10_000, 'second connect');
     await second.publish('things/jitp-sensor-7/telemetry', '{"t":21}', mqtt.QoS.AtLeastOnce);
     expect(a.stats().broker.published).toBeGreaterThanOrEqual(1);
