@@ -124,7 +124,11 @@ export function processStartTicks(pid: number): number | undefined {
   }
 }
 
-/** True when `pid` runs and (when known) is the same process that was recorded. */
+/**
+ * True when `pid` runs and (when known) is the same process that was recorded. A zombie (dead, its parent
+ * has not reaped it yet, e.g. a script that killed `fieldlab up &` and has not waited) holds nothing and
+ * counts as gone.
+ */
 export function isAlive(pid: number, startTicks: number | undefined): boolean {
   try {
     process.kill(pid, 0);
@@ -132,9 +136,19 @@ export function isAlive(pid: number, startTicks: number | undefined): boolean {
     // EPERM: it exists but belongs to someone else.
     if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
+  if (isZombie(pid)) return false;
   if (startTicks === undefined) return true;
   const now = processStartTicks(pid);
   return now === undefined || now === startTicks;
+}
+
+function isZombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+  } catch {
+    return false; // no /proc (not Linux): kill(pid, 0) decided
+  }
 }
 
 export function writeRecord(dir: string, record: LabRecord): void {

@@ -1,12 +1,22 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execa, type ResultPromise } from 'execa';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { isRunning } from '../../harness/topology/netns/teardown.js';
 import { missing } from '../helpers/capability.js';
-import { assertBuilt, cli, cliBackground } from '../helpers/cli.js';
+import { assertBuilt, BIN, cli, cliBackground } from '../helpers/cli.js';
 import { within } from '../helpers/within.js';
-import { type Baseline, baseline, labRecords, leftoversSettled, NOTHING_LEFT, untilGone } from './helpers.js';
+import {
+  type Baseline,
+  baseline,
+  labRecords,
+  leftoversSettled,
+  NOTHING_LEFT,
+  processState,
+  until,
+  untilGone,
+} from './helpers.js';
 
 /**
  * kill -9 of `fieldlab up` on the loopback backend with a real sshd in the lab (scenarios/tunnel-ssh),
@@ -35,15 +45,10 @@ describe.skipIf(missing('cmd:sshd', 'cmd:ssh-keygen') || process.platform !== 'l
       rmSync(tmp, { recursive: true, force: true });
     });
 
-    it('its sshd dies with it; clean leaves no lab directory, address claim or process', async () => {
-      const child = cliBackground(['up', 'scenarios/tunnel-ssh.yaml', '--json'], {
-        FIELDLAB_STATE_DIR: state,
-        FORCE_COLOR: '0',
-      });
-      pid = child.pid;
-      // `up --json` prints one line once every simulator listens.
-      const info = await within(
-        new Promise<{ labId: string; dir: string }>((resolve, reject) => {
+    /** `up --json` prints one line once every simulator listens: its lab id and directory. */
+    function upInfo(child: ResultPromise): Promise<{ labId: string; dir: string }> {
+      return within(
+        new Promise((resolve, reject) => {
           let out = '';
           child.stdout?.on('data', (d: Buffer) => {
             out += d.toString();
@@ -56,6 +61,15 @@ describe.skipIf(missing('cmd:sshd', 'cmd:ssh-keygen') || process.platform !== 'l
         60_000,
         'the lab to come up',
       );
+    }
+
+    it('its sshd dies with it; clean leaves no lab directory, address claim or process', async () => {
+      const child = cliBackground(['up', 'scenarios/tunnel-ssh.yaml', '--json'], {
+        FIELDLAB_STATE_DIR: state,
+        FORCE_COLOR: '0',
+      });
+      pid = child.pid;
+      const info = await upInfo(child);
       const sshd = labRecords(state)
         .flatMap((r) => r.resources)
         .filter((p) => p.what.startsWith('sshd'))
@@ -72,6 +86,34 @@ describe.skipIf(missing('cmd:sshd', 'cmd:ssh-keygen') || process.platform !== 'l
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout).toContain(`removed lab ${info.labId}`);
       expect(await leftoversSettled({ stateDir: state, before, pids: sshd })).toEqual(NOTHING_LEFT);
+    });
+
+    it('an owner killed but not reaped by its parent (a zombie) counts as gone', async () => {
+      // The parent: a shell that starts `up` in the background, then becomes `sleep`, which never reaps.
+      const parent = execa(
+        'sh',
+        ['-c', `node ${BIN} up scenarios/https-endpoint.yaml --json & exec sleep 300`],
+        {
+          env: { FIELDLAB_STATE_DIR: state, FORCE_COLOR: '0' },
+          reject: false,
+        },
+      );
+      try {
+        const info = await upInfo(parent);
+        const owner = labRecords(state)[0]?.pid as number;
+        pid = owner;
+        process.kill(owner, 'SIGKILL');
+        await until(() => processState(owner) === 'Z', 15_000, 'the killed owner to be a zombie');
+
+        const r = await cli(['clean'], { env: { FIELDLAB_STATE_DIR: state } });
+        expect(r.code, r.stderr).toBe(0);
+        expect(r.stdout).toContain(`removed lab ${info.labId}`);
+        expect(r.stdout).not.toContain('left running lab');
+        expect(await leftoversSettled({ stateDir: state, before })).toEqual(NOTHING_LEFT);
+      } finally {
+        parent.kill('SIGKILL');
+        await parent;
+      }
     });
   },
 );
