@@ -175,6 +175,38 @@ describe('tunnel-service management API with auth: sigv4 (AWS SDK v3)', () => {
     expect(lab.svc.stats().registrySize).toBe(0);
   });
 
+  it('refuses a malformed Authorization header or a credential date that is not the X-Amz-Date day', async () => {
+    lab = await startSigv4();
+    const seen = authRejections(lab);
+    const post = (authorization: string, amzDate?: string) =>
+      fetch(`${endpointOf(lab?.svc as Lab['svc'], 'api').url}/`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/x-amz-json-1.1',
+          'x-amz-target': 'IoTSecuredTunneling.ListTunnels',
+          authorization,
+          ...(amzDate ? { 'x-amz-date': amzDate } : {}),
+        },
+        body: '{}',
+      });
+    const scope = `${CREDENTIALS.accessKeyId}/20260101/${REGION}/IoTSecuredTunneling/aws4_request`;
+    const incomplete = await post(`AWS4-HMAC-SHA256 Credential=${scope}`);
+    expect(incomplete.status).toBe(403);
+    const body = (await incomplete.json()) as { __type: string; message: string };
+    expect(body.__type).toBe('IncompleteSignatureException');
+    expect(body.message).toContain("Authorization header requires 'Signature' parameter.");
+    expect(body.message).toContain("requires existence of either a 'X-Amz-Date' or a 'Date' header");
+    const otherDay = await post(
+      `AWS4-HMAC-SHA256 Credential=${scope}, SignedHeaders=host;x-amz-date, Signature=${'0'.repeat(64)}`,
+      '20260102T000000Z',
+    );
+    expect(otherDay.status).toBe(403);
+    expect(((await otherDay.json()) as { message: string }).message).toBe(
+      "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '20260101' != '20260102', from '20260102T000000Z'.",
+    );
+    expect(seen.map((e) => e.reason)).toEqual(['incomplete', 'scope']);
+  });
+
   it('defaults to the lab access key id and a random secret when none is given', async () => {
     lab = await startLab({ auth: 'sigv4' });
     const { accessKeyId, secretAccessKey, region } = lab.svc.apiClient;
