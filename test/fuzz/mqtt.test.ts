@@ -56,7 +56,7 @@ describe('fuzz: MQTT 3.1.1 and 5 packets → mqtt-broker', () => {
       batches: 12,
       concurrency: 32,
     });
-    expect(r.inputs).toBeGreaterThanOrEqual(2400);
+    expect(r.heaps).toHaveLength(r.batches);
     expect(broker.stats()).toBeDefined();
   }, 60_000);
 });

@@ -1,3 +1,4 @@
+import type { LookupAddress } from 'node:dns';
 import { connect as netConnect } from 'node:net';
 import fc from 'fast-check';
 
@@ -104,4 +105,39 @@ export function sendTcp(
       for (const c of chunks) if (c.length > 0) s.write(c);
     });
   });
+}
+
+/**
+ * Network safety after mutation: every IPv4 literal outside 127.0.0.0/8 becomes a 127.x address and every
+ * IPv6 literal becomes ::1, so no mutated request can name a real address (names go through a lookup that
+ * resolves nothing but loopback, see `loopbackOnlyLookup`).
+ */
+export function loopbackOnly(buf: Buffer): Buffer {
+  const text = buf.toString('latin1');
+  const safe = text
+    .replace(/\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}/g, (ip) =>
+      ip.startsWith('127.') ? ip : `127.${ip.split('.').slice(1).join('.')}`,
+    )
+    .replace(/\[[^\]]*\]/g, '[::1]')
+    // Linear (no backtracking on long inputs): a run of hex digits, colons and dots with two colons or more.
+    .replace(/[0-9a-f:.]+/gi, (run) => (run.indexOf(':') !== run.lastIndexOf(':') ? '::1' : run));
+  return safe === text ? buf : Buffer.from(safe, 'latin1');
+}
+
+/** A `net.LookupFunction` for simulators under fuzz: `localhost` is 127.0.0.1, every other name fails. */
+export function loopbackOnlyLookup(
+  hostname: string,
+  options: unknown,
+  callback: (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void,
+): void {
+  const all = typeof options === 'object' && options !== null && (options as { all?: boolean }).all;
+  if (hostname === 'localhost') {
+    if (all) callback(null, [{ address: '127.0.0.1', family: 4 }]);
+    else callback(null, '127.0.0.1', 4);
+    return;
+  }
+  const err: NodeJS.ErrnoException = Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), {
+    code: 'ENOTFOUND',
+  });
+  callback(err, all ? [] : '', 4);
 }
