@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { request } from 'node:http';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,7 +9,6 @@ import { IMAGE_UID, startContainerLab } from '../../harness/lab/container-lab.js
 import { CONTROL_PORT } from '../../harness/lab/container-worker.js';
 import type { Lab } from '../../harness/lab/lab.js';
 import { missing } from '../helpers/capability.js';
-import { useTempStateDir } from '../helpers/state-dir.js';
 import { within } from '../helpers/within.js';
 import { ensureImage, IMAGE } from './helpers.js';
 
@@ -18,7 +18,17 @@ import { ensureImage, IMAGE } from './helpers.js';
  * lab directory is 0700 and the specs 0600, owned by the containers' user only; the control API wants
  * the lab's secret.
  */
-useTempStateDir('fl-sec-container-');
+// A state directory the lab makes itself, under a parent other users may enter (as a home directory).
+let parent = '';
+beforeAll(() => {
+  parent = mkdtempSync(join(tmpdir(), 'fl-sec-container-'));
+  chmodSync(parent, 0o755);
+  process.env.FIELDLAB_STATE_DIR = join(parent, 'state');
+});
+afterAll(() => {
+  delete process.env.FIELDLAB_STATE_DIR;
+  rmSync(parent, { recursive: true, force: true });
+});
 
 const mode = (p: string) => statSync(p).mode & 0o777;
 
@@ -76,6 +86,9 @@ describe.skipIf(missing('docker'))('container lab: private files and an authenti
   }, 120_000);
 
   it('keeps the lab directory 0700 and the specs (the CA keys) 0600', () => {
+    // The state directory the lab made, and the one of its labs, are closed too.
+    expect(mode(join(parent, 'state')) & 0o022).toBe(0);
+    expect(mode(join(parent, 'state', 'labs'))).toBe(0o700);
     expect(mode(lab.dir)).toBe(0o700);
     const spec = join(lab.dir, 'api.spec.json');
     expect(mode(spec)).toBe(0o600);
@@ -101,6 +114,9 @@ describe.skipIf(missing('docker'))('container lab: private files and an authenti
     'another local user cannot read the keys nor list the lab',
     async () => {
       const spec = join(lab.dir, 'api.spec.json');
+      // The lab's own directory is the lock: it holds even when the directories above it are open.
+      chmodSync(join(parent, 'state'), 0o755);
+      chmodSync(join(parent, 'state', 'labs'), 0o755);
       const cat = await asNobody(['cat', spec]);
       expect(cat.code).not.toBe(0);
       expect(cat.out).not.toMatch(/PRIVATE KEY/);
