@@ -100,7 +100,7 @@ async function playSession(s: SessionInput): Promise<void> {
 let lastTunnel: { id: string; arn: string } | undefined;
 /** One API request; the answer must be an AWS JSON error or success, never a 5xx. */
 async function sendApi(r: ApiInput): Promise<void> {
-  const tunnel =
+  const tunnel: { id: string; arn: string } =
     lastTunnel ??
     (await call('OpenTunnel', {}).then((o) => ({
       id: o.json.tunnelId as string,
