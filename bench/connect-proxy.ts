@@ -1,24 +1,21 @@
 /**
  * connect-proxy benchmark: bulk throughput through one CONNECT tunnel, and CONNECTs per second (open a
  * tunnel, one round trip, close), through (a) the fieldlab connect proxy, (b) Debian's Squid configured
- * the same way (no cache, CONNECT allowed to the sink ports), (c) direct TCP to the sink.
+ * the same way (no cache, CONNECT allowed to the sink ports; bench/squid.ts), (c) direct TCP to the sink.
  *
  *   load (main thread) ──► proxy (worker thread | squid process | none) ──► sinks (main thread)
  *
  * The lab proxy runs in a worker thread so that, like Squid, it has its own event loop and core.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { bulkOnce, MiB } from './bulk.js';
 import { type BenchReport, bounded, buildReport, formatReport, interleave, quick } from './lib.js';
+import { SQUID, startSquid } from './squid.js';
 
-const SQUID = '/usr/sbin/squid';
 const HOST = '127.0.0.1';
 
 interface Sinks {
@@ -187,76 +184,6 @@ async function startLabProxy(allowPorts: number[], notes: string[]): Promise<Sub
   };
 }
 
-/** Debian's Squid, configured like the lab proxy: no cache, CONNECT only to the listed ports. */
-async function startSquid(allowPorts: number[]): Promise<Subject> {
-  const dir = mkdtempSync(join(tmpdir(), 'fieldlab-bench-squid-'));
-  // Squid started as root drops to its effective user (proxy), which must write its logs here.
-  chmodSync(dir, 0o777);
-  const port = await freePort();
-  const conf = join(dir, 'squid.conf');
-  writeFileSync(
-    conf,
-    [
-      `http_port ${HOST}:${port}`,
-      'workers 1',
-      'cache deny all',
-      'cache_mem 0 MB',
-      `acl SSL_ports port ${allowPorts.join(' ')}`,
-      'acl CONNECT method CONNECT',
-      'http_access deny CONNECT !SSL_ports',
-      'http_access allow all',
-      `pid_filename ${join(dir, 'squid.pid')}`,
-      `cache_log ${join(dir, 'cache.log')}`,
-      'access_log none',
-      'cache_store_log none',
-      'netdb_filename none',
-      `coredump_dir ${dir}`,
-      'shutdown_lifetime 0 seconds',
-      'pinger_enable off',
-      '',
-    ].join('\n'),
-  );
-  const child: ChildProcess = spawn(SQUID, ['-N', '-f', conf], { stdio: 'ignore' });
-  const stop = async () => {
-    if (child.exitCode === null && child.pid !== undefined) {
-      child.kill('SIGKILL');
-      await Promise.race([once(child, 'exit'), new Promise((r) => setTimeout(r, 5000).unref())]);
-    }
-    rmSync(dir, { recursive: true, force: true });
-  };
-  const deadline = Date.now() + 15_000;
-  while (!(await answers(port))) {
-    if (child.exitCode !== null || Date.now() > deadline) {
-      const log = existsSync(join(dir, 'cache.log'))
-        ? readFileSync(join(dir, 'cache.log'), 'utf8').slice(-600)
-        : '';
-      await stop();
-      throw new Error(`squid did not start (exit ${child.exitCode}): ${log}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { port, stop };
-}
-
-function answers(port: number): Promise<boolean> {
-  return new Promise((res) => {
-    const s = connect(port, HOST);
-    s.once('connect', () => {
-      s.destroy();
-      res(true);
-    });
-    s.once('error', () => res(false));
-  });
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await listenLocal(s);
-  const { port } = s.address() as AddressInfo;
-  await closeSrv(s);
-  return port;
-}
-
 /** Runs the benchmark (`--quick`: 64 MiB and 200 CONNECTs per round). */
 export async function run(): Promise<BenchReport> {
   const isQuick = quick();
@@ -275,7 +202,8 @@ export async function run(): Promise<BenchReport> {
     subjects.fieldlab = await startLabProxy(allowPorts, notes);
     if (existsSync(SQUID)) {
       try {
-        subjects.squid = await startSquid(allowPorts);
+        // Debian's Squid, configured like the lab proxy: no cache, CONNECT only to the listed ports.
+        subjects.squid = await startSquid({ host: HOST, allowPorts });
       } catch (err) {
         notes.push(`squid skipped: ${err instanceof Error ? err.message : String(err)}`);
       }

@@ -4,6 +4,7 @@ import type { LookupFunction } from 'node:net';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { type AwsIotHandle, start as startAwsIot } from '../../simulators/aws-iot/index.js';
+import { type Destinations, destinationsSchema } from '../../simulators/common/destinations.js';
 import { durationSchema } from '../../simulators/common/duration.js';
 import { FieldlabError } from '../../simulators/common/errors.js';
 import type { LabEvent } from '../../simulators/common/events.js';
@@ -29,6 +30,7 @@ import type { BadCertKind, PkiHandle } from '../../simulators/pki/index.js';
 import { start as startSshd } from '../../simulators/sshd/index.js';
 import { start as startTlsInspector } from '../../simulators/tls-inspector/index.js';
 import { start as startTunnelService } from '../../simulators/tunnel-service/index.js';
+import { labDestinations } from './proxy-destinations.js';
 
 /**
  * How a scenario's `type:` becomes a running simulator: each adapter validates the options a scenario
@@ -197,6 +199,24 @@ const mqttBroker = adapter({
 
 const credentials = z.object({ username: z.string(), password: z.string() }).strict();
 const hostPortMap = z.record(z.string(), z.string());
+/**
+ * A lab proxy reaches the lab's hosts (names and addresses) and nothing else; these add more: names
+ * (`*` wildcards), addresses, CIDRs, or `any` for an open proxy.
+ */
+const proxyDestinations = destinationsSchema.optional();
+
+/** A lab proxy starts with the scenario's extra destinations; the lab's hosts join once all run. */
+function proxyReady(
+  ctx: AdapterContext,
+  extra: z.output<typeof proxyDestinations>,
+  handle: { setDestinations(d: Destinations): void },
+): Pick<StartedSimulator, 'labReady'> {
+  if (extra === 'any') return {};
+  return {
+    labReady: async (hosts) =>
+      handle.setDestinations(await labDestinations(hosts, ctx.lookup, ctx.address, extra)),
+  };
+}
 
 const connectProxy = adapter({
   type: 'connect-proxy',
@@ -219,6 +239,7 @@ const connectProxy = adapter({
       upstream: z.string().optional(),
       /** Serve the proxy itself over TLS (an https:// proxy) with a lab certificate. */
       tls: z.boolean().default(false),
+      destinations: proxyDestinations,
     })
     .strict(),
   async start(ctx, o) {
@@ -237,8 +258,9 @@ const connectProxy = adapter({
       ...(o.denyHosts ? { denyHosts: o.denyHosts } : {}),
       ...(o.upstream ? { upstream: o.upstream } : {}),
       ...(cert ? { tls: { certPem: cert.chainPem, keyPem: cert.keyPem } } : {}),
+      destinations: o.destinations ?? [],
     });
-    return { handle };
+    return { handle, ...proxyReady(ctx, o.destinations, handle) };
   },
 });
 
@@ -253,6 +275,7 @@ const tlsInspector = adapter({
       passthrough: z.array(z.string()).default([]),
       fault: z.enum(['none', 'expired', 'wrong-host', 'missing-intermediate']).default('none'),
       users: z.array(credentials).min(1).optional(),
+      destinations: proxyDestinations,
     })
     .strict(),
   async start(ctx, o) {
@@ -269,12 +292,13 @@ const tlsInspector = adapter({
       fault: o.fault,
       lookup: ctx.lookup,
       ...(o.users ? { auth: { users: o.users } } : {}),
+      destinations: o.destinations ?? [],
     });
     const rootCa = join(ctx.labDir, `${ctx.name}-root.pem`);
     const bundle = join(ctx.labDir, `${ctx.name}-bundle.pem`);
     writeFileSync(rootCa, handle.rootPem);
     writeFileSync(bundle, `${ctx.pki.root.certPem.trim()}\n${handle.rootPem.trim()}\n`);
-    return { handle, vars: { rootCa, bundle } };
+    return { handle, vars: { rootCa, bundle }, ...proxyReady(ctx, o.destinations, handle) };
   },
 });
 

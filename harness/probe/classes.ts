@@ -53,6 +53,10 @@ export const FAILURE_CLASSES = {
     summary: 'proxy denied the CONNECT (403)',
     hint: 'the proxy policy blocks that host or port; use an allowed port (e.g. WebSocket on 443)',
   },
+  'proxy.destination-denied': {
+    summary: "the lab proxy refused a destination outside the lab's hosts (403)",
+    hint: "map the name to a lab host (the proxy's map), or add it to the proxy's destinations",
+  },
   'proxy.scheme-mismatch': {
     summary: 'client spoke TLS to a plain-HTTP proxy (or the reverse)',
     hint: 'use http:// for the proxy URL',

@@ -33,6 +33,11 @@ export interface EvidenceRule {
   class?: FailureClass;
   /** Client classes this event is consistent with (besides `class`). */
   consistentWith?: FailureClass[];
+  /**
+   * Client classes this event narrows down: the client saw only that (a 403 is a 403), the lab knows
+   * which refusal it was, so the verdict takes `class`.
+   */
+  refines?: FailureClass[];
   explain: (data: Data, event: LabEvent) => string;
 }
 
@@ -150,6 +155,17 @@ export const EVIDENCE_RULES: readonly EvidenceRule[] = [
     consistentWith: ['tcp.reset', 'tls.handshake', 'client.error'],
     explain: (d, e) =>
       `the relay ${e.source} closed the connection after a byte limit (toxic ${toxicName(d)})`,
+  },
+  {
+    // Before proxy-denied: the client saw a 403 like any policy refusal; the lab knows it was its own list.
+    id: 'proxy-destination-denied',
+    event: 'destination-denied',
+    class: 'proxy.destination-denied',
+    refines: ['proxy.connect-denied', 'http.status'],
+    consistentWith: ['client.error'],
+    explain: (d, e) =>
+      `proxy ${e.source} refused ${s(d.target)}: ${s(d.destination)} is not among the destinations it may ` +
+      `reach (${s(d.allowed)}); map it to a lab host, or add it to the proxy's destinations`,
   },
   {
     id: 'proxy-denied',
@@ -330,6 +346,7 @@ function agrees(f: Finding, cls: FailureClass): boolean {
 /**
  * Refines `verdict` with the lab's events:
  * - a success stays a success (no lines);
+ * - an event that narrows the client's class (`refines`) gives the verdict its more specific class;
  * - events that agree with the client's class confirm it, and their sentences explain it;
  * - when the client's class is vague (client.error, tls.handshake) and an event names a specific class,
  *   the lab wins: the verdict takes the lab's class and keeps the client's detail as evidence;
@@ -343,6 +360,26 @@ export function explain(
   if (verdict.ok) return { verdict, explanation: [] };
   const all = findings(events, rules);
   if (all.length === 0) return { verdict, explanation: [] };
+  const narrowing = all.filter((f) => f.rule.refines?.includes(verdict.class));
+  const narrower = narrowing[0]?.rule.class;
+  if (narrower) {
+    return {
+      verdict: {
+        ok: false,
+        class: narrower,
+        detail: verdict.detail,
+        evidence: [
+          ...(verdict.evidence ?? []),
+          `client said ${verdict.class}`,
+          ...narrowing.map((f) => f.sentence),
+        ],
+      },
+      explanation: [
+        ...narrowing.map((f) => f.sentence),
+        `the client saw ${verdict.class}; the lab's evidence narrows it to ${narrower}`,
+      ],
+    };
+  }
   const agreeing = all.filter((f) => agrees(f, verdict.class));
   const specific = all.filter(
     (f) => f.rule.class && f.rule.class !== verdict.class && !VAGUE.has(f.rule.class),

@@ -7,10 +7,13 @@ export interface Target {
   port: number;
 }
 
-/** Parses `host:port` / `[v6]:port` (RFC 9110 §9.3.6 authority-form); undefined when malformed. */
+/**
+ * Parses `host:port` / `[v6]:port` (RFC 9110 §9.3.6, RFC 9112 §3.2.3 authority-form); undefined when
+ * malformed, including userinfo (`u:p@h:443`), a path, a query or a fragment.
+ */
 export function parseTarget(raw: string | undefined): Target | undefined {
   if (!raw) return undefined;
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^\s:/@[\]]+)):(\d{1,5})$/.exec(raw);
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^\s:/@[\]?#\\]+)):(\d{1,5})$/.exec(raw);
   if (!m) return undefined;
   const port = Number(m[3]);
   if (port < 1 || port > 65535) return undefined;

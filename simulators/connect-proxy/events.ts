@@ -43,6 +43,19 @@ export type ConnectProxyEvents = {
    * `malformed`: an unparsable target, a non-Basic Proxy-Authorization). `reason` is the reply body.
    */
   'connect-denied': { target: string; rule: string; status: number; method: string; reason: string };
+  /**
+   * The proxy's destination list (a lab: the lab's hosts) refused where the request would go: 403.
+   * `destination` is what the proxy would have connected to (the target, its `map` destination, or the
+   * upstream proxy); `allowed` what it may reach; `reason` the reply body.
+   */
+  'destination-denied': {
+    target: string;
+    destination: string;
+    method: string;
+    status: 403;
+    allowed: string;
+    reason: string;
+  };
   /** Missing or wrong proxy credentials: the client got 407 with `Proxy-Authenticate: Basic`. */
   'auth-required': { reason: 'missing' | 'wrong'; status: 407; username?: string; target: string };
   /** The destination (or upstream proxy) failed: 502 (refused, unreachable, bad upstream reply) or 504. */

@@ -6,8 +6,16 @@
  *
  * Basic auth, ordered allow/deny rules on port and host (default: CONNECT only to 443, as Squid's
  * SSL_ports), a target map so SDKs with hard-coded ports reach lab fakes on high ports, upstream chaining,
- * an optional TLS listener, and events for every decision.
+ * an optional TLS listener, and events for every decision. Whatever the rules say, the proxy connects
+ * only to its `destinations` (default loopback; a lab gives its own hosts): it is never an open proxy.
  */
+import { z } from 'zod';
+import {
+  DestinationPolicy,
+  type Destinations,
+  defaultDestinations,
+  destinationsSchema,
+} from '../common/destinations.js';
 import type { Endpoint, SimulatorEvents, SimulatorHandle } from '../common/index.js';
 import { SimulatorEvents as Events, hostPort, parseOptions } from '../common/index.js';
 import { buildTargetMap } from '../common/targets.js';
@@ -35,6 +43,10 @@ export interface ConnectProxyHandle extends SimulatorHandle<ConnectProxyEvents, 
   readonly events: SimulatorEvents<ConnectProxyEvents>;
   /** The compiled policy; `policy.explain()` lists its rules. */
   readonly policy: Policy;
+  /** Where the proxy may connect (`destinations.describe()`). */
+  readonly destinations: DestinationPolicy;
+  /** Replaces the destination list, for requests from now on (a lab hands over its hosts once up). */
+  setDestinations(destinations: Destinations): void;
   /** `http://host:port`, or `http://user:pass@host:port` (percent-encoded) with credentials. */
   proxyUrl(credentials?: Credentials): string;
 }
@@ -46,6 +58,10 @@ export async function start(options?: ConnectProxyOptions): Promise<ConnectProxy
   const { rules, defaultAction } = rulesFromOptions(opts);
   const policy = new Policy(rules, defaultAction);
   const events = new Events<ConnectProxyEvents>(opts.name);
+  const destinations = new DestinationPolicy(
+    opts.destinations ?? defaultDestinations(opts.host),
+    opts.lookup,
+  );
   const server = new LabProxyServer({
     host: opts.host,
     port: opts.port,
@@ -57,7 +73,7 @@ export async function start(options?: ConnectProxyOptions): Promise<ConnectProxy
     upstreamRules: opts.upstreamRules,
     tls: opts.tls,
     connectTimeoutMs: opts.connectTimeoutMs,
-    lookup: opts.lookup,
+    destinations,
     events,
   });
   await server.listen();
@@ -77,6 +93,13 @@ export async function start(options?: ConnectProxyOptions): Promise<ConnectProxy
     ],
     events,
     policy,
+    destinations,
+    setDestinations(list) {
+      destinations.set(
+        parseOptions(z.object({ destinations: destinationsSchema }), { destinations: list }, opts.name)
+          .destinations,
+      );
+    },
     proxyUrl: (credentials) => buildProxyUrl(scheme, authority, credentials),
     stats() {
       const live = server.liveBytes();

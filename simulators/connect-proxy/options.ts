@@ -1,5 +1,6 @@
 import type { LookupFunction } from 'node:net';
 import { z } from 'zod';
+import { destinationsSchema } from '../common/destinations.js';
 import { durationSchema } from '../common/index.js';
 import { parseTarget } from '../common/targets.js';
 
@@ -77,6 +78,13 @@ export const connectProxyOptionsSchema = z
     upstreamRules: z
       .array(z.object({ hosts: z.array(z.string().min(1)).min(1), upstream: proxyUrl.nullable() }))
       .default([]),
+    /**
+     * Where the proxy itself may connect (after `map`; the upstream proxy when chaining): host names
+     * (`*` wildcards), IP addresses and CIDRs, or `any`. Anything else gets 403 and `destination-denied`.
+     * Default: loopback when the proxy listens on loopback, else nothing (list them). A lab gives its
+     * own hosts (names and addresses).
+     */
+    destinations: destinationsSchema.optional(),
     /** Serve the proxy over TLS (an `https://` proxy). */
     tls: z.object({ certPem: z.string().min(1), keyPem: z.string().min(1) }).optional(),
     /** How long a connection to the destination (or upstream proxy's answer) may take: then 504. */

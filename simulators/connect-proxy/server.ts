@@ -1,9 +1,15 @@
 /**
  * proxy-chain's `Server`, specialised for the lab. proxy-chain does the HTTP parsing, Basic credential
- * parsing, 407/4xx replies, plain-HTTP forwarding (absolute-URI requests), the TLS listener and the
+ * parsing, 400 replies, plain-HTTP forwarding (absolute-URI requests), the TLS listener and the
  * connection registry; this class adds, in `prepareRequestFunction`, the auth check, the Squid-like
- * policy, the target map and the upstream choice, and does CONNECT tunnels itself, because proxy-chain's
- * direct tunnel can neither rewrite the target nor answer 502/504 when the destination fails.
+ * policy, the destination list, the target map and the upstream choice, and does CONNECT tunnels
+ * itself, because proxy-chain's direct tunnel can neither rewrite the target nor answer 502/504 when the
+ * destination fails.
+ *
+ * 407 and 403 are answered here too, not by proxy-chain: its `sendSocketResponse` lower-cases header
+ * names and always ends the connection (`connection: close`), while Squid answers `Proxy-Authenticate`
+ * with its usual casing and keeps the connection, and clients that send the authenticated CONNECT on the
+ * same socket after a 407 fail against anything else (see common/connect-reply.ts).
  */
 import { Agent, type ClientRequestArgs, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { LookupFunction } from 'node:net';
@@ -15,8 +21,10 @@ import {
   RequestError,
   Server,
 } from 'proxy-chain';
+import { answerConnect, wasHandedBack } from '../common/connect-reply.js';
+import { type DestinationPolicy, E_DESTINATION_DENIED } from '../common/destinations.js';
 import { alertFromError, errorCode, hostPort, preciseNow, type SimulatorEvents } from '../common/index.js';
-import { formatTarget, hostMatcher, type Target, type TargetMap } from '../common/targets.js';
+import { formatTarget, hostMatcher, parseTarget, type Target, type TargetMap } from '../common/targets.js';
 import { type Credentials, checkCredentials } from './auth.js';
 import type { ConnectProxyEvents, ConnectProxyStats } from './events.js';
 import type { Policy } from './policy.js';
@@ -52,13 +60,19 @@ export interface LabServerConfig {
   upstreamRules: ReadonlyArray<{ hosts: string[]; upstream: string | null }>;
   tls: { certPem: string; keyPem: string } | undefined;
   connectTimeoutMs: number;
-  lookup: LookupFunction | undefined;
+  /** Where the proxy may connect; its `lookup` is the one every onward connection resolves with. */
+  destinations: DestinationPolicy;
   events: SimulatorEvents<ConnectProxyEvents>;
 }
+
+/** `Server:` on the answers the lab proxy writes itself. */
+const SERVER_NAME = 'fieldlab-connect-proxy';
 
 type Counts = Omit<ConnectProxyStats, 'active'>;
 
 const records = new WeakMap<Duplex, ConnRecord>();
+/** Plain HTTP requests' responses, so a 407/403 can be answered through Node's keep-alive handling. */
+const responses = new WeakMap<IncomingMessage, ServerResponse>();
 
 export class LabProxyServer extends Server {
   readonly counts: Counts = {
@@ -98,7 +112,7 @@ export class LabProxyServer extends Server {
     }
     holder.self = this;
     this.cfg = cfg;
-    this.agent = labAgent(cfg.connectTimeoutMs, cfg.lookup, (...a) => this.upstreamFailed(...a));
+    this.agent = labAgent(cfg.connectTimeoutMs, cfg.destinations.lookup, (...a) => this.upstreamFailed(...a));
     this.upstreamFor = cfg.upstreamRules.map((r) => ({ match: hostMatcher(r.hosts), upstream: r.upstream }));
   }
 
@@ -118,6 +132,8 @@ export class LabProxyServer extends Server {
   }
 
   override onConnection(socket: Socket): void {
+    // The same client connection after a 407/403 answer: already registered and counted.
+    if (wasHandedBack(socket)) return;
     const rec: ConnRecord = {
       id: `c${this.nextId++}`,
       acceptedAt: preciseNow(),
@@ -169,7 +185,7 @@ export class LabProxyServer extends Server {
   }
 
   /** Auth, then policy (on the target the client asked for), then map and upstream choice. */
-  private prepare(o: PrepareRequestFunctionOpts): PrepareRequestFunctionResult {
+  private async prepare(o: PrepareRequestFunctionOpts): Promise<PrepareRequestFunctionResult> {
     const { events } = this.cfg;
     const rec = records.get(o.request.socket);
     const host = o.hostname.replace(/^\[|\]$/g, '').toLowerCase();
@@ -212,6 +228,14 @@ export class LabProxyServer extends Server {
     const mappedTarget = formatTarget(destination);
     if (rec) rec.mappedTarget = mappedTarget;
     const upstream = this.pickUpstream(host);
+
+    // The lab's own limit, after the scenario's policy: where this proxy itself would connect.
+    const far = upstream ? upstreamTarget(upstream) : destination;
+    const verdict = await this.cfg.destinations.check(far.host);
+    if (verdict.action === 'deny') {
+      if (rec) rec.rule = 'destinations';
+      throw this.destinationDenied(target, formatTarget(far), method, verdict.reason);
+    }
     this.counts.allowed++;
     events.emitEvent('connect-allowed', {
       target,
@@ -230,6 +254,25 @@ export class LabProxyServer extends Server {
     return { upstreamProxyUrl: upstream ?? null, customTag: route, httpAgent: this.agent };
   }
 
+  /** Counts and reports a destination outside the list; the error is the 403 the client gets. */
+  private destinationDenied(target: string, destination: string, method: string, why: string): RequestError {
+    this.counts.denied++;
+    const allowed = this.cfg.destinations.describe();
+    const body =
+      `fieldlab: ${destination} is not a destination this proxy may reach: ${why}. ` +
+      `It may reach: ${allowed}. To allow more, add the name, address or CIDR to the proxy's ` +
+      `destinations option (or "any"); in a lab, map the name to a lab host with the proxy's map.`;
+    this.cfg.events.emitEvent('destination-denied', {
+      target,
+      destination,
+      method,
+      status: 403,
+      allowed,
+      reason: body,
+    });
+    return new RequestError(`${body}\n`, 403);
+  }
+
   private pickUpstream(host: string): string | undefined {
     for (const r of this.upstreamFor) {
       if (r.match(host) !== undefined) return r.upstream ?? undefined;
@@ -239,14 +282,35 @@ export class LabProxyServer extends Server {
 
   /** CONNECT: proxy-chain's checks (auth, policy via prepare), then our tunnel, direct or chained. */
   override async onConnect(request: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
+    // RFC 9110 §9.3.6, RFC 9112 §3.2.3: a CONNECT target is authority-form, host:port, nothing else (no
+    // userinfo, path, query or fragment; proxy-chain's URL parsing would take them).
+    if (!parseTarget(request.url)) {
+      const why = `CONNECT target "${request.url}" is not host:port (RFC 9112 §3.2.3 authority-form)`;
+      this.failRequest(request, new RequestError(why, 400));
+      return;
+    }
     let route: Route;
     try {
       const handlerOpts = await this.prepareRequestHandling(request);
       route = handlerOpts.customTag as Route;
     } catch (err) {
-      this.failRequest(request, this.normalizeHandlerError(err as NodeJS.ErrnoException));
+      const e = this.normalizeHandlerError(err as NodeJS.ErrnoException);
+      const status = e instanceof RequestError ? e.statusCode : 0;
+      if (status === 407 || status === 403) {
+        answerConnect(this.server, request, socket, head, {
+          status,
+          headers: status === 407 ? [['Proxy-Authenticate', `Basic realm="${this.cfg.realm}"`]] : [],
+          body: e.message,
+          server: SERVER_NAME,
+          connectionEvent: this.cfg.tls ? 'secureConnection' : 'connection',
+        });
+        return;
+      }
+      this.failRequest(request, e);
       return;
     }
+    // A tunnel from here on: no idle limit of ours (a 407 answer before it may have set one).
+    socket.setTimeout(0);
     const rec = records.get(socket);
     let farSocket: Socket | undefined;
     const abandon = () => farSocket?.destroy();
@@ -257,7 +321,7 @@ export class LabProxyServer extends Server {
           destination: route.destination,
           ...(route.upstream ? { upstream: route.upstream } : {}),
           timeoutMs: this.cfg.connectTimeoutMs,
-          ...(this.cfg.lookup ? { lookup: this.cfg.lookup } : {}),
+          lookup: this.cfg.destinations.lookup,
         },
         (s) => {
           farSocket = s;
@@ -280,6 +344,12 @@ export class LabProxyServer extends Server {
       socket.off('close', abandon);
       const f = err as FarSideFailure;
       const target = rec?.target ?? request.url ?? '';
+      if (f.code === E_DESTINATION_DENIED) {
+        // The name resolved inside the list for the check and outside it now: still nothing else reached.
+        const e = this.destinationDenied(target, rec?.mappedTarget ?? target, 'CONNECT', f.message);
+        if (!socket.destroyed) this.sendSocketResponse(socket, 403, {}, e.message);
+        return;
+      }
       this.upstreamFailed(
         target,
         f.code ?? errorCode(err) ?? 'E_INTERNAL',
@@ -297,6 +367,7 @@ export class LabProxyServer extends Server {
 
   /** Plain HTTP forwarding is proxy-chain's; we only turn its 59x statuses into 502/504. */
   override async onRequest(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    responses.set(request, response);
     const writeHead = response.writeHead;
     response.writeHead = function (this: ServerResponse, code: number, ...rest: unknown[]) {
       return (writeHead as (c: number, ...r: unknown[]) => ServerResponse).call(
@@ -311,6 +382,19 @@ export class LabProxyServer extends Server {
   /** proxy-chain's own refusals: a malformed target or Proxy-Authorization is reported as denied (400). */
   override failRequest(request: IncomingMessage, error: NodeJS.ErrnoException): void {
     const status = (error as { statusCode?: number }).statusCode;
+    // Plain HTTP 407/403: through the request's own response, so Node keeps the connection as Squid does.
+    const response = responses.get(request);
+    if (response && !response.headersSent && (status === 407 || status === 403)) {
+      const body = Buffer.from(error.message);
+      response.writeHead(status, {
+        Server: SERVER_NAME,
+        'Content-Type': 'text/plain;charset=utf-8',
+        'Content-Length': body.length,
+        ...(status === 407 ? { 'Proxy-Authenticate': `Basic realm="${this.cfg.realm}"` } : {}),
+      });
+      response.end(body);
+      return;
+    }
     if (error.name === 'RequestError' && status === 400) {
       this.cfg.events.emitEvent('connect-denied', {
         target: request.url ?? '',
@@ -362,6 +446,12 @@ export class LabProxyServer extends Server {
     this.agent.destroy();
     await this.close(true);
   }
+}
+
+/** The host:port of an upstream proxy URL (port 80 when the URL has none, as proxy-chain connects). */
+function upstreamTarget(url: string): Target {
+  const u = new URL(url);
+  return { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || 80) };
 }
 
 /** proxy-chain's private 59x gateway statuses as the standard ones (RFC 9110 §15.6.3, §15.6.5). */

@@ -14,6 +14,7 @@ import { errorCode } from '../common/index.js';
 import { formatTarget, type Target } from '../common/targets.js';
 
 export interface FarSideFailure {
+  /** 502/504; `code` E_DESTINATION_DENIED when the guarded lookup refused the name's address. */
   status: 502 | 504;
   code: string;
   message: string;

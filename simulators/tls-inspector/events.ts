@@ -8,6 +8,12 @@ export type TlsInspectorEvents = {
   'connect-allowed': { target: string; rule: string };
   /** A CONNECT was refused before the tunnel opened (bad request-target, unreachable passthrough). */
   'connect-denied': { target: string; rule: string; status: number };
+  /**
+   * The inspector's destination list (a lab: the lab's hosts) refused where the CONNECT would go: 403.
+   * `destination` is what it would have connected to (the target or its `map` destination); `allowed`
+   * what it may reach; `reason` the reply body.
+   */
+  'destination-denied': { target: string; destination: string; status: 403; allowed: string; reason: string };
   'auth-required': { reason: 'missing' | 'wrong'; status: 407 };
   /**
    * The client rejected or broke the handshake with the inspector. `alert` is the TLS alert the client
@@ -29,6 +35,8 @@ export type TlsInspectorEvents = {
 export interface TlsInspectorStats {
   connections: number;
   intercepted: number;
+  /** CONNECTs refused because their destination is not in the list (403). */
+  denied: number;
   passthrough: number;
   /** Clients that rejected (alert) or abandoned the handshake with the inspector. */
   clientRejected: number;

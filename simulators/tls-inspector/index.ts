@@ -13,6 +13,14 @@ import { createServer, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createSecureContext } from 'node:tls';
+import { z } from 'zod';
+import { answerConnect, wasHandedBack } from '../common/connect-reply.js';
+import {
+  DestinationPolicy,
+  type Destinations,
+  defaultDestinations,
+  destinationsSchema,
+} from '../common/destinations.js';
 import {
   announceConnection,
   ConnectionTracker,
@@ -56,6 +64,10 @@ export interface TlsInspectorHandle extends SimulatorHandle<TlsInspectorEvents, 
   readonly fault: InspectorFault;
   /** Changes the fault for leaves served from now on (each fault has its own cache entries). */
   setFault(fault: InspectorFault): void;
+  /** Where the inspector may connect (`destinations.describe()`). */
+  readonly destinations: DestinationPolicy;
+  /** Replaces the destination list, for CONNECTs from now on (a lab hands over its hosts once up). */
+  setDestinations(destinations: Destinations): void;
 }
 
 /** Starts the inspector on `host:port` (default 127.0.0.1, a free port). */
@@ -78,6 +90,7 @@ export async function start(options?: TlsInspectorOptions): Promise<TlsInspector
   const counts: InspectorContext['counts'] = {
     connections: 0,
     intercepted: 0,
+    denied: 0,
     passthrough: 0,
     clientRejected: 0,
     badClientHello: 0,
@@ -87,6 +100,11 @@ export async function start(options?: TlsInspectorOptions): Promise<TlsInspector
   const clients = new ConnectionTracker();
   const opened = new Set<Duplex>();
   const passthroughRule = hostMatcher(opts.passthrough);
+  const destinations = new DestinationPolicy(
+    opts.destinations ?? defaultDestinations(opts.host),
+    opts.lookup,
+  );
+  const server = createServer();
   const ctx: InspectorContext = {
     opts: resolved,
     events,
@@ -99,11 +117,15 @@ export async function start(options?: TlsInspectorOptions): Promise<TlsInspector
       socket.once('close', () => opened.delete(socket));
     },
     upstreamContext: createSecureContext(opts.upstreamCa ? { ca: opts.upstreamCa } : {}),
+    destinations,
+    answer: (req, socket, head, a) =>
+      answerConnect(server, req, socket, head, { ...a, server: 'fieldlab-tls-inspector' }),
   };
 
-  const server = createServer();
   let nextId = 1;
   server.on('connection', (socket: Socket) => {
+    // The same client connection after a 407/403 answer: already counted and tracked.
+    if (wasHandedBack(socket)) return;
     const id = `c${nextId++}`;
     counts.connections++;
     clients.track(socket);
@@ -147,6 +169,15 @@ export async function start(options?: TlsInspectorOptions): Promise<TlsInspector
     setFault(next) {
       checkFault(next, ca);
       fault = next;
+    },
+    destinations,
+    setDestinations(list) {
+      const o = parseOptions(
+        z.object({ destinations: destinationsSchema }),
+        { destinations: list },
+        opts.name,
+      );
+      destinations.set(o.destinations);
     },
     proxyUrl(creds) {
       if (!creds) return url;

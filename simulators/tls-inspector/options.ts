@@ -1,5 +1,6 @@
 import type { LookupFunction } from 'node:net';
 import { z } from 'zod';
+import { destinationsSchema } from '../common/destinations.js';
 import { durationSchema } from '../common/index.js';
 import { parseTarget } from '../common/targets.js';
 import type { CertificateAuthority } from '../pki/index.js';
@@ -38,6 +39,13 @@ export const tlsInspectorOptionsSchema = z.strictObject({
   passthrough: z.array(z.string().min(1)).default([]),
   /** `'host:port' → 'host:port'`: where the upstream connection goes (SNI and checks keep the name). */
   map: z.record(hostPortString, hostPortString).default({}),
+  /**
+   * Where the inspector itself may connect (after `map`): host names (`*` wildcards), IP addresses and
+   * CIDRs, or `any`. Anything else gets 403 and `destination-denied`. Default: loopback when the
+   * inspector listens on loopback, else nothing (list them). A lab gives its own hosts (names and
+   * addresses).
+   */
+  destinations: destinationsSchema.optional(),
   /** Basic proxy authentication (RFC 7617); a CONNECT without good credentials gets 407. */
   auth: z
     .strictObject({

@@ -2,6 +2,8 @@ import type { IncomingMessage } from 'node:http';
 import { isIP, connect as netConnect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { checkServerIdentity, type SecureContext, TLSSocket, connect as tlsConnect } from 'node:tls';
+import type { ConnectAnswer } from '../common/connect-reply.js';
+import type { DestinationPolicy } from '../common/destinations.js';
 import { alertFromError, errorCode, FieldlabError, hostPort, type SimulatorEvents } from '../common/index.js';
 import { mapTarget, parseTarget, type Target } from '../common/targets.js';
 import { checkBasicAuth } from './auth.js';
@@ -24,6 +26,10 @@ export interface InspectorContext {
   track(socket: Duplex): void;
   /** The upstream trust, built once: a context per connection would re-parse every CA each time. */
   upstreamContext: SecureContext;
+  /** Where the inspector may connect; its `lookup` is the one every upstream connection resolves with. */
+  destinations: DestinationPolicy;
+  /** Answers a CONNECT that gets no tunnel (407, 403), keeping the connection as Squid does. */
+  answer(req: IncomingMessage, socket: Socket, head: Buffer, answer: Omit<ConnectAnswer, 'server'>): void;
 }
 
 // RFC 8446 §6 / §5.1: a plaintext fatal alert record, sent before any ServerHello.
@@ -32,7 +38,7 @@ const ALERT_INTERNAL_ERROR = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 80
 
 /**
  * Handles one CONNECT, in order (early return at each failed check, each with the protocol's reply):
- *   request-target → 400 · credentials → 407 · passthrough → raw tunnel (502 if unreachable) ·
+ *   request-target → 400 · credentials → 407 · destination → 403 · passthrough → raw tunnel (502) ·
  *   200 → ClientHello → upstream TLS (same SNI + ALPN) → forged leaf → client TLS → relay
  */
 export async function handleConnect(
@@ -56,18 +62,43 @@ export async function handleConnect(
   const targetStr = hostPort(target.host, target.port);
 
   // RFC 9110 §11.7.1 / §15.5.8: 407 with Proxy-Authenticate when credentials are missing or wrong.
+  // Squid's casing, and the connection kept for the authenticated CONNECT (common/connect-reply.ts).
   if (ctx.opts.auth) {
     const verdict = checkBasicAuth(req.headers['proxy-authorization'], ctx.opts.auth.users);
     if (verdict !== 'ok') {
-      reply(socket, 407, 'Proxy Authentication Required', [
-        `Proxy-Authenticate: Basic realm="${ctx.opts.auth.realm}"`,
-      ]);
       ctx.events.emitEvent('auth-required', { reason: verdict, status: 407 });
+      ctx.answer(req, socket, head, {
+        status: 407,
+        headers: [['Proxy-Authenticate', `Basic realm="${ctx.opts.auth.realm}"`]],
+        body: `fieldlab: proxy authentication required (${verdict} credentials)\n`,
+      });
       return;
     }
   }
+  // A tunnel or a refusal from here on: no idle limit of ours (a 407 answer before may have set one).
+  socket.setTimeout(0);
 
   const upstream = mapTarget(ctx.opts.map, target);
+  // The lab's own limit: where the inspector itself would connect.
+  const verdict = await ctx.destinations.check(upstream.host);
+  if (verdict.action === 'deny') {
+    const destination = hostPort(upstream.host, upstream.port);
+    const allowed = ctx.destinations.describe();
+    const body =
+      `fieldlab: ${destination} is not a destination this inspector may reach: ${verdict.reason}. ` +
+      `It may reach: ${allowed}. To allow more, add the name, address or CIDR to the inspector's ` +
+      `destinations option (or "any"); in a lab, map the name to a lab host with the inspector's map.`;
+    ctx.counts.denied++;
+    ctx.events.emitEvent('destination-denied', {
+      target: targetStr,
+      destination,
+      status: 403,
+      allowed,
+      reason: body,
+    });
+    ctx.answer(req, socket, head, { status: 403, body: `${body}\n` });
+    return;
+  }
   const rule = ctx.passthroughRule(target.host);
   if (rule !== undefined) {
     tunnel(ctx, socket, head, target, upstream, rule);
@@ -98,7 +129,7 @@ function tunnel(
     host: to.host,
     port: to.port,
     noDelay: true,
-    ...(ctx.opts.lookup ? { lookup: ctx.opts.lookup } : {}),
+    lookup: ctx.destinations.lookup,
   });
   ctx.track(up);
   up.setTimeout(ctx.opts.upstreamTimeout, () =>
@@ -291,7 +322,7 @@ function connectUpstream(
     const up = tlsConnect({
       host: to.host,
       port: to.port,
-      ...(ctx.opts.lookup ? { lookup: ctx.opts.lookup } : {}),
+      lookup: ctx.destinations.lookup,
       // RFC 6066 §3: literal IPs are not sent as SNI; an empty servername suppresses Node's default.
       servername: isIpName ? '' : name,
       secureContext: ctx.upstreamContext,

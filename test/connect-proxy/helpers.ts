@@ -2,7 +2,13 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import type { AddressInfo, Server, Socket } from 'node:net';
+import {
+  type AddressInfo,
+  createServer as createNetServer,
+  connect as netConnect,
+  type Server,
+  type Socket,
+} from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -141,4 +147,138 @@ export function writeFileIn(dir: string, name: string, text: string): string {
   const p = join(dir, name);
   writeFileSync(p, text);
   return p;
+}
+
+export interface RawResponse {
+  status: number;
+  /** The head's lines after the status line, exactly as sent (casing included). */
+  lines: string[];
+  body: string;
+}
+
+/**
+ * One client connection to a proxy, read response by response (head, then a `Content-Length` body), so a
+ * test can send the next request on the same socket, as clients that retry after a 407 do.
+ */
+export class RawProxyConnection {
+  private buf = Buffer.alloc(0);
+  private waiter: (() => void) | undefined;
+  closed = false;
+
+  private constructor(readonly socket: Socket) {
+    socket.on('data', (c: Buffer) => {
+      this.buf = Buffer.concat([this.buf, c]);
+      this.waiter?.();
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      this.waiter?.();
+    });
+    socket.on('error', () => undefined);
+  }
+
+  static open(port: number, host = '127.0.0.1'): Promise<RawProxyConnection> {
+    return new Promise((resolve, reject) => {
+      const s = netConnect(port, host, () => {
+        s.off('error', reject);
+        resolve(new RawProxyConnection(s));
+      });
+      s.once('error', reject);
+    });
+  }
+
+  send(text: string): void {
+    this.socket.write(text);
+  }
+
+  /** The next response; `tunnel`: a 2xx to CONNECT has no content (RFC 9110 §9.3.6). */
+  async response(opts: { tunnel?: boolean; timeoutMs?: number } = {}): Promise<RawResponse> {
+    const end = await this.until(() => {
+      const i = this.buf.indexOf('\r\n\r\n');
+      return i < 0 ? undefined : i;
+    }, opts.timeoutMs);
+    const head = this.buf.toString('latin1', 0, end).split('\r\n');
+    const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(head[0] ?? '')?.[1] ?? 0);
+    const lines = head.slice(1);
+    const lengthLine = lines.find((l) => /^content-length:/i.test(l));
+    const length = opts.tunnel && status >= 200 && status < 300 ? 0 : Number(lengthLine?.split(':')[1] ?? 0);
+    await this.until(() => (this.buf.length >= end + 4 + length ? true : undefined), opts.timeoutMs);
+    const body = this.buf.toString('utf8', end + 4, end + 4 + length);
+    this.buf = this.buf.subarray(end + 4 + length);
+    return { status, lines, body };
+  }
+
+  /** The next `n` bytes (through a tunnel). */
+  async read(n: number, timeoutMs?: number): Promise<string> {
+    await this.until(() => (this.buf.length >= n ? true : undefined), timeoutMs);
+    const out = this.buf.toString('latin1', 0, n);
+    this.buf = this.buf.subarray(n);
+    return out;
+  }
+
+  /** Resolves once the proxy has closed the connection. */
+  async ended(timeoutMs?: number): Promise<void> {
+    await this.until(() => (this.closed ? true : undefined), timeoutMs);
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private until<T>(ready: () => T | undefined, timeoutMs = 5000): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const v = ready();
+        if (v !== undefined) {
+          clearTimeout(timer);
+          this.waiter = undefined;
+          resolve(v);
+        } else if (this.closed) {
+          clearTimeout(timer);
+          this.waiter = undefined;
+          reject(
+            new Error(
+              `the proxy closed the connection (have: ${JSON.stringify(this.buf.toString('latin1'))})`,
+            ),
+          );
+        }
+      };
+      const timer = setTimeout(() => {
+        this.waiter = undefined;
+        reject(
+          new Error(
+            `no complete answer within ${timeoutMs} ms (have: ${JSON.stringify(this.buf.toString('latin1'))})`,
+          ),
+        );
+      }, timeoutMs);
+      this.waiter = check;
+      check();
+    });
+  }
+}
+
+/** An echo server on `host` (a loopback address); counts the connections it accepted. */
+export async function startEcho(host = '127.0.0.1'): Promise<Target & { accepted: () => number }> {
+  let accepted = 0;
+  const server = createNetServer((s) => {
+    accepted++;
+    s.on('error', () => undefined);
+    s.pipe(s);
+  });
+  const sockets = track(server);
+  await new Promise<void>((r) => server.listen(0, host, r));
+  return {
+    port: (server.address() as AddressInfo).port,
+    accepted: () => accepted,
+    stop: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
+}
+
+/** `Proxy-Authorization: Basic ...` for `user:pass`. */
+export function basicAuth(user: string, pass: string): string {
+  return `Proxy-Authorization: Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}\r\n`;
 }

@@ -51,6 +51,34 @@ describe('explain() rules', () => {
       /^proxy proxy denied CONNECT hub\.example:5671 by rule deny-amqp \(403\)$/,
     ],
     [
+      "destination-denied narrows a client's 403 to the lab's own refusal",
+      failed('proxy.connect-denied'),
+      [
+        ev('proxy', 'destination-denied', {
+          target: 'evil.example:443',
+          destination: '127.0.0.9:443',
+          status: 403,
+          allowed: 'hub.iot.example.com, 127.20.1.2',
+        }),
+      ],
+      'proxy.destination-denied',
+      /^proxy proxy refused evil\.example:443: 127\.0\.0\.9:443 is not among the destinations it may reach \(hub\.iot\.example\.com, 127\.20\.1\.2\); map it to a lab host, or add it to the proxy's destinations$/,
+    ],
+    [
+      'destination-denied beats a vague client error',
+      failed('client.error'),
+      [
+        ev('inspector', 'destination-denied', {
+          target: 't:1',
+          destination: 't:1',
+          status: 403,
+          allowed: 'x',
+        }),
+      ],
+      'proxy.destination-denied',
+      /^proxy inspector refused t:1/,
+    ],
+    [
       'auth-required confirms proxy.auth-required',
       failed('proxy.auth-required'),
       [ev('proxy', 'auth-required', { reason: 'wrong', status: 407 })],
