@@ -702,6 +702,11 @@ const awsIot = adapter({
       serverCertificate: z
         .enum(['valid', 'wrong-san', 'expired', 'untrusted-ca', 'missing-intermediate'])
         .default('valid'),
+      /**
+       * A thing with a device certificate from the lab CA, registered ACTIVE in this region (vars
+       * `${name.deviceCert}`, `${name.deviceKey}`): a device that is already provisioned.
+       */
+      thing: z.string().regex(/^[a-zA-Z0-9:_-]{1,128}$/, 'a thing name: 1-128 of a-z A-Z 0-9 : _ -').optional(),
     })
     .strict(),
   async start(ctx, o) {
@@ -711,6 +716,9 @@ const awsIot = adapter({
         ? await ctx.pki.issueServer(names)
         : await ctx.pki.bad(SERVER_CERT_CASES[o.serverCertificate], names);
     const jitp = await jitpFiles(ctx);
+    const device = o.thing
+      ? await ctx.pki.issueClient(o.thing, { file: join(ctx.labDir, `${ctx.name}-${o.thing}`) })
+      : undefined;
     const issuer = await ctx.pki.createAuthority(`fieldlab ${o.region} Device CA`);
     const claim = o.claim ? await fleetClaim(ctx) : undefined;
     const handle = await startAwsIot({
@@ -722,12 +730,16 @@ const awsIot = adapter({
       requireAlpn: o.requireAlpn,
       issuer,
       templates: o.templates,
-      certificates: claim ? [{ pem: claim.certPem, claim: true }] : [],
+      certificates: [
+        ...(claim ? [{ pem: claim.certPem, claim: true }] : []),
+        ...(device && o.thing ? [{ pem: device.certPem, thingName: o.thing }] : []),
+      ],
       cas: o.jitp ? [{ pem: jitp.caPem, autoRegistration: true, ...o.jitp }] : [],
     });
     const vars: Record<string, string> = {
       ...jitp.vars,
       ...(claim ? { claimCert: claim.certPath, claimKey: claim.keyPath } : {}),
+      ...(device ? { deviceCert: device.chainPath, deviceKey: device.keyPath } : {}),
     };
     return { handle, vars };
   },

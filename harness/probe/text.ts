@@ -18,7 +18,9 @@ const RULES: ReadonlyArray<{ re: RegExp; class: FailureClass }> = [
   { re: /\bE_TUNNEL_TOKEN_USED\b|tunnel\.token-used/i, class: 'tunnel.token-used' },
   { re: /\bProxy Authentication Required\b|\b407\b.*proxy|proxy.*\b407\b/i, class: 'proxy.auth-required' },
   {
-    re: /UNABLE_TO_GET_ISSUER_CERT_LOCALLY|SELF_SIGNED_CERT_IN_CHAIN|unable to get local issuer certificate|self[- ]signed certificate in certificate chain|tls\.untrusted-root/i,
+    // s2n (aws-crt, aws-iot-device-sdk-v2 on Linux, in the CRT log): "Certificate is untrusted", also for a
+    // chain served without its intermediate.
+    re: /UNABLE_TO_GET_ISSUER_CERT_LOCALLY|SELF_SIGNED_CERT_IN_CHAIN|unable to get local issuer certificate|self[- ]signed certificate in certificate chain|Certificate is untrusted|tls\.untrusted-root/i,
     class: 'tls.untrusted-root',
   },
   {
@@ -28,9 +30,11 @@ const RULES: ReadonlyArray<{ re: RegExp; class: FailureClass }> = [
   { re: /CERT_HAS_EXPIRED|certificate has expired/i, class: 'tls.expired' },
   { re: /CERT_NOT_YET_VALID|certificate is not yet valid/i, class: 'tls.not-yet-valid' },
   {
-    re: /ERR_TLS_CERT_ALTNAME_INVALID|Hostname\/IP does not match|does not match certificate's altnames/i,
+    re: /ERR_TLS_CERT_ALTNAME_INVALID|Hostname\/IP does not match|does not match certificate's altnames|Certificate is not valid for the supplied hostname/i,
     class: 'tls.hostname-mismatch',
   },
+  // mosquitto clients' one message for any TLS failure (the lab's alert evidence then says which).
+  { re: /A TLS error occurred/, class: 'tls.handshake' },
   { re: /\b(ETIMEDOUT|ESOCKETTIMEDOUT)\b|timed out|TimeoutError/i, class: 'tcp.timeout' },
   {
     re: /UnauthorizedError|Not authori[sz]ed|401 Unauthorized|bad username or password/i,

@@ -23,6 +23,21 @@ describe('classifyText', () => {
     ['Error: getaddrinfo ENOTFOUND hub.iot.example.com', 'dns.nxdomain'],
     ['Error: read ECONNRESET', 'tcp.reset'],
     ['TimeoutError: operation timed out after 10000 ms', 'tcp.timeout'],
+    // aws-iot-device-sdk-v2's CRT log (s2n) names the cause; the SDK's own error comes after the blinding delay.
+    [
+      '[WARN] [tls-handler] - id=0x7f: negotiation failed with error Certificate is not valid for the supplied hostname (Error encountered in s2n_x509_validator.c:243)\naws-iot-publish: Error: connect: ETIMEDOUT after 5000 ms',
+      'tls.hostname-mismatch',
+    ],
+    [
+      '[WARN] [tls-handler] - id=0x7f: negotiation failed with error Certificate is untrusted (Error encountered in s2n_x509_validator.c:894)',
+      'tls.untrusted-root',
+    ],
+    [
+      '[WARN] [tls-handler] - id=0x7f: negotiation failed with error Certificate has expired (Error encountered in s2n_x509_validator.c:879)',
+      'tls.expired',
+    ],
+    ['Unable to connect (A TLS error occurred.).', 'tls.handshake'],
+    ['Error: A TLS error occurred.', 'tls.handshake'],
   ])('%s → %s', (text, cls) => {
     expect(classifyText(text)).toBe(cls);
   });
