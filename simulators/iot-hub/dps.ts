@@ -20,7 +20,6 @@ import { SimulatorEvents } from '../common/events.js';
 import type { SimulatorHandle } from '../common/handle.js';
 import { parseOptions } from '../common/options.js';
 import type { BrokerHooks, MqttBrokerHandle } from '../mqtt-broker/index.js';
-import { publishTo } from './direct.js';
 import type { AuthRejectReason, DpsEvents, DpsStats } from './events.js';
 import { readBody, sendJson, startFront } from './front.js';
 import { registerKey } from './registry.js';
@@ -241,11 +240,12 @@ export async function startDps(options: DpsOptions): Promise<DpsHandle> {
       }
       if (!answer) return;
       const retry = answer.status === 202 ? `&retry-after=${opts.retryAfterSeconds}` : '';
-      publishTo(
-        broker.broker,
-        client.clientId,
+      // To the connection that asked: `$dps/registrations/res/#` is every registration's reply topic.
+      void broker.publishTo(
+        client.connection,
         `$dps/registrations/res/${answer.status}/?$rid=${rid}${retry}`,
         JSON.stringify(answer.body),
+        0,
       );
     },
   };

@@ -2,7 +2,6 @@ import type { Client } from 'aedes';
 import type { BrokerHooks, ClientInfo, MqttBrokerHandle } from '../mqtt-broker/index.js';
 import type { C2dSink } from './c2d.js';
 import type { HubCore } from './core.js';
-import { publishTo } from './direct.js';
 import type { HubTransport } from './events.js';
 
 /**
@@ -62,48 +61,84 @@ function transportOf(client: Client | undefined): HubTransport {
 
 /** Twin answers and C2D delivery need the running broker: wire them once it is up. */
 export function wireHubMqtt(core: HubCore, handle: MqttBrokerHandle): void {
-  /** C2D sinks of connected clients that subscribed, released when they disconnect. */
-  const sinks = new Map<string, C2dSink>();
-  const { broker } = handle;
-  // aedes keeps its connected clients by id in `clients`, which its typings leave out.
-  const connected = (clientId: string): Client | undefined =>
-    (Reflect.get(broker, 'clients') as Record<string, Client | undefined> | undefined)?.[clientId];
-  handle.events.on('subscribe', ({ clientId, topics }: { clientId: string; topics: string[] }) => {
-    if (!topics.includes(`devices/${clientId}/messages/devicebound/#`) || sinks.has(clientId)) return;
-    const sink: C2dSink = {
-      transport: transportOf(connected(clientId)),
-      deliver(msg) {
-        if (!connected(clientId)) return false;
-        const props = new URLSearchParams({
-          ...msg.properties,
-          '$.mid': msg.messageId,
-          '$.to': `/devices/${clientId}/messages/deviceBound`,
-        });
-        void handle.publish(`devices/${clientId}/messages/devicebound/${props.toString()}`, msg.body, 1);
-        return true;
-      },
-    };
-    sinks.set(clientId, sink);
-    core.c2d.addSink(clientId, sink);
-  });
-  handle.events.on('client-disconnected', ({ clientId }: { clientId: string }) => {
-    const sink = sinks.get(clientId);
-    if (sink) core.c2d.removeSink(clientId, sink);
-    sinks.delete(clientId);
-  });
+  wireC2d(core, handle);
   // Minimal device twin: GET answers an empty twin, PATCH reported answers 204 with a version.
   let version = 1;
-  broker.on('publish', (packet, client) => {
+  handle.broker.on('publish', (packet, client) => {
     if (!client) return;
     const m = /^\$iothub\/twin\/(GET|PATCH\/properties\/reported)\/\?\$rid=([^&]+)/.exec(packet.topic);
     if (!m) return;
     const rid = m[2];
+    // Answers go to the connection that asked: `$iothub/twin/res/#` is every device's reply topic.
     if (m[1] === 'GET') {
       const twin = { desired: { $version: 1 }, reported: { $version: version } };
-      publishTo(broker, client.id, `$iothub/twin/res/200/?$rid=${rid}`, JSON.stringify(twin));
+      void handle.publishTo(client, `$iothub/twin/res/200/?$rid=${rid}`, JSON.stringify(twin), 0);
     } else {
       version++;
-      publishTo(broker, client.id, `$iothub/twin/res/204/?$rid=${rid}&$version=${version}`, '');
+      void handle.publishTo(client, `$iothub/twin/res/204/?$rid=${rid}&$version=${version}`, '', 0);
     }
   });
+}
+
+/** The C2D filter a device subscribes to (IoT Hub MQTT support: `devices/<id>/messages/devicebound/#`). */
+const c2dFilter = (deviceId: string) => `devices/${deviceId}/messages/devicebound/#`;
+
+/** Whether this connection holds the C2D subscription now (SUBSCRIBE on it, or restored with its session). */
+function hasC2dSubscription(client: Client): boolean {
+  const subs = Reflect.get(client, 'subscriptions') as Record<string, unknown> | undefined;
+  return subs !== undefined && c2dFilter(client.id) in subs;
+}
+
+/**
+ * C2D over MQTT: one sink per connection that holds the C2D subscription, delivering to that connection
+ * only, released when that connection unsubscribes or closes. Keyed by connection, not client id: after a
+ * session takeover (MQTT 3.1.1 §3.1.4 [MQTT-3.1.4-2]) the old connection's close must not touch the new
+ * one's sink. A persistent session (CleanSession 0) keeps the subscription across connections, as the hub
+ * does: aedes restores it at CONNECT without a `subscribe` event, so the sink is attached on `client` too.
+ */
+function wireC2d(core: HubCore, handle: MqttBrokerHandle): void {
+  const { broker } = handle;
+  const sinks = new Map<Client, C2dSink>();
+  const detach = (client: Client) => {
+    const sink = sinks.get(client);
+    if (!sink) return;
+    sinks.delete(client);
+    core.c2d.removeSink(client.id, sink);
+  };
+  const attach = (client: Client) => {
+    if (sinks.has(client) || client.closed || !hasC2dSubscription(client)) return;
+    const deviceId = client.id;
+    const sink: C2dSink = {
+      transport: transportOf(client),
+      deliver(msg) {
+        if (client.closed || !client.connected) {
+          detach(client);
+          return false;
+        }
+        const props = new URLSearchParams({
+          ...msg.properties,
+          '$.mid': msg.messageId,
+          '$.to': `/devices/${deviceId}/messages/deviceBound`,
+        });
+        const topic = `devices/${deviceId}/messages/devicebound/${props.toString()}`;
+        void handle.publishTo(client, topic, msg.body, 1).then((outcome) => {
+          if (outcome === 'delivered') return;
+          // Closed or unsubscribed in between: the message waits for the device's next sink.
+          detach(client);
+          core.c2d.requeue(deviceId, msg);
+        });
+        return true;
+      },
+    };
+    sinks.set(client, sink);
+    core.c2d.addSink(deviceId, sink);
+  };
+  broker.on('subscribe', (subs, client) => {
+    if (subs.some((s) => s.topic === c2dFilter(client.id))) attach(client);
+  });
+  broker.on('client', (client) => attach(client));
+  broker.on('unsubscribe', (topics, client) => {
+    if (topics.includes(c2dFilter(client.id))) detach(client);
+  });
+  broker.on('clientDisconnect', (client) => detach(client));
 }
