@@ -1,8 +1,9 @@
 /**
  * fieldlab as a library: the same implementation the CLI uses.
  *
- *   import { lab, runScenario, defineScenario } from 'fieldlab';
- *   const l = await lab({ name: 'demo', simulators: [{ name: 'api', type: 'https-server', host: 'api.example.com', options: {} }] });
+ *   import { startLab, runScenario, defineScenario } from 'fieldlab';
+ *   const run = await runScenario('scenarios/proxy-auth.yaml', { only: ['fixed'] });
+ *   const l = await startLab({ name: 'demo', simulators: [{ name: 'api', type: 'https-server', host: 'api.example.com', options: {} }] });
  *   l.relay('api').addToxic({ type: 'latency', latency: 200 });
  *   ...
  *   await l.stop();
@@ -17,7 +18,7 @@ export { FieldlabError, isFieldlabError } from '../simulators/common/errors.js';
 export type { LabEvent } from '../simulators/common/events.js';
 export { type Capability, checkCapability } from './capabilities.js';
 export { listAdapters, registerAdapter, type SimulatorAdapter } from './lab/adapters.js';
-export { Lab, type LabDefinition, startLab as lab } from './lab/lab.js';
+export { Lab, type LabDefinition, startLab as lab, startLab } from './lab/lab.js';
 export { FAILURE_CLASSES, type FailureClass, type Verdict } from './probe/classes.js';
 export type { Phase, PhaseName } from './probe/phases.js';
 export type { RunResult, VariantResult } from './runner/result.js';
