@@ -1,120 +1,146 @@
 /**
- * relay benchmark: bulk throughput of one TCP connection direct to a sink, through the fieldlab relay
- * with no toxics (the fast path), and through the relay with a no-op toxic (latency 0: the toxic chain).
- * Medians of interleaved rounds; target: relay ≥ 0.8× direct.
+ * relay benchmark: bulk throughput of one TCP connection, both ways (upload: client → server; download:
+ * server → client), direct, through the fieldlab relay with no toxics (the fast path), through the relay
+ * with a no-op toxic (latency 0: the toxic chain), and through a bare Node relay (`a.pipe(b); b.pipe(a)`:
+ * the floor any Node relay pays, and so the ceiling the relay is held to). Medians of interleaved rounds;
+ * targets: relay ≥ 0.8× direct, relay+noop ≥ 0.9× relay. The relays' thread CPU per GiB is measured too:
+ * on a shared machine it is steadier than throughput.
  *
- *   load (main thread) ──► relay (worker thread) ──► sink (main thread)
- *
- * The relays run in a worker thread so that, like a separate proxy process, they have their own event
- * loop; without a compiled build beside the bench they run in this thread (and a note says so).
+ *   load (main thread) ──► relays (worker thread) ──► sink / source (main thread)
  */
-import { once } from 'node:events';
-import { existsSync } from 'node:fs';
+import { createServer, connect as netConnect, type Server } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
-import { bulkOnce, connectDirect, MiB, startBulkSink } from './bulk.js';
-import { type BenchReport, bounded, buildReport, interleave, quick } from './lib.js';
+import { isMainThread, workerData } from 'node:worker_threads';
+import { startRelay } from '../harness/faults/index.js';
+import { ConnectionTracker, closeServer, listen } from '../simulators/common/net.js';
+import { bulkOnce, connectDirect, downloadOnce, MiB, startBulkSink, startBulkSource } from './bulk.js';
+import { type BenchReport, buildReport, interleave, quick, serveInWorker, startInWorker } from './lib.js';
 
 const HOST = '127.0.0.1';
+const SUBJECTS = ['relay', 'relay+noop', 'bare-node'] as const;
+type Subject = (typeof SUBJECTS)[number];
+type Ports = Record<Subject, number>;
 
-interface Relays {
-  plain: number;
-  noop: number;
-  stop(): Promise<void>;
+/** A bare Node relay: what `pipe` does both ways, half-close passed on, nothing else. */
+async function startBareRelay(upstreamPort: number): Promise<{ port: number; stop(): Promise<void> }> {
+  const tracker = new ConnectionTracker();
+  const server: Server = createServer({ allowHalfOpen: true }, (c) => {
+    tracker.track(c);
+    const u = netConnect({ host: HOST, port: upstreamPort, allowHalfOpen: true });
+    tracker.track(u);
+    c.pipe(u);
+    u.pipe(c);
+    c.on('error', () => u.destroy());
+    u.on('error', () => c.destroy());
+  });
+  const port = await listen(server, HOST, 0);
+  return { port, stop: () => closeServer(server, tracker) };
 }
 
-/** Two relays to the sink (no toxics; latency 0), in a worker thread when a compiled build exists. */
-async function startRelays(sinkPort: number, notes: string[]): Promise<Relays> {
-  const moduleUrl = new URL('../harness/faults/index.js', import.meta.url);
-  const configs = [
-    { name: 'bench-plain', listen: { host: HOST, port: 0 }, upstream: { host: HOST, port: sinkPort } },
-    {
+/** The worker side: one set of relays to the sink (upload) and one to the source (download). */
+async function workerMain(): Promise<void> {
+  const { sink, source } = workerData as { sink: number; source: number };
+  const stops: Array<() => Promise<void>> = [];
+  const set = async (upstreamPort: number): Promise<Ports> => {
+    const upstream = { host: HOST, port: upstreamPort };
+    const plain = await startRelay({ name: 'bench-plain', listen: { host: HOST, port: 0 }, upstream });
+    const noop = await startRelay({
       name: 'bench-noop',
       listen: { host: HOST, port: 0 },
-      upstream: { host: HOST, port: sinkPort },
-      toxics: [{ type: 'latency', latency: 0, stream: 'upstream' }],
-    },
-  ];
-  if (!existsSync(fileURLToPath(moduleUrl))) {
-    notes.push('relays ran in the load thread (no compiled build beside the bench): run from dist/');
-    const { startRelay } = await import('../harness/faults/index.js');
-    const handles = await Promise.all(configs.map((c) => startRelay(c as Parameters<typeof startRelay>[0])));
-    return {
-      plain: handles[0]!.endpoint.port,
-      noop: handles[1]!.endpoint.port,
-      stop: async () => {
-        await Promise.all(handles.map((h) => h.stop()));
-      },
-    };
-  }
-  const code = `
-    const { parentPort, workerData } = require('node:worker_threads');
-    import(workerData.url).then(async (m) => {
-      const hs = await Promise.all(workerData.configs.map((c) => m.startRelay(c)));
-      parentPort.on('message', async () => {
-        await Promise.all(hs.map((h) => h.stop()));
-        parentPort.postMessage({ stopped: true });
-      });
-      parentPort.postMessage({ ports: hs.map((h) => h.endpoint.port) });
-    }, (err) => parentPort.postMessage({ error: String((err && err.stack) || err) }));
-  `;
-  const worker = new Worker(code, {
-    eval: true,
-    // The eval'd code is CommonJS whatever flags started this process.
-    execArgv: [],
-    workerData: { url: moduleUrl.href, configs },
-  });
-  const [msg] = (await once(worker, 'message')) as [{ ports?: number[]; error?: string }];
-  if (msg.error || !msg.ports) {
-    await worker.terminate();
-    throw new Error(`relay worker failed: ${msg.error}`);
-  }
-  return {
-    plain: msg.ports[0]!,
-    noop: msg.ports[1]!,
-    async stop() {
-      worker.postMessage('stop');
-      await bounded(once(worker, 'message'), 10_000, 'relay worker stop').catch(() => {});
-      await worker.terminate();
-    },
+      upstream,
+      toxics: [
+        { type: 'latency', latency: 0, stream: 'upstream' },
+        { type: 'latency', latency: 0, stream: 'downstream' },
+      ],
+    });
+    const bare = await startBareRelay(upstreamPort);
+    stops.push(
+      () => plain.stop(),
+      () => noop.stop(),
+      () => bare.stop(),
+    );
+    return { relay: plain.endpoint.port, 'relay+noop': noop.endpoint.port, 'bare-node': bare.port };
   };
+  const up = await set(sink);
+  const down = await set(source);
+  serveInWorker({ up, down }, () => Promise.all(stops.map((s) => s())));
 }
 
 export async function run(): Promise<BenchReport> {
   const isQuick = quick();
   const bytes = (isQuick ? 32 : 512) * MiB;
-  const rounds = 3;
-  const notes: string[] = [`bulk: ${bytes / MiB} MiB one way per round, ${rounds} rounds interleaved`];
+  const rounds = isQuick ? 3 : 5;
+  const notes: string[] = [
+    `bulk: ${bytes / MiB} MiB one way per round, ${rounds} rounds interleaved; relays in a worker thread`,
+  ];
   const sink = await startBulkSink(HOST);
-  let relays: Relays | undefined;
+  const source = await startBulkSource(HOST);
+  const worker = await startInWorker<{ up: Ports; down: Ports }>(fileURLToPath(import.meta.url), {
+    sink: sink.port,
+    source: source.port,
+  });
   try {
-    relays = await startRelays(sink.port, notes);
-    const ports: Record<string, number> = {
-      direct: sink.port,
-      relay: relays.plain,
-      'relay+noop': relays.noop,
-    };
+    const open = (port: number) => () => connectDirect(HOST, port);
+    const upPorts: Record<string, number> = { direct: sink.port, ...worker.up };
+    const downPorts: Record<string, number> = { direct: source.port, ...worker.down };
     // Warm-up: JIT and connection paths.
-    for (const p of Object.values(ports))
-      await bulkOnce(() => connectDirect(HOST, p), Math.min(bytes, 16 * MiB));
-    const samples = await interleave(
+    for (const p of Object.values(upPorts)) await bulkOnce(open(p), 16 * MiB);
+    for (const p of Object.values(downPorts)) await downloadOnce(open(p), 16 * MiB);
+    const cpuPerGiB: Record<string, number[]> = {};
+    /** Runs one transfer and records the relay thread's CPU per GiB for it. */
+    const timed = (name: string, f: () => Promise<number>) => async () => {
+      const c0 = await worker.cpuMs();
+      const v = await f();
+      const ms = (await worker.cpuMs()) - c0;
+      if (!name.endsWith(':direct')) {
+        cpuPerGiB[name] = [...(cpuPerGiB[name] ?? []), ms / (bytes / (1024 * MiB))];
+      }
+      return v;
+    };
+    const subjects: Record<string, () => Promise<number>> = {};
+    for (const [n, p] of Object.entries(upPorts))
+      subjects[`up:${n}`] = timed(`up:${n}`, () => bulkOnce(open(p), bytes));
+    for (const [n, p] of Object.entries(downPorts))
+      subjects[`down:${n}`] = timed(`down:${n}`, () => downloadOnce(open(p), bytes));
+    const raw = await interleave(subjects, rounds);
+    const pick = (dir: string, from: Record<string, number[]>) =>
       Object.fromEntries(
-        Object.entries(ports).map(([n, p]) => [n, () => bulkOnce(() => connectDirect(HOST, p), bytes)]),
-      ),
-      rounds,
-    );
+        Object.entries(from)
+          .filter(([k]) => k.startsWith(`${dir}:`))
+          .map(([k, v]) => [k.slice(dir.length + 1), v]),
+      );
+    const comparisons = (metric: string) => [
+      { metric, subject: 'relay', reference: 'direct', target: 0.8 },
+      { metric, subject: 'relay+noop', reference: 'relay', target: 0.9 },
+      { metric, subject: 'bare-node', reference: 'direct' },
+      { metric, subject: 'relay', reference: 'bare-node' },
+    ];
     return buildReport(
       'relay',
-      [{ metric: 'bulk throughput', unit: 'MiB/s', better: 'higher', samples }],
       [
-        { metric: 'bulk throughput', subject: 'relay', reference: 'direct', target: 0.8 },
-        { metric: 'bulk throughput', subject: 'relay+noop', reference: 'direct' },
-        { metric: 'bulk throughput', subject: 'relay+noop', reference: 'relay' },
+        { metric: 'bulk upload', unit: 'MiB/s', better: 'higher', samples: pick('up', raw) },
+        { metric: 'bulk download', unit: 'MiB/s', better: 'higher', samples: pick('down', raw) },
+        { metric: 'relay CPU, upload', unit: 'ms/GiB', better: 'lower', samples: pick('up', cpuPerGiB) },
+        {
+          metric: 'relay CPU, download',
+          unit: 'ms/GiB',
+          better: 'lower',
+          samples: pick('down', cpuPerGiB),
+        },
+      ],
+      [
+        ...comparisons('bulk upload'),
+        ...comparisons('bulk download'),
+        { metric: 'relay CPU, upload', subject: 'relay', reference: 'bare-node' },
+        { metric: 'relay CPU, download', subject: 'relay', reference: 'bare-node' },
       ],
       notes,
     );
   } finally {
-    await relays?.stop();
+    await worker.stop();
+    await source.stop();
     await sink.stop();
   }
 }
+
+if (!isMainThread) void workerMain();

@@ -1,6 +1,7 @@
 import { connect, type Socket } from 'node:net';
 import { errorCode } from '../../simulators/common/errors.js';
 import { Link, SOCKET_HIGH_WATER } from './link.js';
+import { ReusedReads } from './reads.js';
 import type { ToxicSpec } from './spec.js';
 import type { ToxicConnection } from './stub.js';
 import { isCleanupToxic, isConnectionToxic, type Toxic, type ToxicDefinition } from './toxic.js';
@@ -37,6 +38,8 @@ export class RelayConnection {
   bytesUp = 0;
   bytesDown = 0;
   private upstream: Socket | undefined;
+  /** How the upstream socket is read (the relay opens it, so it can have `onread`). */
+  private readonly upstreamReads = new ReusedReads();
   private links: { upstream: Link; downstream: Link } | undefined;
   private readonly attached: Attached[] = [];
   private readonly appliedNames = new Set<string>();
@@ -151,7 +154,7 @@ export class RelayConnection {
     this.client.removeAllListeners('data');
     this.client.on('data', () => {});
     this.client.resume();
-    this.upstream?.removeAllListeners('data');
+    this.upstreamReads.handler = undefined;
     this.upstream?.pause();
   }
 
@@ -162,6 +165,7 @@ export class RelayConnection {
       port: target.port,
       allowHalfOpen: true,
       noDelay: true,
+      onread: this.upstreamReads.onread,
       // Stream options reach the Duplex (the typings omit them); same mark as the accepted side.
       ...({ readableHighWaterMark: SOCKET_HIGH_WATER, writableHighWaterMark: SOCKET_HIGH_WATER } as object),
     });
@@ -203,7 +207,7 @@ export class RelayConnection {
     });
     const links = {
       upstream: new Link(this.client, up, owner('up')),
-      downstream: new Link(up, this.client, owner('down')),
+      downstream: new Link(up, this.client, owner('down'), this.upstreamReads),
     };
     this.links = links;
     for (const a of this.attached) {

@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import { Channel, type Item, isEnd } from './channel.js';
+import type { ReusedReads } from './reads.js';
 import type { ToxicConnection } from './stub.js';
 import { ToxicStub } from './stub.js';
 import { isCleanupToxic, type Toxic } from './toxic.js';
@@ -34,6 +35,9 @@ export interface LinkOwner {
  *
  * Adding and removing stages is serialised; a removed stage is interrupted, writes out what it held,
  * and the items still queued in front of it move on to the next channel, in order.
+ *
+ * A source the relay opened comes with `reads` (its `onread`): chunks then arrive through it, written
+ * straight to the sink while there is no toxic, with no pipe and no per-chunk allocation.
  */
 export class Link {
   private readonly stages: Stage[] = [];
@@ -50,6 +54,7 @@ export class Link {
     private readonly source: Socket,
     private readonly sink: Socket,
     private readonly owner: LinkOwner,
+    private readonly reads?: ReusedReads,
   ) {}
 
   /**
@@ -57,7 +62,10 @@ export class Link {
    * (`pipe` handles backpressure and passes the FIN on); the first toxic switches to the chain.
    */
   start(): void {
-    if (this.stages.length === 0) {
+    if (this.reads) {
+      this.reads.handler = (data) => this.onRead(data);
+      this.listen();
+    } else if (this.stages.length === 0) {
       this.piped = (data: Buffer) => this.owner.delivered(data.length);
       this.source.on('data', this.piped);
       this.source.pipe(this.sink);
@@ -66,7 +74,7 @@ export class Link {
   }
 
   private listen(): void {
-    this.source.on('data', (data: Buffer) => this.onData(data));
+    if (!this.reads) this.source.on('data', (data: Buffer) => this.onData(data));
     this.source.on('end', () => this.onEnd());
     // The relay accepts with pauseOnConnect (nothing is read before the upstream is there), and
     // unpipe() leaves the source paused.
@@ -89,6 +97,7 @@ export class Link {
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;
+    if (this.reads) this.reads.handler = undefined;
     if (this.piped) this.source.unpipe(this.sink);
     for (const s of this.stages) s.stub.interrupt();
     this.exit.wake();
@@ -142,6 +151,21 @@ export class Link {
 
   private get direct(): boolean {
     return this.stages.length === 0 && this.exit.size === 0 && !this.writerBusy;
+  }
+
+  /** A chunk from `reads`: valid during this call only, unless handed over or kept. */
+  private onRead(data: Buffer): void {
+    const reads = this.reads;
+    if (this.stopped || !reads) return;
+    if (this.direct) {
+      this.owner.delivered(data.length);
+      const ok = this.sink.write(data);
+      // The kernel took it all at once unless something is left queued on the sink.
+      if (this.sink.writableLength > 0) reads.handOver();
+      if (!ok) this.pauseUntil(drained(this.sink));
+      return;
+    }
+    this.onData(reads.keep(data));
   }
 
   private onData(data: Buffer): void {
