@@ -83,6 +83,8 @@ export const awsIotOptionsSchema = z
             thingName: z.string().optional(),
             status: statusSchema.default('ACTIVE'),
             claim: z.boolean().default(false),
+            /** May subscribe to `$aws/events/...` (e.g. the certificate registration events of JITP). */
+            accountEvents: z.boolean().default(false),
           })
           .strict(),
       )
@@ -155,7 +157,7 @@ export interface AwsIotHandle extends SimulatorHandle<AwsIotEvents, AwsIotStats>
   /** Registers a device certificate (RegisterCertificateWithoutCA); returns its certificateId. */
   registerCertificate(
     pem: string,
-    opts?: { thingName?: string; status?: CertificateStatus; claim?: boolean },
+    opts?: { thingName?: string; status?: CertificateStatus; claim?: boolean; accountEvents?: boolean },
   ): string;
   /** Registers a CA certificate (RegisterCACertificate); with autoRegistration its devices get JITP. */
   registerCa(
@@ -187,6 +189,7 @@ export async function start(options: AwsIotOptions): Promise<AwsIotHandle> {
         status: o.status ?? 'ACTIVE',
         claim: o.claim ?? false,
         origin: 'registered',
+        ...(o.accountEvents ? { accountEvents: true } : {}),
         ...(o.thingName !== undefined ? { thingName: o.thingName } : {}),
       });
     } catch (err) {
@@ -296,7 +299,11 @@ export async function start(options: AwsIotOptions): Promise<AwsIotHandle> {
     const raw = client.peerCertificate?.raw;
     const rec = raw ? registry.certificates.get(certificateIdOf(raw)) : undefined;
     if (rec?.status !== 'ACTIVE') return { claim: false };
-    return { claim: rec.claim, ...(rec.thingName !== undefined ? { thingName: rec.thingName } : {}) };
+    return {
+      claim: rec.claim,
+      ...(rec.thingName !== undefined ? { thingName: rec.thingName } : {}),
+      ...(rec.accountEvents ? { accountEvents: true } : {}),
+    };
   };
   const denied = (client: ClientInfo, action: 'publish' | 'subscribe', topic: string) => {
     counts.policyDenied++;

@@ -2,7 +2,8 @@
  * The per-certificate topic policy the persona enforces (a fixed stand-in for an IoT policy document):
  * - a thing's certificate: publish/subscribe under `things/<thingName>/...` and `$aws/things/<thingName>/...`;
  * - a claim certificate: only the fleet provisioning topics (MQTT API of the AWS IoT developer guide,
- *   "Device provisioning MQTT API").
+ *   "Device provisioning MQTT API");
+ * - a certificate registered with `accountEvents`: also subscribe to `$aws/events/...` (reserved event topics).
  * A topic filter is allowed when every topic it can match is allowed: wildcards only after the prefix.
  */
 
@@ -25,6 +26,11 @@ export interface Principal {
   thingName?: string;
   /** A provisioning claim certificate. */
   claim: boolean;
+  /**
+   * May subscribe to the account's event topics (`$aws/events/...`, e.g. certificate registrations), as the
+   * policy of a backend that watches JITR/JITP does.
+   */
+  accountEvents?: boolean;
 }
 
 function thingPrefixes(thingName: string): string[] {
@@ -40,6 +46,7 @@ export function mayPublish(principal: Principal, topic: string): boolean {
 
 /** Whether `principal` may subscribe to the topic filter `filter`. */
 export function maySubscribe(principal: Principal, filter: string): boolean {
+  if (principal.accountEvents && filter.startsWith('$aws/events/')) return true;
   if (principal.claim) return CLAIM_SUBSCRIBE.some((re) => re.test(filter));
   if (principal.thingName === undefined) return false;
   return thingPrefixes(principal.thingName).some(

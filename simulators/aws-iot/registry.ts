@@ -12,6 +12,8 @@ export interface CertificateRecord {
   thingName?: string;
   /** A fleet provisioning claim certificate (allowed the provisioning topics only). */
   claim: boolean;
+  /** May subscribe to the account's event topics (`$aws/events/...`). */
+  accountEvents?: boolean;
   /** How it got here: registered by the lab, created by fleet provisioning, or registered by JITP. */
   origin: 'registered' | 'fleet-provisioning' | 'jitp';
   createdAt: string;

@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import mqttjs from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   type AwsIotHandle,
@@ -136,6 +137,55 @@ describe.skipIf(missing('cmd:mosquitto_pub'))('JITP with mosquitto_pub', () => {
     const retry = await mosquittoPub(port, 'jitp-sensor-7', dev.withCa, dev.key);
     expect(retry).toEqual({ status: 0, stderr: '' });
     expect((await within(published, 2000, 'publish')).topic).toBe('things/jitp-sensor-7/telemetry');
+  }, 30_000);
+
+  it('the registration event reaches a backend subscribed to $aws/events/certificates/registered/+, and only such a one', async () => {
+    const r = await region('us-east-1', true);
+    const port = endpointOf(r, 'mqtts').port;
+    const backend = await pki.issueClient('jitr-backend');
+    r.registerCertificate(backend.certPem, { accountEvents: true });
+    const bystander = await pki.issueClient('bystander');
+    r.registerCertificate(bystander.certPem, { thingName: 'bystander' });
+    const tls = { ca: [pki.root.certPem], reconnectPeriod: 0, connectTimeout: 5000 };
+    const url = `mqtts://localhost:${port}`;
+    const watcher = await mqttjs.connectAsync(url, {
+      ...tls,
+      cert: backend.chainPem,
+      key: backend.keyPem,
+      clientId: 'jitr-backend',
+    });
+    const other = await mqttjs.connectAsync(url, {
+      ...tls,
+      cert: bystander.chainPem,
+      key: bystander.keyPem,
+      clientId: 'bystander',
+    });
+    try {
+      await watcher.subscribeAsync('$aws/events/certificates/registered/+', { qos: 0 });
+      // A thing's policy does not cover the account's event topics: SUBACK 0x80.
+      await expect(other.subscribeAsync('$aws/events/certificates/registered/+', { qos: 0 })).rejects.toThrow(
+        /Subscribe error/,
+      );
+
+      const received = new Promise<{ topic: string; body: unknown }>((resolve) =>
+        watcher.once('message', (topic, payload) => resolve({ topic, body: JSON.parse(payload.toString()) })),
+      );
+      const labEvent = new Promise<CertificateRegisteredMessage & { topic: string }>((resolve) =>
+        r.events.onceEvent('certificate-registered', resolve),
+      );
+      const dev = await device('jitp-sensor-10');
+      expect((await mosquittoPub(port, 'jitp-sensor-10', dev.withCa, dev.key)).status).toBe(7);
+      const { topic, ...message } = await within(labEvent, 2000, 'certificate-registered');
+      const got = await within(received, 2000, 'the registration event over MQTT');
+      expect(got.topic).toBe(topic);
+      expect(got.body).toEqual(message);
+      expect(got.body).toMatchObject({
+        certificateId: certificateIdOf(dev.leaf.certPem),
+        awsAccountId: '210987654321',
+      });
+    } finally {
+      await Promise.all([watcher.endAsync(true), other.endAsync(true)]);
+    }
   }, 30_000);
 
   it('a device certificate presented without its CA certificate registers nothing, and the lab says why', async () => {
