@@ -18,10 +18,14 @@ if [ "$(id -u)" -eq 0 ]; then SUDO=(); elif command -v sudo >/dev/null; then SUD
 #   squid dnsmasq dnsperf mosquitto                references for `npm run bench`
 #   openssh-server/client wireguard-tools          tunnel and VPN scenarios
 #   wireguard-go                                   WireGuard in namespaces without the kernel module
+#   openjdk-17-jdk-headless maven                  the official Azure IoT Java SDK (a strict AMQP client)
+#   awscli (only when no `aws` is on PATH)         SigV4 on the tunnel management API from the AWS CLI
 APT_PACKAGES=(
   ca-certificates curl openssl dnsutils mosquitto-clients util-linux iproute2 nftables
   squid dnsmasq dnsperf mosquitto openssh-server openssh-client wireguard-tools wireguard-go git
+  openjdk-17-jdk-headless maven
 )
+command -v aws >/dev/null || APT_PACKAGES+=(awscli)
 
 if [ "${FIELDLAB_SETUP_SKIP_APT:-0}" != 1 ]; then
   missing=()
