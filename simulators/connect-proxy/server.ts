@@ -414,7 +414,8 @@ export class LabProxyServer extends Server {
   /** RFC 9112 §2.2: a TLS ClientHello (record type 0x16) where an HTTP request line belongs. */
   override onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
     const raw = (err as { rawPacket?: Buffer }).rawPacket;
-    if (raw && raw[0] === 0x16) {
+    // (After a 407/403 on this connection, TLS bytes are a client that ignored the answer, not a scheme mix-up.)
+    if (raw && raw[0] === 0x16 && !wasHandedBack(socket)) {
       this.counts.protocolErrors++;
       this.cfg.events.emitEvent('protocol-error', { remote: remoteOf(socket), reason: 'tls-to-plain-proxy' });
       socket.destroy();

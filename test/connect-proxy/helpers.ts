@@ -11,6 +11,7 @@ import {
 } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 import { execa } from 'execa';
 import type { EventMap, SimulatorEvents } from '../../simulators/common/index.js';
 
@@ -180,6 +181,17 @@ export class RawProxyConnection {
   static open(port: number, host = '127.0.0.1'): Promise<RawProxyConnection> {
     return new Promise((resolve, reject) => {
       const s = netConnect(port, host, () => {
+        s.off('error', reject);
+        resolve(new RawProxyConnection(s));
+      });
+      s.once('error', reject);
+    });
+  }
+
+  /** The same over TLS to an https:// proxy. */
+  static openTls(port: number, ca: string, servername: string): Promise<RawProxyConnection> {
+    return new Promise((resolve, reject) => {
+      const s = tlsConnect({ host: '127.0.0.1', port, ca, servername }, () => {
         s.off('error', reject);
         resolve(new RawProxyConnection(s));
       });

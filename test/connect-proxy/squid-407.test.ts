@@ -5,7 +5,16 @@ import { type SquidHandle, startSquid } from '../../bench/squid.js';
 import { type ConnectProxyHandle, start as startProxy } from '../../simulators/connect-proxy/index.js';
 import { start as startInspector, type TlsInspectorHandle } from '../../simulators/tls-inspector/index.js';
 import { missing } from '../helpers/capability.js';
-import { basicAuth, RawProxyConnection, startEcho, type Target } from './helpers.js';
+import {
+  basicAuth,
+  makeCert,
+  RawProxyConnection,
+  run,
+  startEcho,
+  startHttpsTarget,
+  type Target,
+  type TestCert,
+} from './helpers.js';
 
 /**
  * Issue #19: some clients send the authenticated CONNECT on the same socket after a 407. Debian's Squid
@@ -17,8 +26,10 @@ const USER = { username: 'edge', password: 's3cret:/@' };
 const AUTH = basicAuth(USER.username, USER.password);
 const REALM = 'corp';
 
-describe.skipIf(missing('cmd:squid', 'cmd:openssl'))('407 as Squid answers it', () => {
+describe.skipIf(missing('cmd:squid', 'cmd:openssl', 'cmd:curl'))('407 as Squid answers it', () => {
   let echo: Target & { accepted: () => number };
+  let cert: TestCert;
+  let web: Target;
   let squid: SquidHandle;
   let proxy: ConnectProxyHandle;
   let inspector: TlsInspectorHandle;
@@ -31,8 +42,11 @@ describe.skipIf(missing('cmd:squid', 'cmd:openssl'))('407 as Squid answers it', 
 
   beforeAll(async () => {
     echo = await startEcho();
-    squid = await startSquid({ allowPorts: [echo.port], users: [USER], realm: REALM });
-    proxy = await startProxy({ allowPorts: [echo.port], auth: { users: [USER], realm: REALM } });
+    cert = makeCert();
+    web = await startHttpsTarget(cert);
+    const allowPorts = [echo.port, web.port];
+    squid = await startSquid({ allowPorts, users: [USER], realm: REALM });
+    proxy = await startProxy({ allowPorts, auth: { users: [USER], realm: REALM } });
     inspector = await startInspector({ passthrough: ['*'], auth: { users: [USER], realm: REALM } });
   }, 30_000);
   afterAll(async () => {
@@ -40,6 +54,8 @@ describe.skipIf(missing('cmd:squid', 'cmd:openssl'))('407 as Squid answers it', 
     await inspector?.stop();
     await squid?.stop();
     await echo?.stop();
+    await web?.stop();
+    cert?.cleanup();
   });
 
   const target = () => `127.0.0.1:${echo.port}`;
@@ -104,6 +120,47 @@ describe.skipIf(missing('cmd:squid', 'cmd:openssl'))('407 as Squid answers it', 
       }
     },
   );
+
+  // curl --proxy-anyauth first asks without credentials and, on a 407 it may keep, retries on that socket.
+  it.each(Object.keys(subjects))('%s: curl --proxy-anyauth passes on one connection', async (name) => {
+    const url = `http://${encodeURIComponent(USER.username)}:${encodeURIComponent(USER.password)}@127.0.0.1:${subjects[name]!()}`;
+    const r = await run('curl', [
+      '-sS',
+      '-v',
+      '--proxy-anyauth',
+      '--cacert',
+      cert.certPath,
+      '-x',
+      url,
+      `https://127.0.0.1:${web.port}/hello`,
+    ]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`tls target says /hello (host: 127.0.0.1:${web.port})`);
+    expect(r.stderr).toMatch(/< HTTP\/1\.1 407/);
+    expect(r.stderr.match(/^\* Connected to /gm)).toHaveLength(1);
+  });
+
+  it('connect-proxy: the TLS listener (an https:// proxy) keeps the connection after a 407 too', async () => {
+    const tlsProxy = await startProxy({
+      allowPorts: [echo.port],
+      auth: { users: [USER], realm: REALM },
+      tls: { certPem: cert.certPem, keyPem: cert.keyPem },
+    });
+    const c = await RawProxyConnection.openTls(tlsProxy.endpoints[0]!.port, cert.certPem, 'lab.example');
+    try {
+      c.send(`CONNECT ${target()} HTTP/1.1\r\nHost: ${target()}\r\n\r\n`);
+      const challenge = await c.response();
+      expect(challenge.status).toBe(407);
+      expect(challenge.lines).toContain('Connection: keep-alive');
+      c.send(`CONNECT ${target()} HTTP/1.1\r\nHost: ${target()}\r\n${AUTH}\r\n`);
+      expect((await c.response({ tunnel: true })).status).toBe(200);
+      c.send('over tls');
+      expect(await c.read(8)).toBe('over tls');
+    } finally {
+      c.destroy();
+      await tlsProxy.stop();
+    }
+  });
 
   it.each(['squid', 'connect-proxy'])(
     '%s: a plain HTTP request gets its 407 kept alive; the authenticated one on that socket is forwarded',
