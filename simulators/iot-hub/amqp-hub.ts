@@ -1,7 +1,9 @@
+import type { PeerCertificate } from 'node:tls';
 import rhea, { type Connection, type Container, type Delivery, type EventContext, type Sender } from 'rhea';
 import type { C2dMessage, C2dSink } from './c2d.js';
 import type { HubCore } from './core.js';
 import type { HubTransport } from './events.js';
+import { amqpPeerOf } from './front.js';
 
 /**
  * The IoT Hub persona over AMQP 1.0 (rhea), on amqps and on WebSocket (AMQPWSB10). Devices open no SASL
@@ -9,16 +11,27 @@ import type { HubTransport } from './events.js';
  * (operation `put-token`, type `servicebus.windows.net:sastoken`, name `<host>/devices/<id>`, body the SAS),
  * answered on the `$cbs` link with `correlation_id` = the request's `message_id` and application property
  * `status-code` 200 (or 401). Then:
+ * A device with an X.509 identity puts no token: its TLS client certificate proves it when it attaches.
  *   sender link   → /devices/<id>/messages/events       D2C telemetry (accepted)
+ *                 → /devices/<d>/modules/<m>/messages/events  D2C from a module
  *   receiver link ← /devices/<id>/messages/devicebound  C2D
  */
-const EVENTS = /^\/devices\/([^/]+)\/messages\/events\/?$/;
+const EVENTS = /^\/devices\/([^/]+)(?:\/modules\/([^/]+))?\/messages\/events\/?$/;
 const DEVICEBOUND = /^\/devices\/([^/]+)\/messages\/devicebound\/?$/;
 
 interface ConnState {
   transport: HubTransport;
+  /** Identities (`<deviceId>` or `<deviceId>/<moduleId>`) proven on this connection. */
   authorized: Set<string>;
+  peer?: PeerCertificate;
   cbs?: Sender;
+}
+
+/** `<deviceId>` or `<deviceId>/<moduleId>` from an address's (URL-encoded) path segments. */
+function identityOf(device: string, module: string | undefined): string {
+  return module === undefined
+    ? decodeURIComponent(device)
+    : `${decodeURIComponent(device)}/${decodeURIComponent(module)}`;
 }
 
 function addressOf(t: unknown): string {
@@ -53,11 +66,19 @@ export function hubAmqpContainer(core: HubCore): Container {
   const stateOf = (conn: Connection): ConnState => {
     let s = states.get(conn);
     if (!s) {
-      const socket = (conn as unknown as { socket?: { encrypted?: boolean } }).socket;
-      s = { transport: socket?.encrypted ? 'amqp' : 'amqp-ws', authorized: new Set() };
+      const peer = amqpPeerOf(conn);
+      s = { transport: peer?.transport ?? 'amqp', authorized: new Set() };
+      if (peer?.peerCertificate) s.peer = peer.peerCertificate;
       states.set(conn, s);
     }
     return s;
+  };
+  /** Proven by a CBS token earlier, or now by the connection's client certificate (X.509 identities). */
+  const authorized = (state: ConnState, identity: string): boolean => {
+    if (state.authorized.has(identity)) return true;
+    if (!state.peer || !core.authenticate(identity, { peer: state.peer }, state.transport)) return false;
+    state.authorized.add(identity);
+    return true;
   };
 
   container.on('receiver_open', (ctx: EventContext) => {
@@ -69,7 +90,7 @@ export function hubAmqpContainer(core: HubCore): Container {
       receiver.close({ condition: 'amqp:not-found', description: `no such node: ${address}` });
       return;
     }
-    if (!stateOf(ctx.connection).authorized.has(decodeURIComponent(m[1]!))) {
+    if (!authorized(stateOf(ctx.connection), identityOf(m[1]!, m[2]))) {
       receiver.close({ condition: 'amqp:unauthorized-access', description: 'put a token on $cbs first' });
     }
   });
@@ -84,7 +105,7 @@ export function hubAmqpContainer(core: HubCore): Container {
     }
     const m = DEVICEBOUND.exec(address);
     const deviceId = m ? decodeURIComponent(m[1]!) : '';
-    if (!m || !state.authorized.has(deviceId)) {
+    if (!m || !authorized(state, deviceId)) {
       sender.close({
         condition: m ? 'amqp:unauthorized-access' : 'amqp:not-found',
         description: m ? 'put a token on $cbs first' : `no such node: ${address}`,
@@ -149,7 +170,7 @@ export function hubAmqpContainer(core: HubCore): Container {
     for (const k of ['message_id', 'correlation_id', 'content_type', 'content_encoding'] as const) {
       if (msg[k] !== undefined) props[`$.${k}`] = String(msg[k]);
     }
-    core.telemetry(decodeURIComponent(m[1]!), state.transport, bodyBytes(msg.body), props);
+    core.telemetry(identityOf(m[1]!, m[2]), state.transport, bodyBytes(msg.body), props);
   });
 
   // A peer that sends garbage only loses its own connection.
@@ -177,16 +198,18 @@ function collectSenders(conn: Connection): Sender[] {
   return out;
 }
 
-/** CBS put-token: verify the SAS for the audience's device and answer 200 or 401. */
+/** CBS put-token: verify the SAS for the audience's device (or module) and answer 200 or 401. */
 function putToken(core: HubCore, state: ConnState, msg: rhea.Message): void {
   const props = msg.application_properties ?? {};
   const audience = decodeURIComponent(String(props.name ?? ''));
-  const m = /\/devices\/([^/?]+)/.exec(audience);
-  const deviceId = m ? m[1]! : '';
+  const m = /\/devices\/([^/?]+)(?:\/modules\/([^/?]+))?/.exec(audience);
+  const identity = m ? `${m[1]!}${m[2] ? `/${m[2]}` : ''}` : '';
   const token = bodyBytes(msg.body).toString();
   const ok =
-    props.operation === 'put-token' && deviceId !== '' && core.authenticate(deviceId, token, state.transport);
-  if (ok) state.authorized.add(deviceId);
+    props.operation === 'put-token' &&
+    identity !== '' &&
+    core.authenticate(identity, { token }, state.transport);
+  if (ok) state.authorized.add(identity);
   const reply: rhea.Message = {
     body: null,
     application_properties: {

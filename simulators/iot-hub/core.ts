@@ -1,18 +1,28 @@
+import type { PeerCertificate } from 'node:tls';
 import type { SimulatorEvents } from '../common/events.js';
 import type { C2dQueues } from './c2d.js';
 import type { AuthRejectReason, HubTransport, IotHubEvents } from './events.js';
+import type { TwinStore } from './twin.js';
 
-/** What the hub's transport handlers share: identity checks, telemetry intake, C2D queues. */
+/** What a device presented: a SAS token, a TLS client certificate (with the chain it sent), or both. */
+export interface Credentials {
+  token?: string | undefined;
+  peer?: PeerCertificate | undefined;
+}
+
+/** What the hub's transport handlers share: identity checks, telemetry intake, C2D queues, twins. */
 export interface HubCore {
   readonly hostName: string;
   readonly events: SimulatorEvents<IotHubEvents>;
   readonly c2d: C2dQueues;
+  readonly twins: TwinStore;
   /**
-   * Checks a device's SAS token (resource `<hostName>/devices/<deviceId>`, expiry, signature with the
-   * device's key). Emits `device-authenticated` or `auth-rejected`.
+   * Checks a device's (`<deviceId>`) or module's (`<deviceId>/<moduleId>`) credentials: a SAS token
+   * (resource `<hostName>/devices/<deviceId>[/modules/<moduleId>]`, expiry, signature with the identity's
+   * key), or for an X.509 identity its client certificate. Emits `device-authenticated` or `auth-rejected`.
    */
-  authenticate(deviceId: string, token: string | undefined, transport: HubTransport): boolean;
-  /** Records a refusal decided before the SAS check (counted in `authRejected`, event `auth-rejected`). */
+  authenticate(identity: string, credentials: Credentials, transport: HubTransport): boolean;
+  /** Records a refusal decided before the credential check (counted in `authRejected`, event `auth-rejected`). */
   reject(deviceId: string, transport: HubTransport, reason: AuthRejectReason): void;
   telemetry(
     deviceId: string,
@@ -21,4 +31,12 @@ export interface HubCore {
     properties: Record<string, string>,
   ): void;
   settled(deviceId: string, transport: string, messageId: string, outcome: string): void;
+}
+
+/** `<deviceId>` or `<deviceId>/<moduleId>` → its SAS resource path under the host name. */
+export function sasResourcePath(identity: string): string {
+  const slash = identity.indexOf('/');
+  return slash < 0
+    ? `devices/${identity}`
+    : `devices/${identity.slice(0, slash)}/modules/${identity.slice(slash + 1)}`;
 }

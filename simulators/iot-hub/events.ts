@@ -1,4 +1,5 @@
 import type { FrontEvents } from './front.js';
+import type { CertRejectReason } from './x509.js';
 
 /** The hub transports, as the SDK names them (`Mqtt`/`MqttWs` are `mqtt`/`mqtt-ws` here). */
 export type HubTransport = 'mqtt' | 'mqtt-ws' | 'amqp' | 'amqp-ws' | 'https';
@@ -10,12 +11,16 @@ export type AuthRejectReason =
   | 'expired'
   | 'bad-signature'
   | 'unknown-identity'
-  | 'wrong-client-id';
+  | 'wrong-client-id'
+  /** A SAS token for an X.509 identity, or a bare certificate for a SAS one. */
+  | 'auth-type-mismatch'
+  | CertRejectReason;
 
 /** Events of the IoT Hub simulator. */
 export interface IotHubEvents extends FrontEvents {
   [key: string]: unknown;
-  'device-authenticated': { deviceId: string; transport: HubTransport };
+  /** `deviceId` is `<deviceId>/<moduleId>` for a module identity. */
+  'device-authenticated': { deviceId: string; transport: HubTransport; credential: 'sas' | 'x509' };
   'auth-rejected': { deviceId: string; transport: HubTransport; reason: AuthRejectReason };
   telemetry: {
     deviceId: string;

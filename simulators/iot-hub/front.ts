@@ -2,7 +2,12 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
-import { createServer as createTlsServer, type TLSSocket, type Server as TlsServer } from 'node:tls';
+import {
+  createServer as createTlsServer,
+  type PeerCertificate,
+  type TLSSocket,
+  type Server as TlsServer,
+} from 'node:tls';
 import type { Connection, Container } from 'rhea';
 import { createWebSocketStream, WebSocketServer } from 'ws';
 import type { SimulatorEvents } from '../common/events.js';
@@ -36,6 +41,11 @@ export interface FrontOptions {
   host: string;
   ports: { mqtts: number; amqps: number; https: number };
   tls: { certPem: string; keyPem: string };
+  /**
+   * Ask every client for a certificate without requiring one (X.509 identities): the persona checks it
+   * (hooks see `peerCertificate`, AMQP connections `amqpPeer`, HTTP requests their socket's).
+   */
+  requestClientCert?: boolean;
   mqttHooks: BrokerHooks;
   amqp: Container;
   onHttp(req: IncomingMessage, res: ServerResponse): void;
@@ -54,7 +64,11 @@ export async function startFront<M extends FrontEvents>(
 ): Promise<Front> {
   const emit = events as unknown as SimulatorEvents<FrontEvents>;
   const tracker = new ConnectionTracker();
-  const tlsOptions = { cert: opts.tls.certPem, key: opts.tls.keyPem };
+  const tlsOptions = {
+    cert: opts.tls.certPem,
+    key: opts.tls.keyPem,
+    ...(opts.requestClientCert ? { requestCert: true, rejectUnauthorized: false } : {}),
+  };
   const onTlsError = (err: Error, tls: TLSSocket) =>
     emit.emitEvent('tls-client-error', describeTlsClientError(err, tls));
   const track = (socket: Socket, transport: string) => {
@@ -66,7 +80,11 @@ export async function startFront<M extends FrontEvents>(
     name: `${opts.name}-mqtt`,
     host: opts.host,
     listeners: [{ protocol: 'mqtts', port: opts.ports.mqtts }],
-    tls: { certPem: opts.tls.certPem, keyPem: opts.tls.keyPem },
+    tls: {
+      certPem: opts.tls.certPem,
+      keyPem: opts.tls.keyPem,
+      ...(opts.requestClientCert ? { requestCert: true } : {}),
+    },
     hooks: opts.mqttHooks,
   });
   // The broker announces its own connections; the persona re-emits them under its name.
@@ -74,8 +92,12 @@ export async function startFront<M extends FrontEvents>(
   broker.events.on('closed', (d: FrontEvents['closed']) => emit.emitEvent('closed', d));
   broker.events.on('tls-client-error', (d: TlsClientErrorEvent) => emit.emitEvent('tls-client-error', d));
 
-  const acceptAmqp = (socket: unknown) =>
-    (opts.amqp.create_connection({} as never) as Connection & { accept(s: unknown): void }).accept(socket);
+  const acceptAmqp = (socket: TLSSocket) =>
+    (
+      opts.amqp.create_connection(peerOptions(socket, 'amqp') as never) as Connection & {
+        accept(s: unknown): void;
+      }
+    ).accept(socket);
   const amqps: TlsServer = createTlsServer(tlsOptions, (s) => acceptAmqp(s));
   amqps.on('connection', (s: Socket) => track(s, 'amqps'));
   amqps.on('tlsClientError', onTlsError);
@@ -101,8 +123,9 @@ export async function startFront<M extends FrontEvents>(
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
       if (ws.protocol === 'mqtt') broker.broker.handle(createWebSocketStream(ws), req);
-      else if (ws.protocol === 'AMQPWSB10') opts.amqp.websocket_accept(ws as never, {} as never);
-      else ws.close(1002, 'unsupported subprotocol'); // RFC 6455 §4.2.2: no acceptable subprotocol
+      else if (ws.protocol === 'AMQPWSB10') {
+        opts.amqp.websocket_accept(ws as never, peerOptions(req.socket as TLSSocket, 'amqp-ws') as never);
+      } else ws.close(1002, 'unsupported subprotocol'); // RFC 6455 §4.2.2: no acceptable subprotocol
     });
   });
 
@@ -147,6 +170,30 @@ export async function startFront<M extends FrontEvents>(
       return stopped;
     },
   };
+}
+
+/** What an AMQP connection of a front knows about its peer (rhea keeps it as `connection.options.amqpPeer`). */
+export interface AmqpPeer {
+  transport: 'amqp' | 'amqp-ws';
+  /** The TLS client certificate with the chain the client sent, when it sent one. */
+  peerCertificate?: PeerCertificate;
+}
+
+/** rhea connection options carrying the peer facts (rhea copies unknown options and never sends them). */
+function peerOptions(socket: TLSSocket, transport: AmqpPeer['transport']): { amqpPeer: AmqpPeer } {
+  const cert = socket.getPeerCertificate?.(true);
+  const amqpPeer: AmqpPeer = {
+    transport,
+    ...(cert && Object.keys(cert).length > 0 ? { peerCertificate: cert } : {}),
+  };
+  return { amqpPeer };
+}
+
+/** The peer facts of an AMQP connection accepted by a front. */
+export function amqpPeerOf(conn: Connection): AmqpPeer | undefined {
+  const options: unknown = conn.options;
+  const peer = typeof options === 'object' && options !== null ? Reflect.get(options, 'amqpPeer') : undefined;
+  return typeof peer === 'object' && peer !== null ? (peer as AmqpPeer) : undefined;
 }
 
 /**

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
 import type { HubCore } from './core.js';
 import { readBody, sendJson } from './front.js';
 
@@ -8,7 +9,8 @@ import { readBody, sendJson } from './front.js';
  *   GET    /devices/<id>/messages/deviceBound?api-version=...         C2D → 200 + etag lock token | 204
  *   DELETE /devices/<id>/messages/deviceBound/<lock>[?...&reject]      complete / reject → 204
  *   POST   /devices/<id>/messages/deviceBound/<lock>/abandon           abandon → 204
- * Every request carries `authorization: SharedAccessSignature ...` for that device (else 401).
+ * Every request carries `authorization: SharedAccessSignature ...` for that device, or comes on a TLS
+ * connection with the certificate of an X.509 device (else 401).
  */
 const ROUTE = /^\/devices\/([^/]+)\/messages\/(events|deviceBound|devicebound)(?:\/([^/]+))?(\/abandon)?\/?$/;
 
@@ -36,7 +38,10 @@ async function handle(core: HubCore, req: IncomingMessage, res: ServerResponse):
   const deviceId = decodeURIComponent(m[1]!);
   const kind = m[2] === 'events' ? 'events' : 'deviceBound';
   const auth = req.headers.authorization;
-  if (!core.authenticate(deviceId, auth, 'https')) {
+  // X.509 devices send no authorization header: their TLS client certificate proves them.
+  const peer =
+    'getPeerCertificate' in req.socket ? (req.socket as TLSSocket).getPeerCertificate(true) : undefined;
+  if (!core.authenticate(deviceId, { token: auth, peer }, 'https')) {
     hubError(res, 401, 'IotHubUnauthorizedAccess', 'Unauthorized');
     return;
   }

@@ -15,13 +15,21 @@ import type { SimulatorHandle } from '../common/handle.js';
 import { parseOptions } from '../common/options.js';
 import { hubAmqpContainer } from './amqp-hub.js';
 import { C2dQueues } from './c2d.js';
-import type { HubCore } from './core.js';
-import type { HubTransport, IotHubEvents, IotHubStats } from './events.js';
+import { type Credentials, type HubCore, sasResourcePath } from './core.js';
+import type { AuthRejectReason, HubTransport, IotHubEvents, IotHubStats } from './events.js';
 import { type Front, startFront } from './front.js';
 import { hubHttpHandler } from './http-hub.js';
 import { hubMqttHooks, wireHubMqtt } from './mqtt-hub.js';
 import { registeredKey } from './registry.js';
 import { generateKey, verifySas } from './sas.js';
+import { type MethodResult, TwinStore } from './twin.js';
+import {
+  checkCertificate,
+  isThumbprint,
+  parseCaCertificates,
+  presentedChain,
+  type X509Credential,
+} from './x509.js';
 
 export * from './dps.js';
 export type {
@@ -35,11 +43,40 @@ export type {
 export { WEBSOCKET_PATH } from './front.js';
 export { registeredKey, registerKey } from './registry.js';
 export { buildSas, deriveDeviceKey, generateKey, parseSas, type SasToken, verifySas } from './sas.js';
+export type { MethodResult, Twin } from './twin.js';
+export { normalizeThumbprint, type X509Credential } from './x509.js';
 
 const port = z.number().int().min(0).max(65535);
 const base64Key = z.string().refine((s) => Buffer.from(s, 'base64').length >= 16, {
   message: 'expected a base64 symmetric key (16+ bytes)',
 });
+
+/**
+ * An identity's X.509 credential, as the hub registers it: `thumbprint` (and `secondaryThumbprint`) of a
+ * self-signed or any certificate (SHA-1 or SHA-256 hex), or `ca: true` (signed by one of `caCertificates`,
+ * subject CN = the device id).
+ */
+const x509Schema = z
+  .object({
+    thumbprint: z
+      .string()
+      .refine(isThumbprint, 'expected a SHA-1 (40) or SHA-256 (64) hex thumbprint')
+      .optional(),
+    secondaryThumbprint: z
+      .string()
+      .refine(isThumbprint, 'expected a SHA-1 (40) or SHA-256 (64) hex thumbprint')
+      .optional(),
+    ca: z.boolean().optional(),
+  })
+  .strict()
+  .refine((x) => (x.ca === true) !== (x.thumbprint !== undefined), {
+    message: 'give either thumbprint (self-signed) or ca: true (CA-signed), not both and not neither',
+  });
+
+/** A module identity of a device (`<deviceId>/<moduleId>`): SAS key or X.509 thumbprint. */
+const moduleSchema = z
+  .object({ moduleId: z.string().min(1), primaryKey: base64Key.optional(), x509: x509Schema.optional() })
+  .strict();
 
 export const iotHubOptionsSchema = z
   .object({
@@ -53,10 +90,30 @@ export const iotHubOptionsSchema = z
       .default({ mqtts: 0, amqps: 0, https: 0 }),
     /** The server certificate chain and key (a lab PKI leaf for hostName). */
     tls: z.object({ certPem: z.string().min(1), keyPem: z.string().min(1) }).strict(),
-    /** Device identities: id → primary key (generated when absent). */
+    /**
+     * Device identities: SAS (id → primary key, generated when absent) or X.509 (`x509`), each with its
+     * module identities.
+     */
     devices: z
-      .array(z.object({ deviceId: z.string().min(1), primaryKey: base64Key.optional() }).strict())
+      .array(
+        z
+          .object({
+            deviceId: z.string().min(1),
+            primaryKey: base64Key.optional(),
+            x509: x509Schema.optional(),
+            modules: z.array(moduleSchema).default([]),
+          })
+          .strict()
+          .refine((d) => !(d.primaryKey && d.x509), {
+            message: 'a device authenticates with a primaryKey (SAS) or x509, not both',
+          }),
+      )
       .default([]),
+    /**
+     * CA certificates (PEM) registered and verified in the hub: devices with `x509: { ca: true }` present a
+     * certificate that chains to one of them.
+     */
+    caCertificates: z.array(z.string().min(1)).default([]),
     /**
      * A directory shared with a DPS in another process (containers on one volume): a device unknown here
      * is looked up as `<registryDir>/<deviceId>.key`, which the DPS writes when it assigns the device.
@@ -79,13 +136,27 @@ export interface TelemetryMessage {
 
 export interface IotHubHandle extends SimulatorHandle<IotHubEvents, IotHubStats> {
   readonly hostName: string;
-  /** Registers (or replaces) a device identity; returns its primary key. */
+  /** Registers (or replaces) a device identity with a symmetric key; returns its primary key. */
   addDevice(deviceId: string, primaryKey?: string): string;
-  /** The primary key of a device, if registered. */
+  /** Registers (or replaces) a device identity that authenticates with an X.509 certificate. */
+  addX509Device(deviceId: string, x509: X509Credential): void;
+  /** Registers (or replaces) a module identity of a registered device; returns its primary key (SAS). */
+  addModule(
+    deviceId: string,
+    moduleId: string,
+    credential?: { primaryKey?: string; x509?: X509Credential },
+  ): string;
+  /** The primary key of a device (or of `<deviceId>/<moduleId>`), if registered with one. */
   deviceKey(deviceId: string): string | undefined;
-  /** `HostName=<hostName>[:port];DeviceId=...;SharedAccessKey=...` for the SDKs. */
+  /** `HostName=<hostName>[:port];DeviceId=...;SharedAccessKey=...` (`x509=true` for X.509 devices). */
   connectionString(deviceId: string, opts?: { hostName?: string; port?: number }): string;
-  /** Telemetry received so far from that device, oldest first. */
+  /** `HostName=...;DeviceId=...;ModuleId=...;SharedAccessKey=...` for a module identity. */
+  moduleConnectionString(
+    deviceId: string,
+    moduleId: string,
+    opts?: { hostName?: string; port?: number },
+  ): string;
+  /** Telemetry received so far from that device (or `<deviceId>/<moduleId>`), oldest first. */
   messages(deviceId: string): TelemetryMessage[];
   /** Queues a cloud-to-device message; delivered on the transport the device listens on. */
   sendC2D(
@@ -93,6 +164,26 @@ export interface IotHubHandle extends SimulatorHandle<IotHubEvents, IotHubStats>
     body: string | Buffer,
     properties?: Record<string, string>,
   ): { messageId: string };
+  /** The device or module twin (`<deviceId>/<moduleId>`): desired and reported properties with `$version`. */
+  twin(identity: string): { desired: Record<string, unknown>; reported: Record<string, unknown> };
+  /** Patches the desired properties (a null value removes one); connected devices get the patch. */
+  updateDesired(identity: string, patch: Record<string, unknown>): number;
+  /**
+   * Invokes a direct method on a connected device or module; resolves with its answer, or with status 404
+   * (not connected / not subscribed) or 504 (no answer within `timeoutMs`), as the service API answers.
+   */
+  invokeMethod(
+    identity: string,
+    methodName: string,
+    payload?: unknown,
+    opts?: { timeoutMs?: number },
+  ): Promise<MethodResult>;
+}
+
+/** A registered identity (device or `<deviceId>/<moduleId>`): a symmetric key or an X.509 credential. */
+interface Identity {
+  key?: string;
+  x509?: X509Credential;
 }
 
 /** Starts the IoT Hub simulator. */
@@ -100,32 +191,69 @@ export async function start(options: IotHubOptions): Promise<IotHubHandle> {
   const opts = parseOptions(iotHubOptionsSchema, options, 'iot-hub');
   const events = new SimulatorEvents<IotHubEvents>(opts.name);
   const stats: IotHubStats = { devices: 0, telemetry: 0, authRejected: 0, c2dSent: 0 };
-  const keys = new Map<string, string>();
+  /** Devices by id and modules by `<deviceId>/<moduleId>`. */
+  const identities = new Map<string, Identity>();
   const received = new Map<string, TelemetryMessage[]>();
-  for (const d of opts.devices) keys.set(d.deviceId, d.primaryKey ?? generateKey());
+  let cas: ReturnType<typeof parseCaCertificates>;
+  try {
+    cas = parseCaCertificates(opts.caCertificates);
+  } catch (err) {
+    throw new FieldlabError(
+      'E_BAD_OPTION',
+      `iot-hub: options.caCertificates: not a PEM certificate (${String(err)})`,
+      {
+        hint: 'give each CA certificate as PEM (-----BEGIN CERTIFICATE-----)',
+      },
+    );
+  }
+  const identityOf = (key: string | undefined, x509: X509Credential | undefined): Identity =>
+    x509 ? { x509 } : { key: key ?? generateKey() };
+  for (const d of opts.devices) {
+    identities.set(d.deviceId, identityOf(d.primaryKey, d.x509));
+    for (const m of d.modules)
+      identities.set(`${d.deviceId}/${m.moduleId}`, identityOf(m.primaryKey, m.x509));
+  }
 
   const c2d = new C2dQueues((deviceId, transport, msg) => {
     stats.c2dSent++;
     events.emitEvent('c2d-sent', { deviceId, transport, messageId: msg.messageId });
   });
+  const twins = new TwinStore();
   const reject: HubCore['reject'] = (deviceId, transport, reason) => {
     stats.authRejected++;
     events.emitEvent('auth-rejected', { deviceId, transport, reason });
+  };
+  /** Why credentials do not prove `id`, or undefined when they do. */
+  const refusal = (id: string, cred: Credentials): AuthRejectReason | undefined => {
+    const known = identities.get(id);
+    const key = known?.key ?? (known || id.includes('/') ? undefined : registeredKey(opts.registryDir, id));
+    const hasCert = cred.peer !== undefined && Object.keys(cred.peer).length > 0;
+    if (known?.x509) {
+      // An X.509 identity has no keys: a SAS token cannot prove it.
+      if (!hasCert) {
+        return cred.token ? 'auth-type-mismatch' : 'no-certificate';
+      }
+      const v = checkCertificate(presentedChain(cred.peer), id.split('/').pop()!, known.x509, cas);
+      return v.ok ? undefined : v.reason;
+    }
+    if (!key) return 'unknown-identity';
+    if (cred.token === undefined && hasCert) return 'auth-type-mismatch';
+    const v = verifySas(cred.token, `${opts.hostName}/${sasResourcePath(id)}`, [key], { ignorePort: true });
+    return v.ok ? undefined : v.reason;
   };
   const core: HubCore = {
     hostName: opts.hostName,
     events,
     c2d,
-    authenticate(deviceId, token, transport) {
-      const key = keys.get(deviceId) ?? registeredKey(opts.registryDir, deviceId);
-      const verdict = key
-        ? verifySas(token, `${opts.hostName}/devices/${deviceId}`, [key], { ignorePort: true })
-        : ({ ok: false, reason: 'unknown-identity' } as const);
-      if (verdict.ok) {
-        events.emitEvent('device-authenticated', { deviceId, transport });
+    twins,
+    authenticate(id, cred, transport) {
+      const why = refusal(id, cred);
+      if (why === undefined) {
+        const credential = identities.get(id)?.x509 ? 'x509' : 'sas';
+        events.emitEvent('device-authenticated', { deviceId: id, transport, credential });
         return true;
       }
-      reject(deviceId, transport, verdict.reason);
+      reject(id, transport, why);
       return false;
     },
     reject,
@@ -148,6 +276,8 @@ export async function start(options: IotHubOptions): Promise<IotHubHandle> {
       host: opts.host,
       ports: opts.ports,
       tls: opts.tls,
+      // X.509 devices prove themselves in the handshake; the hub decides per identity (x509.ts).
+      requestClientCert: true,
       mqttHooks: hubMqttHooks(core),
       amqp,
       onHttp: hubHttpHandler(core),
@@ -156,34 +286,82 @@ export async function start(options: IotHubOptions): Promise<IotHubHandle> {
   );
   wireHubMqtt(core, front.broker);
 
+  const badId = (what: string, id: string) =>
+    new FieldlabError('E_BAD_DEVICE_ID', `iot-hub: ${what} ${JSON.stringify(id)} is not a valid id`, {
+      hint: 'ids are non-empty and contain no "/"',
+    });
+  const checkId = (what: string, id: string) => {
+    if (!id || id.includes('/')) throw badId(what, id);
+  };
+  const host = (o: { hostName?: string; port?: number }) =>
+    `${o.hostName ?? opts.hostName}${o.port ? `:${o.port}` : ''}`;
+  const unknown = (id: string) =>
+    new FieldlabError('E_UNKNOWN_DEVICE', `iot-hub: no device ${id}`, {
+      hint: 'register it with addDevice()/addModule() or the devices option',
+    });
+
   return {
     name: opts.name,
     hostName: opts.hostName,
     endpoints: front.endpoints,
     events,
-    stats: () => ({ ...stats, devices: keys.size }),
+    stats: () => ({ ...stats, devices: [...identities.keys()].filter((k) => !k.includes('/')).length }),
     addDevice(deviceId, primaryKey) {
-      if (!deviceId) throw new FieldlabError('E_BAD_DEVICE_ID', 'iot-hub: a device id must not be empty');
+      checkId('device id', deviceId);
       const key = primaryKey ?? generateKey();
-      keys.set(deviceId, key);
+      identities.set(deviceId, { key });
       return key;
     },
-    deviceKey: (deviceId) => keys.get(deviceId),
+    addX509Device(deviceId, x509) {
+      checkId('device id', deviceId);
+      identities.set(deviceId, { x509: parseOptions(x509Schema, x509, 'iot-hub addX509Device') });
+    },
+    addModule(deviceId, moduleId, credential = {}) {
+      checkId('device id', deviceId);
+      checkId('module id', moduleId);
+      if (!identities.has(deviceId)) throw unknown(deviceId);
+      const x509 = credential.x509
+        ? parseOptions(x509Schema, credential.x509, 'iot-hub addModule')
+        : undefined;
+      const identity = identityOf(credential.primaryKey, x509);
+      identities.set(`${deviceId}/${moduleId}`, identity);
+      return identity.key ?? '';
+    },
+    deviceKey: (deviceId) => identities.get(deviceId)?.key,
     connectionString(deviceId, o = {}) {
-      const key = keys.get(deviceId);
-      if (!key) {
-        throw new FieldlabError('E_UNKNOWN_DEVICE', `iot-hub: no device ${deviceId}`, {
-          hint: 'register it with addDevice() or the devices option',
-        });
-      }
-      const host = `${o.hostName ?? opts.hostName}${o.port ? `:${o.port}` : ''}`;
-      return `HostName=${host};DeviceId=${deviceId};SharedAccessKey=${key}`;
+      const id = identities.get(deviceId);
+      if (!id || deviceId.includes('/')) throw unknown(deviceId);
+      return id.x509
+        ? `HostName=${host(o)};DeviceId=${deviceId};x509=true`
+        : `HostName=${host(o)};DeviceId=${deviceId};SharedAccessKey=${id.key}`;
+    },
+    moduleConnectionString(deviceId, moduleId, o = {}) {
+      const id = identities.get(`${deviceId}/${moduleId}`);
+      if (!id) throw unknown(`${deviceId}/${moduleId}`);
+      return id.x509
+        ? `HostName=${host(o)};DeviceId=${deviceId};ModuleId=${moduleId};x509=true`
+        : `HostName=${host(o)};DeviceId=${deviceId};ModuleId=${moduleId};SharedAccessKey=${id.key}`;
     },
     messages: (deviceId) => [...(received.get(deviceId) ?? [])],
     sendC2D(deviceId, body, properties = {}) {
       const msg = c2d.enqueue(deviceId, Buffer.from(body), properties);
       return { messageId: msg.messageId };
     },
-    stop: () => front.stop(),
+    twin(identity) {
+      if (!identities.has(identity)) throw unknown(identity);
+      return twins.get(identity);
+    },
+    updateDesired(identity, patch) {
+      if (!identities.has(identity)) throw unknown(identity);
+      return twins.patchDesired(identity, patch);
+    },
+    invokeMethod(identity, methodName, payload, o = {}) {
+      if (!identities.has(identity)) return Promise.reject(unknown(identity));
+      return twins.invoke(identity, methodName, payload, o.timeoutMs);
+    },
+    async stop() {
+      twins.close();
+      await front.stop();
+    },
   };
 }

@@ -5,18 +5,31 @@ import type { HubCore } from './core.js';
 import type { HubTransport } from './events.js';
 
 /**
- * The IoT Hub persona on the MQTT broker. Device identity: clientId `<deviceId>`, username
- * `<hostName>/<deviceId>/?api-version=...`, password a SAS token; refusals are CONNACK 5 (not authorized),
- * as the real hub answers a bad key. Topics (IoT Hub MQTT support):
- *   devices/<id>/messages/events/<props>        D2C (QoS 1)
- *   devices/<id>/messages/devicebound/<props>   C2D (subscribe devices/<id>/messages/devicebound/#)
- *   $iothub/twin/..., $iothub/methods/...       twin and direct methods (minimal twin answers)
+ * The IoT Hub persona on the MQTT broker (Microsoft Learn, "Communicate with an IoT hub using the MQTT
+ * protocol"). Identity: clientId `<deviceId>` (or `<deviceId>/<moduleId>` for a module), username
+ * `<hostName>/<clientId>/?api-version=...`, password a SAS token, or no password and a TLS client
+ * certificate (X.509 identities); refusals are CONNACK 5 (not authorized), as the real hub answers. Topics:
+ *   devices/<id>/messages/events/<props>                 D2C (QoS 1)
+ *   devices/<d>/modules/<m>/messages/events/<props>      D2C from a module
+ *   devices/<id>/messages/devicebound/<props>            C2D (subscribe devices/<id>/messages/devicebound/#)
+ *   $iothub/twin/GET/?$rid=<rid>                         → $iothub/twin/res/200/?$rid=<rid> (the twin)
+ *   $iothub/twin/PATCH/properties/reported/?$rid=<rid>   → $iothub/twin/res/204/?$rid=<rid>&$version=<v>
+ *   $iothub/twin/PATCH/properties/desired/?$version=<v>  ← desired patches (subscribe .../desired/#)
+ *   $iothub/methods/POST/<name>/?$rid=<rid>              ← method calls (subscribe $iothub/methods/POST/#)
+ *   $iothub/methods/res/<status>/?$rid=<rid>             → the device's answer
  */
+
+/** The topic prefix of an identity's own messages: `devices/<d>/` or `devices/<d>/modules/<m>/`. */
+export function identityTopicPrefix(identity: string): string {
+  const slash = identity.indexOf('/');
+  return slash < 0
+    ? `devices/${identity}/`
+    : `devices/${identity.slice(0, slash)}/modules/${identity.slice(slash + 1)}/`;
+}
+
 export function hubMqttHooks(core: HubCore): BrokerHooks {
-  const own = (c: ClientInfo, topic: string) => {
-    const d = `devices/${c.clientId}/`;
-    return topic.startsWith(d) || topic.startsWith('$iothub/');
-  };
+  const own = (c: ClientInfo, topic: string) =>
+    topic.startsWith(identityTopicPrefix(c.clientId)) || topic.startsWith('$iothub/');
   return {
     async authenticate(client, password) {
       const transport = transportOf(client.connection);
@@ -27,20 +40,24 @@ export function hubMqttHooks(core: HubCore): BrokerHooks {
         core.reject(client.clientId, transport, 'wrong-client-id');
         return { returnCode: 5, reason: `username must start with ${expectUser}` };
       }
-      // MQTT 3.1.1 §3.2.2.3: 5 = not authorized (the hub's answer to a bad SAS).
-      if (!core.authenticate(client.clientId, password?.toString(), transport)) {
-        return { returnCode: 5, reason: 'SAS token refused' };
+      // MQTT 3.1.1 §3.2.2.3: 5 = not authorized (the hub's answer to a bad SAS or certificate).
+      const credentials = { token: password?.toString(), peer: client.peerCertificate };
+      if (!core.authenticate(client.clientId, credentials, transport)) {
+        return { returnCode: 5, reason: 'credentials refused' };
       }
       return true;
     },
     async authorizePublish(client, topic) {
-      return topic.startsWith(`devices/${client.clientId}/messages/events/`) || topic.startsWith('$iothub/');
+      return (
+        topic.startsWith(`${identityTopicPrefix(client.clientId)}messages/events/`) ||
+        topic.startsWith('$iothub/')
+      );
     },
     async authorizeSubscribe(client, topic) {
       return own(client, topic);
     },
     onPublish(client, topic, payload) {
-      const events = `devices/${client.clientId}/messages/events/`;
+      const events = `${identityTopicPrefix(client.clientId)}messages/events/`;
       if (topic.startsWith(events)) {
         const props: Record<string, string> = {};
         for (const [k, v] of new URLSearchParams(topic.slice(events.length))) props[k] = v;
@@ -59,86 +76,150 @@ function transportOf(client: Client | undefined): HubTransport {
   return typeof Reflect.get(client.conn, 'getPeerCertificate') === 'function' ? 'mqtt' : 'mqtt-ws';
 }
 
-/** Twin answers and C2D delivery need the running broker: wire them once it is up. */
+/** Twins, methods and C2D need the running broker: wire them once it is up. */
 export function wireHubMqtt(core: HubCore, handle: MqttBrokerHandle): void {
-  wireC2d(core, handle);
-  // Minimal device twin: GET answers an empty twin, PATCH reported answers 204 with a version.
-  let version = 1;
+  wireSubscriptions(core, handle);
   handle.broker.on('publish', (packet, client) => {
-    if (!client) return;
-    const m = /^\$iothub\/twin\/(GET|PATCH\/properties\/reported)\/\?\$rid=([^&]+)/.exec(packet.topic);
-    if (!m) return;
-    const rid = m[2];
+    if (!client || !packet.topic.startsWith('$iothub/')) return;
+    const [path = '', query = ''] = packet.topic.split('?');
+    const q = new URLSearchParams(query);
+    const rid = q.get('$rid');
+    if (rid === null) return;
+    const identity = client.id;
     // Answers go to the connection that asked: `$iothub/twin/res/#` is every device's reply topic.
-    if (m[1] === 'GET') {
-      const twin = { desired: { $version: 1 }, reported: { $version: version } };
-      void handle.publishTo(client, `$iothub/twin/res/200/?$rid=${rid}`, JSON.stringify(twin), 0);
+    const reply = (status: number, body: string, extra = '') =>
+      void handle.publishTo(client, `$iothub/twin/res/${status}/?$rid=${rid}${extra}`, body, 0);
+    if (path === '$iothub/twin/GET/') {
+      reply(200, JSON.stringify(core.twins.get(identity)));
+    } else if (path === '$iothub/twin/PATCH/properties/reported/') {
+      const patch = parseObject(packet.payload);
+      if (!patch) return reply(400, JSON.stringify({ errorCode: 400004, message: 'Invalid JSON patch.' }));
+      const version = core.twins.patchReported(identity, patch);
+      reply(204, '', `&$version=${version}`);
     } else {
-      version++;
-      void handle.publishTo(client, `$iothub/twin/res/204/?$rid=${rid}&$version=${version}`, '', 0);
+      const m = /^\$iothub\/methods\/res\/(\d{3})\/$/.exec(path);
+      if (m) core.twins.answer(rid, Number(m[1]), parseJson(packet.payload));
     }
   });
 }
 
-/** The C2D filter a device subscribes to (IoT Hub MQTT support: `devices/<id>/messages/devicebound/#`). */
-const c2dFilter = (deviceId: string) => `devices/${deviceId}/messages/devicebound/#`;
+/** A JSON object from a payload, or undefined. */
+function parseObject(payload: Buffer | string): Record<string, unknown> | undefined {
+  const v = parseJson(payload);
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+    ? (v as Record<string, unknown>)
+    : undefined;
+}
 
-/** Whether this connection holds the C2D subscription now (SUBSCRIBE on it, or restored with its session). */
-function hasC2dSubscription(client: Client): boolean {
-  const subs = Reflect.get(client, 'subscriptions') as Record<string, unknown> | undefined;
-  return subs !== undefined && c2dFilter(client.id) in subs;
+function parseJson(payload: Buffer | string): unknown {
+  const text = payload.toString();
+  if (text === '') return null;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return text;
+  }
+}
+
+/** What a connection listens for, by the filter it holds (IoT Hub MQTT support). */
+const FEATURES = {
+  c2d: (identity: string) =>
+    identity.includes('/') ? undefined : `devices/${identity}/messages/devicebound/#`,
+  desired: () => '$iothub/twin/PATCH/properties/desired/#',
+  methods: () => '$iothub/methods/POST/#',
+} as const;
+type Feature = keyof typeof FEATURES;
+
+/** The topic filters this connection holds now (SUBSCRIBE on it, or restored with its session). */
+function heldFilters(client: Client): Record<string, unknown> {
+  const subs = Reflect.get(client, 'subscriptions');
+  return typeof subs === 'object' && subs !== null ? (subs as Record<string, unknown>) : {};
 }
 
 /**
- * C2D over MQTT: one sink per connection that holds the C2D subscription, delivering to that connection
- * only, released when that connection unsubscribes or closes. Keyed by connection, not client id: after a
- * session takeover (MQTT 3.1.1 §3.1.4 [MQTT-3.1.4-2]) the old connection's close must not touch the new
- * one's sink. A persistent session (CleanSession 0) keeps the subscription across connections, as the hub
- * does: aedes restores it at CONNECT without a `subscribe` event, so the sink is attached on `client` too.
+ * C2D, desired patches and method calls go to connections that hold the matching subscription: one
+ * attachment per connection and feature, delivering to that connection only, released when that
+ * connection unsubscribes or closes. Keyed by connection, not client id: after a session takeover (MQTT
+ * 3.1.1 §3.1.4 [MQTT-3.1.4-2]) the old connection's close must not touch the new one's. A persistent session
+ * (CleanSession 0) keeps its subscriptions across connections, as the hub does: aedes restores them at
+ * CONNECT without a `subscribe` event, so attachments are made on `client` too.
  */
-function wireC2d(core: HubCore, handle: MqttBrokerHandle): void {
+function wireSubscriptions(core: HubCore, handle: MqttBrokerHandle): void {
   const { broker } = handle;
-  const sinks = new Map<Client, C2dSink>();
-  const detach = (client: Client) => {
-    const sink = sinks.get(client);
-    if (!sink) return;
-    sinks.delete(client);
-    core.c2d.removeSink(client.id, sink);
+  const attached = new Map<Client, Map<Feature, () => void>>();
+  const detach = (client: Client, feature?: Feature) => {
+    const mine = attached.get(client);
+    if (!mine) return;
+    for (const [f, release] of mine) {
+      if (feature !== undefined && f !== feature) continue;
+      release();
+      mine.delete(f);
+    }
+    if (mine.size === 0) attached.delete(client);
   };
-  const attach = (client: Client) => {
-    if (sinks.has(client) || client.closed || !hasC2dSubscription(client)) return;
-    const deviceId = client.id;
-    const sink: C2dSink = {
-      transport: transportOf(client),
-      deliver(msg) {
-        if (client.closed || !client.connected) {
-          detach(client);
-          return false;
-        }
-        const props = new URLSearchParams({
-          ...msg.properties,
-          '$.mid': msg.messageId,
-          '$.to': `/devices/${deviceId}/messages/deviceBound`,
-        });
-        const topic = `devices/${deviceId}/messages/devicebound/${props.toString()}`;
-        void handle.publishTo(client, topic, msg.body, 1).then((outcome) => {
-          if (outcome === 'delivered') return;
-          // Closed or unsubscribed in between: the message waits for the device's next sink.
-          detach(client);
-          core.c2d.requeue(deviceId, msg);
+  const attachers: Record<Feature, (client: Client) => () => void> = {
+    c2d: (client) => attachC2d(core, handle, client, () => detach(client, 'c2d')),
+    desired: (client) =>
+      core.twins.onDesired(client.id, (patch) => {
+        const topic = `$iothub/twin/PATCH/properties/desired/?$version=${patch.$version}`;
+        void handle.publishTo(client, topic, JSON.stringify(patch), 1);
+      }),
+    methods: (client) =>
+      core.twins.addMethodSink(client.id, (rid, name, payload) => {
+        if (client.closed || !client.connected) return false;
+        const topic = `$iothub/methods/POST/${encodeURIComponent(name)}/?$rid=${rid}`;
+        void handle.publishTo(client, topic, payload, 0).then((outcome) => {
+          if (outcome !== 'delivered')
+            core.twins.answer(rid, 404, { errorCode: 404103, message: 'Device not online.' });
         });
         return true;
-      },
-    };
-    sinks.set(client, sink);
-    core.c2d.addSink(deviceId, sink);
+      }),
   };
-  broker.on('subscribe', (subs, client) => {
-    if (subs.some((s) => s.topic === c2dFilter(client.id))) attach(client);
-  });
-  broker.on('client', (client) => attach(client));
-  broker.on('unsubscribe', (topics, client) => {
-    if (topics.includes(c2dFilter(client.id))) detach(client);
-  });
+  const sync = (client: Client) => {
+    if (client.closed) return;
+    const held = heldFilters(client);
+    for (const feature of Object.keys(FEATURES) as Feature[]) {
+      const filter = FEATURES[feature](client.id);
+      const has = filter !== undefined && filter in held;
+      const mine = attached.get(client);
+      if (has && !mine?.has(feature)) {
+        const m = mine ?? new Map<Feature, () => void>();
+        attached.set(client, m);
+        m.set(feature, attachers[feature](client));
+      } else if (!has && mine?.has(feature)) detach(client, feature);
+    }
+  };
+  broker.on('subscribe', (_subs, client) => sync(client));
+  broker.on('client', (client) => sync(client));
+  broker.on('unsubscribe', (_topics, client) => sync(client));
   broker.on('clientDisconnect', (client) => detach(client));
+}
+
+/** A C2D sink for one connection; returns its removal. `gone` releases it when the connection is. */
+function attachC2d(core: HubCore, handle: MqttBrokerHandle, client: Client, gone: () => void): () => void {
+  const deviceId = client.id;
+  const sink: C2dSink = {
+    transport: transportOf(client),
+    deliver(msg) {
+      if (client.closed || !client.connected) {
+        gone();
+        return false;
+      }
+      const props = new URLSearchParams({
+        ...msg.properties,
+        '$.mid': msg.messageId,
+        '$.to': `/devices/${deviceId}/messages/deviceBound`,
+      });
+      const topic = `devices/${deviceId}/messages/devicebound/${props.toString()}`;
+      void handle.publishTo(client, topic, msg.body, 1).then((outcome) => {
+        if (outcome === 'delivered') return;
+        // Closed or unsubscribed in between: the message waits for the device's next sink.
+        gone();
+        core.c2d.requeue(deviceId, msg);
+      });
+      return true;
+    },
+  };
+  core.c2d.addSink(deviceId, sink);
+  return () => core.c2d.removeSink(deviceId, sink);
 }
