@@ -182,7 +182,16 @@ export function serveInWorker(serving: object, stop: () => Promise<unknown>): vo
 
 /** This thread's user + system CPU in ms (Linux /proc/thread-self; clock ticks are 10 ms). */
 function threadCpuMs(): number {
-  const stat = readFileSync('/proc/thread-self/stat', 'utf8');
+  return statCpuMs('/proc/thread-self/stat');
+}
+
+/** A process's user + system CPU in ms, its threads included (Linux /proc/PID/stat). */
+export function processCpuMs(pid: number): number {
+  return statCpuMs(`/proc/${pid}/stat`);
+}
+
+function statCpuMs(path: string): number {
+  const stat = readFileSync(path, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // After "pid (comm) ", field 3 (state) is index 0: utime (field 14) and stime (field 15).
   return (Number(fields[11]) + Number(fields[12])) * 10;
