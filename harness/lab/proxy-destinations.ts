@@ -20,10 +20,12 @@ export async function labDestinations(
   const add = (address: string) => {
     if (!UNSPECIFIED.has(address)) out.add(address);
   };
-  for (const [name, address] of hosts) {
+  const names = [...hosts.keys()];
+  const resolved = await Promise.all(names.map((name) => resolveAll(lookup, name)));
+  for (const [i, name] of names.entries()) {
     out.add(name);
-    add(address);
-    for (const a of await resolveAll(lookup, name)) add(a);
+    add(hosts.get(name) ?? '');
+    for (const a of resolved[i] ?? []) add(a);
   }
   if (UNSPECIFIED.has(boundTo)) for (const cidr of ownSubnets()) out.add(cidr);
   for (const e of extra) out.add(e);
