@@ -1,5 +1,8 @@
+import type { LookupFunction } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Lab, startLab } from '../../harness/lab/lab.js';
+import { labDestinations } from '../../harness/lab/proxy-destinations.js';
 import { explain } from '../../harness/probe/evidence.js';
 import { useTempStateDir } from '../helpers/state-dir.js';
 import { RawProxyConnection, startEcho, type Target } from './helpers.js';
@@ -100,5 +103,41 @@ describe('lab proxies reach only the lab', () => {
     await l.stop();
     const open2 = await labWith('any');
     expect((await ask(open2, 'inspector', `127.0.0.1:${local.port}`, true)).status).toBe(200);
+  });
+});
+
+describe('labDestinations', () => {
+  const lookup: LookupFunction = (name, _o, cb) => {
+    const known: Record<string, string> = { 'hub.iot.example.com': '127.20.3.1' };
+    const a = known[name];
+    process.nextTick(() =>
+      a
+        ? cb(null, [{ address: a, family: 4 }])
+        : cb(Object.assign(new Error('ENOTFOUND'), { code: 'ENOTFOUND' }), ''),
+    );
+  };
+
+  it('names and addresses as clients and as the proxy see them, plus the scenario’s', async () => {
+    const hosts = new Map([
+      ['hub.iot.example.com', '203.0.113.10'],
+      ['proxy.corp.example.com', '198.51.100.3'],
+    ]);
+    expect(await labDestinations(hosts, lookup, '127.20.3.2', ['10.9.0.0/16'])).toEqual([
+      'hub.iot.example.com',
+      '203.0.113.10',
+      '127.20.3.1',
+      'proxy.corp.example.com',
+      '198.51.100.3',
+      '10.9.0.0/16',
+    ]);
+  });
+
+  it('in a lab container (bound to every interface) the container’s networks count, 0.0.0.0 never', async () => {
+    const own = Object.values(networkInterfaces())
+      .flat()
+      .filter((i) => i && !i.internal && i.family === 'IPv4')
+      .map((i) => i?.cidr);
+    const got = await labDestinations(new Map([['proxy.corp.example.com', '0.0.0.0']]), lookup, '0.0.0.0');
+    expect(got).toEqual(['proxy.corp.example.com', ...own]);
   });
 });
