@@ -15,7 +15,7 @@ export type DeviceClient = InstanceType<typeof device.Client>;
 export type TransportName = 'Mqtt' | 'MqttWs' | 'Amqp' | 'AmqpWs' | 'Http';
 export const TRANSPORTS: TransportName[] = ['Mqtt', 'MqttWs', 'Amqp', 'AmqpWs', 'Http'];
 
-const CTORS = {
+export const TRANSPORT_CTORS = {
   Mqtt: mqtt.Mqtt,
   MqttWs: mqtt.MqttWs,
   Amqp: amqp.Amqp,
@@ -74,15 +74,21 @@ export function deviceClient(
         ? endpointOf(lab.hub, 'amqps').port
         : undefined;
   const cs = `HostName=${HUB_HOST}${port ? `:${port}` : ''};DeviceId=${deviceId};SharedAccessKey=${k}`;
-  const client = Client.fromConnectionString(cs, CTORS[transport]);
+  const client = Client.fromConnectionString(cs, TRANSPORT_CTORS[transport]);
   client.setRetryPolicy(new NoRetry());
   return client;
 }
 
 /** setOptions with the lab CA and the proxy agent (Http calls back only with a receive policy). */
-export async function configure(client: DeviceClient, lab: HubLab, receiveIntervalS = 1): Promise<void> {
+export async function configure(
+  client: DeviceClient,
+  lab: HubLab,
+  receiveIntervalS = 1,
+  extra: { cert?: string; key?: string } = {},
+): Promise<void> {
   const agent = new HttpsProxyAgent(lab.proxy.proxyUrl());
   await client.setOptions({
+    ...extra,
     ca: lab.ca,
     mqtt: { webSocketAgent: agent },
     amqp: { webSocketAgent: agent },

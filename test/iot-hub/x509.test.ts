@@ -1,0 +1,160 @@
+import { X509Certificate } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { endpointOf } from '../../simulators/common/handle.js';
+import { CertificateAuthority, type PkiHandle, start as startPki } from '../../simulators/pki/index.js';
+import {
+  Client,
+  configure,
+  type DeviceClient,
+  errors,
+  HUB_HOST,
+  type HubLab,
+  Message,
+  NoRetry,
+  startHubLab,
+  TRANSPORT_CTORS,
+  TRANSPORTS,
+  type TransportName,
+  within,
+} from './helpers.js';
+
+/**
+ * X.509 device authentication with the official Node SDK (`x509=true` connection string, `setOptions({ cert,
+ * key })`): a thumbprint registered for the device (self-signed certificate), or a certificate signed by a
+ * CA registered with the hub whose subject CN is the device id. Refusals are what the SDK reports for the
+ * real hub: UnauthorizedError.
+ */
+let pki: PkiHandle;
+let lab: HubLab | undefined;
+let client: DeviceClient | undefined;
+beforeAll(async () => {
+  pki = await startPki({ name: 'pki' });
+});
+afterAll(() => pki.stop());
+afterEach(async () => {
+  await client?.close().catch(() => undefined);
+  client = undefined;
+  await lab?.stop();
+  lab = undefined;
+});
+
+/** A device client authenticating with a certificate. */
+async function x509Client(
+  l: HubLab,
+  transport: TransportName,
+  deviceId: string,
+  cred: { certPem: string; keyPem: string },
+): Promise<DeviceClient> {
+  const port =
+    transport === 'Mqtt'
+      ? endpointOf(l.hub, 'mqtts').port
+      : transport === 'Amqp'
+        ? endpointOf(l.hub, 'amqps').port
+        : undefined;
+  const cs = `HostName=${HUB_HOST}${port ? `:${port}` : ''};DeviceId=${deviceId};x509=true`;
+  const c = Client.fromConnectionString(cs, TRANSPORT_CTORS[transport]);
+  c.setRetryPolicy(new NoRetry());
+  // One setOptions call: Http answers only a call that has its receive policy.
+  await configure(c, l, 1, { cert: cred.certPem, key: cred.keyPem });
+  return c;
+}
+
+async function sendsTelemetry(c: DeviceClient, l: HubLab, deviceId: string): Promise<void> {
+  await within(c.open(), 8000, 'open');
+  await within(c.sendEvent(new Message('hello')), 8000, 'sendEvent');
+  expect(l.hub.messages(deviceId).map((m) => m.body.toString())).toEqual(['hello']);
+}
+
+async function refused(c: DeviceClient): Promise<unknown> {
+  return within(
+    c
+      .open()
+      .then(() => c.sendEvent(new Message('x')))
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      ),
+    8000,
+    'open with a refused certificate',
+  );
+}
+
+describe('iot-hub X.509 device authentication with the Azure IoT device SDK', () => {
+  for (const transport of TRANSPORTS) {
+    it(`${transport}: a CA-signed device certificate (CN = device id, chain through the intermediate) connects`, async () => {
+      lab = await startHubLab(pki, { caCertificates: [pki.root.certPem] });
+      lab.hub.addX509Device('dev-ca', { ca: true });
+      const authed = new Promise((resolve) => lab!.hub.events.onceEvent('device-authenticated', resolve));
+      const cert = await pki.issueClient('dev-ca');
+      // The device sends its chain (leaf + lab intermediate): the hub knows only the root.
+      client = await x509Client(lab, transport, 'dev-ca', { certPem: cert.chainPem, keyPem: cert.keyPem });
+      await sendsTelemetry(client, lab, 'dev-ca');
+      expect(await within(authed, 2000, 'device-authenticated')).toMatchObject({
+        deviceId: 'dev-ca',
+        credential: 'x509',
+      });
+    });
+
+    it(`${transport}: a self-signed certificate with the registered thumbprint connects; another is refused`, async () => {
+      lab = await startHubLab(pki);
+      const own = await CertificateAuthority.createRoot({ commonName: 'dev-ss' });
+      const other = await CertificateAuthority.createRoot({ commonName: 'dev-ss' });
+      lab.hub.addX509Device('dev-ss', { thumbprint: new X509Certificate(own.certPem).fingerprint });
+      client = await x509Client(lab, transport, 'dev-ss', own);
+      await sendsTelemetry(client, lab, 'dev-ss');
+      await client.close();
+
+      const rejected = new Promise<{ reason: string }>((resolve) =>
+        lab!.hub.events.onceEvent('auth-rejected', resolve),
+      );
+      client = await x509Client(lab, transport, 'dev-ss', other);
+      expect(await refused(client)).toBeInstanceOf(errors.UnauthorizedError);
+      expect(await within(rejected, 2000, 'auth-rejected')).toMatchObject({ reason: 'thumbprint-mismatch' });
+      expect(lab.hub.messages('dev-ss')).toHaveLength(1);
+    });
+  }
+
+  it('Mqtt: a CA-signed certificate whose CN is another device is refused (subject-mismatch)', async () => {
+    lab = await startHubLab(pki, { caCertificates: [pki.root.certPem] });
+    lab.hub.addX509Device('dev-a', { ca: true });
+    const rejected = new Promise<{ reason: string }>((resolve) =>
+      lab!.hub.events.onceEvent('auth-rejected', resolve),
+    );
+    const cert = await pki.issueClient('dev-b');
+    client = await x509Client(lab, 'Mqtt', 'dev-a', { certPem: cert.chainPem, keyPem: cert.keyPem });
+    expect(await refused(client)).toBeInstanceOf(errors.UnauthorizedError);
+    expect(await within(rejected, 2000, 'auth-rejected')).toMatchObject({ reason: 'subject-mismatch' });
+  });
+
+  it('Amqp: a certificate from a CA the hub has not registered is refused (untrusted-certificate)', async () => {
+    const foreign = await pki.createAuthority('Foreign Root', { intermediate: true });
+    lab = await startHubLab(pki, { caCertificates: [pki.root.certPem] });
+    lab.hub.addX509Device('dev-f', { ca: true });
+    const rejected = new Promise<{ reason: string }>((resolve) =>
+      lab!.hub.events.onceEvent('auth-rejected', resolve),
+    );
+    const leaf = await foreign.issueLeaf({ commonName: 'dev-f', usage: 'client' });
+    client = await x509Client(lab, 'Amqp', 'dev-f', { certPem: leaf.chainPem, keyPem: leaf.keyPem });
+    expect(await refused(client)).toBeInstanceOf(errors.UnauthorizedError);
+    expect(await within(rejected, 2000, 'auth-rejected')).toMatchObject({ reason: 'untrusted-certificate' });
+    expect(lab.hub.messages('dev-f')).toHaveLength(0);
+  });
+
+  it('Mqtt: an X.509 device cannot connect with a SAS token, nor a SAS device with only a certificate', async () => {
+    lab = await startHubLab(pki, { caCertificates: [pki.root.certPem] });
+    lab.hub.addX509Device('dev-x', { ca: true });
+    const key = lab.hub.addDevice('dev-k');
+    const reasons: string[] = [];
+    lab.hub.events.onEvent('auth-rejected', (e) => reasons.push(`${e.deviceId}:${e.reason}`));
+    const cs = `HostName=${HUB_HOST}:${endpointOf(lab.hub, 'mqtts').port};DeviceId=dev-x;SharedAccessKey=${key}`;
+    client = Client.fromConnectionString(cs, TRANSPORT_CTORS.Mqtt);
+    client.setRetryPolicy(new NoRetry());
+    await configure(client, lab);
+    expect(await refused(client)).toBeInstanceOf(errors.UnauthorizedError);
+    await client.close();
+    const cert = await pki.issueClient('dev-k');
+    client = await x509Client(lab, 'Mqtt', 'dev-k', { certPem: cert.chainPem, keyPem: cert.keyPem });
+    expect(await refused(client)).toBeInstanceOf(errors.UnauthorizedError);
+    expect(reasons).toEqual(['dev-x:auth-type-mismatch', 'dev-k:auth-type-mismatch']);
+  });
+});
