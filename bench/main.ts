@@ -11,6 +11,7 @@ const BENCHES: Record<string, () => Promise<{ run: () => Promise<BenchReport> }>
   'geo-dns': () => import('./geo-dns.js'),
   tunnel: () => import('./tunnel.js'),
   mqtt: () => import('./mqtt.js'),
+  'mqtt-connect': () => import('./mqtt-connect.js'),
 };
 
 async function main(): Promise<number> {
