@@ -28,6 +28,8 @@ export interface IotHubEvents extends FrontEvents {
     body: Buffer;
     properties: Record<string, string>;
   };
+  /** A connection of the identity now takes C2D messages, desired-property patches or method calls. */
+  listening: { deviceId: string; transport: HubTransport; feature: 'c2d' | 'desired' | 'methods' };
   'c2d-sent': { deviceId: string; transport: string; messageId: string };
   'c2d-settled': { deviceId: string; transport: string; messageId: string; outcome: string };
 }

@@ -13,9 +13,10 @@ import { createWebSocketStream, WebSocketServer } from 'ws';
 import type { SimulatorEvents } from '../common/events.js';
 import type { Endpoint } from '../common/handle.js';
 import { ConnectionTracker, closeServer, hostPort, listen } from '../common/net.js';
-import type { TlsClientErrorEvent } from '../common/server-events.js';
+import type { TlsClientErrorEvent, TlsEstablishedEvent } from '../common/server-events.js';
 import {
   announceConnection,
+  announceTlsEstablished,
   type ConnectionEvents,
   describeTlsClientError,
 } from '../common/server-events.js';
@@ -33,6 +34,7 @@ import { type BrokerHooks, type MqttBrokerHandle, start as startBroker } from '.
 export const WEBSOCKET_PATH = '/$iothub/websocket';
 
 export interface FrontEvents extends ConnectionEvents {
+  'tls-established': TlsEstablishedEvent;
   'tls-client-error': TlsClientErrorEvent;
 }
 
@@ -91,6 +93,7 @@ export async function startFront<M extends FrontEvents>(
   broker.events.on('connection', (d: FrontEvents['connection']) => emit.emitEvent('connection', d));
   broker.events.on('closed', (d: FrontEvents['closed']) => emit.emitEvent('closed', d));
   broker.events.on('tls-client-error', (d: TlsClientErrorEvent) => emit.emitEvent('tls-client-error', d));
+  broker.events.on('tls-established', (d: TlsEstablishedEvent) => emit.emitEvent('tls-established', d));
 
   const acceptAmqp = (socket: TLSSocket) =>
     (
@@ -101,10 +104,12 @@ export async function startFront<M extends FrontEvents>(
   const amqps: TlsServer = createTlsServer(tlsOptions, (s) => acceptAmqp(s));
   amqps.on('connection', (s: Socket) => track(s, 'amqps'));
   amqps.on('tlsClientError', onTlsError);
+  announceTlsEstablished(emit, amqps);
 
   const https: HttpsServer = createHttpsServer(tlsOptions, (req, res) => opts.onHttp(req, res));
   https.on('connection', (s: Socket) => track(s, 'https'));
   https.on('tlsClientError', onTlsError);
+  announceTlsEstablished(emit, https);
   const wss = new WebSocketServer({
     noServer: true,
     perMessageDeflate: false,

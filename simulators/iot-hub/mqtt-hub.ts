@@ -186,6 +186,7 @@ function wireSubscriptions(core: HubCore, handle: MqttBrokerHandle): void {
         const m = mine ?? new Map<Feature, () => void>();
         attached.set(client, m);
         m.set(feature, attachers[feature](client));
+        core.events.emitEvent('listening', { deviceId: client.id, transport: transportOf(client), feature });
       } else if (!has && mine?.has(feature)) detach(client, feature);
     }
   };
