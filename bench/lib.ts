@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, cpus, type as osType, release } from 'node:os';
 import { join } from 'node:path';
 import { parentPort, Worker } from 'node:worker_threads';
 
@@ -28,13 +28,42 @@ export interface Comparison {
   target?: number;
 }
 
+/** An absolute target on a subject's median (e.g. a lab ready in < 300 ms). */
+export interface Limit {
+  metric: string;
+  subject: string;
+  /** The median must stay below this (lower is better) ... */
+  max?: number;
+  /** ... or above this (higher is better). */
+  min?: number;
+}
+
+/** The machine a report was measured on: numbers are never quoted without it. */
+export interface Machine {
+  cpuModel: string;
+  cores: number;
+  kernel: string;
+  node: string;
+}
+
 export interface BenchReport {
   name: string;
   startedAt: string;
-  environment: { node: string; platform: string; cpus: number };
+  environment: { node: string; platform: string; cpus: number; machine?: Machine };
   measurements: Array<Measurement & { medians: Record<string, number> }>;
   comparisons: Array<Comparison & { ratio: number; met: boolean | null }>;
+  limits?: Array<Limit & { value: number; met: boolean | null }>;
   notes: string[];
+}
+
+/** CPU model, cores, kernel and Node version of this machine. */
+export function machine(): Machine {
+  return {
+    cpuModel: cpus()[0]?.model.trim() ?? 'unknown',
+    cores: availableParallelism(),
+    kernel: `${osType()} ${release()}`,
+    node: process.version,
+  };
 }
 
 export function median(xs: readonly number[]): number {
@@ -62,6 +91,7 @@ export function buildReport(
   measurements: Measurement[],
   comparisons: Comparison[],
   notes: string[] = [],
+  limits: Limit[] = [],
 ): BenchReport {
   const withMedians = measurements.map((m) => ({
     ...m,
@@ -76,6 +106,15 @@ export function buildReport(
     const met = c.target === undefined || Number.isNaN(ratio) ? null : ratio >= c.target;
     return { ...c, ratio, met };
   });
+  const lim = limits.map((l) => {
+    const value = withMedians.find((x) => x.metric === l.metric)?.medians[l.subject] ?? Number.NaN;
+    let met: boolean | null = null;
+    if (!Number.isNaN(value)) {
+      if (l.max !== undefined) met = value < l.max;
+      else if (l.min !== undefined) met = value >= l.min;
+    }
+    return { ...l, value, met };
+  });
   return {
     name,
     startedAt: new Date().toISOString(),
@@ -83,9 +122,11 @@ export function buildReport(
       node: process.version,
       platform: `${process.platform}-${process.arch}`,
       cpus: availableParallelism(),
+      machine: machine(),
     },
     measurements: withMedians,
     comparisons: cmp,
+    limits: lim,
     notes,
   };
 }
@@ -107,10 +148,27 @@ export function formatReport(r: BenchReport): string {
   }
   for (const c of r.comparisons) {
     const target = c.target === undefined ? '' : ` (target ≥ ${c.target}×: ${c.met ? 'met' : 'MISSED'})`;
-    lines.push(`  ${c.metric}: ${c.subject} / ${c.reference} = ${fmt(c.ratio)}×${target}`);
+    lines.push(`  ${c.metric}: ${ratioLabel(r, c)} = ${fmt(c.ratio)}×${target}`);
+  }
+  for (const l of r.limits ?? []) {
+    const bound = l.max !== undefined ? `< ${fmt(l.max)}` : `≥ ${fmt(l.min ?? Number.NaN)}`;
+    lines.push(
+      `  ${l.metric}: ${l.subject} = ${fmt(l.value)} (target ${bound}: ${l.met ? 'met' : 'MISSED'})`,
+    );
   }
   for (const n of r.notes) lines.push(`  note: ${n}`);
   return lines.join('\n');
+}
+
+/**
+ * How a ratio reads: always "higher is better", so for a lower-is-better metric (CPU per query, ms) it
+ * is the reference's value over the subject's, and the label says so.
+ */
+export function ratioLabel(r: BenchReport, c: Comparison): string {
+  const better = r.measurements.find((m) => m.metric === c.metric)?.better;
+  return better === 'lower'
+    ? `${c.reference} ÷ ${c.subject} (lower is better)`
+    : `${c.subject} / ${c.reference}`;
 }
 
 /** Writes the report as JSON under bench/results/ and returns the path. */

@@ -12,6 +12,7 @@ const BENCHES: Record<string, () => Promise<{ run: () => Promise<BenchReport> }>
   tunnel: () => import('./tunnel.js'),
   mqtt: () => import('./mqtt.js'),
   'mqtt-connect': () => import('./mqtt-connect.js'),
+  lab: () => import('./lab.js'),
 };
 
 async function main(): Promise<number> {
