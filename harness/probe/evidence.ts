@@ -178,6 +178,8 @@ export const EVIDENCE_RULES: readonly EvidenceRule[] = [
     id: 'proxy-auth',
     event: 'auth-required',
     class: 'proxy.auth-required',
+    // azure-iot-device over MqttWs/AmqpWs reports the proxy's 407 as "Not authorized".
+    refines: ['auth.rejected'],
     explain: (d, e) =>
       d.reason === 'wrong'
         ? `proxy ${e.source} rejected the credentials it was given (407)`
@@ -360,7 +362,10 @@ export function explain(
   if (verdict.ok) return { verdict, explanation: [] };
   const all = findings(events, rules);
   if (all.length === 0) return { verdict, explanation: [] };
-  const narrowing = all.filter((f) => f.rule.refines?.includes(verdict.class));
+  // The lab's own evidence for the client's class keeps it: a hub that rejected the key after the proxy
+  // challenged a client that sends credentials only when asked (407, then CONNECT with them).
+  const confirmed = all.some((f) => f.rule.class === verdict.class);
+  const narrowing = confirmed ? [] : all.filter((f) => f.rule.refines?.includes(verdict.class));
   const narrower = narrowing[0]?.rule.class;
   if (narrower) {
     return {

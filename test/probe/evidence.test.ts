@@ -65,6 +65,23 @@ describe('explain() rules', () => {
       /^proxy proxy refused evil\.example:443: 127\.0\.0\.9:443 is not among the destinations it may reach \(hub\.iot\.example\.com, 127\.20\.1\.2\); map it to a lab host, or add it to the proxy's destinations$/,
     ],
     [
+      "the proxy's 407 narrows an SDK's \"Not authorized\" to proxy.auth-required",
+      failed('auth.rejected'),
+      [ev('proxy', 'auth-required', { reason: 'missing' })],
+      'proxy.auth-required',
+      /^proxy proxy asked for credentials the client did not send \(407\)$/,
+    ],
+    [
+      'a hub that rejected the key keeps auth.rejected after a 407 challenge on the way',
+      failed('auth.rejected'),
+      [
+        ev('proxy', 'auth-required', { reason: 'missing' }),
+        ev('hub', 'auth-rejected', { deviceId: 'd1', transport: 'mqtt-ws', reason: 'bad signature' }),
+      ],
+      'auth.rejected',
+      /^hub rejected the credentials of d1 over mqtt-ws: bad signature$/,
+    ],
+    [
       'destination-denied beats a vague client error',
       failed('client.error'),
       [
