@@ -65,7 +65,7 @@ describe('explain() rules', () => {
       /^proxy proxy refused evil\.example:443: 127\.0\.0\.9:443 is not among the destinations it may reach \(hub\.iot\.example\.com, 127\.20\.1\.2\); map it to a lab host, or add it to the proxy's destinations$/,
     ],
     [
-      "the proxy's 407 narrows an SDK's \"Not authorized\" to proxy.auth-required",
+      'the proxy\'s 407 narrows an SDK\'s "Not authorized" to proxy.auth-required',
       failed('auth.rejected'),
       [ev('proxy', 'auth-required', { reason: 'missing' })],
       'proxy.auth-required',
