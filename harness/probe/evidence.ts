@@ -171,6 +171,8 @@ export const EVIDENCE_RULES: readonly EvidenceRule[] = [
     id: 'proxy-denied',
     event: 'connect-denied',
     class: 'proxy.connect-denied',
+    // azure-iot-device over MqttWs/AmqpWs reports any refused CONNECT as "Not authorized".
+    refines: ['auth.rejected'],
     explain: (d, e) =>
       `proxy ${e.source} denied CONNECT ${s(d.target)} by rule ${s(d.rule)} (${s(d.status)})`,
   },

@@ -72,6 +72,13 @@ describe('explain() rules', () => {
       /^proxy proxy asked for credentials the client did not send \(407\)$/,
     ],
     [
+      'the proxy\'s 403 narrows an SDK\'s "Not authorized" to proxy.connect-denied',
+      failed('auth.rejected'),
+      [ev('proxy', 'connect-denied', { target: 'hub.example:443', rule: 'deny-port', status: 403 })],
+      'proxy.connect-denied',
+      /^proxy proxy denied CONNECT hub\.example:443 by rule deny-port \(403\)$/,
+    ],
+    [
       'a hub that rejected the key keeps auth.rejected after a 407 challenge on the way',
       failed('auth.rejected'),
       [
