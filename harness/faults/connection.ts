@@ -1,5 +1,6 @@
 import { connect, type Socket } from 'node:net';
 import { errorCode } from '../../simulators/common/errors.js';
+import { hostPort } from '../../simulators/common/net.js';
 import { Link, SOCKET_HIGH_WATER } from './link.js';
 import { ReusedReads } from './reads.js';
 import type { ToxicSpec } from './spec.js';
@@ -16,7 +17,8 @@ export interface ActiveToxic {
 
 /** What a connection reports to its relay. */
 export interface ConnectionEvents {
-  upstreamConnected(id: number, ms: number): void;
+  /** `local` is the upstream socket's own address (`host:port`): what the simulator sees as its peer. */
+  upstreamConnected(id: number, ms: number, local: string): void;
   upstreamError(id: number, code: string, message: string): void;
   toxicApplied(id: number, spec: ActiveToxic['spec']): void;
   bytes(direction: 'up' | 'down', n: number): void;
@@ -189,7 +191,11 @@ export class RelayConnection {
     });
     up.once('connect', () => {
       connected = true;
-      this.events.upstreamConnected(this.id, performance.now() - t0);
+      this.events.upstreamConnected(
+        this.id,
+        performance.now() - t0,
+        hostPort(up.localAddress ?? '?', up.localPort ?? 0),
+      );
       if (this.blackholed || this.reason) return;
       this.startLinks(up);
     });

@@ -21,7 +21,8 @@ export interface RelayOptions {
 /** Events a relay emits (also as `LabEvent`s on `'event'`). */
 export type RelayEvents = {
   connection: { id: number; remote: string };
-  'upstream-connected': { id: number; ms: number };
+  /** `local`: the relay's side of the upstream connection, the simulator's `connection.remote`. */
+  'upstream-connected': { id: number; ms: number; local: string };
   'upstream-error': { id: number; code: string; message: string };
   /** A toxic acts on a connection (emitted once per toxic and connection, when it first acts). */
   'toxic-applied': { id: number; toxic: string; type: ToxicSpec['type']; stream: ToxicSpec['stream'] };
@@ -179,7 +180,8 @@ class Relay implements RelayHandle {
     const id = this.nextId++;
     this.totals.connections++;
     const conn = new RelayConnection(id, socket, {
-      upstreamConnected: (cid, ms) => this.events.emitEvent('upstream-connected', { id: cid, ms }),
+      upstreamConnected: (cid, ms, local) =>
+        this.events.emitEvent('upstream-connected', { id: cid, ms, local }),
       upstreamError: (cid, code, message) =>
         this.events.emitEvent('upstream-error', { id: cid, code, message }),
       toxicApplied: (cid, spec) =>

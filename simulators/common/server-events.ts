@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import type { TLSSocket } from 'node:tls';
+import type { TLSSocket, Server as TlsServer } from 'node:tls';
 import { errorCode } from './errors.js';
 import { type EventMap, preciseNow, type SimulatorEvents } from './events.js';
 import { hostPort } from './net.js';
@@ -18,6 +18,28 @@ export interface TlsClientErrorEvent {
   alert?: string;
   code?: string;
   message: string;
+}
+
+/** A client's TLS handshake with a server completed (the end of the lab's `tls` phase). */
+export interface TlsEstablishedEvent {
+  /** The client's address, as in the `connection` event of the same socket. */
+  remote: string;
+  protocol: string | null;
+  alpn: string | false;
+}
+
+/** Emits `tls-established` for every handshake `server` (tls or https) completes. */
+export function announceTlsEstablished<M extends EventMap & { 'tls-established': TlsEstablishedEvent }>(
+  events: SimulatorEvents<M>,
+  server: TlsServer,
+): void {
+  server.on('secureConnection', (tls: TLSSocket) =>
+    events.emitEvent('tls-established', {
+      remote: hostPort(tls.remoteAddress ?? '?', tls.remotePort ?? 0),
+      protocol: tls.getProtocol(),
+      alpn: tls.alpnProtocol ?? false,
+    } as M['tls-established']),
+  );
 }
 
 /** Emits `connection` now and `closed` (bytes each way, duration) when the socket goes away. */

@@ -24,6 +24,8 @@ export type GeoDnsEvents = {
     answers: AnswerInfo[];
     reason: string;
     truncated: boolean;
+    /** From the query's arrival to its answer (or drop), ms: the lab's `dns` phase. */
+    ms?: number;
   };
   /** A packet that could not be answered normally: FORMERR / NOTIMP sent, or dropped. */
   malformed: { client: string; transport: 'udp' | 'tcp'; bytes: number; action: string };

@@ -83,6 +83,8 @@ export class DnsServer {
   private tcp: Server | undefined;
   private readonly tracker = new ConnectionTracker();
   private readonly timers = new Set<NodeJS.Timeout>();
+  /** When each query arrived (performance.now()), for the `ms` of its `query` event. */
+  private readonly received = new WeakMap<Query, number>();
   private connSeq = 0;
   port = 0;
   readonly counters: GeoDnsStats = {
@@ -229,6 +231,7 @@ export class DnsServer {
         this.malformed(msg, addr, port, transport, q, send);
         return;
       }
+      this.received.set(q, performance.now());
       this.answer(q, query, addr, port, transport, send);
     } catch {
       // A bug or a packet we could not cope with: count it, answer nothing, keep serving.
@@ -453,6 +456,7 @@ export class DnsServer {
     reason?: string,
   ): void {
     if (!this.listening()) return;
+    const arrived = this.received.get(q);
     this.d.events.emitEvent('query', {
       client: hostPort(addr, port),
       transport,
@@ -467,6 +471,7 @@ export class DnsServer {
           : res.answers.map((a) => ({ name: a.name, type: a.type, ttl: a.ttl, data: rdataText(a) })),
       reason: reason ?? res.reason,
       truncated,
+      ...(arrived !== undefined ? { ms: performance.now() - arrived } : {}),
     });
   }
 }

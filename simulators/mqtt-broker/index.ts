@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
@@ -13,8 +13,10 @@ import { ConnectionTracker, closeServer, hostPort, listen } from '../common/net.
 import { parseOptions } from '../common/options.js';
 import {
   announceConnection,
+  announceTlsEstablished,
   describeTlsClientError,
   type TlsClientErrorEvent,
+  type TlsEstablishedEvent,
 } from '../common/server-events.js';
 import { coalesceWrites } from './coalesce.js';
 import { CONNECT_TIMEOUT_MS, type ScreenVerdict, screenConnect } from './connect-screen.js';
@@ -94,6 +96,8 @@ export interface MqttBrokerEvents {
   [key: string]: unknown;
   connection: { id: string; remote: string };
   'tls-client-error': TlsClientErrorEvent;
+  /** A client's TLS handshake completed (mqtts, wss). */
+  'tls-established': TlsEstablishedEvent;
   'client-connected': { clientId: string; username?: string };
   'client-rejected': { clientId: string; returnCode: number; reason: string };
   'client-disconnected': { clientId: string };
@@ -245,11 +249,16 @@ export async function start(options: MqttBrokerOptions = {}): Promise<MqttBroker
       };
       if (l.protocol === 'mqtt') server = createNetServer(handle);
       else if (l.protocol === 'mqtts') {
-        server = createTlsServer(tlsOptions!, handle);
-        server.on('tlsClientError', onTlsError);
+        const tlsServer = createTlsServer(tlsOptions!, handle);
+        tlsServer.on('tlsClientError', onTlsError);
+        announceTlsEstablished(events, tlsServer);
+        server = tlsServer;
       } else {
         server = l.protocol === 'ws' ? createHttpServer() : createHttpsServer(tlsOptions!);
-        if (l.protocol === 'wss') server.on('tlsClientError', onTlsError);
+        if (l.protocol === 'wss') {
+          server.on('tlsClientError', onTlsError);
+          announceTlsEstablished(events, server as HttpsServer);
+        }
         const wss = new WebSocketServer({
           server: server as HttpServer,
           ...(l.path ? { path: l.path } : {}),

@@ -18,6 +18,8 @@ export interface TunnelServiceEvents {
   connection: { id: string; remote: string };
   closed: { id: string; bytesIn: number; bytesOut: number; durationMs: number };
   'tls-client-error': { remote: string; alert?: string; code?: string; message: string };
+  /** A client's TLS handshake with the data plane completed (`tls` option). */
+  'tls-established': { remote: string; protocol: string | null; alpn: string | false };
   /** A management API call, with the access key id of its Authorization header. */
   'api-request': { operation: string; status: number; errorType?: string; accessKeyId?: string };
   /** `auth: sigv4` refused a management API call: why, and what AWS answers (error type, status). */

@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createHttpsServer, Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { errorCode } from '../common/errors.js';
@@ -8,7 +8,11 @@ import { SimulatorEvents } from '../common/events.js';
 import type { Endpoint, SimulatorHandle } from '../common/handle.js';
 import { ConnectionTracker, closeServer, hostPort, listen } from '../common/net.js';
 import { parseOptions } from '../common/options.js';
-import { announceConnection, describeTlsClientError } from '../common/server-events.js';
+import {
+  announceConnection,
+  announceTlsEstablished,
+  describeTlsClientError,
+} from '../common/server-events.js';
 import { createApiHandler } from './api.js';
 import type { Clock } from './clock.js';
 import { DataPlane, MAX_HANDSHAKE_BYTES } from './data-plane.js';
@@ -131,6 +135,7 @@ export async function start(options: TunnelServiceOptions = {}): Promise<TunnelS
     dataServer.on('tlsClientError', (err: Error, tls: TLSSocket) =>
       events.emitEvent('tls-client-error', describeTlsClientError(err, tls)),
     );
+    if (dataServer instanceof HttpsServer) announceTlsEstablished(events, dataServer);
   }
 
   let apiPort: number;
