@@ -13,6 +13,7 @@ const BENCHES: Record<string, () => Promise<{ run: () => Promise<BenchReport> }>
   mqtt: () => import('./mqtt.js'),
   'mqtt-connect': () => import('./mqtt-connect.js'),
   lab: () => import('./lab.js'),
+  catalogue: () => import('./catalogue.js'),
 };
 
 async function main(): Promise<number> {
