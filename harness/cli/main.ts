@@ -83,6 +83,26 @@ export function buildProgram(): Command {
     .action(lazy(async () => (await import('./run.js')).runCommand));
 
   program
+    .command('init')
+    .description(
+      'write a starter scenario for your own device program: the cloud persona, its connection values as env, the usual field failures as variants',
+    )
+    .requiredOption(
+      '--client <command>',
+      'the command that runs your device program, e.g. "python3 my_device.py"',
+    )
+    .addOption(
+      new Option('--cloud <cloud>', 'the cloud your device talks to')
+        .choices(['azure', 'aws', 'mqtt', 'https'])
+        .makeOptionMandatory(),
+    )
+    .option('--proxy', 'the device goes through an authenticating HTTP proxy (its usual setting)')
+    .option('-o, --out <file>', 'where to write the scenario (- for standard output; default <name>.yaml)')
+    .option('--name <name>', "the scenario's name (default from the program's file name)")
+    .option('--force', 'overwrite the file if it exists')
+    .action(lazy(async () => (await import('./init.js')).initCommand));
+
+  program
     .command('up')
     .description(
       'start a lab (a scenario file, or a file with name + lab), print its endpoints and env, keep it up until Ctrl-C',
