@@ -127,7 +127,7 @@ export function buildReport(
     measurements: withMedians,
     comparisons: cmp,
     limits: lim,
-    notes,
+    notes: quick() ? [...notes, '--quick run: short, a smoke test rather than a measurement'] : notes,
   };
 }
 

@@ -1,8 +1,12 @@
 /**
  * `npm run bench [-- NAME... | --quick]`: runs the side-by-side benchmarks one after another (they would
  * distort each other in parallel on a small machine), prints medians and ratios, saves JSON reports.
+ * `npm run bench -- --markdown` runs nothing: it writes the results table of bench/README.md from the
+ * newest JSON report of each benchmark.
  */
+import { join } from 'node:path';
 import { type BenchReport, formatReport, saveReport } from './lib.js';
+import { latestReports, resultsMarkdown, writeResults } from './markdown.js';
 
 const BENCHES: Record<string, () => Promise<{ run: () => Promise<BenchReport> }>> = {
   relay: () => import('./relay.js'),
@@ -17,6 +21,15 @@ const BENCHES: Record<string, () => Promise<{ run: () => Promise<BenchReport> }>
 };
 
 async function main(): Promise<number> {
+  if (process.argv.includes('--markdown')) {
+    const table = resultsMarkdown(
+      latestReports(join(process.cwd(), 'bench', 'results'), Object.keys(BENCHES)),
+    );
+    writeResults(join(process.cwd(), 'bench', 'README.md'), table);
+    process.stdout.write(`${table}\n`);
+    process.stderr.write('bench: wrote the results table into bench/README.md\n');
+    return 0;
+  }
   const names = process.argv.slice(2).filter((a) => !a.startsWith('-'));
   const unknown = names.filter((n) => !(n in BENCHES));
   if (unknown.length > 0) {
