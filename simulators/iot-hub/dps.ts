@@ -1,7 +1,11 @@
 /**
  * The Azure IoT Hub Device Provisioning Service (device API, api-version 2019-03-31) over MQTT, AMQP and
- * HTTPS: individual enrollments and group enrollments (derived keys) with symmetric keys; a registration
- * answers `assigning` with a retry-after, then `assigned` to a lab hub, whose identity list gets the device.
+ * HTTPS: individual enrollments and group enrollments, attested by symmetric key (group: derived keys) or
+ * X.509 (Microsoft Learn, "DPS X.509 certificate attestation": the registration id is the certificate's
+ * subject CN; an individual enrollment names the device certificate by thumbprint, a group its signing CA,
+ * root or intermediate, that the device's chain leads to); a registration answers `assigning` with a
+ * retry-after, then `assigned` to a lab hub, whose identity list gets the device (X.509: by the device
+ * certificate's thumbprint).
  *
  *   MQTT  clientId <regId>, user <idScope>/registrations/<regId>/api-version=..., password SAS
  *         SUB $dps/registrations/res/#   PUB $dps/registrations/PUT/iotdps-register/?$rid=<rid>
@@ -11,8 +15,9 @@
  *         application property iotdps-operation-type (iotdps-register | iotdps-get-operationstatus)
  *   HTTPS PUT /<idScope>/registrations/<regId>/register → 202; GET .../operations/<op> → 200 assigned
  */
-import { randomUUID } from 'node:crypto';
+import { randomUUID, type X509Certificate } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { PeerCertificate, TLSSocket } from 'node:tls';
 import rhea, { type Connection, type EventContext, type Sender } from 'rhea';
 import { z } from 'zod';
 import { FieldlabError } from '../common/errors.js';
@@ -21,17 +26,41 @@ import type { SimulatorHandle } from '../common/handle.js';
 import { parseOptions } from '../common/options.js';
 import type { BrokerHooks, MqttBrokerHandle } from '../mqtt-broker/index.js';
 import type { AuthRejectReason, DpsEvents, DpsStats } from './events.js';
-import { readBody, sendJson, startFront } from './front.js';
+import { amqpPeerOf, readBody, sendJson, startFront } from './front.js';
 import { registerKey } from './registry.js';
 import { deriveDeviceKey, generateKey, verifySas } from './sas.js';
+import {
+  checkCertificate,
+  commonName,
+  isThumbprint,
+  normalizeThumbprint,
+  parseCaCertificates,
+  presentedChain,
+  type X509Credential,
+} from './x509.js';
+
+/** The PEM certificates in a string; empty when it holds none or one does not parse. */
+function parseCaCertificatesOrUndefined(pem: string): X509Certificate[] {
+  try {
+    return parseCaCertificates([pem]);
+  } catch {
+    return [];
+  }
+}
 
 const port = z.number().int().min(0).max(65535);
 
-/** Where assigned devices go: a hub handle (its `addDevice` is called) or just its host name. */
+/** Where assigned devices go: a hub handle (its `addDevice`/`addX509Device` is called) or just its host name. */
 export interface DpsHubTarget {
   readonly hostName: string;
   addDevice?(deviceId: string, primaryKey?: string): string;
+  addX509Device?(deviceId: string, x509: { thumbprint: string }): void;
 }
+
+const THUMBPRINT_MESSAGE = 'expected a SHA-1 (40) or SHA-256 (64) hex thumbprint';
+
+/** How a registration proved itself: the device key its SAS was signed with, or its certificate. */
+type Attestation = { key: string } | { thumbprint: string };
 
 export const dpsOptionsSchema = z
   .object({
@@ -51,15 +80,39 @@ export const dpsOptionsSchema = z
           .object({
             registrationId: z.string().min(1),
             primaryKey: z.string().min(1).optional(),
+            /** X.509 attestation: the device certificate's thumbprint(s) (SHA-1 or SHA-256 hex). */
+            x509: z
+              .object({
+                thumbprint: z.string().refine(isThumbprint, THUMBPRINT_MESSAGE),
+                secondaryThumbprint: z.string().refine(isThumbprint, THUMBPRINT_MESSAGE).optional(),
+              })
+              .strict()
+              .optional(),
             /** The device id in the hub (default: the registration id). */
             deviceId: z.string().min(1).optional(),
           })
-          .strict(),
+          .strict()
+          .refine((e) => !(e.primaryKey && e.x509), { message: 'give primaryKey or x509, not both' }),
       )
       .default([]),
-    /** Group enrollments: a device's key is HMAC-SHA256(group key, registration id). */
+    /**
+     * Group enrollments: symmetric key (a device's key is HMAC-SHA256(group key, registration id)) or X.509
+     * (`x509.caCertificate`: the group's signing certificate, root or intermediate, PEM).
+     */
     groups: z
-      .array(z.object({ groupId: z.string().min(1), primaryKey: z.string().min(1).optional() }).strict())
+      .array(
+        z
+          .object({
+            groupId: z.string().min(1),
+            primaryKey: z.string().min(1).optional(),
+            x509: z
+              .object({ caCertificate: z.string().min(1) })
+              .strict()
+              .optional(),
+          })
+          .strict()
+          .refine((g) => !(g.primaryKey && g.x509), { message: 'give primaryKey or x509, not both' }),
+      )
       .default([]),
     /** The hub devices are assigned to: a hub handle (registers them) or a host name. */
     hub: z.union([
@@ -87,13 +140,17 @@ export interface DpsHandle extends SimulatorHandle<DpsEvents, DpsStats> {
   addEnrollment(registrationId: string, primaryKey?: string, deviceId?: string): string;
   /** Adds a group enrollment; returns the group key (device keys derive from it). */
   addGroup(groupId: string, primaryKey?: string): string;
+  /** Adds an individual X.509 enrollment: the device certificate's thumbprint (registration id = its CN). */
+  addX509Enrollment(registrationId: string, thumbprint: string, deviceId?: string): void;
+  /** Adds an X.509 group enrollment: devices whose chain leads to this CA (root or intermediate) certificate. */
+  addX509Group(groupId: string, caCertificatePem: string): void;
 }
 
 interface Operation {
   operationId: string;
   registrationId: string;
   deviceId: string;
-  key: string;
+  attestation: Attestation;
   polls: number;
   created: string;
   assigned?: string;
@@ -110,31 +167,48 @@ export async function startDps(options: DpsOptions): Promise<DpsHandle> {
   const events = new SimulatorEvents<DpsEvents>(opts.name);
   const stats: DpsStats = { registrations: 0, assigned: 0, authRejected: 0 };
   const hub: DpsHubTarget = typeof opts.hub === 'string' ? { hostName: opts.hub } : opts.hub;
-  const individual = new Map<string, { key: string; deviceId: string }>();
-  const groups = new Map<string, string>();
+  const individual = new Map<string, { key?: string; x509?: X509Credential; deviceId: string }>();
+  const groups = new Map<string, { key?: string; ca?: X509Certificate }>();
   const operations = new Map<string, Operation>();
-  /** The key each registration last authenticated with (MQTT and AMQP authenticate once, at connect). */
-  const authedKeys = new Map<string, string>();
+  /** How each registration last authenticated (MQTT and AMQP authenticate once, at connect). */
+  const attested = new Map<string, Attestation>();
+  const caOf = (pem: string, where: string): X509Certificate => {
+    const [ca] = parseCaCertificatesOrUndefined(pem);
+    if (!ca) {
+      throw new FieldlabError('E_BAD_OPTION', `dps: ${where}: not a PEM certificate`, {
+        hint: 'give the group signing certificate (root or intermediate) as PEM',
+      });
+    }
+    return ca;
+  };
   for (const e of opts.enrollments) {
     individual.set(e.registrationId, {
-      key: e.primaryKey ?? generateKey(),
+      ...(e.x509 ? { x509: e.x509 } : { key: e.primaryKey ?? generateKey() }),
       deviceId: e.deviceId ?? e.registrationId,
     });
   }
-  for (const g of opts.groups) groups.set(g.groupId, g.primaryKey ?? generateKey());
+  for (const [i, g] of opts.groups.entries()) {
+    groups.set(
+      g.groupId,
+      g.x509
+        ? { ca: caOf(g.x509.caCertificate, `options.groups[${i}].x509.caCertificate`) }
+        : { key: g.primaryKey ?? generateKey() },
+    );
+  }
 
   /** The device key a valid token was signed with, or why none. */
   const authenticate = (regId: string, token: string | undefined, transport: string): string | undefined => {
     const resource = `${opts.idScope}/registrations/${regId}`;
+    const own = individual.get(regId)?.key;
     const candidates = [
-      ...(individual.has(regId) ? [individual.get(regId)!.key] : []),
-      ...[...groups.values()].map((k) => deriveDeviceKey(k, regId)),
+      ...(own ? [own] : []),
+      ...[...groups.values()].flatMap((g) => (g.key ? [deriveDeviceKey(g.key, regId)] : [])),
     ];
     let reason: AuthRejectReason = 'unknown-identity';
     for (const key of candidates) {
       const v = verifySas(token, resource, [key]);
       if (v.ok) {
-        authedKeys.set(regId, key);
+        attested.set(regId, { key });
         return key;
       }
       reason = v.reason;
@@ -144,13 +218,51 @@ export async function startDps(options: DpsOptions): Promise<DpsHandle> {
     return undefined;
   };
 
-  const register = (regId: string, key: string, transport: string): Answer => {
+  /**
+   * X.509 attestation: the certificate's CN is the registration id; an individual enrollment's thumbprint
+   * or a group's signing CA accepts it. Returns the leaf's SHA-256 thumbprint (the hub registers the device
+   * with it), or undefined after an `auth-rejected`.
+   */
+  const authenticateCert = (
+    regId: string,
+    peer: PeerCertificate | undefined,
+    transport: string,
+  ): string | undefined => {
+    const chain = presentedChain(peer);
+    const leaf = chain[0];
+    let reason: AuthRejectReason = leaf ? 'unknown-identity' : 'no-certificate';
+    const own = individual.get(regId)?.x509;
+    const verdicts = [
+      ...(own ? [checkCertificate(chain, regId, own, [])] : []),
+      ...[...groups.values()].flatMap((g) =>
+        g.ca ? [checkCertificate(chain, regId, { ca: true }, [g.ca])] : [],
+      ),
+    ];
+    // The registration id is the certificate's subject CN, for individual and group enrollments alike.
+    if (leaf && commonName(leaf) !== regId) verdicts.unshift({ ok: false, reason: 'subject-mismatch' });
+    for (const v of verdicts) {
+      if (v.ok && leaf) {
+        const thumbprint = normalizeThumbprint(leaf.fingerprint256);
+        attested.set(regId, { thumbprint });
+        return thumbprint;
+      }
+      if (!v.ok) reason = v.reason;
+      if (!v.ok && v.reason === 'subject-mismatch') break;
+    }
+    stats.authRejected++;
+    events.emitEvent('auth-rejected', { registrationId: regId, transport, reason });
+    return undefined;
+  };
+  const hasCert = (peer: PeerCertificate | undefined) => peer !== undefined && Object.keys(peer).length > 0;
+
+  const register = (regId: string, attestation: Attestation | undefined, transport: string): Answer => {
+    if (!attestation) return { status: 401, body: { errorCode: 401002, message: 'Unauthorized' } };
     stats.registrations++;
     const op: Operation = {
       operationId: `4.${randomUUID().replace(/-/g, '').slice(0, 16)}.${randomUUID()}`,
       registrationId: regId,
       deviceId: individual.get(regId)?.deviceId ?? regId,
-      key,
+      attestation,
       polls: 0,
       created: new Date().toISOString(),
     };
@@ -174,8 +286,11 @@ export async function startDps(options: DpsOptions): Promise<DpsHandle> {
     }
     if (!op.assigned) {
       op.assigned = new Date().toISOString();
-      hub.addDevice?.(op.deviceId, op.key);
-      if (opts.registryDir) registerKey(opts.registryDir, op.deviceId, op.key);
+      const a = op.attestation;
+      if ('key' in a) {
+        hub.addDevice?.(op.deviceId, a.key);
+        if (opts.registryDir) registerKey(opts.registryDir, op.deviceId, a.key);
+      } else hub.addX509Device?.(op.deviceId, { thumbprint: a.thumbprint });
       stats.assigned++;
       events.emitEvent('registration-assigned', {
         registrationId: regId,
@@ -217,9 +332,12 @@ export async function startDps(options: DpsOptions): Promise<DpsHandle> {
         });
         return { returnCode: 5, reason: `username must start with ${userPrefix}` };
       }
-      return authenticate(client.clientId, password?.toString(), 'mqtt')
-        ? true
-        : { returnCode: 5, reason: 'SAS token refused' };
+      // X.509 attestation: no password, the TLS client certificate.
+      const ok =
+        password === undefined && hasCert(client.peerCertificate)
+          ? authenticateCert(client.clientId, client.peerCertificate, 'mqtt')
+          : authenticate(client.clientId, password?.toString(), 'mqtt');
+      return ok ? true : { returnCode: 5, reason: 'credentials refused' };
     },
     async authorizeSubscribe(_client, topic) {
       return topic.startsWith('$dps/registrations/res/');
@@ -231,10 +349,9 @@ export async function startDps(options: DpsOptions): Promise<DpsHandle> {
       const q = new URLSearchParams(topic.split('?')[1] ?? '');
       const rid = q.get('$rid');
       if (rid === null || !broker) return;
-      const key = authedKeys.get(client.clientId) ?? '';
       let answer: Answer | undefined;
       if (topic.startsWith('$dps/registrations/PUT/iotdps-register/'))
-        answer = register(client.clientId, key, 'mqtt');
+        answer = register(client.clientId, attested.get(client.clientId), 'mqtt');
       else if (topic.startsWith('$dps/registrations/GET/iotdps-get-operationstatus/')) {
         answer = status(client.clientId, q.get('operationId') ?? '', 'mqtt');
       }
@@ -256,11 +373,35 @@ export async function startDps(options: DpsOptions): Promise<DpsHandle> {
     const m = new RegExp(`^${escapeRegExp(opts.idScope)}/registrations/(.+)$`).exec(user);
     return m ? authenticate(m[1]!, pass, 'amqp') !== undefined : false;
   });
+  // X.509 devices prove themselves by their TLS certificate: no SASL layer (Node) or ANONYMOUS; their links
+  // are then checked against the certificate.
+  // Not rhea's ANONYMOUS: that one takes the client's initial response as the user name, which would pass
+  // for a registration here. This one proves nothing; the certificate does.
+  container.sasl_server_mechanisms.ANONYMOUS = () => new NoIdentitySasl();
   const senders = new WeakMap<Connection, Sender>();
-  const saslUser = (conn: Connection) =>
-    (conn as unknown as { sasl_transport?: { username?: string } }).sasl_transport?.username;
-  const linkOk = (conn: Connection, address: string) =>
-    address !== '' && saslUser(conn) === registrationPath(address);
+  /** The registration path a connection proved: SASL PLAIN user, or the certificate's (on first link). */
+  const proven = new WeakMap<Connection, string>();
+  const saslUser = (conn: Connection): string | undefined => {
+    // rhea keeps the SASL server as `sasl_transport`, or as its `selected` transport when the client may
+    // also skip SASL (ANONYMOUS offered): the user name of a completed PLAIN exchange is on it.
+    const field = (o: unknown, k: string): unknown =>
+      typeof o === 'object' && o !== null ? Reflect.get(o, k) : undefined;
+    const sasl = field(conn, 'sasl_transport');
+    const user = field(sasl, 'username') ?? field(field(sasl, 'selected'), 'username');
+    return typeof user === 'string' ? user : undefined;
+  };
+  const linkOk = (conn: Connection, address: string): boolean => {
+    const path = registrationPath(address);
+    if (address === '') return false;
+    const known = proven.get(conn) ?? saslUser(conn);
+    if (known !== undefined) return known === path;
+    const peer = amqpPeerOf(conn)?.peerCertificate;
+    const prefix = `${opts.idScope}/registrations/`;
+    if (!hasCert(peer) || !path.startsWith(prefix)) return false;
+    if (!authenticateCert(path.slice(prefix.length), peer, 'amqp')) return false;
+    proven.set(conn, path);
+    return true;
+  };
   container.on('sender_open', (ctx: EventContext) => {
     const address = String((ctx.sender!.source as { address?: string } | undefined)?.address ?? '');
     if (!linkOk(ctx.connection, address)) ctx.sender!.close({ condition: 'amqp:unauthorized-access' });
@@ -272,12 +413,13 @@ export async function startDps(options: DpsOptions): Promise<DpsHandle> {
   });
   container.on('message', (ctx: EventContext) => {
     const msg = ctx.message!;
-    const user = saslUser(ctx.connection) ?? '';
+    const user = proven.get(ctx.connection) ?? saslUser(ctx.connection) ?? '';
+    if (!user) return;
     const regId = user.slice(`${opts.idScope}/registrations/`.length);
     const props = msg.application_properties ?? {};
     let answer: Answer | undefined;
     if (props['iotdps-operation-type'] === 'iotdps-register') {
-      answer = register(regId, authedKeys.get(regId) ?? '', 'amqp');
+      answer = register(regId, attested.get(regId), 'amqp');
     } else if (props['iotdps-operation-type'] === 'iotdps-get-operationstatus') {
       answer = status(regId, String(props['iotdps-operation-id'] ?? ''), 'amqp');
     }
@@ -309,8 +451,14 @@ export async function startDps(options: DpsOptions): Promise<DpsHandle> {
       }
       const regId = decodeURIComponent(m[2]!);
       await readBody(req);
-      const key = authenticate(regId, req.headers.authorization, 'https');
-      if (!key) {
+      // X.509 attestation: no authorization header, the TLS client certificate.
+      const socket = req.socket as Partial<TLSSocket>;
+      const peer = socket.getPeerCertificate?.(true);
+      const ok =
+        req.headers.authorization === undefined && hasCert(peer)
+          ? authenticateCert(regId, peer, 'https')
+          : authenticate(regId, req.headers.authorization, 'https');
+      if (!ok) {
         sendJson(res, 401, {
           errorCode: 401002,
           message: 'Unauthorized',
@@ -319,7 +467,7 @@ export async function startDps(options: DpsOptions): Promise<DpsHandle> {
         return;
       }
       let answer: Answer;
-      if (m[3] === 'register' && req.method === 'PUT') answer = register(regId, key, 'https');
+      if (m[3] === 'register' && req.method === 'PUT') answer = register(regId, attested.get(regId), 'https');
       else if (m[4] && req.method === 'GET') answer = status(regId, decodeURIComponent(m[4]), 'https');
       else answer = { status: 405, body: { errorCode: 405000, message: 'Method not allowed.' } };
       sendJson(
@@ -339,6 +487,7 @@ export async function startDps(options: DpsOptions): Promise<DpsHandle> {
       host: opts.host,
       ports: opts.ports,
       tls: opts.tls,
+      requestClientCert: true,
       mqttHooks,
       amqp: container,
       onHttp,
@@ -362,11 +511,32 @@ export async function startDps(options: DpsOptions): Promise<DpsHandle> {
     },
     addGroup(groupId, primaryKey) {
       const key = primaryKey ?? generateKey();
-      groups.set(groupId, key);
+      groups.set(groupId, { key });
       return key;
+    },
+    addX509Enrollment(registrationId, thumbprint, deviceId) {
+      if (!registrationId) throw new FieldlabError('E_BAD_REGISTRATION_ID', 'dps: registration id is empty');
+      if (!isThumbprint(thumbprint)) {
+        throw new FieldlabError('E_BAD_OPTION', `dps: ${JSON.stringify(thumbprint)} is not a thumbprint`, {
+          hint: THUMBPRINT_MESSAGE,
+        });
+      }
+      individual.set(registrationId, { x509: { thumbprint }, deviceId: deviceId ?? registrationId });
+    },
+    addX509Group(groupId, caCertificatePem) {
+      groups.set(groupId, { ca: caOf(caCertificatePem, `addX509Group(${groupId})`) });
     },
     stop: () => front.stop(),
   };
+}
+
+/** SASL ANONYMOUS, server side, naming no user: the connection's links are checked by its certificate. */
+class NoIdentitySasl {
+  outcome: boolean | undefined = undefined;
+  username: string | undefined = undefined;
+  start(): void {
+    this.outcome = true;
+  }
 }
 
 /**

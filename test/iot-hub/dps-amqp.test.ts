@@ -125,6 +125,25 @@ describe('dps over AMQP as the Java and C SDKs address it', () => {
     expect(closed.receiver?.error).toMatchObject({ condition: 'amqp:unauthorized-access' });
   });
 
+  it('SASL ANONYMOUS naming a registration (for X.509 clients) proves nothing: its links are refused', async () => {
+    const d = await startService();
+    d.addEnrollment('reg-victim');
+    // The registration path as the whole ANONYMOUS initial response (RFC 4505 trace information).
+    const trace = Buffer.from(`${SCOPE}/registrations/reg-victim`);
+    const wire = wireConnect(endpointOf(d, 'amqps').port, pki.root.certPem, {
+      sasl_mechanisms: {
+        ANONYMOUS: () => ({ start: (cb: (e: undefined, r: Buffer) => void) => cb(undefined, trace) }),
+      },
+    } as never);
+    conns.push(wire);
+    const receiver = wire.connection.open_receiver({
+      source: { address: `${SCOPE}/registrations/reg-victim` },
+    });
+    const closed = await within(nextEvent(receiver, 'receiver_close'), 5000, 'refusal of the link');
+    expect(closed.receiver?.error).toMatchObject({ condition: 'amqp:unauthorized-access' });
+    expect(d.stats().registrations).toBe(0);
+  });
+
   it('a wrong key fails SASL at once with the auth outcome, not a hang', async () => {
     const d = await startService();
     d.addEnrollment('reg-wrong');

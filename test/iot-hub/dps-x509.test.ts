@@ -1,0 +1,162 @@
+import { X509Certificate } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { endpointOf } from '../../simulators/common/handle.js';
+import { type ConnectProxyHandle, start as startProxy } from '../../simulators/connect-proxy/index.js';
+import { type DpsHandle, startDps } from '../../simulators/iot-hub/index.js';
+import { type IssuedCertFiles, type PkiHandle, start as startPki } from '../../simulators/pki/index.js';
+import {
+  Client,
+  configure,
+  HUB_HOST,
+  type HubLab,
+  Message,
+  NoRetry,
+  startHubLab,
+  TRANSPORT_CTORS,
+  within,
+} from './helpers.js';
+
+/**
+ * DPS X.509 attestation with the official Node provisioning SDK (`X509Security` from azure-iot-security-x509):
+ * the registration id is the device certificate's CN; an individual enrollment names the certificate by
+ * thumbprint, a group enrollment its signing certificate (here the lab intermediate, the device sending its
+ * chain). The assigned device then connects to the hub with the same certificate.
+ */
+const SCRIPT = fileURLToPath(new URL('./provision.mjs', import.meta.url));
+type Transport = 'Http' | 'Mqtt' | 'Amqp';
+
+let pki: PkiHandle;
+let lab: HubLab | undefined;
+let dps: DpsHandle | undefined;
+let proxy: ConnectProxyHandle | undefined;
+let client: InstanceType<typeof Client> | undefined;
+beforeAll(async () => {
+  pki = await startPki({ name: 'pki' });
+});
+afterAll(() => pki.stop());
+afterEach(async () => {
+  await client?.close().catch(() => undefined);
+  client = undefined;
+  await proxy?.stop();
+  await dps?.stop();
+  await lab?.stop();
+  proxy = dps = lab = undefined;
+});
+
+async function startAll(): Promise<{ lab: HubLab; dps: DpsHandle }> {
+  lab = await startHubLab(pki);
+  const cert = await pki.issueServer([HUB_HOST, '127.0.0.1'], { file: 'dps' });
+  dps = await startDps({
+    name: 'dps',
+    hostName: HUB_HOST,
+    tls: { certPem: cert.chainPem, keyPem: cert.keyPem },
+    hub: lab.hub,
+    retryAfterSeconds: 0,
+    assigningPolls: 1,
+  });
+  proxy = await startProxy({
+    name: 'dps-proxy',
+    map: { [`${HUB_HOST}:443`]: `127.0.0.1:${endpointOf(dps, 'https').port}` },
+  });
+  return { lab, dps };
+}
+
+/** Registers with the provisioning SDK in a child process, attesting with the certificate files. */
+async function provisionX509(transport: Transport, regId: string, cert: IssuedCertFiles) {
+  const d = dps!;
+  const port = transport === 'Mqtt' ? endpointOf(d, 'mqtts').port : endpointOf(d, 'amqps').port;
+  const r = await execa('node', [SCRIPT], {
+    reject: false,
+    timeout: 20_000,
+    env: {
+      NODE_EXTRA_CA_CERTS: pki.trust.bundlePath,
+      DPS_HOST: transport === 'Http' ? HUB_HOST : `${HUB_HOST}:${port}`,
+      ID_SCOPE: d.idScope,
+      REG_ID: regId,
+      CERT_FILE: cert.chainPath,
+      KEY_FILE: cert.keyPath,
+      TRANSPORT: transport,
+      PROXY: proxy!.proxyUrl(),
+    },
+  });
+  const line = r.stdout.trim().split('\n').pop() ?? '';
+  try {
+    return JSON.parse(line) as {
+      result?: { status?: string; assignedHub: string; deviceId: string };
+      error?: string;
+      message?: string;
+    };
+  } catch {
+    throw new Error(`provision.mjs printed no JSON (exit ${r.exitCode}): ${r.stdout}\n${r.stderr}`);
+  }
+}
+
+/** The provisioned device connects to the hub with its certificate and sends. */
+async function connectsToHub(l: HubLab, deviceId: string, cert: IssuedCertFiles): Promise<void> {
+  const cs = `HostName=${HUB_HOST}:${endpointOf(l.hub, 'mqtts').port};DeviceId=${deviceId};x509=true`;
+  const c = Client.fromConnectionString(cs, TRANSPORT_CTORS.Mqtt);
+  client = c;
+  c.setRetryPolicy(new NoRetry());
+  await configure(c, l, 1, { cert: cert.chainPem, key: cert.keyPem });
+  await within(c.open(), 8000, 'open with the provisioned certificate');
+  await within(c.sendEvent(new Message('x509-provisioned')), 8000, 'sendEvent');
+  expect(l.hub.messages(deviceId).map((m) => m.body.toString())).toEqual(['x509-provisioned']);
+}
+
+describe('dps X.509 attestation with the Azure IoT provisioning SDK', () => {
+  for (const transport of ['Http', 'Mqtt', 'Amqp'] as const) {
+    it(`${transport}: an individual enrollment (device certificate thumbprint) is assigned; the device connects with it`, async () => {
+      const { lab: l, dps: d } = await startAll();
+      const regId = `x509-ind-${transport.toLowerCase()}`;
+      const cert = await pki.issueClient(regId);
+      d.addX509Enrollment(regId, new X509Certificate(cert.certPem).fingerprint);
+      const out = await provisionX509(transport, regId, cert);
+      expect(out.error).toBeUndefined();
+      expect(out.result).toMatchObject({ assignedHub: HUB_HOST, deviceId: regId });
+      await connectsToHub(l, regId, cert);
+    });
+
+    it(`${transport}: a group enrollment by the intermediate CA accepts a device whose chain leads to it`, async () => {
+      const { lab: l, dps: d } = await startAll();
+      d.addX509Group('fleet', pki.intermediate.certPem);
+      const regId = `x509-grp-${transport.toLowerCase()}`;
+      const cert = await pki.issueClient(regId);
+      const out = await provisionX509(transport, regId, cert);
+      expect(out.error).toBeUndefined();
+      expect(out.result).toMatchObject({ assignedHub: HUB_HOST, deviceId: regId });
+      await connectsToHub(l, regId, cert);
+    });
+  }
+
+  it('Mqtt: a certificate from another CA is refused and nothing is assigned', async () => {
+    const { dps: d } = await startAll();
+    d.addX509Group('fleet', pki.intermediate.certPem);
+    const foreign = await pki.createAuthority('Other Root', { intermediate: true });
+    const leaf = await pki.writeFiles(
+      'foreign-dev',
+      await foreign.issueLeaf({ commonName: 'dev-z', usage: 'client' }),
+    );
+    const rejected = new Promise<{ reason: string }>((resolve) =>
+      d.events.onceEvent('auth-rejected', resolve),
+    );
+    const out = await provisionX509('Mqtt', 'dev-z', leaf);
+    expect(out.error).toBeDefined();
+    expect(await within(rejected, 2000, 'auth-rejected')).toMatchObject({ reason: 'untrusted-certificate' });
+    expect(d.stats().assigned).toBe(0);
+  });
+
+  it('Http: a certificate whose CN is not the registration id is refused', async () => {
+    const { dps: d } = await startAll();
+    d.addX509Group('fleet', pki.intermediate.certPem);
+    const cert = await pki.issueClient('dev-cn');
+    const rejected = new Promise<{ reason: string }>((resolve) =>
+      d.events.onceEvent('auth-rejected', resolve),
+    );
+    const out = await provisionX509('Http', 'dev-other', cert);
+    expect(out.error).toBe('UnauthorizedError');
+    expect(await within(rejected, 2000, 'auth-rejected')).toMatchObject({ reason: 'subject-mismatch' });
+    expect(d.stats().assigned).toBe(0);
+  });
+});
