@@ -27,6 +27,12 @@ export type TlsInspectorEvents = {
   passthrough: { host: string };
   /** The real target failed (TCP, TLS or certificate); the client got a fatal alert. */
   'upstream-error': { target: string; code: string; message: string };
+  /**
+   * The target asked for a client certificate (mutual TLS) and then refused the session the inspector
+   * opened without one: by an alert (`certificate_required`, `handshake_failure`), or by closing before
+   * it sent any data. The inspector terminates TLS and holds no device key; `message` says so.
+   */
+  'client-cert-unavailable': { target: string; host: string; alert?: string; message: string };
   /** A forged leaf was signed. */
   'leaf-issued': { name: string; serial: string; signMs: number };
 };
@@ -43,6 +49,8 @@ export interface TlsInspectorStats {
   /** Tunnels whose first bytes were not a TLS ClientHello (or none came in time). */
   badClientHello: number;
   upstreamErrors: number;
+  /** Sessions a target refused after asking for a client certificate the inspector could not give. */
+  clientCertUnavailable: number;
   leafCacheHits: number;
   leafCacheMisses: number;
   leavesIssued: number;

@@ -95,6 +95,7 @@ export async function start(options?: TlsInspectorOptions): Promise<TlsInspector
     clientRejected: 0,
     badClientHello: 0,
     upstreamErrors: 0,
+    clientCertUnavailable: 0,
   };
   let fault = opts.fault;
   const clients = new ConnectionTracker();

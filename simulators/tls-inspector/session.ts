@@ -210,13 +210,13 @@ async function intercept(
   const leafP = ctx.issuer.get(name, fault);
   leafP.catch(() => undefined); // awaited below; a failure before then must not go unhandled
 
-  let up: TLSSocket;
-  try {
-    up = await connectUpstream(ctx, to, name, hello.alpn);
-  } catch (err) {
-    failClient(ctx, socket, target, ALERT_HANDSHAKE_FAILURE, err);
+  const upstream = await connectUpstream(ctx, to, name, hello.alpn);
+  if (!upstream.ok) {
+    if (upstream.certRequested) certUnavailable(ctx, target, name, upstream.err);
+    failClient(ctx, socket, target, ALERT_HANDSHAKE_FAILURE, upstream.err);
     return;
   }
+  const up = upstream.socket;
   let lookup: LeafLookup;
   try {
     lookup = await leafP;
@@ -227,6 +227,13 @@ async function intercept(
   }
   if (socket.destroyed) {
     up.destroy();
+    return;
+  }
+  // TLS 1.3: a server that insists on a client certificate judges the (empty) one after its handshake
+  // has finished on our side, so its alert may already be here; the client gets no forged handshake.
+  if (upstream.failed) {
+    if (upstream.certRequested) certUnavailable(ctx, target, name, upstream.failed);
+    failClient(ctx, socket, target, ALERT_HANDSHAKE_FAILURE, upstream.failed);
     return;
   }
 
@@ -257,10 +264,17 @@ async function intercept(
   client.once('end', () => {
     clientEnded = true;
   });
-  const upstreamGone = () => {
-    if (!clientEnded) upstreamDone = true;
+  // Whether the target sent the client anything: a target that asked for a client certificate and
+  // leaves without a word has refused the session the inspector could not authenticate.
+  let upstreamSpoke = false;
+  const upstreamGone = (err?: Error) => {
+    if (clientEnded) return;
+    upstreamDone = true;
+    if (upstream.certRequested && !upstreamSpoke && up.readableLength === 0) {
+      certUnavailable(ctx, target, name, err);
+    }
   };
-  up.once('end', upstreamGone);
+  up.once('end', () => upstreamGone());
   up.once('error', upstreamGone);
   client.once('data', () => {
     clientSpoke = true;
@@ -278,6 +292,9 @@ async function intercept(
     });
     // Target → client only now: a server that speaks first must not write into an unfinished handshake.
     up.pipe(client);
+    up.once('data', () => {
+      upstreamSpoke = true;
+    });
   });
   // Client → target from the start: the TLS socket must be read for the inspector to see the client
   // leave mid-handshake; no application data comes out of it before the handshake completes.
@@ -310,14 +327,42 @@ async function intercept(
   });
 }
 
+/**
+ * The inspector's own TLS session with the real target. `certRequested`: the target sent a
+ * CertificateRequest (RFC 8446 §4.3.2, RFC 5246 §7.4.4), which the inspector cannot answer: it holds no
+ * device key, so it sends an empty Certificate (RFC 8446 §4.4.2, RFC 5246 §7.4.6) and the target decides.
+ */
+type Upstream =
+  | {
+      ok: true;
+      socket: TLSSocket;
+      certRequested: boolean;
+      /** Set when the target failed the session before the relay started (e.g. TLS 1.3 certificate_required). */
+      failed?: Error;
+    }
+  | { ok: false; err: unknown; certRequested: boolean };
+
+/**
+ * Whether the target asked this client socket for a certificate. Node emits nothing for a
+ * CertificateRequest, but OpenSSL fills a client's shared signature algorithms only from one (the
+ * request's `signature_algorithms`, RFC 8446 §4.3.2): without a request the list stays empty.
+ */
+function certificateRequested(up: TLSSocket): boolean {
+  try {
+    return up.getSharedSigalgs().length > 0;
+  } catch {
+    return false; // the handle is gone (destroyed before any handshake)
+  }
+}
+
 /** TLS to the real target: same SNI and ALPN list as the client's, verified against the lab trust. */
 function connectUpstream(
   ctx: InspectorContext,
   to: Target,
   name: string,
   alpn: string[] | undefined,
-): Promise<TLSSocket> {
-  return new Promise((resolve, reject) => {
+): Promise<Upstream> {
+  return new Promise((resolve) => {
     const isIpName = isIP(name) !== 0;
     const up = tlsConnect({
       host: to.host,
@@ -338,14 +383,43 @@ function connectUpstream(
         new FieldlabError('E_UPSTREAM_TIMEOUT', `no TLS session with ${hostPort(to.host, to.port)} in time`),
       ),
     );
+    const onError = (err: Error) =>
+      // Only the target's own alert can be its verdict on the missing certificate (not our checks of it).
+      resolve({
+        ok: false,
+        err,
+        certRequested: alertFromError(err) !== undefined && certificateRequested(up),
+      });
     up.once('secureConnect', () => {
       up.setTimeout(0);
-      up.off('error', reject);
-      // From here on the caller owns it; a reset before the relay starts just closes it.
-      up.on('error', () => up.destroy());
-      resolve(up);
+      up.off('error', onError);
+      const session: Upstream = { ok: true, socket: up, certRequested: certificateRequested(up) };
+      // From here on the caller owns it; a failure before the relay starts is kept for it, then closes it.
+      up.on('error', (err) => {
+        session.failed ??= err;
+        up.destroy();
+      });
+      resolve(session);
     });
-    up.once('error', reject);
+    up.once('error', onError);
+  });
+}
+
+/** The target asked for a client certificate and then refused the session: the inspector had none to give. */
+function certUnavailable(ctx: InspectorContext, target: Target, name: string, err?: unknown): void {
+  const alert = err === undefined ? undefined : alertFromError(err);
+  const targetStr = hostPort(target.host, target.port);
+  const how = alert
+    ? `${targetStr} answered the empty certificate with alert ${alert}`
+    : `${targetStr} closed the session without sending any data`;
+  ctx.counts.clientCertUnavailable++;
+  ctx.events.emitEvent('client-cert-unavailable', {
+    target: targetStr,
+    host: name,
+    ...(alert ? { alert } : {}),
+    message:
+      `client certificate requested upstream, none available: ${how}; the inspector terminates TLS and ` +
+      `holds no device key (mutual TLS needs this host in the inspector's passthrough list)`,
   });
 }
 
