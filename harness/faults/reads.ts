@@ -5,16 +5,19 @@ const MAX_READ = 1024 * 1024;
 /**
  * Reads of a socket the relay opens, through net's `onread` (sockets it accepts cannot have one): into a
  * buffer reused from read to read, so a chunk costs no allocation and no stream machinery, and a read can
- * take up to 1 MiB where Node's own reads stop at 64 KiB. The buffer doubles after a read that filled it
- * and halves after one that used less than a quarter, so an idle connection holds 16 KiB. A chunk that
- * outlives its callback (a write the kernel did not take at once, a chunk queued for a toxic) is handed
- * over or copied, and the next read gets a fresh buffer.
+ * take up to 1 MiB where Node's own reads stop at 64 KiB. Fresh buffers double after a read that filled
+ * its buffer and halve after one that used less than a quarter, so an idle connection holds 16 KiB.
+ *
+ * A chunk that outlives its callback (a write the kernel did not take at once, a chunk queued for a
+ * toxic) is handed over: it keeps its bytes, and the next read goes to the rest of the same buffer
+ * (chunks held together share one allocation), or to a fresh buffer when too little is left.
  */
 export class ReusedReads {
   /** Receives each chunk; the chunk is only valid during the call unless `keep`/`handOver` says so. */
   handler: ((data: Buffer) => void) | undefined;
-  /** Allocated at the socket's first read-buffer request (a connection that never dials holds none). */
-  private buf: Buffer | undefined;
+  /** Where the next read goes (allocated when the socket first asks: a connection that never dials holds none). */
+  private region: Buffer | undefined;
+  private size = MIN_READ;
   private taken = false;
   private lastRead = 0;
 
@@ -29,28 +32,32 @@ export class ReusedReads {
     },
   };
 
-  /** The chunk stays referenced after the callback (e.g. by a pending write): never reuse its memory. */
+  /** The chunk stays referenced after the callback (e.g. by a pending write): never reuse its bytes. */
   handOver(): void {
     this.taken = true;
   }
 
-  /** A chunk to hold on to: a small one is copied (it must not pin a large buffer), a large one handed over. */
+  /** A chunk to hold on to past the callback (queued for a toxic). */
   keep(data: Buffer): Buffer {
-    if (data.length * 2 < (this.buf?.length ?? 0)) return Buffer.from(data);
     this.taken = true;
     return data;
   }
 
   private next(): Buffer {
-    if (!this.buf) this.buf = Buffer.allocUnsafe(MIN_READ);
-    const size = this.buf.length;
-    let want = size;
-    if (this.lastRead === size && size < MAX_READ) want = size * 2;
-    else if (this.lastRead * 4 < size && size > MIN_READ) want = size / 2;
-    if (this.taken || want !== size) {
-      this.buf = Buffer.allocUnsafe(want);
-      this.taken = false;
+    const r = this.region;
+    let next: Buffer;
+    if (!r) next = Buffer.allocUnsafe(this.size);
+    else {
+      if (this.lastRead === r.length && this.size < MAX_READ) this.size *= 2;
+      else if (this.lastRead * 4 < r.length && this.size > MIN_READ) this.size /= 2;
+      if (this.taken) {
+        const rest = r.subarray(this.lastRead);
+        next = rest.length >= MIN_READ ? rest : Buffer.allocUnsafe(this.size);
+      } else if (r.length > this.size || r.length * 2 < this.size) next = Buffer.allocUnsafe(this.size);
+      else next = r;
     }
-    return this.buf;
+    this.taken = false;
+    this.region = next;
+    return next;
   }
 }
