@@ -1,8 +1,8 @@
 /**
  * The console report: a k6-like summary a person reads at a glance.
  *
- *     scenario         variant  expected          observed  dns  tcp  proxy  tls   1st byte  total
- *   ✓ https-endpoint   fixed    pass              pass      1ms  0ms  –      12ms  150ms     182ms
+ *     scenario         variant  expected          observed  dns  tcp      proxy  tls        app  1st msg  total
+ *   ✓ https-endpoint   fixed    pass              pass      1ms  1ms/0ms  –      12ms/10ms  3ms  150ms    182ms
  *   ✗ proxy-auth       broken   fail proxy.auth…  pass      ...
  *
  *   ✗ proxy-auth/broken: expected fail proxy.auth-required, observed pass
@@ -15,6 +15,7 @@ import pc from 'picocolors';
 import { formatMs } from '../../simulators/common/duration.js';
 import type { RunResult, Status, VariantResult } from '../runner/result.js';
 import {
+  BOTH_SOURCES_LEGEND,
   classInfo,
   clientRan,
   closingLine,
@@ -22,6 +23,7 @@ import {
   droppedText,
   eventLines,
   expectedText,
+  hasBothSources,
   mismatchText,
   NO_PHASE,
   OPEN_PHASE,
@@ -183,9 +185,12 @@ export function renderConsole(run: RunResult, opts: ConsoleOptions): string {
     parts.push('no variants ran (nothing selected)');
   } else {
     parts.push(table(run, p));
+    const legend: string[] = [];
     if (run.results.some((r) => r.phases.some((ph) => ph.end === undefined))) {
-      parts.push(p.dim(` ${OPEN_PHASE} phase started and never finished   – did not happen`));
+      legend.push(`${OPEN_PHASE} phase started and never finished   – did not happen`);
     }
+    if (run.results.some((r) => hasBothSources(r.phases))) legend.push(BOTH_SOURCES_LEGEND);
+    if (legend.length > 0) parts.push(p.dim(` ${legend.join('   ')}`));
     const blocks = run.results
       .filter((r) => verbose || r.status !== 'passed')
       .map((r) => detailBlock(r, p, verbose).join('\n'));

@@ -5,9 +5,9 @@
 import { formatMs } from '../../simulators/common/duration.js';
 import type { LabEvent } from '../../simulators/common/events.js';
 import { FAILURE_CLASSES, type FailureClass } from '../probe/classes.js';
-import { type Phase, type PhaseName, phaseDuration } from '../probe/phases.js';
+import { type Phase, type PhaseName, type PhaseSource, phaseDuration, phaseSource } from '../probe/phases.js';
 import type { Expectation, Status, VariantResult } from '../runner/result.js';
-import { cleanText, truncate } from './text.js';
+import { cleanText, readableBody, truncate } from './text.js';
 
 /** One mark per status: passed, failed, skipped, errored. */
 export const STATUS_MARK: Record<Status, string> = { passed: '✓', failed: '✗', skipped: '–', errored: '!' };
@@ -17,14 +17,37 @@ export const NO_PHASE = '–';
 /** Shown in a phase cell when the phase started and never finished (e.g. a SYN nobody answered). */
 export const OPEN_PHASE = '…';
 
-/** The phase columns of the console table, in connection order. */
-export const PHASE_COLUMNS: ReadonlyArray<{ label: string; name: PhaseName }> = [
-  { label: 'dns', name: 'dns' },
-  { label: 'tcp', name: 'tcp' },
-  { label: 'proxy', name: 'proxy-connect' },
-  { label: 'tls', name: 'tls' },
-  { label: '1st byte', name: 'first-byte' },
+/**
+ * The phase columns of the console table (and the JUnit properties), in connection order. `first-byte`
+ * is the first message: curl's first response byte, the lab's first telemetry, publish or stream.
+ */
+export const PHASE_COLUMNS: ReadonlyArray<{ label: string; key: string; name: PhaseName }> = [
+  { label: 'dns', key: 'dns', name: 'dns' },
+  { label: 'tcp', key: 'tcp', name: 'tcp' },
+  { label: 'proxy', key: 'proxy', name: 'proxy-connect' },
+  { label: 'tls', key: 'tls', name: 'tls' },
+  { label: 'app', key: 'app', name: 'app-handshake' },
+  { label: '1st msg', key: 'first-message', name: 'first-byte' },
 ];
+
+/**
+ * The phases as name/value pairs (JUnit properties): `phase.tls.lab` = `12.3` (ms) or `never ended`, one
+ * per column and source that has the phase.
+ */
+export function phaseProperties(phases: readonly Phase[]): Array<{ name: string; value: string }> {
+  const out: Array<{ name: string; value: string }> = [];
+  for (const c of PHASE_COLUMNS) {
+    for (const source of ['client', 'lab'] as const) {
+      const t = phaseTotal(phases, c.name, source);
+      if (t === undefined) continue;
+      out.push({ name: `phase.${c.key}.${source}`, value: t === OPEN_PHASE ? 'never ended' : t.toFixed(1) });
+    }
+  }
+  return out;
+}
+
+/** The legend under a table whose cells show both sources (`client/lab`). */
+export const BOTH_SOURCES_LEGEND = 'a/b  measured by the client / seen by the lab';
 
 /** The statuses in the order the closing line names them. */
 export const STATUS_ORDER: readonly Status[] = ['passed', 'failed', 'skipped', 'errored'];
@@ -51,19 +74,47 @@ export function mismatchText(r: VariantResult): string {
 }
 
 /**
- * The console cell for a phase: its duration, `–` when it did not happen, `…` when it never ended.
- * A phase that happened more than once (TLS to the proxy, then to the origin) shows the sum.
+ * A phase's total from one source: its duration, undefined when it did not happen, `…` when it never
+ * ended. A phase that happened more than once (TLS to the proxy, then to the origin; a reconnect) sums.
  */
-export function phaseCell(phases: readonly Phase[], name: PhaseName): string {
-  const mine = phases.filter((p) => p.name === name);
-  if (mine.length === 0) return NO_PHASE;
+export function phaseTotal(
+  phases: readonly Phase[],
+  name: PhaseName,
+  source: PhaseSource,
+): number | typeof OPEN_PHASE | undefined {
+  const mine = phases.filter((p) => p.name === name && phaseSource(p) === source);
+  if (mine.length === 0) return undefined;
   let sum = 0;
   for (const p of mine) {
     const d = phaseDuration(p);
     if (d === undefined) return OPEN_PHASE;
     sum += d;
   }
-  return formatMs(sum);
+  return sum;
+}
+
+function totalText(t: number | typeof OPEN_PHASE): string {
+  return t === OPEN_PHASE ? OPEN_PHASE : formatMs(t);
+}
+
+/**
+ * The console cell for a phase: its duration, `–` when it did not happen, `…` when it never ended;
+ * `client/lab` when both the client and the lab measured it (see BOTH_SOURCES_LEGEND).
+ */
+export function phaseCell(phases: readonly Phase[], name: PhaseName): string {
+  const client = phaseTotal(phases, name, 'client');
+  const lab = phaseTotal(phases, name, 'lab');
+  if (client !== undefined && lab !== undefined) return `${totalText(client)}/${totalText(lab)}`;
+  const one = client ?? lab;
+  return one === undefined ? NO_PHASE : totalText(one);
+}
+
+/** Whether some phase was measured by both the client and the lab (the table then needs its legend). */
+export function hasBothSources(phases: readonly Phase[]): boolean {
+  return PHASE_COLUMNS.some(
+    (c) =>
+      phaseTotal(phases, c.name, 'client') !== undefined && phaseTotal(phases, c.name, 'lab') !== undefined,
+  );
 }
 
 /** The longest length among `items` (a loop: spreading thousands of events into Math.max overflows). */
@@ -73,15 +124,24 @@ function widest(items: readonly string[]): number {
   return w;
 }
 
-/** One line per phase, for text reports: `tcp  12ms (at 3ms)` or `tcp  never ended (from 3ms)`. */
+/** A time from the client's start, which lab events may precede: `-3ms`. */
+function signedMs(ms: number): string {
+  return ms < 0 ? `-${formatMs(-ms)}` : formatMs(ms);
+}
+
+/**
+ * One line per phase, for text reports: `tcp  12ms (3ms → 15ms)  lab hub#1` or
+ * `tls  never ended (from 3ms)  lab api#1`; client phases say `client`.
+ */
 export function phaseLines(phases: readonly Phase[]): string[] {
   const width = widest(phases.map((p) => p.name));
   return phases.map((p) => {
     const d = phaseDuration(p);
     const name = p.name.padEnd(width);
+    const who = `${phaseSource(p)}${p.connection ? ` ${cleanText(p.connection)}` : ''}`;
     return d === undefined
-      ? `${name}  never ended (from ${formatMs(p.start)})`
-      : `${name}  ${formatMs(d)} (${formatMs(p.start)} → ${formatMs(p.end ?? p.start)})`;
+      ? `${name}  never ended (from ${signedMs(p.start)})  ${who}`
+      : `${name}  ${formatMs(d)} (${signedMs(p.start)} → ${signedMs(p.end ?? p.start)})  ${who}`;
   });
 }
 
@@ -102,12 +162,16 @@ export function compactData(data: unknown, max = 160): string {
   return truncate(cleanText(parts.join(' ')), max);
 }
 
-function scalar(v: unknown): string {
+function scalar(value: unknown): string {
+  const v = readableBody(value);
   if (typeof v === 'string') return /^[^\s"=]+$/.test(v) ? v : JSON.stringify(v);
   if (typeof v === 'number' || typeof v === 'boolean' || v === null) return String(v);
   if (typeof v === 'bigint') return v.toString();
   try {
-    return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x)) ?? String(v);
+    return (
+      JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : readableBody(x))) ??
+      String(v)
+    );
   } catch {
     return String(v);
   }

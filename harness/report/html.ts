@@ -5,7 +5,7 @@
  * lab timeline. All text is escaped: client output may contain markup.
  */
 import { formatMs } from '../../simulators/common/duration.js';
-import { type Phase, phaseDuration } from '../probe/phases.js';
+import { type Phase, phaseDuration, phaseSource } from '../probe/phases.js';
 import type { RunResult, Status, VariantResult } from '../runner/result.js';
 import {
   classInfo,
@@ -54,6 +54,13 @@ export function axisEnd(r: VariantResult): number {
   return end > 0 ? end : 1;
 }
 
+/** The start of a variant's time axis: the client's start, or the earliest lab phase if before it. */
+export function axisStart(r: VariantResult): number {
+  let start = 0;
+  for (const p of r.phases) start = Math.min(start, p.start);
+  return start;
+}
+
 /** Round tick steps (1, 2, 5 × 10^k) giving about four intervals. */
 function ticks(end: number): number[] {
   const raw = end / 4;
@@ -64,41 +71,61 @@ function ticks(end: number): number[] {
   return out;
 }
 
-function bar(p: Phase, end: number): string {
+/** Who measured a phase, and on which connection: `lab hub.amqps#1`, `client`. */
+function whoText(p: Phase): string {
+  return `${phaseSource(p)}${p.connection ? ` ${p.connection}` : ''}`;
+}
+
+function bar(p: Phase, from: number, end: number): string {
+  const span = end - from;
   const d = phaseDuration(p);
-  const left = pct((p.start / end) * 100);
+  const left = pct(((p.start - from) / span) * 100);
   const name = esc(p.name);
+  const who =
+    `data-source="${esc(phaseSource(p))}"` + (p.connection ? ` data-connection="${esc(p.connection)}"` : '');
   if (d === undefined) {
-    const title = esc(`${p.name}: started at ${formatMs(p.start)}, never finished`);
+    const title = esc(`${p.name} (${whoText(p)}): started at ${formatMs(p.start)}, never finished`);
     return (
-      `<div class="bar open ph-${name}" data-phase="${name}" data-start-ms="${p.start}" ` +
-      `style="left:${left};width:${pct(((end - p.start) / end) * 100)}" title="${title}"></div>`
+      `<div class="bar open ph-${name}" data-phase="${name}" ${who} data-start-ms="${p.start}" ` +
+      `style="left:${left};width:${pct(((end - p.start) / span) * 100)}" title="${title}"></div>`
     );
   }
-  const title = esc(`${p.name}: ${formatMs(d)} (${formatMs(p.start)} → ${formatMs(p.end ?? p.start)})`);
+  const title = esc(
+    `${p.name} (${whoText(p)}): ${formatMs(d)} (${formatMs(p.start)} → ${formatMs(p.end ?? p.start)})`,
+  );
   return (
-    `<div class="bar ph-${name}" data-phase="${name}" data-start-ms="${p.start}" data-ms="${d}" ` +
-    `style="left:${left};width:${pct((d / end) * 100)}" title="${title}"></div>`
+    `<div class="bar ph-${name}" data-phase="${name}" ${who} ` +
+    `data-start-ms="${p.start}" data-ms="${d}" ` +
+    `style="left:${left};width:${pct((d / span) * 100)}" title="${title}"></div>`
   );
 }
 
 function waterfall(r: VariantResult): string {
   if (r.phases.length === 0) return '<p class="muted">No phase timings for this variant.</p>';
   const end = axisEnd(r);
+  const from = axisStart(r);
   const rows = r.phases.map((p) => {
     const d = phaseDuration(p);
     const label = d === undefined ? 'never ended' : formatMs(d);
     return (
-      `<div class="wf-row"><span class="wf-name">${esc(p.name)}</span>` +
-      `<div class="wf-track">${bar(p, end)}</div>` +
+      `<div class="wf-row"><span class="wf-name" title="${esc(whoText(p))}">${esc(p.name)}` +
+      `<small class="wf-who">${esc(whoText(p))}</small></span>` +
+      `<div class="wf-track">${bar(p, from, end)}</div>` +
       `<span class="wf-dur${d === undefined ? ' open-label' : ''}">${esc(label)}</span></div>`
     );
   });
-  const axis = ticks(end)
-    .map((t) => `<span class="tick" style="left:${pct((t / end) * 100)}">${esc(formatMs(t))}</span>`)
+  const span = end - from;
+  const axis = ticks(span)
+    .map(
+      (t) =>
+        `<span class="tick" style="left:${pct((t / span) * 100)}">${esc(
+          `${t + from < 0 ? '-' : ''}${formatMs(Math.abs(t + from))}`,
+        )}</span>`,
+    )
     .join('');
   return (
-    `<div class="waterfall" data-axis-ms="${end}">${rows.join('')}` +
+    `<div class="waterfall" data-axis-ms="${end}"${from < 0 ? ` data-axis-start-ms="${from}"` : ''}>` +
+    `${rows.join('')}` +
     `<div class="wf-row wf-axis"><span class="wf-name"></span><div class="wf-track">${axis}</div>` +
     `<span class="wf-dur">total ${esc(formatMs(r.durationMs))}</span></div></div>`
   );
@@ -251,8 +278,10 @@ dt{color:var(--muted)}dd{margin:0;word-break:break-word}
 .explanation{margin:6px 0;padding-left:18px}.hint{color:var(--muted)}
 .error code{color:var(--errored);font-weight:700}
 .waterfall{margin:4px 0 10px}
-.wf-row{display:grid;grid-template-columns:110px 1fr 90px;align-items:center;gap:8px;height:20px}
-.wf-name{color:var(--muted);text-align:right;font-size:12px}
+.wf-row{display:grid;grid-template-columns:210px 1fr 90px;align-items:center;gap:8px;min-height:20px}
+.wf-name{color:var(--muted);text-align:right;font-size:12px;white-space:nowrap;overflow:hidden;
+text-overflow:ellipsis}.wf-who{margin-left:6px;opacity:.75}
+.bar[data-source="lab"]{opacity:.8;outline:1px dashed var(--fg)}
 .wf-track{position:relative;height:12px;border-left:1px solid var(--line)}
 .wf-axis .wf-track{border-left:0;height:16px}
 .bar{position:absolute;top:0;height:12px;min-width:2px;border-radius:2px;background:var(--muted)}

@@ -7,6 +7,7 @@ import { dirname } from 'node:path';
 import { z } from 'zod';
 import type { RunResult } from '../runner/result.js';
 import { runResultSchema } from './schema.js';
+import { readableBody } from './text.js';
 
 export { runResultSchema } from './schema.js';
 
@@ -16,9 +17,10 @@ export const REPORT_JSON_SCHEMA: Record<string, unknown> = {
   $id: 'urn:fieldlab:report:1',
 };
 
-// Event data is `unknown`: a simulator may put a bigint in it, which JSON.stringify refuses.
+// Event data is `unknown`: a simulator may put a bigint in it, which JSON.stringify refuses, or a message
+// body (a Buffer, which would read as a byte array): text bodies are written as text.
 function replacer(_key: string, value: unknown): unknown {
-  return typeof value === 'bigint' ? value.toString() : value;
+  return typeof value === 'bigint' ? value.toString() : readableBody(value);
 }
 
 /**

@@ -5,6 +5,7 @@
  *     <testsuite name="<scenario>" file=... tests failures errors skipped time timestamp>   one per scenario
  *       <properties> backend, title </properties>
  *       <testcase classname="fieldlab.<scenario>" name="<variant>" time="0.182" file=...>  one per variant
+ *         <properties> phase.<dns|tcp|proxy|tls|app|first-message>.<client|lab> = ms </properties>
  *         <failure message="expected fail tcp.timeout, observed pass" type="<class or mismatch>">…</failure>
  *         | <error message=... type="E_CODE">…</error> | <skipped message="reason"/>
  *         <system-out> explanation, phases, lab timeline </system-out>
@@ -21,6 +22,7 @@ import {
   mismatchText,
   observedText,
   phaseLines,
+  phaseProperties,
   seconds,
 } from './format.js';
 import { cleanText, truncate } from './text.js';
@@ -83,6 +85,12 @@ function testcase(suite: XMLBuilder, r: VariantResult): void {
     time: seconds(r.durationMs),
     file: attr(r.file),
   });
+  // Phase totals in ms, by source (`phase.tls.lab`), for CI dashboards that chart properties.
+  const props = phaseProperties(r.phases);
+  if (props.length > 0) {
+    const p = tc.ele('properties');
+    for (const { name, value } of props) p.ele('property', { name, value });
+  }
   switch (r.status) {
     case 'failed':
       tc.ele('failure', {

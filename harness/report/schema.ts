@@ -25,8 +25,16 @@ export const expectationSchema = z.object({
 
 export const phaseSchema = z.object({
   name: z.enum(PHASE_NAMES),
-  start: z.number().describe("ms from the client's start"),
+  start: z.number().describe("ms from the client's start (lab phases may start before it: negative)"),
   end: z.number().optional().describe('absent when the phase never finished'),
+  source: z
+    .enum(['client', 'lab'])
+    .optional()
+    .describe('who measured it: the client (curl, the probe) or the lab (its events); absent: client'),
+  connection: z
+    .string()
+    .optional()
+    .describe("lab phases: the TCP connection the lab saw it on (the relay's, e.g. `hub.amqps#1`)"),
 });
 
 export const labEventSchema = z.object({

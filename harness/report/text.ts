@@ -41,3 +41,34 @@ export function lastLines(s: string | undefined, n: number): string[] {
 export function truncate(s: string, max: number): string {
   return s.length <= max ? s : `${s.slice(0, Math.max(0, max - 1))}…`;
 }
+
+/** The bytes of a Buffer, or of a Buffer as JSON has it (`{type: 'Buffer', data: [...]}`, container events). */
+function bufferBytes(v: unknown): Uint8Array | undefined {
+  if (Buffer.isBuffer(v)) return v;
+  if (v === null || typeof v !== 'object') return undefined;
+  const o = v as { type?: unknown; data?: unknown };
+  if (o.type !== 'Buffer' || !Array.isArray(o.data) || Object.keys(o).length !== 2) return undefined;
+  if (!o.data.every((b) => Number.isInteger(b) && b >= 0 && b <= 255)) return undefined;
+  return Uint8Array.from(o.data as number[]);
+}
+
+// Text is UTF-8 with no control characters other than TAB, LF and CR.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
+const BINARY = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
+
+/**
+ * A message body (a Buffer in an event's data) as a report shows it: the text when it is UTF-8 text
+ * (telemetry JSON reads as JSON, not as a byte array), else `{ type: 'Buffer', base64 }`. Other values
+ * are returned as they are.
+ */
+export function readableBody(v: unknown): unknown {
+  const bytes = bufferBytes(v);
+  if (!bytes) return v;
+  try {
+    const text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    if (!BINARY.test(text)) return text;
+  } catch {
+    // not UTF-8: binary
+  }
+  return { type: 'Buffer', base64: Buffer.from(bytes).toString('base64') };
+}

@@ -24,15 +24,18 @@ export function classifyCommand(
   argv: readonly string[],
   result: CommandResult,
   timeoutMs: number,
-): { verdict: Verdict; phases: Phase[] } {
+): { verdict: Verdict; phases: Phase[]; ownTotalMs?: number } {
   if (client.classify === 'dig' || (client.classify === 'auto' && basename(argv[0] ?? '') === 'dig')) {
     return { verdict: classifyDig(result), phases: [] };
   }
   if (isCurlClient(client, argv)) {
     const proxy = curlProxyArg(argv);
+    const timings = parseCurlTimings(result.stdout, result.stderr);
     return {
       verdict: classifyCurl(result, proxy ? { proxy } : {}),
-      phases: parseCurlTimings(result.stdout, result.stderr)?.phases ?? [],
+      phases: timings?.phases ?? [],
+      // curl's own total: where its timers end, even when a phase never did.
+      ...(timings ? { ownTotalMs: timings.totalMs } : {}),
     };
   }
   if (result.spawnError)

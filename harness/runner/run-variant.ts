@@ -12,6 +12,7 @@ import { FAILURE_CLASSES, type Verdict } from '../probe/classes.js';
 import { curlTimingArgs } from '../probe/curl.js';
 import { EVIDENCE_RULES, explain } from '../probe/evidence.js';
 import { probeHttps } from '../probe/https-probe.js';
+import { labPhases } from '../probe/lab-phases.js';
 import type { Phase } from '../probe/phases.js';
 import type { LoadedScenario } from '../scenario/load.js';
 import {
@@ -40,6 +41,8 @@ interface ClientOutcome {
   verdict: Verdict;
   phases: Phase[];
   durationMs: number;
+  /** A program's own measure of its run (curl's time_total), when it gives one. */
+  ownTotalMs?: number;
   client?: VariantResult['client'];
 }
 
@@ -198,11 +201,12 @@ async function runClient(
       });
   // It has exited: `fieldlab clean` must not look for it any more.
   if (spawned !== undefined) lab.untrackProcess(spawned);
-  const { verdict, phases } = classifyCommand(client, argv, result, timeoutMs);
+  const { verdict, phases, ownTotalMs } = classifyCommand(client, argv, result, timeoutMs);
   return {
     verdict,
     phases,
     durationMs: result.durationMs,
+    ...(ownTotalMs !== undefined ? { ownTotalMs } : {}),
     client: {
       argv,
       exitCode: result.exitCode,
@@ -211,6 +215,28 @@ async function runClient(
       stderr: result.stderr,
     },
   };
+}
+
+/**
+ * The client's phases, marked as the client's and counted from when the harness started it, as lab phases
+ * are. A program's own timers (curl's) count from its own start, which comes after its spawn (the private
+ * namespace, exec, a container's exec): the time its run took beyond its own total (curl's time_total,
+ * else its last timer) is taken as that start-up, and its phases move by it. An in-process probe starts
+ * with the run: nothing to move.
+ */
+export function clientPhases(
+  outcome: Pick<ClientOutcome, 'phases' | 'durationMs' | 'client' | 'ownTotalMs'>,
+): Phase[] {
+  let last = outcome.ownTotalMs ?? 0;
+  if (outcome.ownTotalMs === undefined)
+    for (const p of outcome.phases) last = Math.max(last, p.start, p.end ?? p.start);
+  const shift = outcome.client ? Math.max(0, outcome.durationMs - last) : 0;
+  return outcome.phases.map((p) => ({
+    ...p,
+    start: p.start + shift,
+    ...(p.end !== undefined ? { end: p.end + shift } : {}),
+    source: 'client',
+  }));
 }
 
 /** Runs one variant of a scenario in a fresh lab and judges it. Never throws. */
@@ -284,6 +310,8 @@ export async function runVariant(
     const client = clientFor(s, v);
     const timeoutMs = client.timeout ?? s.timeout;
     const clientHost = clientHostOf(s);
+    // Phases count from here: the client's own timers start as it starts, the lab's events are epoch.
+    const clientStart = preciseNow();
     const outcome = await runClient(
       lab,
       client,
@@ -319,7 +347,7 @@ export async function runVariant(
         ? { result: 'pass', detail: verdict.detail ?? 'ok' }
         : { result: 'fail', class: verdict.class, detail: verdict.detail },
       explanation,
-      phases: outcome.phases,
+      phases: [...clientPhases(outcome), ...labPhases(events, clientStart)],
       durationMs: outcome.durationMs,
       ...(outcome.client ? { client: outcome.client } : {}),
       events,

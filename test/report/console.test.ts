@@ -18,27 +18,46 @@ describe('renderConsole', () => {
     const text = renderConsole(mixedRun(), { color: false });
     const header = text.split('\n').find((l) => l.includes('scenario'));
     expect(header).toMatch(
-      /scenario\s+variant\s+expected\s+observed\s+dns\s+tcp\s+proxy\s+tls\s+1st byte\s+total/,
+      /scenario\s+variant\s+expected\s+observed\s+dns\s+tcp\s+proxy\s+tls\s+app\s+1st msg\s+total/,
     );
 
     const ok = rowOf(text, 'https-endpoint', 'fixed');
     expect(ok.trim().startsWith('✓')).toBe(true);
-    // dns 2ms, tcp 8ms, no proxy, tls 40ms, first byte 130ms, total 182ms, in column order.
-    expect(ok).toMatch(/pass\s+pass\s+2ms\s+8ms\s+–\s+40ms\s+130ms\s+182ms$/);
+    // dns 2ms, tcp 8ms, no proxy, tls 40ms, no app, first byte 130ms, total 182ms, in column order.
+    expect(ok).toMatch(/pass\s+pass\s+2ms\s+8ms\s+–\s+40ms\s+–\s+130ms\s+182ms$/);
 
     const bad = rowOf(text, 'tls-inspection', 'broken');
     expect(bad.trim().startsWith('✗')).toBe(true);
     expect(bad).toMatch(
-      /fail tcp\.timeout ≥5\.00s\s+fail tls\.untrusted-root\s+1ms\s+4ms\s+20ms\s+50ms\s+–\s+75ms$/,
+      /fail tcp\.timeout ≥5\.00s\s+fail tls\.untrusted-root\s+1ms\s+4ms\s+20ms\s+50ms\s+–\s+–\s+75ms$/,
     );
 
     // A phase that never ended shows the open mark; the legend explains it.
     const open = rowOf(text, 'vpn-routing', 'broken');
-    expect(open).toMatch(/fail tcp\.timeout\s+pass\s+3ms\s+…\s+–\s+–\s+–\s+5\.00s$/);
+    expect(open).toMatch(/fail tcp\.timeout\s+pass\s+3ms\s+…\s+–\s+–\s+–\s+–\s+5\.00s$/);
     expect(text).toContain('… phase started and never finished');
 
     expect(rowOf(text, 'geo-dns', 'north-america').trim().startsWith('–')).toBe(true);
     expect(rowOf(text, 'tunnel', 'rotate').trim().startsWith('!')).toBe(true);
+  });
+
+  it('shows lab phases, and client/lab where both measured a phase, with a legend', () => {
+    const r = passed();
+    r.phases = [
+      { name: 'tcp', start: 2, end: 10, source: 'client' },
+      { name: 'tcp', start: 1, end: 13, source: 'lab', connection: 'api#1' },
+      { name: 'tls', start: 13, end: 40, source: 'lab', connection: 'api#1' },
+      { name: 'app-handshake', start: 40, end: 45, source: 'lab', connection: 'api#1' },
+      { name: 'first-byte', start: 45, source: 'lab', connection: 'api#1' },
+    ];
+    const text = renderConsole(runOf([r]), { color: false });
+    // dns none, tcp client 8ms / lab 12ms, no proxy, tls 27ms (lab), app 5ms, first message never came.
+    expect(rowOf(text, 'https-endpoint', 'fixed')).toMatch(
+      /pass\s+pass\s+–\s+8ms\/12ms\s+–\s+27ms\s+5ms\s+…\s+182ms$/,
+    );
+    expect(text).toContain('a/b  measured by the client / seen by the lab');
+    // Without a phase measured twice, no such legend.
+    expect(renderConsole(runOf([passed()]), { color: false })).not.toContain('measured by the client /');
   });
 
   it('ends with the totals line, counts from the results, words in order', () => {

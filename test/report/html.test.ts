@@ -142,6 +142,24 @@ describe('renderHtml', () => {
     expect(html).not.toMatch(/@import/i);
   });
 
+  it('marks each bar with its source and connection; lab phases before the client start widen the axis', () => {
+    const r = passed();
+    r.phases = [
+      { name: 'tcp', start: -20, end: -10, source: 'lab', connection: 'hub.amqps#1' },
+      { name: 'tls', start: 0, end: 80, source: 'client' },
+    ];
+    r.durationMs = 180;
+    const html = renderHtml(runOf([r]));
+    expect(html).toContain('data-phase="tcp" data-source="lab" data-connection="hub.amqps#1"');
+    expect(html).toContain('data-phase="tls" data-source="client"');
+    expect(html).toContain('data-axis-start-ms="-20"');
+    const b = bars(html, 0);
+    // The axis runs from -20 to 180 ms: tcp sits at the very left, tls starts a tenth in.
+    expect(b.find((x) => x.phase === 'tcp')!.left).toBeCloseTo(0, 3);
+    expect(b.find((x) => x.phase === 'tls')!.left).toBeCloseTo(10, 3);
+    expect(b.find((x) => x.phase === 'tls')!.width).toBeCloseTo(40, 3);
+  });
+
   it('renders a run with zero results and a variant without phases', () => {
     expect(renderHtml(runOf([], 0))).toContain('No variants ran.');
     const r = { ...stalled(), phases: [] };

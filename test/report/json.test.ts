@@ -11,7 +11,7 @@ import {
   writeReportSchema,
 } from '../../harness/report/json.js';
 import type { RunResult } from '../../harness/runner/result.js';
-import { mixedRun, runOf } from './fixtures.js';
+import { mixedRun, passed, runOf } from './fixtures.js';
 
 const RUN_KEYS = ['schemaVersion', 'tool', 'startedAt', 'durationMs', 'backend', 'results', 'totals'];
 
@@ -83,6 +83,39 @@ describe('renderJson', () => {
 });
 
 describe('REPORT_JSON_SCHEMA', () => {
+  it('keeps phases[] with their source and connection, valid against the published schema', () => {
+    const r = passed();
+    r.phases = [
+      { name: 'tcp', start: 1, end: 2, source: 'client' },
+      { name: 'tcp', start: -3, end: 4, source: 'lab', connection: 'api#1' },
+      { name: 'tls', start: 4, source: 'lab', connection: 'api#1' },
+    ];
+    const parsed = JSON.parse(renderJson(runOf([r])));
+    expect(parsed.results[0].phases).toEqual(r.phases);
+    expect(runResultSchema.safeParse(parsed).success).toBe(true);
+    const bad = {
+      ...parsed,
+      results: [{ ...parsed.results[0], phases: [{ name: 'tcp', start: 0, source: 'x' }] }],
+    };
+    expect(runResultSchema.safeParse(bad).success).toBe(false);
+  });
+
+  it('writes message bodies that are text as text, binary ones as base64, not as byte arrays', () => {
+    const r = passed();
+    r.events = [
+      { time: 1, source: 'hub', type: 'telemetry', data: { deviceId: 'd', body: Buffer.from('{"t":21}') } },
+      { time: 2, source: 'hub', type: 'telemetry', data: { deviceId: 'd', body: Buffer.from([0, 1, 0xff]) } },
+      // A container lab's events arrive as JSON: the Buffer is already `{type, data}`.
+      { time: 3, source: 'hub', type: 'telemetry', data: { body: { type: 'Buffer', data: [104, 105] } } },
+    ];
+    const text = renderJson(runOf([r]));
+    const events = JSON.parse(text).results[0].events;
+    expect(events[0].data.body).toBe('{"t":21}');
+    expect(events[1].data.body).toEqual({ type: 'Buffer', base64: 'AAH/' });
+    expect(events[2].data.body).toBe('hi');
+    expect(text).not.toContain('"data": [');
+  });
+
   it('is draft 2020-12 and describes the RunResult shape', () => {
     const s = REPORT_JSON_SCHEMA as {
       $schema: string;

@@ -153,6 +153,25 @@ describe('renderJUnit', () => {
     expect(err.endsWith('the last line')).toBe(true);
   });
 
+  it('gives each testcase its phase totals by source as properties', () => {
+    const r = passed();
+    r.phases = [
+      { name: 'tcp', start: 2, end: 10, source: 'client' },
+      { name: 'tcp', start: 1, end: 13.25, source: 'lab', connection: 'api#1' },
+      { name: 'app-handshake', start: 13, end: 18, source: 'lab', connection: 'api#1' },
+      { name: 'first-byte', start: 18, source: 'lab', connection: 'api#1' },
+    ];
+    const doc = parse(renderJUnit(runOf([r])));
+    const tc = doc.testsuites.testsuite?.[0]?.testcase[0] as Node & { properties?: { property: Attrs[] } };
+    const props = Object.fromEntries((tc.properties?.property ?? []).map((p) => [p.name, p.value]));
+    expect(props).toEqual({
+      'phase.tcp.client': '8.0',
+      'phase.tcp.lab': '12.3',
+      'phase.app.lab': '5.0',
+      'phase.first-message.lab': 'never ended',
+    });
+  });
+
   it('renders a run with zero results', () => {
     const doc = parse(renderJUnit(runOf([], 0)));
     expect(doc.testsuites).toMatchObject({ name: 'fieldlab', tests: '0', failures: '0', time: '0.000' });
