@@ -1,6 +1,6 @@
 import { FieldlabError } from '../../simulators/common/errors.js';
-import { exitCodeFor, renderProgress, writeReports } from '../report/index.js';
-import { runAll } from '../runner/run.js';
+import { exitCodeFor, Progress, writeReports } from '../report/index.js';
+import { runAll, selects } from '../runner/run.js';
 import { loadScenarios } from '../scenario/load.js';
 import type { Backend } from '../scenario/model.js';
 import { defaultScenarioPaths } from './paths.js';
@@ -54,17 +54,31 @@ export async function runCommand(paths: string[], flags: RunFlags): Promise<void
     }
   }
   const variantCount = loaded.reduce((n, l) => n + l.scenario.variants.length, 0);
+  const selected = loaded.reduce(
+    (n, l) => n + l.scenario.variants.filter((v) => selects(only, l.scenario.name, v.name)).length,
+    0,
+  );
   process.stderr.write(
     `fieldlab: ${loaded.length} scenario(s), ${variantCount} variant(s), backend ${flags.backend}\n`,
   );
-  const run = await runAll(loaded, {
-    backend: flags.backend,
-    ...(flags.image ? { image: flags.image } : {}),
-    ...(only ? { only } : {}),
-    ...(flags.concurrency ? { concurrency: flags.concurrency } : {}),
-    ...(flags.maxEvents ? { maxEvents: flags.maxEvents } : {}),
-    onResult: (r) => process.stderr.write(`${renderProgress(r)}\n`),
+  // A terminal gets one status line updated in place; a log gets plain lines.
+  const progress = new Progress(process.stderr, selected, {
+    color: flags.color && process.stderr.isTTY === true,
   });
+  let run: Awaited<ReturnType<typeof runAll>>;
+  try {
+    run = await runAll(loaded, {
+      backend: flags.backend,
+      ...(flags.image ? { image: flags.image } : {}),
+      ...(only ? { only } : {}),
+      ...(flags.concurrency ? { concurrency: flags.concurrency } : {}),
+      ...(flags.maxEvents ? { maxEvents: flags.maxEvents } : {}),
+      onStart: (id) => progress.start(id),
+      onResult: (r) => progress.finish(r),
+    });
+  } finally {
+    progress.stop();
+  }
   const written = await writeReports(run, { outDir: flags.out, reporters, stdout: process.stdout, color });
   for (const p of written) process.stderr.write(`wrote ${p}\n`);
   process.exitCode = exitCodeFor(run);

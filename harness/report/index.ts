@@ -14,6 +14,13 @@ export { type ConsoleOptions, renderConsole, renderProgress } from './console.js
 export { renderHtml } from './html.js';
 export { REPORT_JSON_SCHEMA, renderJson, runResultSchema, writeReportSchema } from './json.js';
 export { renderJUnit } from './junit.js';
+export {
+  type LoadStatus,
+  Progress,
+  type ProgressState,
+  type ProgressStream,
+  renderStatusLine,
+} from './progress.js';
 
 export type ReporterName = 'console' | 'json' | 'junit' | 'html';
 

@@ -15,6 +15,8 @@ export interface RunAllOptions {
   image?: string;
   /** The lab timeline's bound per variant (default DEFAULT_MAX_EVENTS in harness/lab/timeline.ts). */
   maxEvents?: number;
+  /** Called as each variant starts, with `scenario/variant` (progress output). */
+  onStart?: (id: string) => void;
   /** Called as each variant finishes (progress output). */
   onResult?: (r: VariantResult) => void;
 }
@@ -42,6 +44,7 @@ export async function runAll(scenarios: LoadedScenario[], opts: RunAllOptions): 
     while (next < jobs.length) {
       const i = next++;
       const job = jobs[i]!;
+      opts.onStart?.(`${job.s.scenario.name}/${job.v.name}`);
       const r = await runVariant(job.s, job.v, {
         backend: opts.backend,
         image: opts.image,
