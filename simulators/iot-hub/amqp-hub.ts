@@ -1,8 +1,8 @@
 import type { PeerCertificate } from 'node:tls';
 import rhea, { type Connection, type Container, type Delivery, type EventContext, type Sender } from 'rhea';
+import { AmqpTwinChannel, attachMethodLink, methodAnswer, SERVICE_LINK } from './amqp-twin.js';
 import type { C2dMessage, C2dSink } from './c2d.js';
 import type { HubCore } from './core.js';
-import type { HubTransport } from './events.js';
 import { amqpPeerOf } from './front.js';
 
 /**
@@ -20,11 +20,13 @@ const EVENTS = /^\/devices\/([^/]+)(?:\/modules\/([^/]+))?\/messages\/events\/?$
 const DEVICEBOUND = /^\/devices\/([^/]+)\/messages\/devicebound\/?$/;
 
 interface ConnState {
-  transport: HubTransport;
+  transport: 'amqp' | 'amqp-ws';
   /** Identities (`<deviceId>` or `<deviceId>/<moduleId>`) proven on this connection. */
   authorized: Set<string>;
   peer?: PeerCertificate;
   cbs?: Sender;
+  /** Twin link pairs by address (`/devices/<d>[/modules/<m>]/twin`). */
+  twins: Map<string, AmqpTwinChannel>;
 }
 
 /** `<deviceId>` or `<deviceId>/<moduleId>` from an address's (URL-encoded) path segments. */
@@ -67,7 +69,7 @@ export function hubAmqpContainer(core: HubCore): Container {
     let s = states.get(conn);
     if (!s) {
       const peer = amqpPeerOf(conn);
-      s = { transport: peer?.transport ?? 'amqp', authorized: new Set() };
+      s = { transport: peer?.transport ?? 'amqp', authorized: new Set(), twins: new Map() };
       if (peer?.peerCertificate) s.peer = peer.peerCertificate;
       states.set(conn, s);
     }
@@ -85,6 +87,13 @@ export function hubAmqpContainer(core: HubCore): Container {
     const receiver = ctx.receiver!;
     const address = addressOf(receiver.target);
     if (address === '$cbs') return;
+    const service = SERVICE_LINK.exec(address);
+    if (service) {
+      if (!authorized(stateOf(ctx.connection), identityOf(service[1]!, service[2]))) {
+        receiver.close({ condition: 'amqp:unauthorized-access', description: 'put a token on $cbs first' });
+      }
+      return;
+    }
     const m = EVENTS.exec(address);
     if (!m) {
       receiver.close({ condition: 'amqp:not-found', description: `no such node: ${address}` });
@@ -101,6 +110,24 @@ export function hubAmqpContainer(core: HubCore): Container {
     const address = addressOf(sender.source);
     if (address === '$cbs') {
       state.cbs = sender;
+      return;
+    }
+    const service = SERVICE_LINK.exec(address);
+    if (service) {
+      const identity = identityOf(service[1]!, service[2]);
+      if (!authorized(state, identity)) {
+        sender.close({ condition: 'amqp:unauthorized-access', description: 'put a token on $cbs first' });
+      } else if (service[3] === 'twin') {
+        const channel = new AmqpTwinChannel(core, identity, sender, state.transport);
+        state.twins.get(address)?.close();
+        state.twins.set(address, channel);
+        released.set(sender, () => {
+          channel.close();
+          if (state.twins.get(address) === channel) state.twins.delete(address);
+        });
+      } else {
+        released.set(sender, attachMethodLink(core, identity, sender, state.transport));
+      }
       return;
     }
     const m = DEVICEBOUND.exec(address);
@@ -134,9 +161,16 @@ export function hubAmqpContainer(core: HubCore): Container {
     const s = ctx.sender && sinks.get(ctx.sender);
     if (s) core.c2d.flush(s.deviceId);
   });
+  /** What to release when a twin or methods sender link closes. */
+  const released = new WeakMap<Sender, () => void>();
   const dropSender = (sender: Sender | undefined) => {
     const s = sender && sinks.get(sender);
     if (s) core.c2d.removeSink(s.deviceId, s.sink);
+    const release = sender && released.get(sender);
+    if (sender && release) {
+      released.delete(sender);
+      release();
+    }
   };
   container.on('sender_close', (ctx: EventContext) => dropSender(ctx.sender));
   container.on('disconnected', (ctx: EventContext) => {
@@ -161,6 +195,15 @@ export function hubAmqpContainer(core: HubCore): Container {
     const address = addressOf(ctx.receiver?.target);
     if (address === '$cbs') {
       putToken(core, state, msg);
+      return;
+    }
+    const service = SERVICE_LINK.exec(address);
+    if (service?.[3] === 'twin') {
+      state.twins.get(address)?.request(msg);
+      return;
+    }
+    if (service) {
+      methodAnswer(core, msg);
       return;
     }
     const m = EVENTS.exec(address);

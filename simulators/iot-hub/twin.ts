@@ -8,6 +8,8 @@
  *     comes back under the request id; 404 when no connection listens, 504 when none answers in time.
  */
 
+import { randomUUID } from 'node:crypto';
+
 export type Properties = Record<string, unknown>;
 
 export interface Twin {
@@ -49,7 +51,6 @@ export class TwinStore {
   private readonly desiredListeners = new Map<string, Set<DesiredListener>>();
   private readonly methodSinks = new Map<string, Set<MethodSink>>();
   private readonly pending = new Map<string, { resolve(r: MethodResult): void; timer: NodeJS.Timeout }>();
-  private nextRequest = 1;
 
   /** The identity's twin (created empty on first use), as a copy. */
   get(identity: string): Twin {
@@ -86,7 +87,8 @@ export class TwinStore {
 
   /** Calls a method on one of the identity's connections. */
   invoke(identity: string, methodName: string, payload: unknown, timeoutMs = 30_000): Promise<MethodResult> {
-    const requestId = (this.nextRequest++).toString(16);
+    // A uuid: AMQP carries it as the method call's correlation-id (uuid type), MQTT as `$rid`.
+    const requestId = randomUUID();
     const body = Buffer.from(JSON.stringify(payload ?? null));
     const sinks = [...(this.methodSinks.get(identity) ?? [])];
     return new Promise<MethodResult>((resolve) => {

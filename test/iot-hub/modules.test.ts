@@ -168,7 +168,7 @@ describe('iot-hub module identities with the Azure IoT device SDK', () => {
 });
 
 describe('iot-hub twins and direct methods with the Azure IoT device SDK', () => {
-  for (const transport of ['Mqtt', 'MqttWs'] as const) {
+  for (const transport of ['Mqtt', 'MqttWs', 'Amqp', 'AmqpWs'] as const) {
     it(`${transport}: module twin: GET, reported patch (versioned), desired patch pushed to the module`, async () => {
       lab = await startHubLab(pki);
       lab.hub.addDevice('edge-4');
@@ -214,7 +214,7 @@ describe('iot-hub twins and direct methods with the Azure IoT device SDK', () =>
       });
     });
 
-    it(`${transport}: a direct method reaches the device and its answer comes back; a device not listening gives 404`, async () => {
+    it(`${transport}: a direct method reaches the device and its answer comes back; not listening (before, after close) gives 404`, async () => {
       lab = await startHubLab(pki);
       lab.hub.addDevice('dev-m');
       expect(await lab.hub.invokeMethod('dev-m', 'reboot', {}, { timeoutMs: 2000 })).toMatchObject({
@@ -238,6 +238,12 @@ describe('iot-hub twins and direct methods with the Azure IoT device SDK', () =>
       const result = await lab.hub.invokeMethod('dev-m', 'reboot', { delay: 5 }, { timeoutMs: 5000 });
       expect(await within(called, 5000, 'method call on the device')).toEqual({ delay: 5 });
       expect(result).toEqual({ status: 200, payload: { rebooting: true } });
+      // Closed: its method link or subscription is released, and the service answers 404 at once.
+      await within(c.close(), 8000, 'close');
+      client = undefined;
+      expect(await lab.hub.invokeMethod('dev-m', 'reboot', {}, { timeoutMs: 5000 })).toMatchObject({
+        status: 404,
+      });
     });
   }
 });
