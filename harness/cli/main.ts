@@ -103,6 +103,33 @@ export function buildProgram(): Command {
     .action(lazy(async () => (await import('./init.js')).initCommand));
 
   program
+    .command('doctor')
+    .description(
+      "check this machine's network to its cloud endpoints: DNS, TCP per port, the proxy, the TLS chain (inspection), the clock",
+    )
+    .option(
+      '--azure <hub>',
+      'an IoT Hub host name (ports 443, 5671, 8883; repeatable)',
+      collect,
+      [] as string[],
+    )
+    .option('--dps <endpoint>', 'a DPS endpoint (ports 443, 5671, 8883; repeatable)', collect, [] as string[])
+    .option('--aws <endpoint>', 'an AWS IoT endpoint (ports 8883, 443; repeatable)', collect, [] as string[])
+    .option(
+      '--tunnel <region>',
+      "AWS secure tunneling's endpoints in a region (443; repeatable)",
+      collect,
+      [] as string[],
+    )
+    .option('--endpoint <host:port>', 'any endpoint (repeatable)', collect, [] as string[])
+    .option('--proxy <url>', 'go through this proxy, http://[user:pass@]host:port (default $https_proxy)')
+    .option('--dns-server <address[:port]>', 'resolve with this DNS server (default the system resolver)')
+    .option('--ca <file>', "PEM roots the device trusts (default Node's public roots)")
+    .option('--timeout <ms>', 'per check', positiveInt, 5000)
+    .option('--json', 'print the checks as JSON')
+    .action(lazy(async () => (await import('./doctor.js')).doctorCommand));
+
+  program
     .command('up')
     .description(
       'start a lab (a scenario file, or a file with name + lab), print its endpoints and env, keep it up until Ctrl-C',

@@ -1,0 +1,121 @@
+import { readFileSync } from 'node:fs';
+import { FieldlabError } from '../../simulators/common/errors.js';
+import { parseTarget } from '../../simulators/common/targets.js';
+import { type DoctorPort, type DoctorReport, type DoctorTarget, runDoctor } from '../doctor/index.js';
+
+export interface DoctorFlags {
+  azure: string[];
+  dps: string[];
+  aws: string[];
+  tunnel: string[];
+  endpoint: string[];
+  proxy?: string;
+  dnsServer?: string;
+  ca?: string;
+  timeout: number;
+  json?: boolean;
+}
+
+/** A TLS port; HTTPS ones (443) also give the server's clock. */
+const tlsPort = (port: number): DoctorPort => ({ port, tls: true, https: port === 443 });
+const ports = (...list: number[]) => list.map(tlsPort);
+
+/** The endpoints the flags name, with the ports their transports use. */
+export function doctorTargets(f: DoctorFlags): DoctorTarget[] {
+  const targets: DoctorTarget[] = [
+    // AMQP 5671, MQTT 8883, HTTPS and the WebSocket transports 443.
+    ...f.azure.map((host) => ({ host, ports: ports(443, 5671, 8883), role: 'Azure IoT Hub' })),
+    ...f.dps.map((host) => ({ host, ports: ports(443, 5671, 8883), role: 'Azure DPS' })),
+    // MQTT 8883, or 443 (ALPN x-amzn-mqtt-ca) and HTTPS.
+    ...f.aws.map((host) => ({ host, ports: ports(8883, 443), role: 'AWS IoT Core' })),
+    // Secure tunneling: the management API and the data plane (WebSocket on 443).
+    ...f.tunnel.flatMap((region) => [
+      {
+        host: `api.tunneling.iot.${region}.amazonaws.com`,
+        ports: ports(443),
+        role: 'AWS secure tunneling API',
+      },
+      {
+        host: `data.tunneling.iot.${region}.amazonaws.com`,
+        ports: ports(443),
+        role: 'AWS secure tunneling data',
+      },
+    ]),
+  ];
+  for (const e of f.endpoint) {
+    const t = parseTarget(e);
+    if (!t) {
+      throw new FieldlabError('E_BAD_FLAG', `--endpoint ${e}: expected host:port`, {
+        hint: 'e.g. --endpoint hub.example.net:5671',
+      });
+    }
+    // Any port: TLS is assumed (IoT endpoints speak it), and asked for HTTP's Date when it answers.
+    const port = { port: t.port, tls: true, https: true };
+    const same = targets.find((x) => x.host === t.host && x.role === 'endpoint');
+    if (same) same.ports.push(port);
+    else targets.push({ host: t.host, ports: [port], role: 'endpoint' });
+  }
+  if (targets.length === 0) {
+    throw new FieldlabError('E_BAD_FLAG', 'doctor needs at least one endpoint to check', {
+      hint: 'give --azure HUB_HOSTNAME, --dps ENDPOINT, --aws ENDPOINT, --tunnel REGION or --endpoint host:port',
+    });
+  }
+  return targets;
+}
+
+function proxyUrl(flag: string | undefined): URL | undefined {
+  const raw = flag ?? process.env.https_proxy ?? process.env.HTTPS_PROXY;
+  if (!raw) return undefined;
+  try {
+    const u = new URL(raw);
+    if (u.protocol === 'http:' || u.protocol === 'https:') return u;
+  } catch {}
+  throw new FieldlabError('E_BAD_FLAG', `${flag ? '--proxy' : 'https_proxy'}: ${raw} is not a proxy URL`, {
+    hint: 'give http://[user:pass@]host:port (credentials percent-encoded)',
+  });
+}
+
+function caFile(file: string | undefined): string[] | undefined {
+  if (!file) return undefined;
+  try {
+    return [readFileSync(file, 'utf8')];
+  } catch {
+    throw new FieldlabError('E_NO_SUCH_PATH', `--ca: cannot read ${file}`, {
+      hint: "give the PEM file of the roots the device trusts (the OS bundle, or the runtime's)",
+    });
+  }
+}
+
+export function formatDoctor(report: DoctorReport, targets: DoctorTarget[]): string {
+  const lines: string[] = [];
+  const setup = [
+    report.proxy ? `proxy ${report.proxy}` : 'no proxy',
+    `DNS ${report.dnsServer ?? 'system resolver'}`,
+  ];
+  lines.push(`fieldlab doctor: ${targets.length} endpoint(s), ${setup.join(', ')}`);
+  for (const t of targets) {
+    lines.push('', `${t.host} (${t.role})`);
+    for (const c of report.checks.filter((x) => x.host === t.host)) {
+      lines.push(`  ${c.ok ? '✓' : '✗'} ${c.summary}  ${c.ms} ms`);
+      if (c.hint) lines.push(`      fix: ${c.hint}`);
+    }
+  }
+  const failed = report.checks.filter((c) => !c.ok).length;
+  lines.push('', failed === 0 ? 'all checks passed' : `${failed} of ${report.checks.length} checks failed`);
+  return `${lines.join('\n')}\n`;
+}
+
+export async function doctorCommand(flags: DoctorFlags): Promise<void> {
+  const targets = doctorTargets(flags);
+  const proxy = proxyUrl(flags.proxy);
+  const ca = caFile(flags.ca);
+  const report = await runDoctor({
+    targets,
+    ...(proxy ? { proxy } : {}),
+    ...(flags.dnsServer ? { dnsServer: flags.dnsServer } : {}),
+    ...(ca ? { ca } : {}),
+    timeoutMs: flags.timeout,
+  });
+  process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : formatDoctor(report, targets));
+  if (!report.ok) process.exitCode = 1;
+}

@@ -1,0 +1,197 @@
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DoctorCheck, DoctorReport } from '../../harness/doctor/index.js';
+import { type Lab, startLab } from '../../harness/lab/lab.js';
+import { assertBuilt, cli } from '../helpers/cli.js';
+import { useTempStateDir } from '../helpers/state-dir.js';
+
+/**
+ * `fieldlab doctor` against a lab that stands for a site (loopback): the lab DNS answers the names
+ * (one with SERVFAIL), one endpoint refuses, one drops, a proxy wants credentials and allows CONNECT to
+ * 443 only, an inspector re-signs TLS. Only lab names and loopback addresses are ever contacted.
+ */
+
+const stateDir = useTempStateDir('fl-doctor-');
+let lab: Lab;
+let dns: string;
+let ca: string;
+const port = (sim: string) => lab.sim(sim).endpoints[0]!.port;
+
+beforeAll(async () => {
+  assertBuilt();
+  lab = await startLab({
+    name: 'doctor',
+    simulators: [
+      {
+        name: 'dns',
+        type: 'geo-dns',
+        host: 'ns1.iot.example.com',
+        options: { faults: { 'flaky.iot.example.com': 'servfail' } },
+      },
+      { name: 'api', type: 'https-server', host: 'api.iot.example.com' },
+      { name: 'blocked', type: 'https-server', host: 'blocked.iot.example.com' },
+      { name: 'dropped', type: 'https-server', host: 'dropped.iot.example.com' },
+      {
+        name: 'proxy',
+        type: 'connect-proxy',
+        host: 'proxy.corp.example.com',
+        options: {
+          users: [{ username: 'edge@corp', password: 'p@ss' }],
+          map: { 'api.iot.example.com:443': '${api.address}:${api.port}' },
+        },
+      },
+      {
+        name: 'inspector',
+        type: 'tls-inspector',
+        host: 'inspector.corp.example.com',
+        options: { map: { 'api.iot.example.com:443': '${api.address}:${api.port}' } },
+      },
+    ],
+  });
+  lab.relay('blocked').addToxic({ type: 'refuse' });
+  lab.relay('dropped').addToxic({ type: 'blackhole' });
+  dns = lab.dnsServer()!;
+  ca = lab.pki.trust.bundlePath;
+});
+afterAll(async () => {
+  await lab?.stop();
+});
+
+async function doctor(args: string[]) {
+  const r = await cli(['doctor', '--dns-server', dns, '--timeout', '1500', ...args], {
+    env: { FIELDLAB_STATE_DIR: stateDir(), https_proxy: '', HTTPS_PROXY: '' },
+  });
+  return { ...r, report: r.stdout.startsWith('{') ? (JSON.parse(r.stdout) as DoctorReport) : undefined };
+}
+
+const find = (report: DoctorReport | undefined, check: string, host: string, p?: number): DoctorCheck => {
+  const c = report?.checks.find(
+    (x) => x.check === check && x.host === host && (p === undefined || x.port === p),
+  );
+  if (!c) throw new Error(`no ${check} check for ${host}:${p}: ${JSON.stringify(report?.checks)}`);
+  return c;
+};
+
+describe('fieldlab doctor (loopback lab as the site)', () => {
+  it('a clean path: DNS from the lab resolver, TCP, a trusted chain; exit 0', async () => {
+    const r = await doctor(['--endpoint', `api.iot.example.com:${port('api')}`, '--ca', ca, '--json']);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.report?.ok).toBe(true);
+    const d = find(r.report, 'dns', 'api.iot.example.com');
+    expect(d.details?.addresses).toEqual([
+      expect.objectContaining({ address: lab.hosts.get('api.iot.example.com') }),
+    ]);
+    expect(d.summary).toContain(`from ${dns}`);
+    expect(find(r.report, 'tcp', 'api.iot.example.com').ok).toBe(true);
+    const tls = find(r.report, 'tls', 'api.iot.example.com');
+    expect(tls.ok).toBe(true);
+    expect(tls.summary).toMatch(/\(trusted\)$/);
+    // The lab's server sends Date: this machine's own clock against itself.
+    expect(find(r.report, 'clock', 'api.iot.example.com').ok).toBe(true);
+  });
+
+  it('tells refused from dropped, and SERVFAIL, each with a fix; exit 1', async () => {
+    const r = await doctor([
+      '--endpoint',
+      `blocked.iot.example.com:${port('blocked')}`,
+      '--endpoint',
+      `dropped.iot.example.com:${port('dropped')}`,
+      '--endpoint',
+      'flaky.iot.example.com:443',
+      '--ca',
+      ca,
+      '--json',
+    ]);
+    expect(r.code).toBe(1);
+    const refused = find(r.report, 'tcp', 'blocked.iot.example.com');
+    expect(refused).toMatchObject({ ok: false, details: { outcome: 'refused' } });
+    expect(refused.hint).toContain(`open outbound TCP ${port('blocked')}`);
+    // On loopback a blackholed port takes the connection (a userspace relay) and holds it: the TLS
+    // handshake is what never finishes.
+    const held = find(r.report, 'tls', 'dropped.iot.example.com');
+    expect(held).toMatchObject({ ok: false });
+    expect(held.summary).toContain('no handshake');
+    const servfail = find(r.report, 'dns', 'flaky.iot.example.com');
+    expect(servfail).toMatchObject({ ok: false, details: { error: 'SERVFAIL' } });
+    expect(servfail.hint).toMatch(/SERVFAIL/);
+  });
+
+  it('through the proxy: CONNECT allowed on 443 and denied on 8883, the chain checked through the tunnel', async () => {
+    const proxy = `http://edge%40corp:p%40ss@proxy.corp.example.com:${port('proxy')}`;
+    const r = await doctor([
+      '--proxy',
+      proxy.replace('proxy.corp.example.com', lab.hosts.get('proxy.corp.example.com')!),
+      '--endpoint',
+      'api.iot.example.com:443',
+      '--endpoint',
+      'api.iot.example.com:8883',
+      '--ca',
+      ca,
+      '--json',
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.report?.proxy).not.toContain('p%40ss');
+    expect(find(r.report, 'proxy', 'api.iot.example.com', 443).ok).toBe(true);
+    expect(find(r.report, 'tls', 'api.iot.example.com', 443).ok).toBe(true);
+    const denied = find(r.report, 'proxy', 'api.iot.example.com', 8883);
+    expect(denied).toMatchObject({ ok: false, details: { outcome: 'denied', status: 403 } });
+    expect(denied.hint).toContain('MQTT over WebSocket on 443');
+  });
+
+  it('a proxy that wants credentials, and a proxy URL with the wrong scheme', async () => {
+    const at = `${lab.hosts.get('proxy.corp.example.com')}:${port('proxy')}`;
+    const none = await doctor(['--proxy', `http://${at}`, '--endpoint', 'api.iot.example.com:443', '--json']);
+    const c = find(none.report, 'proxy', 'api.iot.example.com', 443);
+    expect(c).toMatchObject({ ok: false, details: { outcome: 'auth-required', status: 407 } });
+    expect(c.hint).toContain('http://user:pass@proxy:port');
+
+    const wrong = await doctor([
+      '--proxy',
+      `http://edge%40corp:nope@${at}`,
+      '--endpoint',
+      'api.iot.example.com:443',
+      '--json',
+    ]);
+    expect(find(wrong.report, 'proxy', 'api.iot.example.com', 443).details?.outcome).toBe('auth-rejected');
+
+    const tls = await doctor(['--proxy', `https://${at}`, '--endpoint', 'api.iot.example.com:443', '--json']);
+    const scheme = find(tls.report, 'proxy', 'api.iot.example.com', 443);
+    expect(scheme).toMatchObject({ ok: false, details: { outcome: 'wrong-scheme' } });
+    expect(scheme.summary).toContain('the proxy URL needs http://');
+  });
+
+  it('names the TLS inspection by its root, with the root fingerprint, in the human report', async () => {
+    const at = `${lab.hosts.get('inspector.corp.example.com')}:${port('inspector')}`;
+    const r = await doctor(['--proxy', `http://${at}`, '--endpoint', 'api.iot.example.com:443', '--ca', ca]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain('✗ TLS 443: TLS inspection by fieldlab Inspection Root CA');
+    // The inspector sends its intermediate, not its root: the intermediate's fingerprint stands for it.
+    const json = await doctor([
+      '--proxy',
+      `http://${at}`,
+      '--endpoint',
+      'api.iot.example.com:443',
+      '--ca',
+      ca,
+      '--json',
+    ]);
+    const tls = find(json.report, 'tls', 'api.iot.example.com', 443);
+    const chain = tls.details?.chain as Array<{ pem: string; fingerprint256: string }>;
+    const top = new X509Certificate(chain[chain.length - 1]!.pem);
+    const root = new X509Certificate(readFileSync(lab.resolveRef('inspector.rootCa'), 'utf8'));
+    expect(top.verify(root.publicKey)).toBe(true);
+    expect(r.stdout).toContain(`SHA-256 ${top.fingerprint256}`);
+    expect(r.stdout).toMatch(/ {6}fix: add fieldlab Inspection Root CA's root to the device's trust store/);
+    expect(r.stdout).toMatch(/✓ CONNECT api\.iot\.example\.com:443 via http:\/\/.*: allowed/);
+  });
+
+  it('without an endpoint it is a usage error (exit 2)', async () => {
+    const r = await cli(['doctor'], { env: { FIELDLAB_STATE_DIR: stateDir() } });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('doctor needs at least one endpoint');
+    const bad = await cli(['doctor', '--endpoint', 'no-port'], { env: { FIELDLAB_STATE_DIR: stateDir() } });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--endpoint no-port: expected host:port');
+  });
+});
