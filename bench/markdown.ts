@@ -16,7 +16,7 @@ function fmt(n: number): string {
   return n.toPrecision(3);
 }
 
-/** The newest report of each benchmark, in the order `order` gives (others after, by name). */
+/** The newest report of each benchmark named in `order`, in that order. */
 export function latestReports(dir: string, order: string[]): BenchReport[] {
   if (!existsSync(dir)) return [];
   const newest = new Map<string, BenchReport>();
@@ -27,12 +27,12 @@ export function latestReports(dir: string, order: string[]): BenchReport[] {
     } catch {
       continue;
     }
-    if (typeof r.name !== 'string' || typeof r.startedAt !== 'string') continue;
+    if (!order.includes(r.name) || typeof r.startedAt !== 'string' || !Array.isArray(r.measurements))
+      continue;
     const seen = newest.get(r.name);
     if (!seen || seen.startedAt < r.startedAt) newest.set(r.name, r);
   }
-  const rank = (n: string) => (order.includes(n) ? order.indexOf(n) : order.length);
-  return [...newest.values()].sort((a, b) => rank(a.name) - rank(b.name) || a.name.localeCompare(b.name));
+  return [...newest.values()].sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
 }
 
 function machineLine(m: Machine | undefined, r: BenchReport): string {

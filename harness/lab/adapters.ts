@@ -368,6 +368,13 @@ const tunnelService = adapter({
       /** Overrides every tunnel's max lifetime. */
       maxLifetime: durationSchema.optional(),
       /** How long a closed tunnel stays visible to DescribeTunnel/ListTunnels (AWS: 3 hours). */
+      /**
+       * Lab time scale (not an AWS setting): how long one minute of a tunnel's `maxLifetimeTimeoutMinutes`
+       * lasts, e.g. `5s`, so a tunnel opened with 1 minute closes after 5 s (default 1m; at most 1m).
+       */
+      lifetimeMinute: durationSchema
+        .refine((ms) => ms >= 1 && ms <= 60_000, 'a lab minute is between 1ms and 1m')
+        .optional(),
       closedTunnelRetention: durationSchema.optional(),
       /**
        * Management API authentication: `sigv4` verifies AWS Signature Version 4 against the lab
@@ -406,6 +413,9 @@ const tunnelService = adapter({
       ...(o.maxOpenTunnels ? { maxOpenTunnels: o.maxOpenTunnels } : {}),
       ...(o.maxLifetime ? { maxLifetimeMs: Math.max(1, Math.round(o.maxLifetime)) } : {}),
       ...(o.closedTunnelRetention !== undefined
+      ...(o.lifetimeMinute !== undefined
+        ? { lifetimeMinuteMs: Math.max(1, Math.round(o.lifetimeMinute)) }
+        : {}),
         ? { closedTunnelRetentionMs: Math.round(o.closedTunnelRetention) }
         : {}),
       auth: o.auth,
