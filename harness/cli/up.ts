@@ -43,6 +43,7 @@ export async function upCommand(file: string, flags: UpFlags): Promise<void> {
       url: e.url ?? '',
     })),
   );
+  const values = clientValues(running);
   const info = {
     labId: running.id,
     dir: running.dir,
@@ -51,6 +52,7 @@ export async function upCommand(file: string, flags: UpFlags): Promise<void> {
     caBundle: running.pki.trust.bundlePath,
     env: running.trustEnv(),
     endpoints,
+    values: Object.fromEntries(values.map((v) => [v.ref, v.value])),
   };
   writeFileSync(join(running.dir, 'endpoints.json'), `${JSON.stringify(info, null, 2)}\n`);
   if (flags.json) {
@@ -61,6 +63,12 @@ export async function upCommand(file: string, flags: UpFlags): Promise<void> {
       out.push(
         `  ${`${e.simulator}.${e.endpoint}`.padEnd(24)} ${`${e.address}:${e.port}`.padEnd(22)} ${e.url}`,
       );
+    if (values.length > 0) {
+      // What a scenario's client gets as `${hub.connectionString}` and the like: for your own device.
+      out.push('', 'values for clients (what scenarios reference as ${simulator.value}):');
+      const width = Math.min(40, Math.max(...values.map((v) => v.ref.length + 4)));
+      for (const v of values) out.push(`  ${`\${${v.ref}}`.padEnd(width)} ${v.value}`);
+    }
     out.push('', 'hosts:');
     for (const [h, a] of running.hosts) out.push(`  ${a.padEnd(16)} ${h}`);
     out.push('', 'environment for clients:');
@@ -74,6 +82,21 @@ export async function upCommand(file: string, flags: UpFlags): Promise<void> {
     process.stdout.write(`${out.join('\n')}\n`);
   }
   // Stay up until a signal: the listening sockets keep the event loop alive.
+}
+
+/**
+ * Each simulator's client values, as a scenario's client gets them (`${hub.connectionString}`,
+ * `${dps.idScope}`, `${proxy.rootCa}`...): what a person needs to point their own device at the lab.
+ */
+export function clientValues(lab: Lab): Array<{ ref: string; value: string }> {
+  const out: Array<{ ref: string; value: string }> = [];
+  for (const [name, s] of lab.simulators) {
+    for (const key of Object.keys(s.vars).sort()) {
+      const ref = `${name}.${key}`;
+      out.push({ ref, value: lab.interpolate(`\${${ref}}`, 'client') });
+    }
+  }
+  return out;
 }
 
 /** Reads a lab or scenario file and starts its lab, with the variant's options and faults. */
