@@ -151,7 +151,7 @@ export function createApiHandler(
     return t;
   };
 
-  const notifyDestination = async (t: Tunnel): Promise<void> => {
+  const notifyDestination = async (t: Tunnel, reason: 'opened' | 'rotated'): Promise<void> => {
     const thing = t.destinationConfig?.thingName;
     if (!opts.notify || !thing) return;
     const topic = `$aws/things/${thing}/tunnels/notify`;
@@ -163,6 +163,7 @@ export function createApiHandler(
     });
     try {
       await opts.notify(topic, payload);
+      events.emitEvent('notified', { tunnelId: t.tunnelId, thingName: thing, topic, reason });
     } catch (err) {
       events.emitEvent('notify-error', { tunnelId: t.tunnelId, topic, message: (err as Error).message });
     }
@@ -191,7 +192,7 @@ export function createApiHandler(
           ...(t.destinationConfig?.thingName ? { thingName: t.destinationConfig.thingName } : {}),
           services: t.destinationConfig?.services ?? [],
         });
-        await notifyDestination(t);
+        await notifyDestination(t, 'opened');
         return {
           tunnelId: t.tunnelId,
           tunnelArn: t.tunnelArn,
@@ -249,7 +250,7 @@ export function createApiHandler(
         }
         t.lastUpdatedAt = opts.clock.now();
         events.emitEvent('tokens-rotated', { tunnelId: t.tunnelId, modes });
-        if (modes.includes('destination')) await notifyDestination(t);
+        if (modes.includes('destination')) await notifyDestination(t, 'rotated');
         return {
           tunnelArn: t.tunnelArn,
           ...(modes.includes('source') ? { sourceAccessToken: t.slots.source.token } : {}),

@@ -34,6 +34,11 @@ export interface TunnelServiceEvents {
   'tunnel-opened': { tunnelId: string; thingName?: string; services: string[] };
   'tunnel-closed': { tunnelId: string; reason: 'api' | 'deleted' | 'lifetime' | 'stopped' };
   'tokens-rotated': { tunnelId: string; modes: Array<'source' | 'destination'> };
+  /**
+   * A destination token was handed to the `notify` hook for `$aws/things/<thing>/tunnels/notify` (the
+   * broker accepted the publish): on OpenTunnel (`opened`) or on a DESTINATION/ALL rotation (`rotated`).
+   */
+  notified: { tunnelId: string; thingName: string; topic: string; reason: 'opened' | 'rotated' };
   /** The notify hook failed (the tunnel still opened). */
   'notify-error': { tunnelId: string; topic: string; message: string };
   /** A data plane handshake refused before the upgrade. */

@@ -81,7 +81,7 @@ export async function start(options: TunnelServiceOptions = {}): Promise<TunnelS
 
   // AWS IoT developer guide, "Secure tunnel lifecycle": an OPEN tunnel past MaxLifetimeTimeout closes.
   const armLifetime = (t: Tunnel) => {
-    const ms = opts.maxLifetimeMs ?? t.maxLifetimeTimeoutMinutes * 60_000;
+    const ms = opts.maxLifetimeMs ?? t.maxLifetimeTimeoutMinutes * opts.lifetimeMinuteMs;
     t.cancelLifetime = clock.after(ms, () => {
       t.cancelLifetime = undefined;
       data.closeTunnel(t, 'lifetime');

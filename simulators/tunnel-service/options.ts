@@ -27,6 +27,12 @@ export const tunnelServiceOptionsSchema = z
     maxOpenTunnels: z.number().int().positive().optional(),
     /** Overrides every tunnel's max lifetime (tests: a few hundred ms). */
     maxLifetimeMs: z.number().int().positive().max(MAX_TIMER_MS).optional(),
+    /**
+     * Lab time scale, not an AWS setting: how long one minute of a tunnel's `maxLifetimeTimeoutMinutes`
+     * lasts (default 60000). A scenario opens a tunnel with `maxLifetimeTimeoutMinutes: 1` as a user
+     * would and sees it close after this long; `maxLifetimeMs` wins when both are set.
+     */
+    lifetimeMinuteMs: z.number().int().positive().max(60_000).default(60_000),
     /** How long DescribeTunnel / ListTunnels still show a closed tunnel before it is forgotten. */
     closedTunnelRetentionMs: z.number().int().min(0).max(MAX_TIMER_MS).default(CLOSED_TUNNEL_RETENTION_MS),
     /**

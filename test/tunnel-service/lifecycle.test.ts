@@ -93,6 +93,33 @@ describe('tunnel-service lifecycle', () => {
     expect(closed.map((e) => e.tunnelId)).toEqual([short.tunnelId, long.tunnelId]);
   });
 
+  it('lifetimeMinuteMs (a lab time scale) shortens each minute of maxLifetimeTimeoutMinutes', async () => {
+    const clock = new ManualClock();
+    lab = await startLab({ clock, lifetimeMinuteMs: 1000 });
+    const open = await lab.sdk.send(
+      new OpenTunnelCommand({
+        destinationConfig: { thingName: 't', services: ['SSH'] },
+        timeoutConfig: { maxLifetimeTimeoutMinutes: 3 },
+      }),
+    );
+    const closed: Array<TunnelServiceEvents['tunnel-closed']> = [];
+    lab.svc.events.onEvent('tunnel-closed', (e) => closed.push(e));
+    clock.advance(3 * 1000 - 1);
+    expect(closed).toEqual([]);
+    clock.advance(1);
+    expect(closed).toEqual([{ tunnelId: open.tunnelId, reason: 'lifetime' }]);
+    // DescribeTunnel still shows the minutes the tunnel was opened with.
+    const { tunnel } = await lab.sdk.send(new DescribeTunnelCommand({ tunnelId: open.tunnelId }));
+    expect(tunnel?.timeoutConfig?.maxLifetimeTimeoutMinutes).toBe(3);
+  });
+
+  it('refuses a lab minute longer than a minute', async () => {
+    await expect(startLab({ lifetimeMinuteMs: 2 * MINUTE })).rejects.toMatchObject({
+      code: 'E_BAD_OPTION',
+      message: expect.stringContaining('lifetimeMinuteMs'),
+    });
+  });
+
   it('releases the tokens of a closed tunnel at once and forgets it after three hours', async () => {
     const clock = new ManualClock();
     lab = await startLab({ clock });
