@@ -12,8 +12,11 @@
  *   HTTPS_PROXY      the operator's corporate proxy (source side only)
  *   REUSE_SOURCE_TOKEN=1   connect a second source with the already used token (the field mistake)
  *   ROTATE=1         rotate the source token before that second connection (the fix)
+ * A source localproxy the service refuses ends (as the AWS localproxy does) and ssh then finds nothing on
+ * its port: ssh's failure and the service's `token-rejected` event make the verdict, not our words.
  */
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import {
   CloseTunnelCommand,
   IoTSecureTunnelingClient,
@@ -62,18 +65,25 @@ async function main(): Promise<void> {
       }),
     );
     const httpsProxy = env.HTTPS_PROXY ?? env.https_proxy;
-    const source = (accessToken: string) =>
-      startLocalProxy({
-        ...common,
-        mode: 'source',
-        accessToken,
-        sourceListenPort: { SSH: 0 },
-        ...(httpsProxy ? { httpsProxy } : {}),
-      });
+    // The operator's `localproxy -s <port>`: a port chosen before it starts, so ssh goes there whatever
+    // became of the localproxy.
+    const port = await freePort();
+    const source = (accessToken: string, sourcePort = 0) =>
+      startLocalProxy(
+        {
+          ...common,
+          mode: 'source',
+          accessToken,
+          sourceListenPort: { SSH: sourcePort },
+          ...(httpsProxy ? { httpsProxy } : {}),
+        },
+        { waitReady: false },
+      );
     let sourceToken = opened.sourceAccessToken!;
     if (env.REUSE_SOURCE_TOKEN === '1') {
       // A first session used the token (a colleague, an earlier run, a retry script).
       const first = await source(sourceToken);
+      await first.ready;
       await first.stop();
       if (env.ROTATE === '1') {
         const rotated = await sdk.send(
@@ -82,11 +92,22 @@ async function main(): Promise<void> {
         sourceToken = rotated.sourceAccessToken!;
       }
     }
-    const src = await source(sourceToken);
+    const src = await source(sourceToken, port);
     proxies.push(src);
-    const port = src.listeners[0]?.port;
+    const refused = await src.ready.then(
+      () => undefined,
+      async (err: unknown) => ((await src.done).reason === 'handshake-rejected' ? err : Promise.reject(err)),
+    );
+    // The service refused the handshake (it records why): localproxy ends, as the AWS one exits, and the
+    // operator's ssh finds nothing on the port. ssh's failure and the service's event make the verdict.
+    // Any other failure (TLS, proxy) never reached the service: localproxy's own error is the report.
+    if (refused) {
+      process.stdout.write(
+        `tunnel-ssh: source localproxy ended: ${refused instanceof Error ? refused.message : String(refused)}\n`,
+      );
+    }
     const [ssh, ...args] = sshClientArgv(
-      { host: '127.0.0.1', port: port ?? 0, key: need('SSH_KEY'), user: need('SSH_USER') },
+      { host: '127.0.0.1', port, key: need('SSH_KEY'), user: need('SSH_USER') },
       ['echo', 'tunnel-ok'],
     );
     const r = await execa(ssh!, args, { reject: false, timeout: 30_000 });
@@ -99,6 +120,16 @@ async function main(): Promise<void> {
       .send(new CloseTunnelCommand({ tunnelId: opened.tunnelId!, delete: true }))
       .catch(() => undefined);
   }
+}
+
+/** A free local port for the source localproxy (the operator's `-s 5555`). */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const address = server.address();
+  await new Promise((r) => server.close(r));
+  if (address === null || typeof address === 'string') fail('E_PORT', 'no local port');
+  return address.port;
 }
 
 main().catch((err: unknown) => {

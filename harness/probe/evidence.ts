@@ -108,20 +108,26 @@ export const EVIDENCE_RULES: readonly EvidenceRule[] = [
     consistentWith: ['tcp.unreachable'],
     explain: firewallMatch,
   },
+  // The tunnel service's own refusal of a localproxy's handshake. The application behind the localproxy
+  // (ssh) sees only the local side: nothing listening (the source localproxy ended: tcp.refused), or a
+  // connection closed or reset before its protocol began (client.error, tcp.reset).
   {
     id: 'tunnel-token-used',
     event: 'token-rejected',
     when: (d) => d.reason === 'used',
     class: 'tunnel.token-used',
+    refines: ['tcp.refused', 'tcp.reset'],
     explain: (d, e) =>
-      `${e.source} refused an access token that was already used (HTTP ${s(d.status)}); rotate it or reconnect with the same client token`,
+      `${e.source} refused a ${s(d.mode)} access token that was already used (HTTP ${s(d.status)}); rotate it or reconnect with the same client token`,
   },
   {
     id: 'tunnel-closed',
     event: 'token-rejected',
     when: (d) => d.reason === 'closed',
     class: 'tunnel.closed',
-    explain: (_d, e) => `${e.source} refused a token of a closed tunnel`,
+    refines: ['tcp.refused', 'tcp.reset'],
+    explain: (d, e) =>
+      `${e.source} refused the ${s(d.mode)} token of tunnel ${s(d.tunnelId)}: the tunnel is closed (HTTP ${s(d.status)})`,
   },
   {
     // A cloud endpoint (IoT Hub, DPS, AWS IoT persona) refused the device's credentials.
@@ -186,6 +192,17 @@ export const EVIDENCE_RULES: readonly EvidenceRule[] = [
       d.reason === 'wrong'
         ? `proxy ${e.source} rejected the credentials it was given (407)`
         : `proxy ${e.source} asked for credentials the client did not send (407)`,
+  },
+  {
+    // Before proxy-upstream: the inspector's session with the target failed because the target asked for
+    // a client certificate. Clients see a lost connection (the target dropped it), a failed handshake
+    // (s2n refuses a server that asks for no certificate) or the inspector's handshake_failure.
+    id: 'inspector-client-cert',
+    event: 'client-cert-unavailable',
+    class: 'tls.client-cert-required',
+    refines: ['tcp.reset', 'tls.handshake', 'client.error', 'proxy.bad-gateway'],
+    consistentWith: ['auth.rejected'],
+    explain: (d, e) => `${e.source}: ${s(d.message)}`,
   },
   {
     id: 'proxy-upstream',

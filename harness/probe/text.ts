@@ -15,7 +15,6 @@ const RULES: ReadonlyArray<{ re: RegExp; class: FailureClass }> = [
   { re: /\bECONNREFUSED\b|Connection refused(?!:)/i, class: 'tcp.refused' },
   { re: /\b(EHOSTUNREACH|ENETUNREACH)\b|No route to host|Network is unreachable/i, class: 'tcp.unreachable' },
   { re: /\bECONNRESET\b|Connection reset by peer|socket hang up/i, class: 'tcp.reset' },
-  { re: /\bE_TUNNEL_TOKEN_USED\b|tunnel\.token-used/i, class: 'tunnel.token-used' },
   { re: /\bProxy Authentication Required\b|\b407\b.*proxy|proxy.*\b407\b/i, class: 'proxy.auth-required' },
   {
     // s2n (aws-crt, aws-iot-device-sdk-v2 on Linux, in the CRT log): "Certificate is untrusted", also for a

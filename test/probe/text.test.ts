@@ -14,7 +14,6 @@ describe('classifyText', () => {
     ],
     ['curl: (7) Failed to connect to hub port 5671 after 2 ms: Connection refused', 'tcp.refused'],
     ['Error: unable to get local issuer certificate', 'tls.untrusted-root'],
-    ['localproxy: E_TUNNEL_TOKEN_USED: the service refused the access token (403)', 'tunnel.token-used'],
     ['Error: certificate has expired', 'tls.expired'],
     [
       "Error [ERR_TLS_CERT_ALTNAME_INVALID]: Hostname/IP does not match certificate's altnames",
@@ -40,6 +39,13 @@ describe('classifyText', () => {
     ['Error: A TLS error occurred.', 'tls.handshake'],
   ])('%s → %s', (text, cls) => {
     expect(classifyText(text)).toBe(cls);
+  });
+
+  it("does not take a tunnel verdict from our own localproxy's words", () => {
+    // tunnel.token-used / tunnel.closed come from the tunnel service's token-rejected event (evidence.ts).
+    expect(
+      classifyText('localproxy: E_TUNNEL_TOKEN_USED: the service refused the access token (403)'),
+    ).toBeUndefined();
   });
 
   it('names nothing for output it does not know', () => {
