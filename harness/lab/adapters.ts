@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import type { Socket as UdpSocket } from 'node:dgram';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import type { LookupFunction } from 'node:net';
@@ -482,11 +483,33 @@ function refuseMainPort(ctx: AdapterContext, type: string): void {
 const iotHub = adapter({
   type: 'iot-hub',
   summary:
-    'Azure IoT Hub: MQTT, AMQP, and MQTT/AMQP over WebSocket + HTTPS on one port, SAS-verified devices, C2D',
+    'Azure IoT Hub: MQTT, AMQP, and MQTT/AMQP over WebSocket + HTTPS on one port; SAS and X.509 devices, modules, twins, methods, C2D',
   options: z
     .object({
       devices: z
-        .array(z.object({ deviceId: z.string(), primaryKey: z.string().optional() }).strict())
+        .array(
+          z
+            .object({
+              deviceId: z.string(),
+              primaryKey: z.string().optional(),
+              /**
+               * X.509 instead of a key: `ca: true` (the lab issues the device a certificate, CN = device id, from
+               * the lab CA, which the hub has registered: `${name.cert-<deviceId>}` chain and
+               * `${name.key-<deviceId>}` key files), or the `thumbprint` of the device's own certificate.
+               */
+              x509: z
+                .union([
+                  z.object({ ca: z.literal(true) }).strict(),
+                  z.object({ thumbprint: z.string(), secondaryThumbprint: z.string().optional() }).strict(),
+                ])
+                .optional(),
+              /** Module identities (SAS): `${name.cs-<deviceId>/<moduleId>}` is each one's connection string. */
+              modules: z
+                .array(z.object({ moduleId: z.string(), primaryKey: z.string().optional() }).strict())
+                .default([]),
+            })
+            .strict(),
+        )
         .default([]),
     })
     .strict(),
@@ -499,10 +522,25 @@ const iotHub = adapter({
       hostName: ctx.hostName,
       tls: { certPem: cert.chainPem, keyPem: cert.keyPem },
       devices: o.devices,
+      // The lab CA is the one CA registered (and verified) in the lab hub.
+      caCertificates: [ctx.pki.root.certPem],
     });
-    // `${hub.connectionString}` is the first device's; `${hub.cs-<deviceId>}` any device's.
+    // `${hub.connectionString}` is the first device's; `${hub.cs-<deviceId>}` any device's,
+    // `${hub.cs-<deviceId>/<moduleId>}` a module's.
     const vars: Record<string, string> = {};
-    for (const d of o.devices) vars[`cs-${d.deviceId}`] = handle.connectionString(d.deviceId);
+    for (const d of o.devices) {
+      vars[`cs-${d.deviceId}`] = handle.connectionString(d.deviceId);
+      for (const m of d.modules) {
+        vars[`cs-${d.deviceId}/${m.moduleId}`] = handle.moduleConnectionString(d.deviceId, m.moduleId);
+      }
+      if (d.x509 && 'ca' in d.x509) {
+        const issued = await ctx.pki.issueClient(d.deviceId, {
+          file: join(ctx.labDir, `${ctx.name}-${d.deviceId}`),
+        });
+        vars[`cert-${d.deviceId}`] = issued.chainPath;
+        vars[`key-${d.deviceId}`] = issued.keyPath;
+      }
+    }
     const first = o.devices[0]?.deviceId;
     if (first) vars.connectionString = handle.connectionString(first);
     return { handle, vars };
@@ -512,18 +550,37 @@ const iotHub = adapter({
 const dps = adapter({
   type: 'dps',
   summary:
-    'Azure IoT Hub Device Provisioning Service: MQTT, AMQP, HTTPS; symmetric-key enrollments and groups',
+    'Azure IoT Hub Device Provisioning Service: MQTT, AMQP, HTTPS; symmetric-key and X.509 enrollments and groups',
   options: z
     .object({
       /** The lab iot-hub simulator (by name) that registrations are assigned to. */
       hub: z.string(),
       idScope: z.string().default('0ne00FAB001'),
+      /**
+       * Individual enrollments: symmetric key, or `x509: true` (the lab issues the device certificate, CN =
+       * registration id, enrolled by thumbprint: `${name.cert-<registrationId>}`, `${name.key-<registrationId>}`).
+       */
       enrollments: z
-        .array(z.object({ registrationId: z.string(), primaryKey: z.string().optional() }).strict())
+        .array(
+          z
+            .object({
+              registrationId: z.string(),
+              primaryKey: z.string().optional(),
+              x509: z.boolean().optional(),
+            })
+            .strict(),
+        )
         .default([]),
-      /** Group enrollments: a device's key is HMAC-SHA256(group key, registration id). */
+      /**
+       * Group enrollments: a device's key is HMAC-SHA256(group key, registration id); or `x509: true`, the
+       * lab intermediate CA as the group's signing certificate (devices present lab-issued chains).
+       */
       groups: z
-        .array(z.object({ groupId: z.string(), primaryKey: z.string().optional() }).strict())
+        .array(
+          z
+            .object({ groupId: z.string(), primaryKey: z.string().optional(), x509: z.boolean().optional() })
+            .strict(),
+        )
         .default([]),
     })
     .strict(),
@@ -547,9 +604,22 @@ const dps = adapter({
     // Registered here, not through startDps's options: the add* calls return the keys for
     // `${dps.idScope}`, `${dps.key-<registrationId>}`, `${dps.group-<groupId>}`.
     const vars: Record<string, string> = { idScope: handle.idScope };
-    for (const e of o.enrollments)
-      vars[`key-${e.registrationId}`] = handle.addEnrollment(e.registrationId, e.primaryKey);
-    for (const g of o.groups) vars[`group-${g.groupId}`] = handle.addGroup(g.groupId, g.primaryKey);
+    for (const e of o.enrollments) {
+      if (!e.x509) {
+        vars[`key-${e.registrationId}`] = handle.addEnrollment(e.registrationId, e.primaryKey);
+        continue;
+      }
+      const issued = await ctx.pki.issueClient(e.registrationId, {
+        file: join(ctx.labDir, `${ctx.name}-${e.registrationId}`),
+      });
+      handle.addX509Enrollment(e.registrationId, new X509Certificate(issued.certPem).fingerprint256);
+      vars[`cert-${e.registrationId}`] = issued.chainPath;
+      vars[`key-${e.registrationId}`] = issued.keyPath;
+    }
+    for (const g of o.groups) {
+      if (g.x509) handle.addX509Group(g.groupId, ctx.pki.intermediate.certPem);
+      else vars[`group-${g.groupId}`] = handle.addGroup(g.groupId, g.primaryKey);
+    }
     return { handle, vars };
   },
 });
