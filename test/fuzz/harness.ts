@@ -15,12 +15,13 @@ export const SEED = Number(process.env.FIELDLAB_FUZZ_SEED ?? 20_261_206);
 const PATH = process.env.FIELDLAB_FUZZ_PATH;
 
 /**
- * Heap growth after GC that still counts as "back at the baseline". Measured here: after-GC heapUsed of
- * an idle simulator in a vitest fork moves by 0.1–0.8 MB between batches (V8 code and feedback, lazily
- * compiled functions, fast-check's own state). 4 MB is above that noise and below what a per-input leak
- * leaves over a CI run: batches are ≥ 200 inputs and runs ≥ 10 batches, so ≥ 2,000 inputs after the
- * baseline; a leak of 2 KB per input (the smallest the issue measured was 1.2 KB per MQTT cycle, and
- * 17 KB per refused client id) fails the check.
+ * Heap growth after GC that still counts as "back at the baseline". Measured here (inputs without shrink
+ * contexts, see `Flat`): after-GC heapUsed of a simulator in a vitest fork moves by 0.1–0.8 MB between
+ * batches (lazily compiled code, pools, fast-check's own state). 4 MB is above that noise; what it
+ * catches in a CI run of 500–1,500 inputs is a leak of ≥ 3–8 KB per input (the iot-hub one in issue #12
+ * was 17 KB per refused client id). Smaller per-operation leaks (the 1.2 KB per MQTT cycle of the lab
+ * timeline, the connect-proxy's 3.3 KB per CONNECT) need more operations than a CI run makes: that is
+ * `npm run soak`'s job, which fits a slope over 10^4–10^6 operations.
  */
 export const HEAP_TOLERANCE_BYTES = 4 * 1024 * 1024;
 
@@ -147,7 +148,11 @@ export async function fuzz<T>(spec: FuzzSpec<T>): Promise<FuzzResult> {
     fc.array(new Flat(spec.input), { minLength: 1, maxLength: spec.batchSize, size: 'max' }),
     async (batch) => {
       if (leak !== undefined) return;
+      crashes.length = 0;
       await sendAll(batch);
+      // An exception the simulator did not catch would end a real lab process: it fails the batch (and
+      // shrinks to the input that throws), besides vitest reporting it.
+      if (crashes.length > 0) throw new Error(`uncaught in the simulator: ${describe(crashes[0])}`);
       await spec.probe();
       await spec.settle?.();
       const heap = await heapBackTo(baseline + HEAP_TOLERANCE_BYTES, 3000);
@@ -162,14 +167,23 @@ export async function fuzz<T>(spec: FuzzSpec<T>): Promise<FuzzResult> {
       }
     },
   );
-  const details = await fc.check(property, {
-    seed: SEED,
-    ...(PATH ? { path: PATH } : {}),
-    numRuns: spec.batches,
-    // Bounded: shrinking re-sends smaller batches, and a stuck simulator must fail the run, not hang it.
-    interruptAfterTimeLimit: 40_000,
-    markInterruptAsFailure: true,
-  });
+  const crashes: unknown[] = [];
+  const onCrash = (err: unknown) => crashes.push(err);
+  process.on('uncaughtException', onCrash);
+  process.on('unhandledRejection', onCrash);
+  const details = await fc
+    .check(property, {
+      seed: SEED,
+      ...(PATH ? { path: PATH } : {}),
+      numRuns: spec.batches,
+      // Bounded: shrinking re-sends smaller batches, and a stuck simulator must fail the run, not hang it.
+      interruptAfterTimeLimit: 40_000,
+      markInterruptAsFailure: true,
+    })
+    .finally(() => {
+      process.off('uncaughtException', onCrash);
+      process.off('unhandledRejection', onCrash);
+    });
   if (details.failed) throw new Error(failureReport(spec.name, details));
   return { seed: SEED, batches: spec.batches, inputs, baseline, heaps };
 }
@@ -184,6 +198,10 @@ function failureReport<T>(name: string, d: fc.RunDetails<[T[]]>): string {
     `replay: FIELDLAB_FUZZ_SEED=${d.seed} FIELDLAB_FUZZ_PATH=${d.counterexamplePath ?? ''}`,
     `failing batch (${d.counterexample?.[0].length ?? 0} inputs): ${cut}`,
   ].join('\n');
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? (err.stack ?? err.message).split('\n').slice(0, 4).join(' | ') : String(err);
 }
 
 export function mb(bytes: number): string {

@@ -1,5 +1,6 @@
 import type { LookupAddress } from 'node:dns';
 import { connect as netConnect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import fc from 'fast-check';
 
 /**
@@ -140,4 +141,37 @@ export function loopbackOnlyLookup(
     code: 'ENOTFOUND',
   });
   callback(err, all ? [] : '', 4);
+}
+
+/** `sendTcp` over TLS (trusting `ca`): the handshake first, then the writes, then the same waits. */
+export function sendTls(
+  port: number,
+  ca: string,
+  chunks: Buffer[],
+  ms = 300,
+  quietMs = 20,
+  servername = 'localhost',
+): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const got: Buffer[] = [];
+    const s = tlsConnect({ host: '127.0.0.1', port, ca, servername });
+    const done = () => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(Buffer.concat(got));
+    };
+    let timer = setTimeout(done, 3000);
+    s.on('data', (d: Buffer) => {
+      got.push(d);
+      clearTimeout(timer);
+      timer = setTimeout(done, quietMs);
+    });
+    s.on('error', done);
+    s.on('close', done);
+    s.on('secureConnect', () => {
+      clearTimeout(timer);
+      timer = setTimeout(done, ms);
+      for (const c of chunks) if (c.length > 0) s.write(c);
+    });
+  });
 }
