@@ -8,8 +8,9 @@
  *
  * `measure` answers with heapUsed and RSS after two full GCs.
  */
-import { startLab } from '../../harness/lab/lab.js';
+
 import type { LabSimulator } from '../../harness/lab/lab.js';
+import { startLab } from '../../harness/lab/lab.js';
 
 export type Workload = 'mqtt' | 'tunnels' | 'sessions' | 'dns' | 'connect';
 
