@@ -368,7 +368,6 @@ const tunnelService = adapter({
       maxOpenTunnels: z.number().int().positive().optional(),
       /** Overrides every tunnel's max lifetime. */
       maxLifetime: durationSchema.optional(),
-      /** How long a closed tunnel stays visible to DescribeTunnel/ListTunnels (AWS: 3 hours). */
       /**
        * Lab time scale (not an AWS setting): how long one minute of a tunnel's `maxLifetimeTimeoutMinutes`
        * lasts, e.g. `5s`, so a tunnel opened with 1 minute closes after 5 s (default 1m; at most 1m).
@@ -376,6 +375,7 @@ const tunnelService = adapter({
       lifetimeMinute: durationSchema
         .refine((ms) => ms >= 1 && ms <= 60_000, 'a lab minute is between 1ms and 1m')
         .optional(),
+      /** How long a closed tunnel stays visible to DescribeTunnel/ListTunnels (AWS: 3 hours). */
       closedTunnelRetention: durationSchema.optional(),
       /**
        * Management API authentication: `sigv4` verifies AWS Signature Version 4 against the lab
@@ -413,10 +413,10 @@ const tunnelService = adapter({
       ...(cert ? { tls: { certPem: cert.chainPem, keyPem: cert.keyPem } } : {}),
       ...(o.maxOpenTunnels ? { maxOpenTunnels: o.maxOpenTunnels } : {}),
       ...(o.maxLifetime ? { maxLifetimeMs: Math.max(1, Math.round(o.maxLifetime)) } : {}),
-      ...(o.closedTunnelRetention !== undefined
       ...(o.lifetimeMinute !== undefined
         ? { lifetimeMinuteMs: Math.max(1, Math.round(o.lifetimeMinute)) }
         : {}),
+      ...(o.closedTunnelRetention !== undefined
         ? { closedTunnelRetentionMs: Math.round(o.closedTunnelRetention) }
         : {}),
       auth: o.auth,
