@@ -1,6 +1,8 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { basename, extname } from 'node:path';
 import { FieldlabError } from '../../simulators/common/errors.js';
 import { parseTarget } from '../../simulators/common/targets.js';
+import { emitScenarioYaml } from '../doctor/emit.js';
 import { type DoctorPort, type DoctorReport, type DoctorTarget, runDoctor } from '../doctor/index.js';
 
 export interface DoctorFlags {
@@ -14,6 +16,8 @@ export interface DoctorFlags {
   ca?: string;
   timeout: number;
   json?: boolean;
+  emitScenario?: string;
+  force?: boolean;
 }
 
 /** A TLS port; HTTPS ones (443) also give the server's clock. */
@@ -109,13 +113,28 @@ export async function doctorCommand(flags: DoctorFlags): Promise<void> {
   const targets = doctorTargets(flags);
   const proxy = proxyUrl(flags.proxy);
   const ca = caFile(flags.ca);
-  const report = await runDoctor({
+  const out = flags.emitScenario;
+  if (out && existsSync(out) && !flags.force) {
+    throw new FieldlabError('E_EXISTS', `--emit-scenario: ${out} already exists`, {
+      hint: 'give another file, or --force to overwrite it',
+    });
+  }
+  const options = {
     targets,
     ...(proxy ? { proxy } : {}),
     ...(flags.dnsServer ? { dnsServer: flags.dnsServer } : {}),
     ...(ca ? { ca } : {}),
     timeoutMs: flags.timeout,
-  });
+  };
+  const report = await runDoctor(options);
   process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : formatDoctor(report, targets));
+  if (out) {
+    const name = basename(out, extname(out))
+      .toLowerCase()
+      .replace(/[^a-z0-9]+/g, '-')
+      .replace(/^-+|-+$/g, '');
+    writeFileSync(out, emitScenarioYaml(report, options, /^[a-z0-9]/.test(name) ? name : 'site'));
+    process.stderr.write(`wrote ${out}: run it with \`fieldlab run ${out}\`\n`);
+  }
   if (!report.ok) process.exitCode = 1;
 }

@@ -127,6 +127,8 @@ export function buildProgram(): Command {
     .option('--ca <file>', "PEM roots the device trusts (default Node's public roots)")
     .option('--timeout <ms>', 'per check', positiveInt, 5000)
     .option('--json', 'print the checks as JSON')
+    .option('--emit-scenario <file>', 'also write what it found as a scenario that reproduces it in the lab')
+    .option('--force', 'overwrite the --emit-scenario file if it exists')
     .action(lazy(async () => (await import('./doctor.js')).doctorCommand));
 
   program

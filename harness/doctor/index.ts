@@ -189,6 +189,7 @@ function proxySummary(outcome: string, proxy: URL, host: string, port: number, d
     'auth-required': 'the proxy wants credentials (407)',
     'auth-rejected': 'the proxy rejected the credentials (407)',
     denied: `denied (${detail ?? '?'})`,
+    'bad-gateway': `the proxy could not reach it (${detail ?? '?'})`,
     'wrong-scheme': `wrong proxy scheme: ${detail ?? ''}`,
     unreachable: `the proxy is unreachable (${detail ?? ''})`,
     timeout: 'the proxy did not answer',
@@ -205,6 +206,8 @@ function proxyHint(outcome: string, port: number): string {
       return 'check the proxy user and password (percent-encoded in the URL: @ → %40, : → %3A, / → %2F)';
     case 'denied':
       return `ask for CONNECT to port ${port} to be allowed${portFix(port)}`;
+    case 'bad-gateway':
+      return `the proxy's own path to port ${port} is blocked or the endpoint is down: ask the proxy's admins${portFix(port)}`;
     case 'wrong-scheme':
       return 'use the scheme the proxy speaks in the proxy URL (most proxies: http://, even for HTTPS traffic)';
     case 'unreachable':

@@ -109,12 +109,13 @@ export function probeTcp(address: string, port: number, timeoutMs: number): Prom
 }
 
 export interface ProxyResult {
-  /** `ok` 2xx; `auth-required` 407 without credentials; `auth-rejected` 407 with them; `denied` 403 etc. */
+  /** `ok` 2xx; `auth-required` 407 without credentials, `auth-rejected` with them; `bad-gateway` 502/503/504; `denied` other refusals (403). */
   outcome:
     | 'ok'
     | 'auth-required'
     | 'auth-rejected'
     | 'denied'
+    | 'bad-gateway'
     | 'wrong-scheme'
     | 'unreachable'
     | 'timeout'
@@ -186,7 +187,15 @@ export function probeConnect(proxy: URL, target: string, timeoutMs: number): Pro
         return;
       }
       socket.destroy();
-      const outcome = status === 407 ? (hasCreds ? 'auth-rejected' : 'auth-required') : 'denied';
+      // RFC 9110 §15.6.3/§15.6.5: 502 and 504 are the proxy failing to reach the target, not its policy.
+      const outcome =
+        status === 407
+          ? hasCreds
+            ? 'auth-rejected'
+            : 'auth-required'
+          : status === 502 || status === 503 || status === 504
+            ? 'bad-gateway'
+            : 'denied';
       finish({ outcome, status, detail: `${status} ${res.statusMessage ?? ''}`.trim() });
     });
     req.once('response', (res) => {

@@ -1,8 +1,12 @@
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import type { DoctorCheck, DoctorReport } from '../../harness/doctor/index.js';
 import { type Lab, startLab } from '../../harness/lab/lab.js';
+import type { RunResult } from '../../harness/runner/result.js';
 import { assertBuilt, cli } from '../helpers/cli.js';
 import { useTempStateDir } from '../helpers/state-dir.js';
 
@@ -38,7 +42,10 @@ beforeAll(async () => {
         host: 'proxy.corp.example.com',
         options: {
           users: [{ username: 'edge@corp', password: 'p@ss' }],
-          map: { 'api.iot.example.com:443': '${api.address}:${api.port}' },
+          map: {
+            'api.iot.example.com:443': '${api.address}:${api.port}',
+            'blocked.iot.example.com:443': '${blocked.address}:${blocked.port}',
+          },
         },
       },
       {
@@ -193,5 +200,90 @@ describe('fieldlab doctor (loopback lab as the site)', () => {
     const bad = await cli(['doctor', '--endpoint', 'no-port'], { env: { FIELDLAB_STATE_DIR: stateDir() } });
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('--endpoint no-port: expected host:port');
+  });
+});
+
+describe('fieldlab doctor --emit-scenario: the site, reproduced in the lab', () => {
+  const validate = new Ajv2020({ strict: false, allErrors: true }).compile(
+    JSON.parse(readFileSync('scenarios/schema.json', 'utf8')),
+  );
+
+  /** Runs doctor with --emit-scenario, then `fieldlab run` on what it wrote: variant → observed class. */
+  async function emitAndRun(file: string, args: string[]): Promise<Record<string, string>> {
+    const out = join(stateDir(), file);
+    const r = await doctor([...args, '--emit-scenario', out]);
+    expect(r.code, r.stderr).toBe(1);
+    expect(existsSync(out)).toBe(true);
+    expect(validate(parse(readFileSync(out, 'utf8'))), JSON.stringify(validate.errors)).toBe(true);
+    const dir = join(stateDir(), `${file}-report`);
+    const run = await cli(['run', out, '--reporter', 'json', '--out', dir], {
+      env: { FIELDLAB_STATE_DIR: stateDir() },
+      timeoutMs: 120_000,
+    });
+    const report = JSON.parse(readFileSync(join(dir, 'fieldlab-report.json'), 'utf8')) as RunResult;
+    expect(
+      report.results.filter((v) => v.status !== 'passed'),
+      run.stdout,
+    ).toEqual([]);
+    return Object.fromEntries(
+      report.results.map((v) => [v.variant, v.observed?.class ?? v.observed?.result ?? '?']),
+    );
+  }
+
+  it('a refused and a dropped port: the same classes in the lab, and the fix passes', async () => {
+    const seen = await emitAndRun('direct.yaml', [
+      '--endpoint',
+      `api.iot.example.com:${port('api')}`,
+      '--endpoint',
+      `blocked.iot.example.com:${port('blocked')}`,
+      '--endpoint',
+      `dropped.iot.example.com:${port('dropped')}`,
+      '--ca',
+      ca,
+    ]);
+    expect(seen).toEqual({
+      [`broken-ep2-${port('blocked')}`]: 'tcp.refused',
+      [`broken-ep3-${port('dropped')}`]: 'tcp.timeout',
+      fixed: 'pass',
+    });
+  });
+
+  it("the proxy's credentials and port policy, and a target it cannot reach", async () => {
+    const at = `${lab.hosts.get('proxy.corp.example.com')}:${port('proxy')}`;
+    const out = join(stateDir(), 'proxied.yaml');
+    const seen = await emitAndRun('proxied.yaml', [
+      '--proxy',
+      `http://edge%40corp:p%40ss@${at}`,
+      '--endpoint',
+      'api.iot.example.com:443',
+      '--endpoint',
+      'api.iot.example.com:8883',
+      '--endpoint',
+      'blocked.iot.example.com:443',
+      '--ca',
+      ca,
+    ]);
+    expect(seen).toEqual({
+      'broken-ep1-8883': 'proxy.connect-denied',
+      'broken-ep2-443': 'proxy.bad-gateway',
+      fixed: 'pass',
+    });
+    const text = readFileSync(out, 'utf8');
+    expect(text).not.toContain('p@ss');
+    expect(text).not.toContain('p%40ss');
+    expect(text).toContain('username: edge@corp');
+  });
+
+  it('TLS inspection: the device fails on the inspection root until it trusts it', async () => {
+    const at = `${lab.hosts.get('inspector.corp.example.com')}:${port('inspector')}`;
+    const seen = await emitAndRun('inspected.yaml', [
+      '--proxy',
+      `http://${at}`,
+      '--endpoint',
+      'api.iot.example.com:443',
+      '--ca',
+      ca,
+    ]);
+    expect(seen).toEqual({ 'broken-ep1-443': 'tls.untrusted-root', fixed: 'pass' });
   });
 });
