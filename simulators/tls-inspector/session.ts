@@ -212,7 +212,7 @@ async function intercept(
 
   const upstream = await connectUpstream(ctx, to, name, hello.alpn);
   if (!upstream.ok) {
-    if (upstream.certRequested) certUnavailable(ctx, target, name, upstream.err);
+    if (upstream.certRequested) certUnavailable(ctx, target, name, { err: upstream.err });
     failClient(ctx, socket, target, ALERT_HANDSHAKE_FAILURE, upstream.err);
     return;
   }
@@ -232,7 +232,7 @@ async function intercept(
   // TLS 1.3: a server that insists on a client certificate judges the (empty) one after its handshake
   // has finished on our side, so its alert may already be here; the client gets no forged handshake.
   if (upstream.failed) {
-    if (upstream.certRequested) certUnavailable(ctx, target, name, upstream.failed);
+    if (upstream.certRequested) certUnavailable(ctx, target, name, { err: upstream.failed });
     failClient(ctx, socket, target, ALERT_HANDSHAKE_FAILURE, upstream.failed);
     return;
   }
@@ -258,6 +258,8 @@ async function intercept(
     ctx.events.emitEvent('tls-client-error', { remote, host: target.host, ...fields });
   };
   let clientSpoke = false;
+  // The client sent an alert (or timed out): a hang-up with a reason of its own.
+  let clientGaveReason = false;
   // Whether the target left first: then a silent client did not hang up on its own.
   let upstreamDone = false;
   let clientEnded = false;
@@ -271,7 +273,7 @@ async function intercept(
     if (clientEnded) return;
     upstreamDone = true;
     if (upstream.certRequested && !upstreamSpoke && up.readableLength === 0) {
-      certUnavailable(ctx, target, name, err);
+      certUnavailable(ctx, target, name, { err });
     }
   };
   up.once('end', () => upstreamGone());
@@ -303,7 +305,9 @@ async function intercept(
   client.on('error', (err) => {
     if (secure) return; // linkTeardown() tears down both sides; after the handshake it is no rejection
     const alert = alertFromError(err);
-    rejected({ ...(alert ? { alert } : {}), code: errorCode(err) ?? 'E_TLS', message: err.message });
+    const code = errorCode(err) ?? 'E_TLS';
+    clientGaveReason = alert !== undefined || code === 'E_HANDSHAKE_TIMEOUT';
+    rejected({ ...(alert ? { alert } : {}), code, message: err.message });
     client.destroy();
   });
   client.once('close', () => {
@@ -314,6 +318,8 @@ async function intercept(
         message: 'the client closed the connection during the handshake without sending an alert',
       });
       up.destroy();
+      if (upstream.certRequested && !clientGaveReason)
+        certUnavailable(ctx, target, name, { deviceLeft: true });
     } else if (!clientSpoke && !upstreamDone) {
       // Clients that check the certificate after the handshake (Node, Go) send no alert: they finish
       // the handshake, then hang up without a byte. (A client that connects and leaves looks the same.)
@@ -405,13 +411,25 @@ function connectUpstream(
   });
 }
 
-/** The target asked for a client certificate and then refused the session: the inspector had none to give. */
-function certUnavailable(ctx: InspectorContext, target: Target, name: string, err?: unknown): void {
-  const alert = err === undefined ? undefined : alertFromError(err);
+/**
+ * The target asked for a client certificate and the session failed for want of one: the target refused
+ * the empty certificate (`err`: its alert, or none for a close before any data), or the device hung up
+ * mid-handshake (`deviceLeft`; a device set up for mutual TLS, s2n for one, refuses a server that asks
+ * for no certificate, and the forged handshake asks for none: the inspector could not use it).
+ */
+function certUnavailable(
+  ctx: InspectorContext,
+  target: Target,
+  name: string,
+  cause: { err?: unknown; deviceLeft?: boolean },
+): void {
+  const alert = cause.err === undefined ? undefined : alertFromError(cause.err);
   const targetStr = hostPort(target.host, target.port);
-  const how = alert
-    ? `${targetStr} answered the empty certificate with alert ${alert}`
-    : `${targetStr} closed the session without sending any data`;
+  const how = cause.deviceLeft
+    ? 'the device hung up during the handshake, in which the inspector asked it for no certificate'
+    : alert
+      ? `${targetStr} answered the empty certificate with alert ${alert}`
+      : `${targetStr} closed the session without sending any data`;
   ctx.counts.clientCertUnavailable++;
   ctx.events.emitEvent('client-cert-unavailable', {
     target: targetStr,

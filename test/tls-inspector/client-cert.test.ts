@@ -2,6 +2,7 @@ import { EventEmitter, once } from 'node:events';
 import type { AddressInfo, Socket } from 'node:net';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
+import { explain } from '../../harness/probe/evidence.js';
 import type { IssuedCert } from '../../simulators/pki/index.js';
 import { start, type TlsInspectorHandle } from '../../simulators/tls-inspector/index.js';
 import { missing } from '../helpers/capability.js';
@@ -165,6 +166,13 @@ describe('tls-inspector and a target that asks for a client certificate', () => 
     );
     // The inspector's session reached the target without the device's certificate.
     expect(target.peers).toEqual(['']);
+    // A report: the device saw only a lost connection; the inspector's event names the cause.
+    const lost = { ok: false as const, class: 'tcp.reset' as const, detail: 'socket hang up' };
+    const { verdict, explanation } = explain(lost, [
+      { time: Date.now(), source: 'inspector', type: 'client-cert-unavailable', data: e },
+    ]);
+    expect(verdict).toMatchObject({ ok: false, class: 'tls.client-cert-required' });
+    expect(explanation[0]).toMatch(/^inspector: client certificate requested upstream, none available/);
   });
 
   it('a target that asks but serves sessions without one (IoT Hub with a SAS key): relayed, no event', async () => {
