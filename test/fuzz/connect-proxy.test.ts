@@ -78,8 +78,8 @@ describe('fuzz: CONNECT and HTTP requests → connect-proxy', () => {
           'tls target says /still',
         );
       },
-      batchSize: 300,
-      batches: 10,
+      batchSize: 200,
+      batches: 8,
       concurrency: 32,
     });
     expect(r.heaps).toHaveLength(r.batches);

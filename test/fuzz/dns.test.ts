@@ -60,8 +60,8 @@ describe('fuzz: DNS over UDP and TCP → geo-dns', () => {
       input: dnsQuery,
       send: (q) => sendUdp(q),
       probe: resolves,
-      batchSize: 400,
-      batches: 10,
+      batchSize: 300,
+      batches: 8,
       concurrency: 32,
     });
     expect(r.heaps).toHaveLength(r.batches);
@@ -75,8 +75,8 @@ describe('fuzz: DNS over UDP and TCP → geo-dns', () => {
         await sendTcp(tcpPort, [stream], 60);
       },
       probe: resolves,
-      batchSize: 250,
-      batches: 10,
+      batchSize: 200,
+      batches: 8,
       concurrency: 32,
     });
     expect(r.heaps).toHaveLength(r.batches);

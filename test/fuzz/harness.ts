@@ -177,7 +177,7 @@ export async function fuzz<T>(spec: FuzzSpec<T>): Promise<FuzzResult> {
       ...(PATH ? { path: PATH } : {}),
       numRuns: spec.batches,
       // Bounded: shrinking re-sends smaller batches, and a stuck simulator must fail the run, not hang it.
-      interruptAfterTimeLimit: 40_000,
+      interruptAfterTimeLimit: 20_000,
       markInterruptAsFailure: true,
     })
     .finally(() => {

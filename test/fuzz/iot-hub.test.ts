@@ -52,7 +52,7 @@ describe('fuzz: AMQP frames and MQTT packets → iot-hub', () => {
       },
       probe: () => telemetry('Amqp'),
       batchSize: 80,
-      batches: 5,
+      batches: 4,
       concurrency: 16,
     });
     expect(r.heaps).toHaveLength(r.batches);
@@ -68,7 +68,7 @@ describe('fuzz: AMQP frames and MQTT packets → iot-hub', () => {
       },
       probe: () => telemetry('Mqtt'),
       batchSize: 100,
-      batches: 5,
+      batches: 4,
       concurrency: 16,
     });
     expect(r.heaps).toHaveLength(r.batches);

@@ -52,8 +52,8 @@ describe('fuzz: MQTT 3.1.1 and 5 packets → mqtt-broker', () => {
         await sendTcp(port, packets, 50);
       },
       probe: roundTrip,
-      batchSize: 200,
-      batches: 12,
+      batchSize: 150,
+      batches: 8,
       concurrency: 32,
     });
     expect(r.heaps).toHaveLength(r.batches);

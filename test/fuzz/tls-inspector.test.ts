@@ -98,8 +98,8 @@ describe('fuzz: TLS ClientHello → tls-inspector', () => {
       probe: async () => {
         expect(await within(getThrough(), 8000, 'a GET through the inspector')).toContain('/still');
       },
-      batchSize: 150,
-      batches: 8,
+      batchSize: 100,
+      batches: 6,
       concurrency: 16,
     });
     expect(r.heaps).toHaveLength(r.batches);

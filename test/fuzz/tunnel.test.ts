@@ -131,8 +131,8 @@ describe('fuzz: Secure Tunneling frames and API requests → tunnel-service', ()
       send: playSession,
       probe: tunnelWorks,
       settle: deleteAllTunnels,
-      batchSize: 60,
-      batches: 8,
+      batchSize: 50,
+      batches: 6,
       concurrency: 8,
     });
     expect(r.heaps).toHaveLength(r.batches);
@@ -148,8 +148,8 @@ describe('fuzz: Secure Tunneling frames and API requests → tunnel-service', ()
         await deleteAllTunnels();
         lastTunnel = undefined;
       },
-      batchSize: 200,
-      batches: 8,
+      batchSize: 150,
+      batches: 6,
       concurrency: 8,
     });
     expect(r.heaps).toHaveLength(r.batches);
