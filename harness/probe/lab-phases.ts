@@ -272,13 +272,15 @@ export function labPhases(events: readonly LabEvent[], origin: number): Phase[] 
     }
     if (FIRST_MESSAGES.has(e.type)) {
       const isStream = e.type === 'stream-start';
+      // A message flowed, so the handshake went through even where the simulator does not say so (DPS).
       const c = conns.pick(
         e.source,
         t,
         d,
-        (x) => x.appEnd !== undefined && x.firstAt === undefined && (!isStream || x.mode === 'source'),
+        (x) => (x.appEnd !== undefined || x.tlsOk || !x.tls) && (!isStream || x.mode === 'source'),
       );
-      if (c) c.firstAt = t;
+      // Later messages stay with the connection that carried the first, not with an older one.
+      if (c && c.firstAt === undefined) c.firstAt = t;
     }
   }
 
@@ -331,7 +333,11 @@ function connectionPhases(c: Conn, appSource: boolean, at: (t: number) => number
   }
   if (ready === undefined) return out;
   if (c.appEnd !== undefined) phase('app-handshake', ready, c.appEnd);
-  else if (appSource || APP_IDS.test(c.id)) {
+  else if (c.firstAt !== undefined) {
+    // No handshake answer of its own, but a message came: the first message counts from the handshake.
+    phase('first-byte', ready, c.firstAt);
+    return out;
+  } else if (appSource || APP_IDS.test(c.id)) {
     // Past TLS (or the accept) and no handshake answer: the connection stalled in the protocol's handshake.
     phase('app-handshake', ready, undefined);
     return out;

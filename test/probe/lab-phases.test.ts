@@ -174,6 +174,12 @@ describe('labPhases', () => {
         ev(1010, 'iot', 'tls-established', { remote: '127.0.0.1:50002', protocol: 'TLSv1.3', alpn: false }),
         ev(1015, 'iot', 'client-connected', { clientId: 'd' }),
         ev(1020, 'iot', 'publish', { clientId: 'd', topic: 't', qos: 1, retain: false, bytes: 2 }),
+        // A second connection, still open, that only finished TLS: later publishes are not its.
+        ...relayed(1030, 'iot', 3, '127.0.0.1:50003'),
+        ev(1040, 'iot', 'tls-established', { remote: '127.0.0.1:50003', protocol: 'TLSv1.3', alpn: false }),
+        ev(1041, 'iot', 'client-connected', { clientId: 'e' }),
+        ev(1050, 'iot', 'publish', { clientId: 'e', topic: 't', qos: 1, retain: false, bytes: 2 }),
+        ev(1060, 'iot', 'publish', { clientId: 'e', topic: 't', qos: 1, retain: false, bytes: 2 }),
       ],
       T0,
     );
@@ -184,6 +190,18 @@ describe('labPhases', () => {
       'app-handshake': [1010, 1015],
       'first-byte': [1015, 1020],
     });
+  });
+
+  it('a first message with no handshake answer of its own (DPS over MQTT) is not a stalled handshake', () => {
+    const phases = labPhases(
+      [
+        ...relayed(0, 'dps', 1, '127.0.0.1:50001'),
+        ev(10, 'dps', 'tls-established', { remote: '127.0.0.1:50001', protocol: 'TLSv1.3', alpn: false }),
+        ev(25, 'dps', 'registration-request', { registrationId: 'r', transport: 'mqtt', operationId: 'o' }),
+      ],
+      T0,
+    );
+    expect(spans(phases)).toEqual({ tcp: [0, 2], tls: [2, 10], 'first-byte': [10, 25] });
   });
 
   it('tunnel: upgrade (peer-connected) is the app handshake; the stream start is the source peer’s first message', () => {
