@@ -172,6 +172,25 @@ describe('lab phases for the catalogue clients', () => {
     expect(tcp.end! - tcp.start).toBeLessThan(d);
   });
 
+  it(
+    'a 300 ms latency on the way to the proxy shows up in the proxy phase (the CONNECT arrives late)',
+    TIMEOUT,
+    async () => {
+      const { v } = find('amqp-port-blocked', 'fixed');
+      const latency = faultSchema.parse({
+        target: 'proxy',
+        type: 'latency',
+        latency: 300,
+        stream: 'upstream',
+      });
+      const r = await run('amqp-port-blocked', 'fixed', { faults: [...v.faults, latency] });
+      if (r.status === 'skipped') return;
+      const proxy = onConnection(r, 'proxy-connect');
+      expect(proxy).toHaveLength(1);
+      expect(proxy[0]!.end! - proxy[0]!.start).toBeGreaterThanOrEqual(300);
+    },
+  );
+
   it('a 300 ms DNS delay shows up in the dns phase', TIMEOUT, async () => {
     const r = await run('geo-endpoint', 'fixed-europe', {
       simulators: { dns: { faults: { 'global.iot.example.com': { delay: 300 } } } },
