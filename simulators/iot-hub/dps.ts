@@ -15,7 +15,7 @@
  *         application property iotdps-operation-type (iotdps-register | iotdps-get-operationstatus)
  *   HTTPS PUT /<idScope>/registrations/<regId>/register → 202; GET .../operations/<op> → 200 assigned
  */
-import { randomUUID, type X509Certificate } from 'node:crypto';
+import { createHash, randomUUID, type X509Certificate } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
 import rhea, { type Connection, type EventContext, type Sender } from 'rhea';
@@ -30,6 +30,7 @@ import { amqpPeerOf, readBody, sendJson, startFront } from './front.js';
 import { registerKey } from './registry.js';
 import { deriveDeviceKey, generateKey, verifySas } from './sas.js';
 import {
+  type CertVerdict,
   checkCertificate,
   commonName,
   isThumbprint,
@@ -59,8 +60,42 @@ export interface DpsHubTarget {
 
 const THUMBPRINT_MESSAGE = 'expected a SHA-1 (40) or SHA-256 (64) hex thumbprint';
 
-/** How a registration proved itself: the device key its SAS was signed with, or its certificate. */
-type Attestation = { key: string } | { thumbprint: string };
+/**
+ * How a registration proved itself (the device key its SAS was signed with, or its certificate's
+ * thumbprint) and through which enrollment (`group`: a group's id; absent: its individual enrollment).
+ */
+type Attestation = ({ key: string } | { thumbprint: string }) & { group?: string };
+
+/**
+ * Where an enrollment's devices go (Microsoft Learn, "How to use allocation policies" and "How to
+ * reprovision devices"): `hashed` spreads registrations evenly over the candidate hubs by a hash of the
+ * registration id, `static` takes the first candidate; candidates are `iotHubs` (host names of the DPS's
+ * hubs) or all of them. `reprovisionPolicy` decides a re-registration that lands on another hub.
+ */
+const allocationShape = {
+  allocationPolicy: z.enum(['hashed', 'static']).optional(),
+  iotHubs: z.array(z.string().min(1)).min(1).optional(),
+  reprovisionPolicy: z
+    .object({
+      /** Move the device to the newly chosen hub (false: it stays where it was). */
+      updateHubAssignment: z.boolean().default(true),
+      /** Carry its twin over (substatus deviceDataMigrated) or start afresh (deviceDataReset). */
+      migrateDeviceData: z.boolean().default(true),
+    })
+    .strict()
+    .optional(),
+};
+const allocationSchema = z.object(allocationShape).strict();
+export type DpsAllocation = z.input<typeof allocationSchema>;
+type Allocation = z.output<typeof allocationSchema>;
+
+const hubTargetSchema = z.union([
+  z.string().min(1),
+  z.custom<DpsHubTarget>(
+    (v) => typeof v === 'object' && v !== null && typeof (v as DpsHubTarget).hostName === 'string',
+    'expected a host name or an object with hostName (an iot-hub handle)',
+  ),
+]);
 
 export const dpsOptionsSchema = z
   .object({
@@ -90,6 +125,7 @@ export const dpsOptionsSchema = z
               .optional(),
             /** The device id in the hub (default: the registration id). */
             deviceId: z.string().min(1).optional(),
+            ...allocationShape,
           })
           .strict()
           .refine((e) => !(e.primaryKey && e.x509), { message: 'give primaryKey or x509, not both' }),
@@ -109,19 +145,18 @@ export const dpsOptionsSchema = z
               .object({ caCertificate: z.string().min(1) })
               .strict()
               .optional(),
+            ...allocationShape,
           })
           .strict()
           .refine((g) => !(g.primaryKey && g.x509), { message: 'give primaryKey or x509, not both' }),
       )
       .default([]),
     /** The hub devices are assigned to: a hub handle (registers them) or a host name. */
-    hub: z.union([
-      z.string().min(1),
-      z.custom<DpsHubTarget>(
-        (v) => typeof v === 'object' && v !== null && typeof (v as DpsHubTarget).hostName === 'string',
-        'expected a host name or an object with hostName (an iot-hub handle)',
-      ),
-    ]),
+    hub: hubTargetSchema,
+    /** More hubs linked to this DPS, for allocation (`hub` is the first of them). */
+    linkedHubs: z.array(hubTargetSchema).default([]),
+    /** The allocation policy of enrollments that name none. */
+    allocationPolicy: z.enum(['hashed', 'static']).default('hashed'),
     /** Seconds the service asks the device to wait between polls (`retry-after`). */
     retryAfterSeconds: z.number().int().min(0).max(60).default(1),
     /** Also record assigned devices here, for a hub in another process (its `registryDir`). */
@@ -144,6 +179,11 @@ export interface DpsHandle extends SimulatorHandle<DpsEvents, DpsStats> {
   addX509Enrollment(registrationId: string, thumbprint: string, deviceId?: string): void;
   /** Adds an X.509 group enrollment: devices whose chain leads to this CA (root or intermediate) certificate. */
   addX509Group(groupId: string, caCertificatePem: string): void;
+  /**
+   * Sets the allocation of an individual enrollment (by registration id) or a group (by group id): policy,
+   * candidate hubs, reprovision policy. Applies to the next registration.
+   */
+  setAllocation(enrollmentOrGroupId: string, allocation: DpsAllocation): void;
 }
 
 interface Operation {
@@ -152,6 +192,9 @@ interface Operation {
   deviceId: string;
   attestation: Attestation;
   polls: number;
+  /** DPS registration substatus: initialAssignment, or after reprovisioning deviceDataMigrated/Reset. */
+  substatus: 'initialAssignment' | 'deviceDataMigrated' | 'deviceDataReset';
+  hub?: DpsHubTarget;
   created: string;
   assigned?: string;
 }
@@ -167,8 +210,38 @@ export async function startDps(options: DpsOptions): Promise<DpsHandle> {
   const events = new SimulatorEvents<DpsEvents>(opts.name);
   const stats: DpsStats = { registrations: 0, assigned: 0, authRejected: 0 };
   const hub: DpsHubTarget = typeof opts.hub === 'string' ? { hostName: opts.hub } : opts.hub;
-  const individual = new Map<string, { key?: string; x509?: X509Credential; deviceId: string }>();
-  const groups = new Map<string, { key?: string; ca?: X509Certificate }>();
+  const individual = new Map<
+    string,
+    { key?: string; x509?: X509Credential; deviceId: string; allocation?: Allocation }
+  >();
+  const groups = new Map<string, { key?: string; ca?: X509Certificate; allocation?: Allocation }>();
+  const hubs: DpsHubTarget[] = [
+    hub,
+    ...opts.linkedHubs.map((h) => (typeof h === 'string' ? { hostName: h } : h)),
+  ];
+  /** The hub each registration was last assigned to (reprovisioning compares with it). */
+  const assignments = new Map<string, DpsHubTarget>();
+  const checkAllocation = (a: Allocation, where: string): Allocation | undefined => {
+    for (const name of a.iotHubs ?? []) {
+      if (!hubs.some((h) => h.hostName === name)) {
+        throw new FieldlabError('E_BAD_OPTION', `dps: ${where}.iotHubs: ${name} is not a hub of this DPS`, {
+          hint: `name one of ${hubs.map((h) => h.hostName).join(', ')} (hub, linkedHubs)`,
+        });
+      }
+    }
+    return a.allocationPolicy || a.iotHubs || a.reprovisionPolicy ? a : undefined;
+  };
+  const allocationOf = (e: Allocation, where: string) => {
+    const a = checkAllocation(
+      {
+        ...(e.allocationPolicy ? { allocationPolicy: e.allocationPolicy } : {}),
+        ...(e.iotHubs ? { iotHubs: e.iotHubs } : {}),
+        ...(e.reprovisionPolicy ? { reprovisionPolicy: e.reprovisionPolicy } : {}),
+      },
+      where,
+    );
+    return a ? { allocation: a } : {};
+  };
   const operations = new Map<string, Operation>();
   /** How each registration last authenticated (MQTT and AMQP authenticate once, at connect). */
   const attested = new Map<string, Attestation>();
@@ -181,35 +254,48 @@ export async function startDps(options: DpsOptions): Promise<DpsHandle> {
     }
     return ca;
   };
-  for (const e of opts.enrollments) {
+  for (const [i, e] of opts.enrollments.entries()) {
     individual.set(e.registrationId, {
       ...(e.x509 ? { x509: e.x509 } : { key: e.primaryKey ?? generateKey() }),
       deviceId: e.deviceId ?? e.registrationId,
+      ...allocationOf(e, `options.enrollments[${i}]`),
     });
   }
   for (const [i, g] of opts.groups.entries()) {
-    groups.set(
-      g.groupId,
-      g.x509
+    groups.set(g.groupId, {
+      ...(g.x509
         ? { ca: caOf(g.x509.caCertificate, `options.groups[${i}].x509.caCertificate`) }
-        : { key: g.primaryKey ?? generateKey() },
-    );
+        : { key: g.primaryKey ?? generateKey() }),
+      ...allocationOf(g, `options.groups[${i}]`),
+    });
   }
+
+  /** The hub an enrollment's allocation picks for a registration. */
+  const pickHub = (regId: string, a: Allocation | undefined): DpsHubTarget => {
+    const names = a?.iotHubs;
+    const candidates = names ? hubs.filter((h) => names.includes(h.hostName)) : hubs;
+    if ((a?.allocationPolicy ?? opts.allocationPolicy) === 'static' || candidates.length < 2) {
+      return candidates[0] ?? hub;
+    }
+    // Evenly weighted: the same registration id always hashes to the same hub.
+    const h = createHash('sha256').update(regId).digest().readUInt32BE(0);
+    return candidates[h % candidates.length]!;
+  };
 
   /** The device key a valid token was signed with, or why none. */
   const authenticate = (regId: string, token: string | undefined, transport: string): string | undefined => {
     const resource = `${opts.idScope}/registrations/${regId}`;
     const own = individual.get(regId)?.key;
-    const candidates = [
-      ...(own ? [own] : []),
-      ...[...groups.values()].flatMap((g) => (g.key ? [deriveDeviceKey(g.key, regId)] : [])),
+    const candidates: Array<{ key: string; group?: string }> = [
+      ...(own ? [{ key: own }] : []),
+      ...[...groups].flatMap(([group, g]) => (g.key ? [{ key: deriveDeviceKey(g.key, regId), group }] : [])),
     ];
     let reason: AuthRejectReason = 'unknown-identity';
-    for (const key of candidates) {
-      const v = verifySas(token, resource, [key]);
+    for (const c of candidates) {
+      const v = verifySas(token, resource, [c.key]);
       if (v.ok) {
-        attested.set(regId, { key });
-        return key;
+        attested.set(regId, c);
+        return c.key;
       }
       reason = v.reason;
     }
@@ -232,18 +318,19 @@ export async function startDps(options: DpsOptions): Promise<DpsHandle> {
     const leaf = chain[0];
     let reason: AuthRejectReason = leaf ? 'unknown-identity' : 'no-certificate';
     const own = individual.get(regId)?.x509;
-    const verdicts = [
-      ...(own ? [checkCertificate(chain, regId, own, [])] : []),
-      ...[...groups.values()].flatMap((g) =>
-        g.ca ? [checkCertificate(chain, regId, { ca: true }, [g.ca])] : [],
+    const verdicts: Array<{ v: CertVerdict; group?: string }> = [
+      ...(own ? [{ v: checkCertificate(chain, regId, own, []) }] : []),
+      ...[...groups].flatMap(([group, g]) =>
+        g.ca ? [{ v: checkCertificate(chain, regId, { ca: true }, [g.ca]), group }] : [],
       ),
     ];
     // The registration id is the certificate's subject CN, for individual and group enrollments alike.
-    if (leaf && commonName(leaf) !== regId) verdicts.unshift({ ok: false, reason: 'subject-mismatch' });
-    for (const v of verdicts) {
+    if (leaf && commonName(leaf) !== regId)
+      verdicts.unshift({ v: { ok: false, reason: 'subject-mismatch' } });
+    for (const { v, group } of verdicts) {
       if (v.ok && leaf) {
         const thumbprint = normalizeThumbprint(leaf.fingerprint256);
-        attested.set(regId, { thumbprint });
+        attested.set(regId, { thumbprint, ...(group ? { group } : {}) });
         return thumbprint;
       }
       if (!v.ok) reason = v.reason;
@@ -264,6 +351,7 @@ export async function startDps(options: DpsOptions): Promise<DpsHandle> {
       deviceId: individual.get(regId)?.deviceId ?? regId,
       attestation,
       polls: 0,
+      substatus: 'initialAssignment',
       created: new Date().toISOString(),
     };
     operations.set(op.operationId, op);
@@ -287,16 +375,31 @@ export async function startDps(options: DpsOptions): Promise<DpsHandle> {
     if (!op.assigned) {
       op.assigned = new Date().toISOString();
       const a = op.attestation;
+      const allocation = a.group ? groups.get(a.group)?.allocation : individual.get(regId)?.allocation;
+      let target = pickHub(regId, allocation);
+      const previous = assignments.get(regId);
+      if (previous && previous.hostName !== target.hostName) {
+        // Reprovisioning: a device registering again lands where the enrollment's allocation says now.
+        const policy = allocation?.reprovisionPolicy ?? {
+          updateHubAssignment: true,
+          migrateDeviceData: true,
+        };
+        if (!policy.updateHubAssignment) target = previous;
+        else op.substatus = policy.migrateDeviceData ? 'deviceDataMigrated' : 'deviceDataReset';
+      }
+      op.hub = target;
+      assignments.set(regId, target);
       if ('key' in a) {
-        hub.addDevice?.(op.deviceId, a.key);
+        target.addDevice?.(op.deviceId, a.key);
         if (opts.registryDir) registerKey(opts.registryDir, op.deviceId, a.key);
-      } else hub.addX509Device?.(op.deviceId, { thumbprint: a.thumbprint });
+      } else target.addX509Device?.(op.deviceId, { thumbprint: a.thumbprint });
       stats.assigned++;
       events.emitEvent('registration-assigned', {
         registrationId: regId,
         deviceId: op.deviceId,
-        assignedHub: hub.hostName,
+        assignedHub: target.hostName,
         transport,
+        substatus: op.substatus,
       });
     }
     return {
@@ -307,10 +410,10 @@ export async function startDps(options: DpsOptions): Promise<DpsHandle> {
         registrationState: {
           registrationId: regId,
           createdDateTimeUtc: op.created,
-          assignedHub: hub.hostName,
+          assignedHub: (op.hub ?? hub).hostName,
           deviceId: op.deviceId,
           status: 'assigned',
-          substatus: 'initialAssignment',
+          substatus: op.substatus,
           lastUpdatedDateTimeUtc: op.assigned,
           etag: `"${op.operationId.slice(-8)}"`,
         },
@@ -525,6 +628,20 @@ export async function startDps(options: DpsOptions): Promise<DpsHandle> {
     },
     addX509Group(groupId, caCertificatePem) {
       groups.set(groupId, { ca: caOf(caCertificatePem, `addX509Group(${groupId})`) });
+    },
+    setAllocation(id, allocation) {
+      const a = checkAllocation(
+        parseOptions(allocationSchema, allocation, 'dps setAllocation'),
+        'setAllocation',
+      );
+      const target = individual.get(id) ?? groups.get(id);
+      if (!target) {
+        throw new FieldlabError('E_UNKNOWN_ENROLLMENT', `dps: no enrollment or group ${id}`, {
+          hint: 'add it first (addEnrollment, addGroup, addX509Enrollment, addX509Group)',
+        });
+      }
+      if (a) target.allocation = a;
+      else delete target.allocation;
     },
     stop: () => front.stop(),
   };

@@ -51,6 +51,8 @@ export interface DpsEvents extends FrontEvents {
     deviceId: string;
     assignedHub: string;
     transport: string;
+    /** initialAssignment, or on reprovisioning to another hub deviceDataMigrated / deviceDataReset. */
+    substatus: string;
   };
   'auth-rejected': { registrationId: string; transport: string; reason: AuthRejectReason };
 }

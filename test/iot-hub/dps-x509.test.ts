@@ -1,11 +1,9 @@
 import { X509Certificate } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
-import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { endpointOf } from '../../simulators/common/handle.js';
-import { type ConnectProxyHandle, start as startProxy } from '../../simulators/connect-proxy/index.js';
-import { type DpsHandle, startDps } from '../../simulators/iot-hub/index.js';
+import type { DpsHandle } from '../../simulators/iot-hub/index.js';
 import { type IssuedCertFiles, type PkiHandle, start as startPki } from '../../simulators/pki/index.js';
+import { type DpsLab, type ProvisionTransport, startDpsLab } from './dps-helpers.js';
 import {
   Client,
   configure,
@@ -13,7 +11,6 @@ import {
   type HubLab,
   Message,
   NoRetry,
-  startHubLab,
   TRANSPORT_CTORS,
   within,
 } from './helpers.js';
@@ -24,13 +21,8 @@ import {
  * thumbprint, a group enrollment its signing certificate (here the lab intermediate, the device sending its
  * chain). The assigned device then connects to the hub with the same certificate.
  */
-const SCRIPT = fileURLToPath(new URL('./provision.mjs', import.meta.url));
-type Transport = 'Http' | 'Mqtt' | 'Amqp';
-
 let pki: PkiHandle;
-let lab: HubLab | undefined;
-let dps: DpsHandle | undefined;
-let proxy: ConnectProxyHandle | undefined;
+let env: DpsLab | undefined;
 let client: InstanceType<typeof Client> | undefined;
 beforeAll(async () => {
   pki = await startPki({ name: 'pki' });
@@ -39,59 +31,18 @@ afterAll(() => pki.stop());
 afterEach(async () => {
   await client?.close().catch(() => undefined);
   client = undefined;
-  await proxy?.stop();
-  await dps?.stop();
-  await lab?.stop();
-  proxy = dps = lab = undefined;
+  await env?.stop();
+  env = undefined;
 });
 
 async function startAll(): Promise<{ lab: HubLab; dps: DpsHandle }> {
-  lab = await startHubLab(pki);
-  const cert = await pki.issueServer([HUB_HOST, '127.0.0.1'], { file: 'dps' });
-  dps = await startDps({
-    name: 'dps',
-    hostName: HUB_HOST,
-    tls: { certPem: cert.chainPem, keyPem: cert.keyPem },
-    hub: lab.hub,
-    retryAfterSeconds: 0,
-    assigningPolls: 1,
-  });
-  proxy = await startProxy({
-    name: 'dps-proxy',
-    map: { [`${HUB_HOST}:443`]: `127.0.0.1:${endpointOf(dps, 'https').port}` },
-  });
-  return { lab, dps };
+  env = await startDpsLab(pki);
+  return env;
 }
 
 /** Registers with the provisioning SDK in a child process, attesting with the certificate files. */
-async function provisionX509(transport: Transport, regId: string, cert: IssuedCertFiles) {
-  const d = dps!;
-  const port = transport === 'Mqtt' ? endpointOf(d, 'mqtts').port : endpointOf(d, 'amqps').port;
-  const r = await execa('node', [SCRIPT], {
-    reject: false,
-    timeout: 20_000,
-    env: {
-      NODE_EXTRA_CA_CERTS: pki.trust.bundlePath,
-      DPS_HOST: transport === 'Http' ? HUB_HOST : `${HUB_HOST}:${port}`,
-      ID_SCOPE: d.idScope,
-      REG_ID: regId,
-      CERT_FILE: cert.chainPath,
-      KEY_FILE: cert.keyPath,
-      TRANSPORT: transport,
-      PROXY: proxy!.proxyUrl(),
-    },
-  });
-  const line = r.stdout.trim().split('\n').pop() ?? '';
-  try {
-    return JSON.parse(line) as {
-      result?: { status?: string; assignedHub: string; deviceId: string };
-      error?: string;
-      message?: string;
-    };
-  } catch {
-    throw new Error(`provision.mjs printed no JSON (exit ${r.exitCode}): ${r.stdout}\n${r.stderr}`);
-  }
-}
+const provisionX509 = (transport: ProvisionTransport, regId: string, cert: IssuedCertFiles) =>
+  env!.provision(transport, regId, { certFile: cert.chainPath, keyFile: cert.keyPath });
 
 /** The provisioned device connects to the hub with its certificate and sends. */
 async function connectsToHub(l: HubLab, deviceId: string, cert: IssuedCertFiles): Promise<void> {
