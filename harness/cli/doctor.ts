@@ -12,7 +12,8 @@ export interface DoctorFlags {
   tunnel: string[];
   endpoint: string[];
   proxy?: string;
-  dnsServer?: string;
+  /** The first is the one whose answers are used; the others are compared with it. */
+  dnsServer: string[];
   ca?: string;
   timeout: number;
   json?: boolean;
@@ -122,7 +123,8 @@ export async function doctorCommand(flags: DoctorFlags): Promise<void> {
   const options = {
     targets,
     ...(proxy ? { proxy } : {}),
-    ...(flags.dnsServer ? { dnsServer: flags.dnsServer } : {}),
+    ...(flags.dnsServer[0] ? { dnsServer: flags.dnsServer[0] } : {}),
+    ...(flags.dnsServer.length > 1 ? { otherDnsServers: flags.dnsServer.slice(1) } : {}),
     ...(ca ? { ca } : {}),
     timeoutMs: flags.timeout,
   };

@@ -123,7 +123,12 @@ export function buildProgram(): Command {
     )
     .option('--endpoint <host:port>', 'any endpoint (repeatable)', collect, [] as string[])
     .option('--proxy <url>', 'go through this proxy, http://[user:pass@]host:port (default $https_proxy)')
-    .option('--dns-server <address[:port]>', 'resolve with this DNS server (default the system resolver)')
+    .option(
+      '--dns-server <address[:port]>',
+      'resolve with this DNS server (default the system resolver); repeated: compare their answers',
+      collect,
+      [] as string[],
+    )
     .option('--ca <file>', "PEM roots the device trusts (default Node's public roots)")
     .option('--timeout <ms>', 'per check', positiveInt, 5000)
     .option('--json', 'print the checks as JSON')

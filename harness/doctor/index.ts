@@ -30,6 +30,8 @@ export interface DoctorOptions {
   proxy?: URL;
   /** DNS server `address[:port]`; default the system's. */
   dnsServer?: string;
+  /** More resolvers asked the same names, to see whether their answers differ (geo-DNS, split horizon). */
+  otherDnsServers?: string[];
   /** PEM roots the device trusts; default Node's public roots. */
   ca?: string[];
   /** Per check. */
@@ -102,6 +104,8 @@ async function checkTarget(t: DoctorTarget, o: DoctorOptions): Promise<DoctorChe
     ms: ms(dns.ms),
     details: { resolver: dns.resolver, addresses: dns.addresses, ...(dns.error ? { error: dns.error } : {}) },
   });
+  for (const server of o.otherDnsServers ?? [])
+    out.push(await compareResolver(t.host, server, dns.addresses, o));
   const address = dns.addresses[0]?.address;
   for (const { port, tls: speaksTls, https } of t.ports) {
     let stream: Duplex | undefined;
@@ -154,6 +158,35 @@ async function checkTarget(t: DoctorTarget, o: DoctorOptions): Promise<DoctorChe
     if (tls.serverDate) out.push(clockCheck(t.host, port, tls.serverDate, o.maxSkewMs ?? 300_000));
   }
   return out;
+}
+
+/** The same name through another resolver: a failure there is one the device meets when it uses it. */
+async function compareResolver(
+  host: string,
+  server: string,
+  primary: Array<{ address: string }>,
+  o: DoctorOptions,
+): Promise<DoctorCheck> {
+  const r = await probeDns(host, server, o.timeoutMs);
+  const key = (list: Array<{ address: string }>) =>
+    list
+      .map((a) => a.address)
+      .sort()
+      .join(', ');
+  const differs = r.ok && key(r.addresses) !== key(primary);
+  return {
+    check: 'dns',
+    host,
+    ok: r.ok,
+    summary: !r.ok
+      ? `${host}: ${r.error} from ${server}`
+      : differs
+        ? `${host} → ${key(r.addresses)} from ${server}: a different answer than ${o.dnsServer ?? 'the system resolver'} (${key(primary) || 'none'}), so the endpoint depends on the resolver`
+        : `${host} → ${key(r.addresses)} from ${server} (the same answer)`,
+    ...(r.ok ? {} : { hint: dnsHint(r.error ?? '', host, server) }),
+    ms: ms(r.ms),
+    details: { resolver: server, addresses: r.addresses, differs, ...(r.error ? { error: r.error } : {}) },
+  };
 }
 
 const TCP_WORDS: Record<string, string> = {

@@ -33,6 +33,21 @@ beforeAll(async () => {
         host: 'ns1.iot.example.com',
         options: { faults: { 'flaky.iot.example.com': 'servfail' } },
       },
+      {
+        // Another resolver of the site, with its own answer for api (a documentation address, never contacted).
+        name: 'dns2',
+        type: 'geo-dns',
+        host: 'ns2.iot.example.com',
+        options: {
+          zones: [
+            {
+              origin: 'iot.example.com',
+              soa: { mname: 'ns2.iot.example.com', rname: 'hostmaster.iot.example.com', minimum: 60 },
+              records: [{ name: 'api', type: 'A', value: '198.51.100.20' }],
+            },
+          ],
+        },
+      },
       { name: 'api', type: 'https-server', host: 'api.iot.example.com' },
       { name: 'blocked', type: 'https-server', host: 'blocked.iot.example.com' },
       { name: 'dropped', type: 'https-server', host: 'dropped.iot.example.com' },
@@ -96,6 +111,31 @@ describe('fieldlab doctor (loopback lab as the site)', () => {
     expect(tls.summary).toMatch(/\(trusted\)$/);
     // The lab's server sends Date: this machine's own clock against itself.
     expect(find(r.report, 'clock', 'api.iot.example.com').ok).toBe(true);
+  });
+
+  it('compares the answers of several resolvers, and connects to the first one’s', async () => {
+    const dns2 = lab.sim('dns2').endpoints.find((e) => e.name === 'dns-udp')!;
+    const r = await doctor([
+      '--dns-server',
+      `${dns2.host}:${dns2.port}`,
+      '--endpoint',
+      `api.iot.example.com:${port('api')}`,
+      '--ca',
+      ca,
+      '--json',
+    ]);
+    expect(r.code, r.stdout).toBe(0);
+    const answers = r.report?.checks.filter((c) => c.check === 'dns') ?? [];
+    expect(answers).toHaveLength(2);
+    expect(answers[1]).toMatchObject({
+      ok: true,
+      details: { differs: true, resolver: `${dns2.host}:${dns2.port}` },
+    });
+    expect(answers[1]!.summary).toContain('198.51.100.20');
+    expect(answers[1]!.summary).toContain('a different answer');
+    expect(find(r.report, 'tcp', 'api.iot.example.com').details?.address).toBe(
+      lab.hosts.get('api.iot.example.com'),
+    );
   });
 
   it('tells refused from dropped, and SERVFAIL, each with a fix; exit 1', async () => {
