@@ -199,9 +199,18 @@ export const EVIDENCE_RULES: readonly EvidenceRule[] = [
     // (s2n refuses a server that asks for no certificate) or the inspector's handshake_failure.
     id: 'inspector-client-cert',
     event: 'client-cert-unavailable',
+    when: (d) => d.cause !== 'device-hung-up',
     class: 'tls.client-cert-required',
     refines: ['tcp.reset', 'tls.handshake', 'client.error', 'proxy.bad-gateway'],
     consistentWith: ['auth.rejected'],
+    explain: (d, e) => `${e.source}: ${s(d.message)}`,
+  },
+  {
+    // The device left the inspector's handshake without an alert after the target had asked for a
+    // certificate: mutual TLS refused (s2n insists on a CertificateRequest) or the root untrusted.
+    id: 'inspector-client-cert-hangup',
+    event: 'client-cert-unavailable',
+    consistentWith: ['tls.client-cert-required', 'tls.untrusted-root', 'client.error'],
     explain: (d, e) => `${e.source}: ${s(d.message)}`,
   },
   {
@@ -254,6 +263,20 @@ export const EVIDENCE_RULES: readonly EvidenceRule[] = [
     class: 'tls.handshake',
     consistentWith: ['tls.hostname-mismatch', 'tls.untrusted-root', 'tls.expired', 'tls.incomplete-chain'],
     explain: (_d, e) => `the client rejected ${e.source}'s certificate with alert certificate_unknown`,
+  },
+  {
+    // A TLS inspector showed a valid leaf for the name (no fault) and the client left without an alert:
+    // what Node does when it does not trust the issuing root (it verifies after the handshake).
+    id: 'inspector-silent-reject',
+    event: 'tls-client-error',
+    when: (d) => d.code === 'E_CLIENT_HANGUP' && d.fault === 'none',
+    class: 'tls.untrusted-root',
+    refines: ['client.error'],
+    consistentWith: ['tcp.reset', 'tls.handshake'],
+    explain: (d, e) =>
+      `the client hung up on ${e.source}'s forged certificate for ${s(d.host)} (valid for the name, issued ` +
+      "by the inspector's CA) without an alert: what a client that verifies after the handshake (Node) " +
+      "does when it does not trust the inspector's root",
   },
   {
     id: 'tls-no-client-cert',

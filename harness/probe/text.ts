@@ -16,6 +16,11 @@ const RULES: ReadonlyArray<{ re: RegExp; class: FailureClass }> = [
   { re: /\b(EHOSTUNREACH|ENETUNREACH)\b|No route to host|Network is unreachable/i, class: 'tcp.unreachable' },
   { re: /\bECONNRESET\b|Connection reset by peer|socket hang up/i, class: 'tcp.reset' },
   { re: /\bProxy Authentication Required\b|\b407\b.*proxy|proxy.*\b407\b/i, class: 'proxy.auth-required' },
+  // s2n (aws-crt, in the CRT log) set up for mutual TLS refuses a server that asks for no certificate.
+  {
+    re: /Client requires mutual authentication, but server did not request a cert/,
+    class: 'tls.client-cert-required',
+  },
   {
     // s2n (aws-crt, aws-iot-device-sdk-v2 on Linux, in the CRT log): "Certificate is untrusted", also for a
     // chain served without its intermediate.

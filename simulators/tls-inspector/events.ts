@@ -20,7 +20,15 @@ export type TlsInspectorEvents = {
    * sent (`unknown_ca`, `bad_certificate`...), when it sent one; clients that verify after the handshake
    * (Node, Go) just hang up: then `code` is `E_CLIENT_HANGUP` and there is no alert.
    */
-  'tls-client-error': { remote: string; host: string; alert?: string; code?: string; message: string };
+  'tls-client-error': {
+    remote: string;
+    host: string;
+    /** The fault of the leaf the client was shown (`none`: valid for the name, from the inspector's CA). */
+    fault?: string;
+    alert?: string;
+    code?: string;
+    message: string;
+  };
   /** A client finished its handshake with a forged leaf; the tunnel is live. */
   intercepted: { host: string; sni?: string; alpn?: string; leafCached: boolean; issueMs: number };
   /** A tunnel to a passthrough host opened (no interception). */
@@ -32,7 +40,18 @@ export type TlsInspectorEvents = {
    * opened without one: by an alert (`certificate_required`, `handshake_failure`), or by closing before
    * it sent any data. The inspector terminates TLS and holds no device key; `message` says so.
    */
-  'client-cert-unavailable': { target: string; host: string; alert?: string; message: string };
+  'client-cert-unavailable': {
+    target: string;
+    host: string;
+    /**
+     * `target-refused`: the target refused the certificate-less session (certain). `device-hung-up`: the
+     * device left mid-handshake without an alert (a device that insists on mutual TLS; or one that does
+     * not trust the inspector's root: the wire does not tell them apart).
+     */
+    cause: 'target-refused' | 'device-hung-up';
+    alert?: string;
+    message: string;
+  };
   /** A forged leaf was signed. */
   'leaf-issued': { name: string; serial: string; signMs: number };
 };

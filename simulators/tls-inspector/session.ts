@@ -255,7 +255,8 @@ async function intercept(
     if (reported) return;
     reported = true;
     ctx.counts.clientRejected++;
-    ctx.events.emitEvent('tls-client-error', { remote, host: target.host, ...fields });
+    // The leaf's fault (none: a valid certificate for the name) tells a report why a silent client left.
+    ctx.events.emitEvent('tls-client-error', { remote, host: target.host, fault, ...fields });
   };
   let clientSpoke = false;
   // The client sent an alert (or timed out): a hang-up with a reason of its own.
@@ -426,7 +427,9 @@ function certUnavailable(
   const alert = cause.err === undefined ? undefined : alertFromError(cause.err);
   const targetStr = hostPort(target.host, target.port);
   const how = cause.deviceLeft
-    ? 'the device hung up during the handshake, in which the inspector asked it for no certificate'
+    ? 'the device hung up during the handshake without an alert, as a device set up for mutual TLS does ' +
+      'when the server asks for no certificate (the inspector asks for none), and as a device that does ' +
+      "not trust the inspector's root may"
     : alert
       ? `${targetStr} answered the empty certificate with alert ${alert}`
       : `${targetStr} closed the session without sending any data`;
@@ -434,6 +437,7 @@ function certUnavailable(
   ctx.events.emitEvent('client-cert-unavailable', {
     target: targetStr,
     host: name,
+    cause: cause.deviceLeft ? 'device-hung-up' : 'target-refused',
     ...(alert ? { alert } : {}),
     message:
       `client certificate requested upstream, none available: ${how}; the inspector terminates TLS and ` +

@@ -3,6 +3,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
 import { explain } from '../../harness/probe/evidence.js';
+import { classifyText } from '../../harness/probe/text.js';
 import type { IssuedCert } from '../../simulators/pki/index.js';
 import { start, type TlsInspectorHandle } from '../../simulators/tls-inspector/index.js';
 import { missing } from '../helpers/capability.js';
@@ -241,5 +242,40 @@ describe.skipIf(missing('cmd:openssl'))('openssl s_client -cert -key through the
     expect(ok.code, ok.stderr).toBe(0);
     await peer;
     expect(target.peers).toEqual(['sensor-1']);
+  });
+});
+
+describe('what a report makes of a device that leaves the inspector without an alert', () => {
+  it('a Node device without the inspector root: the valid forged leaf narrows client.error to tls.untrusted-root', async () => {
+    const target = await startTarget('optional-answers');
+    const h = await startInspector(target);
+    const saw = nextEvent(h.events, 'tls-client-error');
+    const lab = await labCa();
+    const err = await tlsThrough(h.endpoints[0]!.port, 'iot.lab.example:8883', {
+      ca: [lab.root.certPem],
+    }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect((err as { code?: string }).code).toBe('UNABLE_TO_GET_ISSUER_CERT_LOCALLY');
+    const e = await saw;
+    expect(e).toMatchObject({ code: 'E_CLIENT_HANGUP', fault: 'none', host: 'iot.lab.example' });
+    // An SDK that says only "connection disconnected" (azure-iot-device over AmqpWs).
+    const vague = {
+      ok: false as const,
+      class: 'client.error' as const,
+      detail: 'rhea: connection disconnected',
+    };
+    const { verdict } = explain(vague, [
+      { time: Date.now(), source: 'inspector', type: 'tls-client-error', data: e },
+    ]);
+    expect(verdict).toMatchObject({ class: 'tls.untrusted-root' });
+  });
+
+  it("s2n's own words for a server that asks for no certificate class as tls.client-cert-required", () => {
+    const crtLog =
+      '[WARN] [tls-handler] - id=0x1: negotiation failed with error Client requires mutual authentication, ' +
+      'but server did not request a cert (Error encountered in s2n_handshake_io.c:1458)';
+    expect(classifyText(crtLog)).toBe('tls.client-cert-required');
   });
 });
