@@ -1,0 +1,86 @@
+/** How a client reached the resolver. */
+export type ResolverTransport = 'udp' | 'tcp' | 'dot' | 'doh';
+
+/** One answer record as events report it. */
+export interface ResolverAnswerInfo {
+  name: string;
+  type: string;
+  ttl: number;
+  data: string;
+}
+
+/** Where an answer came from. */
+export type AnswerSource = 'cache' | 'upstream' | 'stale' | 'hosts' | 'none';
+
+/** What the resolver saw, per event name. */
+export type ResolverEvents = {
+  /** A client's query arrived. */
+  query: { client: string; transport: ResolverTransport; name: string; type: string; rd: boolean };
+  /** A cache lookup found a usable record set (`stale`: expired, served under RFC 8767). */
+  'cache-hit': { name: string; type: string; subnet: string; scope: string; ttl: number; stale: boolean };
+  /** A cache lookup found nothing for this client's subnet. */
+  'cache-miss': { name: string; type: string; subnet: string };
+  /** A query sent to an authoritative server. */
+  'upstream-query': {
+    server: string;
+    egress: string;
+    transport: 'udp' | 'tcp';
+    name: string;
+    type: string;
+    /** The client subnet sent (RFC 7871), when ECS is on. */
+    ecs?: string;
+    attempt: number;
+  };
+  /** Its answer; `scope` is the ECS scope the server returned (`0` when it sent none). */
+  'upstream-answer': {
+    server: string;
+    name: string;
+    type: string;
+    rcode: string;
+    scope?: number;
+    answers: ResolverAnswerInfo[];
+    ms: number;
+  };
+  /** No answer within `timeout` (or the server unreachable: `error` says which). */
+  'upstream-timeout': {
+    server: string;
+    name: string;
+    type: string;
+    attempt: number;
+    ms: number;
+    error?: string;
+  };
+  /** The answer sent to the client; `reason` says why this one. */
+  answer: {
+    client: string;
+    transport: ResolverTransport;
+    name: string;
+    type: string;
+    rcode: string;
+    source: AnswerSource;
+    answers: ResolverAnswerInfo[];
+    reason: string;
+    /** From the query's arrival to the answer, ms. */
+    ms: number;
+  };
+  /** A packet that could not be answered normally (FORMERR sent, or dropped). */
+  malformed: { client: string; transport: ResolverTransport; bytes: number; action: string };
+  /** A client's TLS handshake (DoT, DoH) failed. */
+  'tls-client-error': { remote: string; alert?: string; code?: string; message: string };
+};
+
+/** Counters since `start()`. */
+export interface ResolverStats {
+  queries: number;
+  byTransport: Record<ResolverTransport, number>;
+  /** Answers sent, by RCODE name. */
+  byRcode: Record<string, number>;
+  cacheHits: number;
+  cacheMisses: number;
+  staleServed: number;
+  upstreamQueries: number;
+  upstreamTimeouts: number;
+  /** Entries in the cache now. */
+  cacheEntries: number;
+  malformed: number;
+}

@@ -1,0 +1,146 @@
+/**
+ * A forwarding DNS resolver with the personas devices meet in the field (issue 18): an ISP's resolver
+ * that sends EDNS Client Subnet, an office forwarder that does not, a public resolver in another
+ * country. It answers the lab's host names itself and forwards the scenario's zones to their
+ * authoritative servers (the lab's geo-dns) from its own egress address, so where the authoritative
+ * server thinks the device is depends on this resolver's location and ECS, as in the field. It caches
+ * by TTL and ECS scope, retries, answers SERVFAIL when the upstream times out and can serve stale
+ * answers (RFC 8767). UDP and TCP on one port, DNS over TLS and DNS over HTTPS with a lab certificate.
+ */
+import type { Endpoint, SimulatorHandle } from '../common/index.js';
+import { FieldlabError, hostPort, parseOptions, SimulatorEvents } from '../common/index.js';
+import { parseCidr } from '../geo-dns/ip.js';
+import type { ResolverEvents, ResolverStats } from './events.js';
+import {
+  type ParsedResolverOptions,
+  PERSONAS,
+  type ResolverLocation,
+  type ResolverOptions,
+  resolverOptionsSchema,
+} from './options.js';
+import { Resolver, type ResolverConfig } from './resolve.js';
+import { Transports } from './transports.js';
+
+export type * from './events.js';
+export * from './options.js';
+
+/** A running resolver. */
+export interface ResolverHandle extends SimulatorHandle<ResolverEvents, ResolverStats> {
+  /** `dns-udp` and `dns-tcp` (same host and port), and `dot`, `doh` when a certificate was given. */
+  readonly endpoints: readonly Endpoint[];
+  /** What the resolver is, in a sentence a report can print: persona, location, egress, ECS. */
+  readonly description: string;
+  /** Empties the cache (a resolver restart, or `rndc flush`). */
+  flush(): void;
+}
+
+function locationText(l: ResolverLocation | undefined): string {
+  if (!l) return 'no location';
+  return [l.continent, l.country, l.cidr].filter(Boolean).join('/');
+}
+
+/** The options with the persona's presets under the given ones, checked as a whole. */
+function configOf(opts: ParsedResolverOptions): ResolverConfig & { location?: ResolverLocation } {
+  const preset = opts.persona ? PERSONAS[opts.persona] : undefined;
+  const ecsIn = opts.ecs ?? preset?.ecs ?? false;
+  let ecs: ResolverConfig['ecs'];
+  if (ecsIn === true) ecs = { ipv4: 24, ipv6: 56 };
+  else if (ecsIn !== false) {
+    const subnet = ecsIn.subnet !== undefined ? parseCidr(ecsIn.subnet) : undefined;
+    ecs = { ipv4: ecsIn.ipv4, ipv6: ecsIn.ipv6, ...(subnet ? { subnet } : {}) };
+  }
+  const location = opts.location ?? preset?.location;
+  return {
+    egress: opts.egress ?? opts.host,
+    ...(ecs ? { ecs } : {}),
+    forward: opts.forward,
+    hosts: opts.hosts,
+    hostsTtl: opts.hostsTtl,
+    timeoutMs: opts.timeout,
+    retries: opts.retries,
+    cache: opts.cache,
+    maxEntries: opts.maxEntries,
+    serveStale: opts.serveStale ?? preset?.serveStale ?? false,
+    maxStaleS: opts.maxStale,
+    maxInflight: opts.maxInflight,
+    ...(location ? { location: { ...location } } : {}),
+  };
+}
+
+/** Starts the resolver on `host:port` (UDP and TCP), plus DoT and DoH when `tls` is given. */
+export async function start(options?: ResolverOptions): Promise<ResolverHandle> {
+  const opts = parseOptions(resolverOptionsSchema, options, 'resolver');
+  const cfg = configOf(opts);
+  for (const f of opts.forward) {
+    for (const u of f.upstream) {
+      if (u.startsWith('[') !== cfg.egress.includes(':')) {
+        throw new FieldlabError(
+          'E_BAD_OPTION',
+          `resolver: upstream ${u} of zone ${f.zone} cannot be reached from egress ${cfg.egress} (another address family)`,
+          {
+            where: 'resolver options.forward',
+            hint: 'use upstreams of the egress address family, or set egress to an address of theirs',
+          },
+        );
+      }
+    }
+  }
+  const events = new SimulatorEvents<ResolverEvents>(opts.name);
+  const resolver = new Resolver(cfg, events);
+  const transports = new Transports(
+    (req, client, transport) => resolver.answer(req, client, transport),
+    events,
+  );
+  try {
+    await transports.listenDns(opts.host, opts.port);
+    if (opts.tls) {
+      await transports.listenDot(opts.host, opts.dotPort, opts.tls);
+      await transports.listenDoh(opts.host, opts.dohPort, opts.tls);
+    }
+  } catch (err) {
+    await transports.close();
+    throw err;
+  }
+  const endpoints: Endpoint[] = [
+    { name: 'dns-udp', host: opts.host, port: transports.port, protocol: 'dns' },
+    { name: 'dns-tcp', host: opts.host, port: transports.port, protocol: 'dns' },
+  ];
+  if (transports.dotPort !== undefined)
+    endpoints.push({ name: 'dot', host: opts.host, port: transports.dotPort, protocol: 'dot' });
+  if (transports.dohPort !== undefined) {
+    endpoints.push({
+      name: 'doh',
+      host: opts.host,
+      port: transports.dohPort,
+      protocol: 'https',
+      url: `https://${hostPort(opts.host, transports.dohPort)}/dns-query`,
+    });
+  }
+  const ecsText = cfg.ecs
+    ? cfg.ecs.subnet
+      ? `ECS ${opts.ecs && typeof opts.ecs === 'object' ? opts.ecs.subnet : ''}`
+      : `ECS /${cfg.ecs.ipv4} /${cfg.ecs.ipv6}`
+    : 'no ECS';
+  const description = `${opts.persona ? `${opts.persona} ` : ''}resolver ${opts.name} (${locationText(cfg.location)}, egress ${cfg.egress}, ${ecsText}${cfg.serveStale ? ', serves stale' : ''})`;
+  let stopping: Promise<void> | undefined;
+  return {
+    name: opts.name,
+    endpoints,
+    events,
+    description,
+    stats: () => ({
+      ...resolver.counters,
+      byTransport: { ...resolver.counters.byTransport },
+      byRcode: { ...resolver.counters.byRcode },
+      cacheEntries: resolver.cache.size,
+    }),
+    flush: () => resolver.cache.clear(),
+    stop() {
+      stopping ??= (async () => {
+        resolver.stop();
+        await transports.close();
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,122 @@
+import { execFile } from 'node:child_process';
+import { endpointOf } from '../../simulators/common/index.js';
+import type { GeoDnsHandle, GeoDnsOptions } from '../../simulators/geo-dns/index.js';
+import { start as startGeoDns } from '../../simulators/geo-dns/index.js';
+import type { ResolverEvents, ResolverHandle } from '../../simulators/resolver/index.js';
+
+/** Client addresses on loopback that the lab's geo-dns locates. */
+export const NA_CLIENT = '127.53.1.10';
+export const NA_CLIENT_2 = '127.53.1.20';
+export const EU_CLIENT = '127.53.2.10';
+/** A resolver egress address in North America. */
+export const NA_EGRESS = '127.53.1.53';
+export const EU_EGRESS = '127.53.2.53';
+
+/** The seed's geolocation zone: global.iot.example.com → NA: us-east-1, Default: eu-west-1. */
+export function geoOptions(ttl = 60, extra: Partial<GeoDnsOptions> = {}): GeoDnsOptions {
+  return {
+    name: 'route53',
+    zones: [
+      {
+        origin: 'iot.example.com',
+        soa: { mname: 'ns1.iot.example.com', rname: 'hostmaster.iot.example.com', minimum: 30 },
+        ttl,
+        records: [
+          {
+            name: 'global',
+            type: 'CNAME',
+            routing: 'geolocation',
+            location: 'NA',
+            value: 'us-east-1.iot.example.com',
+            id: 'us',
+          },
+          {
+            name: 'global',
+            type: 'CNAME',
+            routing: 'geolocation',
+            location: '*',
+            value: 'eu-west-1.iot.example.com',
+            id: 'default',
+          },
+          { name: 'us-east-1', type: 'A', value: '127.53.0.2' },
+          { name: 'eu-west-1', type: 'A', value: '127.53.0.3' },
+          { name: 'info', type: 'TXT', value: 'fieldlab geo dns' },
+        ],
+      },
+    ],
+    locations: [
+      { cidr: '127.53.1.0/24', continent: 'NA', country: 'US' },
+      { cidr: '127.53.2.0/24', continent: 'EU', country: 'DE' },
+    ],
+    ...extra,
+  };
+}
+
+export function startGeo(ttl = 60, extra: Partial<GeoDnsOptions> = {}): Promise<GeoDnsHandle> {
+  return startGeoDns(geoOptions(ttl, extra));
+}
+
+export function upstreamOf(dns: GeoDnsHandle): string {
+  const ep = endpointOf(dns, 'dns-udp');
+  return `${ep.host}:${ep.port}`;
+}
+
+export interface DigResult {
+  code: number;
+  stdout: string;
+  status?: string;
+  flags: string[];
+  answers: string[][];
+}
+
+/** Runs dig against `server:port` (from `bind` when given); parses status, flags and the answer section. */
+export function dig(
+  server: string,
+  port: number,
+  args: string[],
+  opts: { bind?: string; timeoutMs?: number } = {},
+): Promise<DigResult> {
+  return new Promise((resolve) => {
+    execFile(
+      'dig',
+      [
+        `@${server}`,
+        '-p',
+        String(port),
+        ...(opts.bind ? ['-b', opts.bind] : []),
+        '+time=3',
+        '+tries=1',
+        ...args,
+      ],
+      { timeout: opts.timeoutMs ?? 10_000 },
+      (err, stdout) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
+        const status = /status: ([A-Z]+)/.exec(stdout)?.[1];
+        const flags = /;; flags: ([a-z ]+);/.exec(stdout)?.[1]?.trim().split(/\s+/) ?? [];
+        const m = /;; ANSWER SECTION:\n([\s\S]*?)(?:\n\n|$)/.exec(stdout);
+        const answers = m?.[1]
+          ? m[1]
+              .split('\n')
+              .filter((l) => l && !l.startsWith(';'))
+              .map((l) => l.split(/\s+/))
+          : [];
+        resolve({ code, stdout, ...(status ? { status } : {}), flags, answers });
+      },
+    );
+  });
+}
+
+/** Records one event type of a resolver. */
+export function record<K extends keyof ResolverEvents & string>(
+  r: ResolverHandle,
+  type: K,
+): ResolverEvents[K][] {
+  const seen: ResolverEvents[K][] = [];
+  r.events.onEvent(type, (e) => seen.push(e));
+  return seen;
+}
+
+/** The last address of an answer (the A at the end of a CNAME chain). */
+export function lastAddress(r: DigResult): string | undefined {
+  return r.answers.at(-1)?.[4];
+}
