@@ -495,7 +495,7 @@ const iotHub = adapter({
               /**
                * X.509 instead of a key: `ca: true` (the lab issues the device a certificate, CN = device id, from
                * the lab CA, which the hub has registered: `${name.cert-<deviceId>}` chain and
-               * `${name.key-<deviceId>}` key files), or the `thumbprint` of the device's own certificate.
+               * `${name.certKey-<deviceId>}` key files), or the `thumbprint` of the device's own certificate.
                */
               x509: z
                 .union([
@@ -538,7 +538,7 @@ const iotHub = adapter({
           file: join(ctx.labDir, `${ctx.name}-${d.deviceId}`),
         });
         vars[`cert-${d.deviceId}`] = issued.chainPath;
-        vars[`key-${d.deviceId}`] = issued.keyPath;
+        vars[`certKey-${d.deviceId}`] = issued.keyPath;
       }
     }
     const first = o.devices[0]?.deviceId;
@@ -546,6 +546,12 @@ const iotHub = adapter({
     return { handle, vars };
   },
 });
+
+/** A dps enrollment's allocation in a scenario: policy, and the lab hubs (by simulator name) it may use. */
+const dpsAllocation = {
+  allocationPolicy: z.enum(['hashed', 'static']).optional(),
+  iotHubs: z.array(z.string()).min(1).optional(),
+};
 
 const dps = adapter({
   type: 'dps',
@@ -558,7 +564,7 @@ const dps = adapter({
       idScope: z.string().default('0ne00FAB001'),
       /**
        * Individual enrollments: symmetric key, or `x509: true` (the lab issues the device certificate, CN =
-       * registration id, enrolled by thumbprint: `${name.cert-<registrationId>}`, `${name.key-<registrationId>}`).
+       * registration id, enrolled by thumbprint: `${name.cert-<registrationId>}`, `${name.certKey-<registrationId>}`).
        */
       enrollments: z
         .array(
@@ -567,6 +573,7 @@ const dps = adapter({
               registrationId: z.string(),
               primaryKey: z.string().optional(),
               x509: z.boolean().optional(),
+              ...dpsAllocation,
             })
             .strict(),
         )
@@ -578,20 +585,46 @@ const dps = adapter({
       groups: z
         .array(
           z
-            .object({ groupId: z.string(), primaryKey: z.string().optional(), x509: z.boolean().optional() })
+            .object({
+              groupId: z.string(),
+              primaryKey: z.string().optional(),
+              x509: z.boolean().optional(),
+              ...dpsAllocation,
+            })
             .strict(),
         )
         .default([]),
+      /** More lab iot-hub simulators (by name) linked to this DPS: allocation spreads devices over all. */
+      linkedHubs: z.array(z.string()).default([]),
+      /** How enrollments that name no policy pick a hub: hashed (even spread by registration id) or static. */
+      allocationPolicy: z.enum(['hashed', 'static']).default('hashed'),
     })
     .strict(),
   async start(ctx, o) {
     refuseMainPort(ctx, 'dps');
-    const peer = ctx.peer(o.hub);
-    if (peer?.type !== 'iot-hub') {
-      throw new FieldlabError('E_BAD_OPTIONS', `${ctx.name} (dps): options.hub: no iot-hub named ${o.hub}`, {
-        hint: 'name an iot-hub simulator declared before this one in lab.simulators',
-      });
-    }
+    const hubNamed = (name: string, where: string): IotHubHandle => {
+      const peer = ctx.peer(name);
+      if (peer?.type !== 'iot-hub') {
+        throw new FieldlabError(
+          'E_BAD_OPTIONS',
+          `${ctx.name} (dps): options.${where}: no iot-hub named ${name}`,
+          {
+            hint: 'name an iot-hub simulator declared before this one in lab.simulators',
+          },
+        );
+      }
+      return peer.handle as IotHubHandle;
+    };
+    const primary = hubNamed(o.hub, 'hub');
+    const linked = o.linkedHubs.map((n, i) => hubNamed(n, `linkedHubs[${i}]`));
+    /** An enrollment's allocation, its hubs named by simulator as the DPS knows them (host names). */
+    const allocation = (e: { allocationPolicy?: 'hashed' | 'static'; iotHubs?: string[] }, where: string) =>
+      e.allocationPolicy || e.iotHubs
+        ? {
+            ...(e.allocationPolicy ? { allocationPolicy: e.allocationPolicy } : {}),
+            ...(e.iotHubs ? { iotHubs: e.iotHubs.map((n) => hubNamed(n, `${where}.iotHubs`).hostName) } : {}),
+          }
+        : undefined;
     const cert = await ctx.pki.issueServer([ctx.hostName, ctx.address]);
     const handle = await startDps({
       name: ctx.name,
@@ -599,26 +632,31 @@ const dps = adapter({
       hostName: ctx.hostName,
       idScope: o.idScope,
       tls: { certPem: cert.chainPem, keyPem: cert.keyPem },
-      hub: peer.handle as IotHubHandle,
+      hub: primary,
+      linkedHubs: linked,
+      allocationPolicy: o.allocationPolicy,
     });
     // Registered here, not through startDps's options: the add* calls return the keys for
     // `${dps.idScope}`, `${dps.key-<registrationId>}`, `${dps.group-<groupId>}`.
     const vars: Record<string, string> = { idScope: handle.idScope };
-    for (const e of o.enrollments) {
-      if (!e.x509) {
-        vars[`key-${e.registrationId}`] = handle.addEnrollment(e.registrationId, e.primaryKey);
-        continue;
+    for (const [i, e] of o.enrollments.entries()) {
+      if (!e.x509) vars[`key-${e.registrationId}`] = handle.addEnrollment(e.registrationId, e.primaryKey);
+      else {
+        const issued = await ctx.pki.issueClient(e.registrationId, {
+          file: join(ctx.labDir, `${ctx.name}-${e.registrationId}`),
+        });
+        handle.addX509Enrollment(e.registrationId, new X509Certificate(issued.certPem).fingerprint256);
+        vars[`cert-${e.registrationId}`] = issued.chainPath;
+        vars[`certKey-${e.registrationId}`] = issued.keyPath;
       }
-      const issued = await ctx.pki.issueClient(e.registrationId, {
-        file: join(ctx.labDir, `${ctx.name}-${e.registrationId}`),
-      });
-      handle.addX509Enrollment(e.registrationId, new X509Certificate(issued.certPem).fingerprint256);
-      vars[`cert-${e.registrationId}`] = issued.chainPath;
-      vars[`key-${e.registrationId}`] = issued.keyPath;
+      const a = allocation(e, `enrollments[${i}]`);
+      if (a) handle.setAllocation(e.registrationId, a);
     }
-    for (const g of o.groups) {
+    for (const [i, g] of o.groups.entries()) {
       if (g.x509) handle.addX509Group(g.groupId, ctx.pki.intermediate.certPem);
       else vars[`group-${g.groupId}`] = handle.addGroup(g.groupId, g.primaryKey);
+      const a = allocation(g, `groups[${i}]`);
+      if (a) handle.setAllocation(g.groupId, a);
     }
     return { handle, vars };
   },

@@ -354,6 +354,8 @@ export async function startDps(options: DpsOptions): Promise<DpsHandle> {
       substatus: 'initialAssignment',
       created: new Date().toISOString(),
     };
+    // A new registration supersedes the device's earlier operations: one kept per registration id.
+    for (const [id, earlier] of operations) if (earlier.registrationId === regId) operations.delete(id);
     operations.set(op.operationId, op);
     events.emitEvent('registration-request', {
       registrationId: regId,
