@@ -207,8 +207,9 @@ export function dataPlaneSession(eps: Endpoints): Operation {
           src.ws.terminate();
           dst.ws.terminate();
         });
+        // Also after a failed session: an open tunnel is state the service rightly keeps (12 h).
+        await api.call('CloseTunnel', { tunnelId: t.tunnelId, delete: true });
       }
-      await api.call('CloseTunnel', { tunnelId: t.tunnelId, delete: true });
     },
     close: () => api.agent.destroy(),
   };
