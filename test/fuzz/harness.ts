@@ -87,7 +87,7 @@ class Flat<T> extends fc.Arbitrary<T> {
 export interface FuzzSpec<T> {
   /** The protocol, for messages (e.g. `MQTT 3.1.1/5 packets → mqtt-broker`). */
   name: string;
-  /** What one input looks like; mostly valid, then mutated (see arbitraries.ts). */
+  /** What one input looks like; mostly valid, then mutated (see mutate.ts). */
   input: fc.Arbitrary<T>;
   /** Sends one input to the simulator and resolves once it answered, closed or stayed silent (bounded). */
   send(input: T): Promise<void>;
