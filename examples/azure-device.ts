@@ -8,6 +8,13 @@
  *   IOTHUB_CA                          PEM file of the root the device trusts (optional)
  *   IOTHUB_TIMEOUT_MS                  overall bound for connect + send (default 30000)
  *
+ * or, instead of the connection string, provisions itself first at the Device Provisioning Service with
+ * a symmetric key, through the same proxy (as the runtime's identity service does):
+ *
+ *   DPS_HOST, ID_SCOPE, REGISTRATION_ID, DEVICE_KEY   the global endpoint, scope and enrollment
+ *   DPS over AmqpWs (UpstreamProtocol AmqpWs, MqttWs) or HTTPS (Http); Amqp and Mqtt register over Amqp.
+ *   The provisioning SDK takes no CA option: it trusts Node's roots plus NODE_EXTRA_CA_CERTS.
+ *
  * and sends one telemetry message. Exit 0 when the hub acknowledged it; otherwise exit 1 with the error
  * class it saw on stderr (`azure-device: error UnauthorizedError: ...`). No retries: Amqp would otherwise
  * retry for up to 240 s against a blocked port, and the SDK never falls back from Amqp to AmqpWs — that
@@ -20,6 +27,11 @@ import device from 'azure-iot-device';
 import amqp from 'azure-iot-device-amqp';
 import http from 'azure-iot-device-http';
 import mqtt from 'azure-iot-device-mqtt';
+import httpBase from 'azure-iot-http-base';
+import provisioning from 'azure-iot-provisioning-device';
+import pamqp from 'azure-iot-provisioning-device-amqp';
+import phttp from 'azure-iot-provisioning-device-http';
+import symkey from 'azure-iot-security-symmetric-key';
 import { HttpsProxyAgent } from 'https-proxy-agent';
 
 const PROTOCOLS = {
@@ -76,6 +88,37 @@ function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   ]);
 }
 
+/**
+ * Registers at DPS through `proxy` and returns the device's connection string for its assigned hub. Over
+ * HTTPS the proxy agent goes to the transport's HTTP layer; over AMQP-WS to `webSocketAgent`.
+ */
+async function provision(env: NodeJS.ProcessEnv, protocol: Protocol, proxy: string | undefined, ms: number) {
+  const [host, scope, registrationId, key] = ['DPS_HOST', 'ID_SCOPE', 'REGISTRATION_ID', 'DEVICE_KEY'].map(
+    (k) => env[k] ?? '',
+  ) as [string, string, string, string];
+  const agent = proxy ? new HttpsProxyAgent(proxy) : undefined;
+  let transport: InstanceType<typeof phttp.Http> | InstanceType<typeof pamqp.Amqp>;
+  if (protocol === 'Http') {
+    const base = new httpBase.Http();
+    if (agent) base.setOptions({ http: { agent } });
+    // Each SDK package bundles its own copy of azure-iot-http-base: the class is the same.
+    transport = new phttp.Http(base as never);
+  } else if (protocol === 'AmqpWs' || protocol === 'MqttWs') {
+    transport = new pamqp.AmqpWs();
+    if (agent) transport.setTransportOptions({ webSocketAgent: agent });
+  } else {
+    transport = new pamqp.Amqp();
+  }
+  const security = new symkey.SymmetricKeySecurityClient(registrationId, key);
+  const dps = provisioning.ProvisioningDeviceClient.create(host, scope, transport, security as never);
+  const reg = await bounded(
+    dps.register() as Promise<{ assignedHub: string; deviceId: string }>,
+    ms,
+    'DPS registration',
+  );
+  return `HostName=${reg.assignedHub};DeviceId=${reg.deviceId};SharedAccessKey=${key}`;
+}
+
 /** Connects with the env's settings, sends one message, and says what happened (never throws). */
 export async function run(env: NodeJS.ProcessEnv = process.env): Promise<DeviceRunResult> {
   const started = Date.now();
@@ -92,15 +135,29 @@ export async function run(env: NodeJS.ProcessEnv = process.env): Promise<DeviceR
       message: `UpstreamProtocol must be one of ${Object.keys(PROTOCOLS).join(', ')}`,
     });
   }
-  const cs = env.IOTHUB_DEVICE_CONNECTION_STRING;
+  const proxy = env.https_proxy ?? env.HTTPS_PROXY;
+  const timeoutMs = Number(env.IOTHUB_TIMEOUT_MS ?? 30_000);
+  let cs = env.IOTHUB_DEVICE_CONNECTION_STRING;
+  if (!cs && env.DPS_HOST) {
+    try {
+      cs = await provision(env, protocol as Protocol, proxy, timeoutMs);
+    } catch (err) {
+      const e = err as Error;
+      const cause = causeCode(err);
+      return done({
+        ok: false,
+        errorClass: e?.constructor?.name ?? 'Error',
+        message: `DPS: ${e?.message ?? String(err)}`,
+        ...(cause ? { cause } : {}),
+      });
+    }
+  }
   if (!cs)
     return done({
       ok: false,
       errorClass: 'ConfigError',
-      message: 'IOTHUB_DEVICE_CONNECTION_STRING is not set',
+      message: 'set IOTHUB_DEVICE_CONNECTION_STRING, or DPS_HOST, ID_SCOPE, REGISTRATION_ID and DEVICE_KEY',
     });
-  const proxy = env.https_proxy ?? env.HTTPS_PROXY;
-  const timeoutMs = Number(env.IOTHUB_TIMEOUT_MS ?? 30_000);
 
   let client: InstanceType<typeof device.Client>;
   try {

@@ -210,7 +210,7 @@ export const EVIDENCE_RULES: readonly EvidenceRule[] = [
     // certificate: mutual TLS refused (s2n insists on a CertificateRequest) or the root untrusted.
     id: 'inspector-client-cert-hangup',
     event: 'client-cert-unavailable',
-    consistentWith: ['tls.client-cert-required', 'tls.untrusted-root', 'client.error'],
+    consistentWith: ['tls.client-cert-required', 'client.error'],
     explain: (d, e) => `${e.source}: ${s(d.message)}`,
   },
   {
