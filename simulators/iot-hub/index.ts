@@ -74,8 +74,15 @@ const x509Schema = z
   });
 
 /** A module identity of a device (`<deviceId>/<moduleId>`): SAS key or X.509 thumbprint. */
+const moduleX509Schema = x509Schema.refine((x) => x.ca !== true, {
+  message: 'a module authenticates with a thumbprint here (CA-signed module certificates are not modelled)',
+});
 const moduleSchema = z
-  .object({ moduleId: z.string().min(1), primaryKey: base64Key.optional(), x509: x509Schema.optional() })
+  .object({
+    moduleId: z.string().min(1),
+    primaryKey: base64Key.optional(),
+    x509: moduleX509Schema.optional(),
+  })
   .strict();
 
 export const iotHubOptionsSchema = z
@@ -321,7 +328,7 @@ export async function start(options: IotHubOptions): Promise<IotHubHandle> {
       checkId('module id', moduleId);
       if (!identities.has(deviceId)) throw unknown(deviceId);
       const x509 = credential.x509
-        ? parseOptions(x509Schema, credential.x509, 'iot-hub addModule')
+        ? parseOptions(moduleX509Schema, credential.x509, 'iot-hub addModule')
         : undefined;
       const identity = identityOf(credential.primaryKey, x509);
       identities.set(`${deviceId}/${moduleId}`, identity);

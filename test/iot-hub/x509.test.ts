@@ -1,6 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { endpointOf } from '../../simulators/common/handle.js';
+import { start as startHub } from '../../simulators/iot-hub/index.js';
 import { CertificateAuthority, type PkiHandle, start as startPki } from '../../simulators/pki/index.js';
 import {
   Client,
@@ -156,5 +157,30 @@ describe('iot-hub X.509 device authentication with the Azure IoT device SDK', ()
     client = await x509Client(lab, 'Mqtt', 'dev-k', { certPem: cert.chainPem, keyPem: cert.keyPem });
     expect(await refused(client)).toBeInstanceOf(errors.UnauthorizedError);
     expect(reasons).toEqual(['dev-x:auth-type-mismatch', 'dev-k:auth-type-mismatch']);
+  });
+
+  it('bad X.509 options are refused, naming the field and the fix', async () => {
+    const cert = await pki.issueServer([HUB_HOST]);
+    const base = { hostName: HUB_HOST, tls: { certPem: cert.chainPem, keyPem: cert.keyPem } };
+    const refused = (devices: unknown) => startHub({ ...base, devices } as never);
+    await expect(refused([{ deviceId: 'd', x509: { thumbprint: 'not-hex' } }])).rejects.toMatchObject({
+      code: 'E_BAD_OPTION',
+      message: expect.stringContaining('devices[0].x509.thumbprint'),
+    });
+    await expect(
+      refused([{ deviceId: 'd', x509: { ca: true, thumbprint: 'AB'.repeat(20) } }]),
+    ).rejects.toMatchObject({ code: 'E_BAD_OPTION', message: expect.stringContaining('not both') });
+    await expect(
+      refused([{ deviceId: 'd', primaryKey: Buffer.alloc(32).toString('base64'), x509: { ca: true } }]),
+    ).rejects.toMatchObject({
+      code: 'E_BAD_OPTION',
+      message: expect.stringContaining('primaryKey (SAS) or x509'),
+    });
+    await expect(
+      refused([{ deviceId: 'd', modules: [{ moduleId: 'm', x509: { ca: true } }] }]),
+    ).rejects.toMatchObject({
+      code: 'E_BAD_OPTION',
+      message: expect.stringContaining('thumbprint'),
+    });
   });
 });
