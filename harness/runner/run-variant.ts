@@ -35,6 +35,8 @@ export interface RunOptions {
   image?: string;
   /** The lab timeline's bound (default DEFAULT_MAX_EVENTS in harness/lab/timeline.ts). */
   maxEvents?: number;
+  /** Cuts the variant short (Ctrl-C): the client is ended, the lab stopped, the result is an error. */
+  signal?: AbortSignal;
 }
 
 interface ClientOutcome {
@@ -150,11 +152,23 @@ function clientFor(s: Scenario, v: Variant): ClientDecl {
   };
 }
 
+/** `p`, or a rejection with the signal's reason as soon as it aborts. */
+function orAbort<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return p;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    if (signal.aborted) onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
 async function runClient(
   lab: Lab,
   client: ClientDecl,
   timeoutMs: number,
   netns?: string,
+  signal?: AbortSignal,
 ): Promise<ClientOutcome> {
   if (client.type === 'probe') {
     const ca =
@@ -163,13 +177,17 @@ async function runClient(
         : client.trust === 'system'
           ? undefined
           : await Promise.all(client.trust.map((f) => readFile(lab.interpolate(f), 'utf8')));
-    const r = await probeHttps({
-      url: lab.interpolate(client.url),
-      ...(client.proxy ? { proxy: lab.interpolate(client.proxy) } : {}),
-      ...(ca ? { ca } : {}),
-      lookup: lab.lookup,
-      timeoutMs,
-    });
+    // In-process: its sockets close as the lab stops, so an abort need not wait for its timeout.
+    const r = await orAbort(
+      probeHttps({
+        url: lab.interpolate(client.url),
+        ...(client.proxy ? { proxy: lab.interpolate(client.proxy) } : {}),
+        ...(ca ? { ca } : {}),
+        lookup: lab.lookup,
+        timeoutMs,
+      }),
+      signal,
+    );
     return { verdict: r.verdict, phases: r.phases, durationMs: r.durationMs };
   }
 
@@ -190,9 +208,12 @@ async function runClient(
   };
   const inContainer = lab.containerPaths;
   const result = inContainer
-    ? await runInContainer({ ...io, lab: { ...inContainer, hostDir: lab.dir } })
+    ? // Its container goes with the lab's (stop removes them), which ends the docker CLI.
+      await orAbort(runInContainer({ ...io, lab: { ...inContainer, hostDir: lab.dir } }), signal)
     : await runCommand({
         ...io,
+        // A process: ended (SIGTERM, then SIGKILL) and awaited, so none outlives the lab.
+        ...(signal ? { signal } : {}),
         ...(netns
           ? { netns }
           : client.resolve === 'lab'
@@ -312,12 +333,15 @@ export async function runVariant(
     const clientHost = clientHostOf(s);
     // Phases count from here: the client's own timers start as it starts, the lab's events are epoch.
     const clientStart = preciseNow();
+    opts.signal?.throwIfAborted();
     const outcome = await runClient(
       lab,
       client,
       timeoutMs,
       placement ? placement.network.ns(clientHost) : undefined,
+      opts.signal,
     );
+    opts.signal?.throwIfAborted();
     // Bounded: a connection a toxic holds open is not waited for past a second.
     await lab.settle(t0, 1_000);
     const events = lab.eventsSince(t0);

@@ -19,6 +19,11 @@ export interface RunAllOptions {
   onStart?: (id: string) => void;
   /** Called as each variant finishes (progress output). */
   onResult?: (r: VariantResult) => void;
+  /**
+   * Stops the run: no variant starts after it aborts, running ones end their client and stop their lab
+   * (in runVariant's `finally`), and runAll resolves with the variants that finished before.
+   */
+  signal?: AbortSignal;
 }
 
 /** Whether `--only` selects a variant: `name` selects all its variants, `name/variant` one. */
@@ -41,7 +46,7 @@ export async function runAll(scenarios: LoadedScenario[], opts: RunAllOptions): 
     opts.backend === 'netns' ? 1 : Math.max(1, opts.concurrency ?? Math.max(2, availableParallelism()));
   let next = 0;
   const worker = async () => {
-    while (next < jobs.length) {
+    while (next < jobs.length && !opts.signal?.aborted) {
       const i = next++;
       const job = jobs[i]!;
       opts.onStart?.(`${job.s.scenario.name}/${job.v.name}`);
@@ -49,21 +54,25 @@ export async function runAll(scenarios: LoadedScenario[], opts: RunAllOptions): 
         backend: opts.backend,
         image: opts.image,
         ...(opts.maxEvents !== undefined ? { maxEvents: opts.maxEvents } : {}),
+        ...(opts.signal ? { signal: opts.signal } : {}),
       });
+      if (opts.signal?.aborted) return; // cut short: not a result
       results[i] = r;
       opts.onResult?.(r);
     }
   };
   await Promise.all(Array.from({ length: Math.min(width, jobs.length) }, worker));
   const totals: Record<Status, number> = { passed: 0, failed: 0, skipped: 0, errored: 0 };
-  for (const r of results) totals[r.status]++;
+  // An aborted run leaves holes for the variants it never finished.
+  const finished = results.filter((r) => r !== undefined);
+  for (const r of finished) totals[r.status]++;
   return {
     schemaVersion: 1,
     tool: { name: 'fieldlab', version: toolVersion() },
     startedAt,
     durationMs: performance.now() - started,
     backend: opts.backend,
-    results,
+    results: finished,
     totals,
   };
 }
