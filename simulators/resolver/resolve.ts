@@ -11,7 +11,7 @@ import { randomInt } from 'node:crypto';
 import { isIP } from 'node:net';
 import dns2 from 'dns2';
 import { preciseNow, type SimulatorEvents } from '../common/index.js';
-import { type Cidr, formatIp, ipBytes, parseCidr } from '../geo-dns/ip.js';
+import { type Cidr, formatIp, ipBytes } from '../geo-dns/ip.js';
 import { type CacheEntry, ResolverCache } from './cache.js';
 import type { AnswerSource, ResolverEvents, ResolverStats, ResolverTransport } from './events.js';
 import type { ForwardZone } from './options.js';
@@ -457,8 +457,4 @@ export class Resolver {
     }
     return response;
   }
-}
-
-export function parseSubnet(cidr: string): Cidr | undefined {
-  return parseCidr(cidr);
 }

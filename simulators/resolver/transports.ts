@@ -160,7 +160,14 @@ export class Transports {
   async listenDoh(host: string, port: number, tls: { certPem: string; keyPem: string }): Promise<void> {
     // dns2's DoH handler, fed by our server; its own (HTTP/1.1) server never listens.
     const handler = new dns2.DOHServer({ cors: false });
-    handler.on('request', (request, send, req) => this.serve('doh', clientAddress(req), request, send));
+    const responses = new WeakMap<object, Http2ServerResponse>();
+    handler.on('request', (request, send, req) =>
+      this.serve('doh', clientAddress(req), request, (response) => {
+        // BIND's DoH client (dig +https) reads the body by Content-Length, which dns2 does not send
+        responses.get(req)?.setHeader('content-length', response.toBuffer().length);
+        return send(response);
+      }),
+    );
     handler.on('requestError', () => {});
     const handleRequest: unknown = Reflect.get(handler, 'handleRequest');
     if (typeof handleRequest !== 'function') {
@@ -175,6 +182,7 @@ export class Transports {
       ALPNProtocols: ['h2', 'http/1.1'],
     });
     doh.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => {
+      responses.set(req, res);
       Reflect.apply(handleRequest, handler, [req, res]);
     });
     doh.on('connection', (s: Socket) => this.tracker.track(s));

@@ -165,7 +165,8 @@ describe.skipIf(missing('cmd:dig'))('resolver with dig', () => {
   it('without ECS every client gets the answer for the resolver’s own location', async () => {
     geo = await startGeo(60);
     const r = await startResolver({ persona: 'public-no-ecs-na', egress: NA_EGRESS });
-    const seen = record(geo, 'query');
+    const seen: Array<{ client: string; ecs?: string }> = [];
+    geo.events.onEvent('query', (q) => seen.push(q));
     const eu = await dig('127.0.0.1', port(), ['global.iot.example.com', 'A'], { bind: EU_CLIENT });
     const na = await dig('127.0.0.1', port(), ['global.iot.example.com', 'A'], { bind: NA_CLIENT });
     expect(lastAddress(eu)).toBe(US); // a device in Europe lands in us-east-1
