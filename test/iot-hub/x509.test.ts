@@ -159,6 +159,22 @@ describe('iot-hub X.509 device authentication with the Azure IoT device SDK', ()
     expect(reasons).toEqual(['dev-x:auth-type-mismatch', 'dev-k:auth-type-mismatch']);
   });
 
+  it('MqttWs: an expired CA-signed certificate is refused (certificate-expired)', async () => {
+    lab = await startHubLab(pki, { caCertificates: [pki.root.certPem] });
+    lab.hub.addX509Device('dev-old', { ca: true });
+    const rejected = new Promise<{ reason: string }>((resolve) =>
+      lab!.hub.events.onceEvent('auth-rejected', resolve),
+    );
+    const day = 24 * 3600 * 1000;
+    const cert = await pki.issueClient('dev-old', {
+      notBefore: new Date(Date.now() - 10 * day),
+      notAfter: new Date(Date.now() - day),
+    });
+    client = await x509Client(lab, 'MqttWs', 'dev-old', { certPem: cert.chainPem, keyPem: cert.keyPem });
+    expect(await refused(client)).toBeInstanceOf(errors.UnauthorizedError);
+    expect(await within(rejected, 2000, 'auth-rejected')).toMatchObject({ reason: 'certificate-expired' });
+  });
+
   it('bad X.509 options are refused, naming the field and the fix', async () => {
     const cert = await pki.issueServer([HUB_HOST]);
     const base = { hostName: HUB_HOST, tls: { certPem: cert.chainPem, keyPem: cert.keyPem } };
