@@ -1,5 +1,5 @@
 /**
- * `npm run soak [-- --minutes N] [--only mqtt,dns] [--quick] [--scale F]`: long runs of the lab's most
+ * `npm run soak [-- --minutes N] [--only mqtt,dns] [--count sessions=30000] [--quick] [--scale F]`: long runs of the lab's most
  * repeated exchanges, each against a fresh lab in its own process, printing that process's heap and RSS
  * after GC as the operations go, then a summary per workload with the heap slope per 1,000 operations.
  *
@@ -82,6 +82,8 @@ interface Args {
   minutes: number;
   only: Workload[];
   scale: number;
+  /** Per-workload counts (`--count sessions=30000,dns=2000000`), before --scale. */
+  counts: Partial<Record<Workload, number>>;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -93,13 +95,20 @@ function parseArgs(argv: string[]): Args {
   const minutes = Number(value('--minutes') ?? (quick ? 2 : 15));
   const scale = Number(value('--scale') ?? (quick ? 0.02 : 1));
   const only = (value('--only')?.split(',') ?? Object.keys(WORKLOADS)) as Workload[];
+  const counts: Partial<Record<Workload, number>> = {};
+  for (const pair of value('--count')?.split(',') ?? []) {
+    const [name, n] = pair.split('=');
+    if (!name || !(name in WORKLOADS) || !(Number(n) > 0))
+      throw new Error(`soak: --count takes workload=N pairs (have: ${Object.keys(WORKLOADS).join(', ')})`);
+    counts[name as Workload] = Number(n);
+  }
   const unknown = only.filter((w) => !(w in WORKLOADS));
   if (unknown.length > 0 || !(minutes > 0) || !(scale > 0)) {
     throw new Error(
       `soak: ${unknown.length > 0 ? `unknown workload ${unknown.join(', ')} (have: ${Object.keys(WORKLOADS).join(', ')})` : 'give --minutes and --scale as positive numbers'}`,
     );
   }
-  return { minutes, only, scale };
+  return { minutes, only, scale, counts };
 }
 
 /** Least-squares slope of y over x. */
@@ -169,7 +178,10 @@ class LabProcess {
 
 async function runRow(workload: Workload, args: Args, deadline: number): Promise<RowResult> {
   const spec = WORKLOADS[workload];
-  const target = Math.max(SAMPLES * spec.concurrency, Math.round(spec.count * args.scale));
+  const target = Math.max(
+    SAMPLES * spec.concurrency,
+    Math.round((args.counts[workload] ?? spec.count) * args.scale),
+  );
   const lab = await LabProcess.start(workload);
   let op: Operation | undefined;
   const samples: Sample[] = [];
