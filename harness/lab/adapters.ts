@@ -28,6 +28,7 @@ import {
 } from '../../simulators/krypton/index.js';
 import { type MqttBrokerHandle, start as startMqttBroker } from '../../simulators/mqtt-broker/index.js';
 import type { BadCertKind, PkiHandle } from '../../simulators/pki/index.js';
+import { resolverOptionsSchema, start as startResolver } from '../../simulators/resolver/index.js';
 import { start as startSshd } from '../../simulators/sshd/index.js';
 import { start as startTlsInspector } from '../../simulators/tls-inspector/index.js';
 import { start as startTunnelService } from '../../simulators/tunnel-service/index.js';
@@ -351,6 +352,72 @@ const geoDns = adapter({
           .filter(([name]) => !declared.has(name))
           .map(([name, address]) => ({ name: `${name}.`, type: 'A' as const, value: address }));
         if (records.length > 0) await handle.addRecords(records);
+      },
+    };
+  },
+});
+
+const resolver = adapter({
+  type: 'resolver',
+  summary:
+    'a forwarding DNS resolver persona (location, ECS on/off, cache by TTL and ECS scope, serve-stale, SERVFAIL on upstream timeout) on UDP/TCP, DoT and DoH',
+  options: resolverOptionsSchema
+    .pick({
+      persona: true,
+      location: true,
+      ecs: true,
+      hosts: true,
+      hostsTtl: true,
+      timeout: true,
+      retries: true,
+      cache: true,
+      maxEntries: true,
+      serveStale: true,
+      maxStale: true,
+    })
+    .extend({
+      /** Zones and where they go: a geo-dns of this lab by name (declared before), or `address:port`. */
+      forward: z
+        .array(z.object({ zone: z.string().min(1), to: z.array(z.string().min(1)).min(1) }).strict())
+        .default([]),
+      /** Serve DoT and DoH with a lab certificate for the host's name and address. */
+      tls: z.boolean().default(true),
+    })
+    .strict(),
+  async start(ctx, o) {
+    const { forward, tls, ...rest } = o;
+    const upstream = (to: string, where: string): string => {
+      const peer = ctx.peer(to);
+      const ep =
+        peer?.type === 'geo-dns' ? peer.handle.endpoints.find((e) => e.name === 'dns-udp') : undefined;
+      if (ep) return ep.host.includes(':') ? `[${ep.host}]:${ep.port}` : `${ep.host}:${ep.port}`;
+      if (/:\d+$/.test(to)) return to;
+      throw new FieldlabError(
+        'E_BAD_OPTIONS',
+        `${ctx.name} (resolver): options.${where}: no geo-dns named ${to}`,
+        {
+          hint: 'name a geo-dns simulator declared before this one in lab.simulators, or give address:port',
+        },
+      );
+    };
+    const cert = tls ? await ctx.pki.issueServer([ctx.hostName, ctx.address]) : undefined;
+    const handle = await startResolver({
+      ...rest,
+      name: ctx.name,
+      host: ctx.address,
+      port: 0,
+      forward: forward.map((f, i) => ({
+        zone: f.zone,
+        upstream: f.to.map((t, j) => upstream(t, `forward[${i}].to[${j}]`)),
+      })),
+      ...(cert ? { tls: { certPem: cert.chainPem, keyPem: cert.keyPem } } : {}),
+    });
+    return {
+      handle,
+      // ECS comes from the client's own address: no relay may stand in front
+      direct: handle.endpoints.map((e) => e.name),
+      async labReady(hosts) {
+        handle.setHosts(Object.fromEntries([...hosts].filter(([name]) => !(name in o.hosts))));
       },
     };
   },
@@ -824,7 +891,10 @@ const awsIot = adapter({
        * A thing with a device certificate from the lab CA, registered ACTIVE in this region (vars
        * `${name.deviceCert}`, `${name.deviceKey}`): a device that is already provisioned.
        */
-      thing: z.string().regex(/^[a-zA-Z0-9:_-]{1,128}$/, 'a thing name: 1-128 of a-z A-Z 0-9 : _ -').optional(),
+      thing: z
+        .string()
+        .regex(/^[a-zA-Z0-9:_-]{1,128}$/, 'a thing name: 1-128 of a-z A-Z 0-9 : _ -')
+        .optional(),
     })
     .strict(),
   async start(ctx, o) {
@@ -870,6 +940,7 @@ const ADAPTERS = new Map<string, SimulatorAdapter>([
   [krypton.type, krypton],
   [sshd.type, sshd],
   [geoDns.type, geoDns],
+  [resolver.type, resolver],
   [tunnelService.type, tunnelService],
   [connectProxy.type, connectProxy],
   [tlsInspector.type, tlsInspector],

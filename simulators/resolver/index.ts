@@ -32,6 +32,8 @@ export interface ResolverHandle extends SimulatorHandle<ResolverEvents, Resolver
   readonly description: string;
   /** Empties the cache (a resolver restart, or `rndc flush`). */
   flush(): void;
+  /** Adds lab host names it answers itself (name → IPv4 or IPv6 address). */
+  setHosts(hosts: Readonly<Record<string, string>>): void;
 }
 
 function locationText(l: ResolverLocation | undefined): string {
@@ -135,6 +137,10 @@ export async function start(options?: ResolverOptions): Promise<ResolverHandle> 
       cacheEntries: resolver.cache.size,
     }),
     flush: () => resolver.cache.clear(),
+    setHosts(hosts) {
+      const checked = parseOptions(resolverOptionsSchema.shape.hosts, hosts, 'resolver hosts');
+      resolver.setHosts(checked);
+    },
     stop() {
       stopping ??= (async () => {
         resolver.stop();

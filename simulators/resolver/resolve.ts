@@ -118,6 +118,11 @@ export class Resolver {
     for (const [name, addr] of Object.entries(cfg.hosts)) this.hosts.set(normName(name), addr);
   }
 
+  /** Adds (or replaces) lab host names answered locally. */
+  setHosts(hosts: Readonly<Record<string, string>>): void {
+    for (const [name, addr] of Object.entries(hosts)) this.hosts.set(normName(name), addr);
+  }
+
   /** Ends upstream queries in flight (their clients get SERVFAIL). */
   stop(): void {
     this.abort.abort();

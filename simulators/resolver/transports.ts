@@ -63,6 +63,9 @@ function formerr(msg: Buffer): Buffer | undefined {
   return out;
 }
 
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+const DOH_IDLE_TIMEOUT_MS = 30_000;
+
 export class Transports {
   port = 0;
   dotPort: number | undefined;
@@ -142,7 +145,13 @@ export class Transports {
     const framing = dns2.createTCPServer();
     framing.on('request', (request, send, socket) => this.serve('dot', clientAddress(socket), request, send));
     framing.on('requestError', () => {});
-    const dot = createTlsServer({ cert: tls.certPem, key: tls.keyPem, ALPNProtocols: ['dot'] });
+    // RFC 7858 §3.1 / RFC 9526: ALPN `dot`; a client that never finishes its handshake is dropped
+    const dot = createTlsServer({
+      cert: tls.certPem,
+      key: tls.keyPem,
+      ALPNProtocols: ['dot'],
+      handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+    });
     dot.on('connection', (s: Socket) => this.tracker.track(s));
     dot.on('secureConnection', (s: TLSSocket) => framing.emit('connection', s));
     dot.on('tlsClientError', (err: Error, s: TLSSocket) =>
@@ -180,7 +189,10 @@ export class Transports {
       key: tls.keyPem,
       allowHTTP1: true,
       ALPNProtocols: ['h2', 'http/1.1'],
+      handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
     });
+    // Idle HTTP/2 sessions and HTTP/1.1 connections are closed: per-client state stays bounded
+    doh.setTimeout(DOH_IDLE_TIMEOUT_MS);
     doh.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => {
       responses.set(req, res);
       Reflect.apply(handleRequest, handler, [req, res]);
