@@ -176,7 +176,8 @@ function wireSubscriptions(core: HubCore, handle: MqttBrokerHandle): void {
       }),
   };
   const sync = (client: Client) => {
-    if (client.closed) return;
+    // aedes also reports a connection that never completed CONNECT (its id still null): nothing to attach.
+    if (client.closed || typeof client.id !== 'string') return;
     const held = heldFilters(client);
     for (const feature of Object.keys(FEATURES) as Feature[]) {
       const filter = FEATURES[feature](client.id);
