@@ -199,18 +199,9 @@ export const EVIDENCE_RULES: readonly EvidenceRule[] = [
     // (s2n refuses a server that asks for no certificate) or the inspector's handshake_failure.
     id: 'inspector-client-cert',
     event: 'client-cert-unavailable',
-    when: (d) => d.cause !== 'device-hung-up',
     class: 'tls.client-cert-required',
     refines: ['tcp.reset', 'tls.handshake', 'client.error', 'proxy.bad-gateway'],
     consistentWith: ['auth.rejected'],
-    explain: (d, e) => `${e.source}: ${s(d.message)}`,
-  },
-  {
-    // The device left the inspector's handshake without an alert after the target had asked for a
-    // certificate: mutual TLS refused (s2n insists on a CertificateRequest) or the root untrusted.
-    id: 'inspector-client-cert-hangup',
-    event: 'client-cert-unavailable',
-    consistentWith: ['tls.client-cert-required', 'client.error'],
     explain: (d, e) => `${e.source}: ${s(d.message)}`,
   },
   {
@@ -269,7 +260,8 @@ export const EVIDENCE_RULES: readonly EvidenceRule[] = [
     // what Node does when it does not trust the issuing root (it verifies after the handshake).
     id: 'inspector-silent-reject',
     event: 'tls-client-error',
-    when: (d) => d.code === 'E_CLIENT_HANGUP' && d.fault === 'none',
+    // Dropped without a byte after its hello (a client that closes the session instead is another case).
+    when: (d) => d.code === 'E_CLIENT_HANGUP' && d.fault === 'none' && !(Number(d.bytesAfterHello) > 0),
     class: 'tls.untrusted-root',
     refines: ['client.error'],
     consistentWith: ['tcp.reset', 'tls.handshake'],

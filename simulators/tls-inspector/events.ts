@@ -28,6 +28,11 @@ export type TlsInspectorEvents = {
     alert?: string;
     code?: string;
     message: string;
+    /**
+     * With a hang-up during the handshake: raw bytes the client sent after its ClientHello (0: it dropped
+     * the connection, as Node does; a few: it closed the session, e.g. s2n's close_notify).
+     */
+    bytesAfterHello?: number;
   };
   /** A client finished its handshake with a forged leaf; the tunnel is live. */
   intercepted: { host: string; sni?: string; alpn?: string; leafCached: boolean; issueMs: number };
@@ -44,9 +49,9 @@ export type TlsInspectorEvents = {
     target: string;
     host: string;
     /**
-     * `target-refused`: the target refused the certificate-less session (certain). `device-hung-up`: the
-     * device left mid-handshake without an alert (a device that insists on mutual TLS; or one that does
-     * not trust the inspector's root: the wire does not tell them apart).
+     * `target-refused`: the target refused the certificate-less session. `device-hung-up`: the device
+     * closed the session mid-handshake, right after a server flight without a CertificateRequest (what a
+     * device that insists on mutual TLS does; Node, rejecting a certificate, drops without a byte).
      */
     cause: 'target-refused' | 'device-hung-up';
     alert?: string;

@@ -239,6 +239,9 @@ async function intercept(
 
   // RFC 7301 §3.2: answer with the protocol the real server chose, so both legs speak the same one.
   const chosen = typeof up.alpnProtocol === 'string' ? up.alpnProtocol : undefined;
+  // Raw bytes read so far (the CONNECT and the ClientHello): what the client sends after its hello is
+  // counted from here, on the TCP socket itself (the TLS layer does not surface a mid-handshake close).
+  const readBeforeHandshake = socket.bytesRead;
   const client = new TLSSocket(socket, {
     isServer: true,
     secureContext: lookup.leaf.context,
@@ -251,7 +254,7 @@ async function intercept(
   );
   let secure = false;
   let reported = false;
-  const rejected = (fields: { alert?: string; code?: string; message: string }) => {
+  const rejected = (fields: { alert?: string; code?: string; message: string; bytesAfterHello?: number }) => {
     if (reported) return;
     reported = true;
     ctx.counts.clientRejected++;
@@ -314,12 +317,16 @@ async function intercept(
   client.once('close', () => {
     clearTimeout(handshakeTimer);
     if (!secure && !upstreamDone) {
+      // Node drops the connection without a byte after its hello; s2n closes the session (a plaintext
+      // close_notify record) when a server it must authenticate to asks for no certificate.
+      const bytesAfterHello = socket.bytesRead - readBeforeHandshake;
       rejected({
         code: 'E_CLIENT_HANGUP',
         message: 'the client closed the connection during the handshake without sending an alert',
+        bytesAfterHello,
       });
       up.destroy();
-      if (upstream.certRequested && !clientGaveReason)
+      if (upstream.certRequested && !clientGaveReason && bytesAfterHello > 0)
         certUnavailable(ctx, target, name, { deviceLeft: true });
     } else if (!clientSpoke && !upstreamDone) {
       // Clients that check the certificate after the handshake (Node, Go) send no alert: they finish
@@ -427,9 +434,8 @@ function certUnavailable(
   const alert = cause.err === undefined ? undefined : alertFromError(cause.err);
   const targetStr = hostPort(target.host, target.port);
   const how = cause.deviceLeft
-    ? 'the device hung up during the handshake without an alert, as a device set up for mutual TLS does ' +
-      'when the server asks for no certificate (the inspector asks for none), and as a device that does ' +
-      "not trust the inspector's root may"
+    ? 'the device closed the session in the middle of the handshake, as a device set up for mutual TLS ' +
+      'does when the server asks it for no certificate (the inspector asks for none)'
     : alert
       ? `${targetStr} answered the empty certificate with alert ${alert}`
       : `${targetStr} closed the session without sending any data`;
