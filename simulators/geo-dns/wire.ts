@@ -69,6 +69,8 @@ export interface Query {
   /** Offset just past the question in the query: bytes 12..qEnd are echoed. */
   qEnd: number;
   opt?: OptInfo;
+  /** When the query arrived (performance.now()), set only while `query` events are read. */
+  arrived?: number;
 }
 
 /** Why a query was not decoded: drop it, answer FORMERR / NOTIMP, or let the slow path try. */
