@@ -9,7 +9,7 @@
  */
 import type { Endpoint, SimulatorHandle } from '../common/index.js';
 import { FieldlabError, hostPort, parseOptions, SimulatorEvents } from '../common/index.js';
-import { parseCidr } from '../geo-dns/ip.js';
+import { formatIp, inCidr, ipBytes, parseCidr } from '../geo-dns/ip.js';
 import type { ResolverEvents, ResolverStats } from './events.js';
 import {
   type ParsedResolverOptions,
@@ -41,6 +41,37 @@ function locationText(l: ResolverLocation | undefined): string {
   return [l.continent, l.country, l.cidr].filter(Boolean).join('/');
 }
 
+/**
+ * The address upstream queries leave from: `egress`, else the first host address of `location.cidr`
+ * (the block the lab's geo-dns locates), else the listening address. An egress outside the location's
+ * CIDR is refused: the authoritative server would place the resolver elsewhere than its description.
+ */
+function egressOf(opts: ParsedResolverOptions, location: ResolverLocation | undefined): string {
+  const cidr = location?.cidr !== undefined ? parseCidr(location.cidr) : undefined;
+  if (!cidr) return opts.egress ?? opts.host;
+  if (opts.egress === undefined) {
+    const first = Uint8Array.from(cidr.bytes);
+    for (let i = 0, bits = cidr.prefix; i < first.length; i++, bits -= 8) {
+      first[i] =
+        bits >= 8 ? (first[i] ?? 0) : bits <= 0 ? 0 : (first[i] ?? 0) & ((0xff << (8 - bits)) & 0xff);
+    }
+    if (cidr.prefix < first.length * 8) first[first.length - 1] = (first[first.length - 1] ?? 0) | 1;
+    return formatIp(first);
+  }
+  const egress = ipBytes(opts.egress);
+  if (!egress || !inCidr(egress, cidr)) {
+    throw new FieldlabError(
+      'E_BAD_OPTION',
+      `resolver: options.egress ${opts.egress} is outside options.location.cidr ${location?.cidr}`,
+      {
+        where: 'resolver options.egress',
+        hint: 'give an egress address inside the location CIDR, or leave egress out to use its first address',
+      },
+    );
+  }
+  return opts.egress;
+}
+
 /** The options with the persona's presets under the given ones, checked as a whole. */
 function configOf(opts: ParsedResolverOptions): ResolverConfig & { location?: ResolverLocation } {
   const preset = opts.persona ? PERSONAS[opts.persona] : undefined;
@@ -53,7 +84,7 @@ function configOf(opts: ParsedResolverOptions): ResolverConfig & { location?: Re
   }
   const location = opts.location ?? preset?.location;
   return {
-    egress: opts.egress ?? opts.host,
+    egress: egressOf(opts, location),
     ...(ecs ? { ecs } : {}),
     forward: opts.forward,
     hosts: opts.hosts,

@@ -27,7 +27,13 @@ describe.skipIf(missing('cmd:dig'))('a resolver declared in a lab', () => {
       name: 't',
       hosts: [{ name: 'device.example.com' }],
       simulators: [
-        { name: 'route53', type: 'geo-dns', host: 'ns1.lab.example.com', port: 0, options: { zones, locations } },
+        {
+          name: 'route53',
+          type: 'geo-dns',
+          host: 'ns1.lab.example.com',
+          port: 0,
+          options: { zones, locations },
+        },
         {
           name: 'isp',
           type: 'resolver',

@@ -175,6 +175,41 @@ describe.skipIf(missing('cmd:dig'))('resolver with dig', () => {
     expect(r.stats().cacheHits).toBe(1);
   });
 
+  it('leaves from the first address of its location CIDR: an office in Europe sends a US device to Europe', async () => {
+    geo = await startGeo(60);
+    const r = await startResolver({
+      persona: 'office-eu',
+      location: { continent: 'EU', country: 'DE', cidr: '127.53.2.0/24' },
+    });
+    const upstream = record(r, 'upstream-query');
+    const na = await dig('127.0.0.1', port(), ['global.iot.example.com', 'A'], { bind: NA_CLIENT });
+    expect(lastAddress(na)).toBe(EU);
+    expect(upstream.map((u) => [u.egress, u.ecs])).toEqual([['127.53.2.1', undefined]]);
+    expect(r.description).toContain('EU/DE/127.53.2.0/24');
+    const err = await start({ location: { continent: 'EU', cidr: '127.53.2.0/24' }, egress: NA_EGRESS }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isFieldlabError(err) && err.code).toBe('E_BAD_OPTION');
+    expect(String(err)).toContain('outside options.location.cidr');
+  });
+
+  it('sends a configured IPv6 /56 subnet and reads the scope of the answer (dns2 would lose that OPT)', async () => {
+    geo = await startGeo(60, {
+      locations: [{ cidr: '2001:db8::/32', continent: 'NA', country: 'US' }],
+    });
+    const r = await startResolver({ persona: 'isp-eu', ecs: { subnet: '2001:db8:0:1100::/56' } });
+    const sent = record(r, 'upstream-query');
+    const got = record(r, 'upstream-answer');
+    const eu = await dig('127.0.0.1', port(), ['global.iot.example.com', 'A'], { bind: EU_CLIENT });
+    expect(lastAddress(eu)).toBe(US); // the subnet, not the client's address, decides
+    expect(sent.map((u) => u.ecs)).toEqual(['2001:db8:0:1100::/56']);
+    expect(got.map((a) => a.scope)).toEqual([32]);
+    const again = await dig('127.0.0.1', port(), ['global.iot.example.com', 'A'], { bind: NA_CLIENT });
+    expect(lastAddress(again)).toBe(US);
+    expect(r.stats()).toMatchObject({ upstreamQueries: 1, cacheHits: 1 });
+  });
+
   it('answers SERVFAIL when the upstream never answers, after its retries', async () => {
     dropper = createSocket('udp4');
     const drop = dropper;
