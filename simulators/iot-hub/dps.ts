@@ -27,7 +27,7 @@ import { parseOptions } from '../common/options.js';
 import type { BrokerHooks, MqttBrokerHandle } from '../mqtt-broker/index.js';
 import type { AuthRejectReason, DpsEvents, DpsStats } from './events.js';
 import { amqpPeerOf, readBody, sendJson, startFront } from './front.js';
-import { registerKey } from './registry.js';
+import { registerKey, registerThumbprint } from './registry.js';
 import { deriveDeviceKey, generateKey, verifySas } from './sas.js';
 import {
   type CertVerdict,
@@ -159,7 +159,7 @@ export const dpsOptionsSchema = z
     allocationPolicy: z.enum(['hashed', 'static']).default('hashed'),
     /** Seconds the service asks the device to wait between polls (`retry-after`). */
     retryAfterSeconds: z.number().int().min(0).max(60).default(1),
-    /** Also record assigned devices here, for a hub in another process (its `registryDir`). */
+    /** Also record assigned devices (key or certificate thumbprint) here, for a hub in another process. */
     registryDir: z.string().min(1).optional(),
     /** Status queries answered `assigning` before `assigned`. */
     assigningPolls: z.number().int().min(0).max(100).default(0),
@@ -394,7 +394,10 @@ export async function startDps(options: DpsOptions): Promise<DpsHandle> {
       if ('key' in a) {
         target.addDevice?.(op.deviceId, a.key);
         if (opts.registryDir) registerKey(opts.registryDir, op.deviceId, a.key);
-      } else target.addX509Device?.(op.deviceId, { thumbprint: a.thumbprint });
+      } else {
+        target.addX509Device?.(op.deviceId, { thumbprint: a.thumbprint });
+        if (opts.registryDir) registerThumbprint(opts.registryDir, op.deviceId, a.thumbprint);
+      }
       stats.assigned++;
       events.emitEvent('registration-assigned', {
         registrationId: regId,

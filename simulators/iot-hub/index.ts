@@ -20,7 +20,7 @@ import type { AuthRejectReason, HubTransport, IotHubEvents, IotHubStats } from '
 import { type Front, startFront } from './front.js';
 import { hubHttpHandler } from './http-hub.js';
 import { hubMqttHooks, wireHubMqtt } from './mqtt-hub.js';
-import { registeredKey } from './registry.js';
+import { registeredKey, registeredThumbprint } from './registry.js';
 import { generateKey, verifySas } from './sas.js';
 import { type MethodResult, TwinStore } from './twin.js';
 import {
@@ -41,7 +41,7 @@ export type {
   IotHubStats,
 } from './events.js';
 export { WEBSOCKET_PATH } from './front.js';
-export { registeredKey, registerKey } from './registry.js';
+export { registeredKey, registeredThumbprint, registerKey, registerThumbprint } from './registry.js';
 export { buildSas, deriveDeviceKey, generateKey, parseSas, type SasToken, verifySas } from './sas.js';
 export type { MethodResult, Twin } from './twin.js';
 export { normalizeThumbprint, type X509Credential } from './x509.js';
@@ -232,7 +232,12 @@ export async function start(options: IotHubOptions): Promise<IotHubHandle> {
   };
   /** Why credentials do not prove `id`, or undefined when they do. */
   const refusal = (id: string, cred: Credentials): AuthRejectReason | undefined => {
-    const known = identities.get(id);
+    let known = identities.get(id);
+    if (!known && !id.includes('/')) {
+      // Assigned by a DPS in another process (containers sharing `registryDir`).
+      const thumbprint = registeredThumbprint(opts.registryDir, id);
+      if (thumbprint && isThumbprint(thumbprint)) known = { x509: { thumbprint } };
+    }
     const key = known?.key ?? (known || id.includes('/') ? undefined : registeredKey(opts.registryDir, id));
     const hasCert = cred.peer !== undefined && Object.keys(cred.peer).length > 0;
     if (known?.x509) {

@@ -2,7 +2,12 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { endpointOf } from '../../simulators/common/handle.js';
 import { type ConnectProxyHandle, start as startProxy } from '../../simulators/connect-proxy/index.js';
-import { type DpsHandle, type DpsOptions, startDps } from '../../simulators/iot-hub/index.js';
+import {
+  type DpsHandle,
+  type DpsOptions,
+  type IotHubOptions,
+  startDps,
+} from '../../simulators/iot-hub/index.js';
 import type { PkiHandle } from '../../simulators/pki/index.js';
 import { HUB_HOST, type HubLab, startHubLab } from './helpers.js';
 
@@ -30,8 +35,12 @@ export interface DpsLab {
   ): Promise<ProvisionOutcome>;
 }
 
-export async function startDpsLab(pki: PkiHandle, extra: Partial<DpsOptions> = {}): Promise<DpsLab> {
-  const lab = await startHubLab(pki);
+export async function startDpsLab(
+  pki: PkiHandle,
+  extra: Partial<DpsOptions> = {},
+  hubExtra: Partial<IotHubOptions> = {},
+): Promise<DpsLab> {
+  const lab = await startHubLab(pki, hubExtra);
   const cert = await pki.issueServer([HUB_HOST, '127.0.0.1'], { file: 'dps' });
   const dps = await startDps({
     name: 'dps',

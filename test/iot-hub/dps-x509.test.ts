@@ -1,7 +1,10 @@
 import { X509Certificate } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { endpointOf } from '../../simulators/common/handle.js';
-import type { DpsHandle } from '../../simulators/iot-hub/index.js';
+import { type DpsHandle, normalizeThumbprint, registeredThumbprint } from '../../simulators/iot-hub/index.js';
 import { type IssuedCertFiles, type PkiHandle, start as startPki } from '../../simulators/pki/index.js';
 import { type DpsLab, type ProvisionTransport, startDpsLab } from './dps-helpers.js';
 import {
@@ -109,5 +112,23 @@ describe('dps X.509 attestation with the Azure IoT provisioning SDK', () => {
     expect(out.error).toBe('UnauthorizedError');
     expect(await within(rejected, 2000, 'auth-rejected')).toMatchObject({ reason: 'subject-mismatch' });
     expect(d.stats().assigned).toBe(0);
+  });
+
+  it('Mqtt: a hub in another process learns the assigned X.509 device through the shared registry directory', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fl-registry-x509-'));
+    try {
+      // The DPS assigns by host name only (no hub handle), as when DPS and hub run in different containers.
+      env = await startDpsLab(pki, { hub: HUB_HOST, registryDir: dir }, { registryDir: dir });
+      env.dps.addX509Group('fleet', pki.intermediate.certPem);
+      const cert = await pki.issueClient('remote-x509');
+      const out = await provisionX509('Mqtt', 'remote-x509', cert);
+      expect(out.result).toMatchObject({ assignedHub: HUB_HOST, deviceId: 'remote-x509' });
+      expect(registeredThumbprint(dir, 'remote-x509')).toBe(
+        normalizeThumbprint(new X509Certificate(cert.certPem).fingerprint256),
+      );
+      await connectsToHub(env.lab, 'remote-x509', cert);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
