@@ -260,7 +260,7 @@ export class Resolver {
       if (out.rcode !== RCODE.NOERROR && out.rcode !== RCODE.NXDOMAIN) {
         // RFC 8767 §5: an upstream SERVFAIL/REFUSED is a failure the stale answer may cover
         failure = `${server.text} answered ${rcodeName(out.rcode)}`;
-        break;
+        continue; // the next server (or the same one again), as resolvers do
       }
       const answers = out.packet.answers;
       const authority = out.packet.authorities;

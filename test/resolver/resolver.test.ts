@@ -107,6 +107,25 @@ describe.skipIf(missing('cmd:dig'))('resolver with dig', () => {
     expect(geo.stats().queries).toBe(1);
   });
 
+  it('caches NXDOMAIN for the SOA negative TTL (RFC 2308) and relays TXT records unchanged', async () => {
+    geo = await startGeo(60);
+    const r = await startResolver({});
+    const answers = record(r, 'answer');
+    const nx = await dig('127.0.0.1', port(), ['nope.iot.example.com', 'A']);
+    expect(nx.status).toBe('NXDOMAIN');
+    expect(nx.stdout).toMatch(
+      /AUTHORITY SECTION:\niot\.example\.com\.\s+30\s+IN\s+SOA\s+ns1\.iot\.example\.com\./,
+    );
+    expect((await dig('127.0.0.1', port(), ['nope.iot.example.com', 'A'])).status).toBe('NXDOMAIN');
+    const txt = await dig('127.0.0.1', port(), ['info.iot.example.com', 'TXT']);
+    expect(txt.stdout).toContain('"fieldlab geo dns"');
+    expect(answers.map((a) => [a.rcode, a.source])).toEqual([
+      ['NXDOMAIN', 'upstream'],
+      ['NXDOMAIN', 'cache'],
+      ['NOERROR', 'upstream'],
+    ]);
+  });
+
   it('answers lab host names itself, refuses names outside its zones and non-recursive queries', async () => {
     geo = await startGeo(60);
     await startResolver({ hosts: { 'broker.lab': '127.60.0.7' } });
