@@ -1,6 +1,7 @@
 import { isAbsolute, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { execa } from 'execa';
+import { dieWithParent } from '../../simulators/common/parent-death.js';
 import { which } from '../capabilities.js';
 
 /** How much of each output stream a result keeps: the last 64 KiB (errors are printed last). */
@@ -128,7 +129,10 @@ export async function runCommand(spec: CommandSpec): Promise<CommandResult> {
   if (spec.namespace && !which('unshare')) return fail(notInstalled('unshare (util-linux)'));
   if (spec.netns && !which('ip')) return fail(notInstalled('ip (iproute2)'));
 
-  const [file, ...args] = wrappedArgv(spec) as [string, ...string[]];
+  // The client dies with us even when we are SIGKILLed (no handler runs). setpriv wraps the outermost
+  // process and execs it: the flag survives `ip netns exec` and `unshare --user` into a namespace we own
+  // (no credential change in the kernel's sense), and the PID stays the command's own.
+  const [file, ...args] = dieWithParent(wrappedArgv(spec)) as [string, ...string[]];
   const inherit = spec.inheritEnv ?? true;
   const env = inherit ? spec.env : { PATH: process.env.PATH ?? '/usr/bin:/bin', ...spec.env };
   const out = new Tail(OUTPUT_CAP_BYTES);

@@ -2,6 +2,8 @@ import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { which } from '../capabilities.js';
 import { cleanNetns, type NetnsCleanReport } from '../topology/netns/clean.js';
+import { listRecords as netnsRecords } from '../topology/netns/state.js';
+import { teardownRecord } from '../topology/netns/teardown.js';
 import { releaseBlock } from './addresses.js';
 import { cleanContainers } from './container-clean.js';
 import { blocksDir, isAlive, type LabRecord, readRecords } from './state.js';
@@ -91,4 +93,29 @@ export function clean(opts: { force?: boolean } = {}): CleanReport {
   report.containers = c.containers;
   report.networks = c.networks;
   return report;
+}
+
+/**
+ * The last resort of a process that must exit now (a second Ctrl-C while its labs stop): removes, without
+ * awaiting anything, what this process's own labs recorded: their processes (clients, sshd), directories
+ * (keys), address claims, and netns labs' namespaces. Other processes' labs are not touched. Containers
+ * are left to `fieldlab clean` (their owner label names this PID). Returns the lab ids it removed.
+ */
+export function cleanOwnSync(): string[] {
+  const removed: string[] = [];
+  for (const { dir, record } of readRecords()) {
+    if (record?.pid !== process.pid) continue;
+    for (const res of record.resources) if (res.kind === 'process') endProcess(res.pid, res.startTicks);
+    if (record.block) releaseBlock(record.block);
+    rmSync(dir, { recursive: true, force: true });
+    removed.push(record.labId);
+  }
+  if (process.platform === 'linux' && which('ip')) {
+    for (const r of netnsRecords()) {
+      if (r.pid !== process.pid) continue;
+      teardownRecord(r);
+      removed.push(r.labId);
+    }
+  }
+  return removed;
 }

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ResultPromise } from 'execa';
@@ -145,11 +145,13 @@ describe.skipIf(missing('netns', 'cmd:wireguard-go', 'cmd:wg', 'cmd:sshd', 'cmd:
       const wireguard = processes.filter(isWireguard).map((p) => p.pid);
       expect(sshd).toHaveLength(1);
       expect(wireguard).toHaveLength(2);
+      const client = Number(readFileSync(join(marks, 'running'), 'utf8'));
       await kill9(c);
 
-      // Before any clean: the servers the lab started ended with it (parent-death signal)...
-      await untilGone([...sshd, ...wireguard], 15_000);
-      // ...while the namespaces, the client and the records wait for clean.
+      // Before any clean: the servers the lab started and its client ended with it (parent-death
+      // signal; the client's survives `ip netns exec`)...
+      await untilGone([...sshd, ...wireguard, client], 15_000);
+      // ...while the namespaces and the records wait for clean.
       expect(namespacesOf(labId)).toHaveLength(5);
       expect(labRecords(state)).toHaveLength(1);
 

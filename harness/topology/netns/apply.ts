@@ -32,7 +32,10 @@ export interface FirewallCounter {
 }
 
 export interface ApplyOptions extends Pick<PlanOptions, 'etcNetns'> {
-  /** Tear the lab down on SIGINT/SIGTERM (then re-raise when nobody else listens); default true. */
+  /**
+   * On SIGINT/SIGTERM nobody else listens for, tear the lab down and re-raise; default true. When another
+   * listener handles the signal it must stop the lab (or exit: the `exit` hook tears down what is left).
+   */
   signalHandlers?: boolean;
   /** Called with each command as it runs (dry-run style logs). */
   log?: (line: string) => void;
@@ -46,10 +49,14 @@ function installHandlers(): void {
   if (handlersInstalled) return;
   handlersInstalled = true;
   const onSignal = (sig: NodeJS.Signals): void => {
+    // Another listener (the CLI's) owns the stop: it stops each lab, which tears its network down after
+    // the lab's sockets and client are gone. Tearing down here would pull the namespaces from under a
+    // lab still stopping; the `exit` hook below stays the last resort.
+    if (process.listenerCount(sig) > 1) return;
     for (const lab of live) lab.teardownSync();
     process.removeListener(sig, onSignal);
     // Nobody else handles it: die by the signal, as the default action would have.
-    if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+    process.kill(process.pid, sig);
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
