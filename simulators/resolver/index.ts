@@ -151,7 +151,7 @@ export async function start(options?: ResolverOptions): Promise<ResolverHandle> 
   }
   const ecsText = cfg.ecs
     ? cfg.ecs.subnet
-      ? `ECS ${opts.ecs && typeof opts.ecs === 'object' ? opts.ecs.subnet : ''}`
+      ? `ECS ${formatIp(cfg.ecs.subnet.bytes)}/${cfg.ecs.subnet.prefix}`
       : `ECS /${cfg.ecs.ipv4} /${cfg.ecs.ipv6}`
     : 'no ECS';
   const description = `${opts.persona ? `${opts.persona} ` : ''}resolver ${opts.name} (${locationText(cfg.location)}, egress ${cfg.egress}, ${ecsText}${cfg.serveStale ? ', serves stale' : ''})`;
