@@ -270,6 +270,10 @@ async function intercept(
   client.once('end', () => {
     clientEnded = true;
   });
+  // A client that left first (FIN or reset) is why the target's side ends: no verdict of the target's.
+  client.once('close', () => {
+    clientEnded = true;
+  });
   // Whether the target sent the client anything: a target that asked for a client certificate and
   // leaves without a word has refused the session the inspector could not authenticate.
   let upstreamSpoke = false;
