@@ -2,6 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { FieldlabError } from '../../simulators/common/errors.js';
+import { cleanOwnSync } from '../lab/clean.js';
 import { type Lab, startLab } from '../lab/lab.js';
 import { loadYamlScenario, parseYaml, validateWith } from '../scenario/load.js';
 import { scenarioSchema } from '../scenario/model.js';
@@ -25,13 +26,21 @@ export interface UpFlags {
 
 export async function upCommand(file: string, flags: UpFlags): Promise<void> {
   const running = await startUpLab(file, flags);
+  let stopping = false;
   const stop = async (signal: string) => {
+    if (stopping) {
+      // A second signal while the lab stops: remove it synchronously and exit now.
+      process.stderr.write(`fieldlab: ${signal} again: removing lab ${running.id} now\n`);
+      cleanOwnSync();
+      process.exit(signal === 'SIGINT' ? 130 : 143);
+    }
+    stopping = true;
     process.stderr.write(`\nfieldlab: ${signal}: stopping lab ${running.id}\n`);
     await running.stop();
     process.exit(0);
   };
-  process.once('SIGINT', () => void stop('SIGINT'));
-  process.once('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
   const endpoints = [...running.simulators.entries()].flatMap(([simName, s]) =>
     s.endpoints.map((e) => ({
       simulator: simName,
