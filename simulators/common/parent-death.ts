@@ -11,6 +11,11 @@ import { spawnSync } from 'node:child_process';
  * thread as long as that worker. The signal survives exec (not of a set-user-ID program), is not
  * inherited by the program's own forks (sshd's per-connection processes end with their connection), and
  * is missed if the parent dies between fork and setpriv's prctl: `clean` covers that narrow gap.
+ *
+ * It also survives wrappers that exec: `ip netns exec` and `unshare --user --map-root-user` into a user
+ * namespace the caller owns (the kernel clears the flag only when credentials change: a set-user-ID
+ * exec, or capabilities that are not a subset of the old ones, and a new namespace owned by the same
+ * user counts as a subset). So setpriv goes outermost, around the wrapper (command clients).
  */
 
 let supported: boolean | undefined;
