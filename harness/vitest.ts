@@ -129,7 +129,7 @@ async function clientEnv(
     return {}; // a lab-only file (no client): startUpLab already validated it
   }
   const s = loaded.scenario;
-  if (s.client.type !== 'command') return {};
+  if (s.client?.type !== 'command') return {};
   const v = s.variants.find((x) => x.name === variant);
   return lab.interpolate({ ...s.client.env, ...v?.client?.env }, 'client');
 }

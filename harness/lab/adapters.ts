@@ -26,7 +26,11 @@ import {
   type ProvisionFn,
   start as startKrypton,
 } from '../../simulators/krypton/index.js';
-import { type MqttBrokerHandle, start as startMqttBroker } from '../../simulators/mqtt-broker/index.js';
+import {
+  connectRateSchema,
+  type MqttBrokerHandle,
+  start as startMqttBroker,
+} from '../../simulators/mqtt-broker/index.js';
 import type { BadCertKind, PkiHandle } from '../../simulators/pki/index.js';
 import { resolverOptionsSchema, start as startResolver } from '../../simulators/resolver/index.js';
 import { start as startSshd } from '../../simulators/sshd/index.js';
@@ -170,6 +174,8 @@ const mqttBroker = adapter({
       users: z.array(z.object({ username: z.string(), password: z.string() }).strict()).optional(),
       mtls: z.boolean().default(false),
       alpn: z.array(z.string()).optional(),
+      /** A cloud's connect throttle (AWS IoT: 500/s per account; IoT Hub S1: 100/s): CONNACK 0x03 over it. */
+      connectRate: connectRateSchema.optional(),
     })
     .strict(),
   async start(ctx, o) {
@@ -194,6 +200,7 @@ const mqttBroker = adapter({
           }
         : {}),
       ...(o.users ? { users: o.users } : {}),
+      ...(o.connectRate ? { connectRate: o.connectRate } : {}),
     });
     return { handle };
   },

@@ -1,4 +1,5 @@
 import { FieldlabError } from '../../simulators/common/errors.js';
+import { holds, parseThresholds } from './thresholds.js';
 
 /**
  * k6's metric types and thresholds, for the built-in Node driver: Counter (count, rate per second),
@@ -31,9 +32,6 @@ export interface ThresholdResult {
   aggregation: string;
   ok: boolean;
 }
-
-const AGGREGATION = String.raw`(avg|min|max|med|count|rate|value|p\((\d+(?:\.\d+)?)\))`;
-const THRESHOLD = new RegExp(String.raw`^\s*${AGGREGATION}\s*(<=|>=|===|==|!=|<|>)\s*(-?\d+(?:\.\d+)?)\s*$`);
 
 /** A set of named metrics, one run's worth. */
 export class MetricSet {
@@ -121,27 +119,26 @@ export class MetricSet {
 
   /** Evaluates k6 threshold expressions against the metrics. */
   evaluate(thresholds: Record<string, string[]>, elapsedMs: number): ThresholdResult[] {
-    const out: ThresholdResult[] = [];
-    for (const [metric, exprs] of Object.entries(thresholds)) {
-      for (const expression of exprs) {
-        const t = THRESHOLD.exec(expression);
-        if (!t) {
-          throw new FieldlabError('E_BAD_THRESHOLD', `${metric}: cannot parse threshold ${expression}`, {
-            hint: "k6 syntax: '<aggregation> <op> <number>', e.g. 'p(95)<500', 'rate==0'",
-          });
-        }
-        const aggregation = t[1] as string;
-        const value = this.aggregate(metric, aggregation, elapsedMs);
-        out.push({
-          metric,
-          expression,
-          value,
-          aggregation,
-          ok: compare(value, t[3] as string, Number(t[4])),
-        });
-      }
-    }
-    return out;
+    return parseThresholds(thresholds).map((t) => {
+      const value = this.aggregate(t.metric, t.aggregation, elapsedMs);
+      return {
+        metric: t.metric,
+        expression: t.expression,
+        value,
+        aggregation: t.aggregation,
+        ok: holds(value, t),
+      };
+    });
+  }
+
+  /** A trend's samples in the order they were added (for histograms). */
+  samples(name: string): readonly number[] {
+    return this.metrics.get(name)?.samples ?? [];
+  }
+
+  /** Whether the set has this metric. */
+  has(name: string): boolean {
+    return this.metrics.has(name);
   }
 
   isTime(name: string): boolean {
@@ -163,22 +160,4 @@ export function percentile(sorted: readonly number[], p: number): number {
   const hi = Math.min(lo + 1, n - 1);
   const a = sorted[lo] as number;
   return a + ((sorted[hi] as number) - a) * (rank - lo);
-}
-
-function compare(v: number, op: string, ref: number): boolean {
-  switch (op) {
-    case '<':
-      return v < ref;
-    case '<=':
-      return v <= ref;
-    case '>':
-      return v > ref;
-    case '>=':
-      return v >= ref;
-    case '==':
-    case '===':
-      return v === ref;
-    default:
-      return v !== ref;
-  }
 }

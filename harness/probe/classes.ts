@@ -108,6 +108,10 @@ export const FAILURE_CLASSES = {
     summary: 'the client failed in a way no rule explains',
     hint: 'see its output in the report',
   },
+  'load.threshold': {
+    summary: "load: a threshold was crossed (k6's rules)",
+    hint: "see the load's figures in the report: which metric, its value, and the threshold",
+  },
 } as const satisfies Record<string, { summary: string; hint: string }>;
 
 export type FailureClass = keyof typeof FAILURE_CLASSES;

@@ -1,4 +1,5 @@
 import type { LabEvent } from '../../simulators/common/events.js';
+import type { LoadResult } from '../load/result.js';
 import type { FailureClass } from '../probe/classes.js';
 import type { Phase } from '../probe/phases.js';
 
@@ -45,6 +46,8 @@ export interface VariantResult {
     stdout?: string;
     stderr?: string;
   };
+  /** The variant's load: its figures, thresholds and charts' data (present when it declared a load that ran). */
+  load?: LoadResult;
   /** The lab timeline for this variant (events of every simulator and relay). */
   events: LabEvent[];
   /**

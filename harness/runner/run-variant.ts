@@ -8,6 +8,8 @@ import { runInContainer } from '../clients/container-command.js';
 import { startContainerLab } from '../lab/container-lab.js';
 import { type Lab, type LabDefinition, type NetnsPlacement, startLab } from '../lab/lab.js';
 import { buildNetwork } from '../lab/netns-network.js';
+import { type LoadResult, loadPassed } from '../load/result.js';
+import { checkLoad, runScenarioLoad } from '../load/scenario-load.js';
 import { FAILURE_CLASSES, type Verdict } from '../probe/classes.js';
 import { curlTimingArgs } from '../probe/curl.js';
 import { EVIDENCE_RULES, explain } from '../probe/evidence.js';
@@ -19,6 +21,8 @@ import {
   type Backend,
   type ClientDecl,
   clientHostOf,
+  type LoadDecl,
+  loadOf,
   patchedHosts,
   type Scenario,
   type Variant,
@@ -37,6 +41,8 @@ export interface RunOptions {
   maxEvents?: number;
   /** Cuts the variant short (Ctrl-C): the client is ended, the lab stopped, the result is an error. */
   signal?: AbortSignal;
+  /** A running load's figures, about every second (live progress). */
+  onLoad?: (status: { vus: number; rate: number; unit: string }) => void;
 }
 
 interface ClientOutcome {
@@ -54,7 +60,8 @@ interface ClientOutcome {
  */
 export function neededCapabilities(s: Scenario, v: Variant, backend: Backend = 'loopback'): Capability[] {
   const caps = new Set<Capability>(s.requires as Capability[]);
-  if (s.client.type === 'command') {
+  if (loadOf(s, v)?.driver === 'k6') caps.add('k6');
+  if (s.client?.type === 'command') {
     const argv0 = v.client?.argv?.[0] ?? s.client.argv[0];
     if (argv0 && !argv0.includes('${')) caps.add(`cmd:${basename(argv0)}`);
     if (s.client.resolve === 'lab' && backend === 'loopback') caps.add('userns');
@@ -132,24 +139,57 @@ function labFor(s: Scenario, v: Variant, netns?: NetnsPlacement, maxEvents?: num
   };
 }
 
-/** The client with the variant's overrides applied (argv replaced, env merged). */
-function clientFor(s: Scenario, v: Variant): ClientDecl {
+/** The client with the variant's overrides applied (argv replaced, env merged); none for a load-only scenario. */
+function clientFor(s: Scenario, v: Variant): ClientDecl | undefined {
   const o = v.client ?? {};
-  if (s.client.type === 'command') {
+  const c = s.client;
+  if (!c) return undefined;
+  if (c.type === 'command') {
     return {
-      ...s.client,
-      argv: o.argv ?? s.client.argv,
-      env: { ...s.client.env, ...o.env },
-      timeout: o.timeout ?? s.client.timeout,
+      ...c,
+      argv: o.argv ?? c.argv,
+      env: { ...c.env, ...o.env },
+      timeout: o.timeout ?? c.timeout,
     };
   }
   return {
-    ...s.client,
-    url: o.url ?? s.client.url,
-    trust: o.trust ?? s.client.trust,
-    timeout: o.timeout ?? s.client.timeout,
-    ...(o.proxy !== undefined || s.client.proxy !== undefined ? { proxy: o.proxy ?? s.client.proxy } : {}),
+    ...c,
+    url: o.url ?? c.url,
+    trust: o.trust ?? c.trust,
+    timeout: o.timeout ?? c.timeout,
+    ...(o.proxy !== undefined || c.proxy !== undefined ? { proxy: o.proxy ?? c.proxy } : {}),
   };
+}
+
+/** Most of a load's notes a report keeps (the last lines). */
+const LOAD_OUTPUT_CHARS = 20_000;
+
+/** Runs the variant's load in its lab: references resolved for the client's view, toxics in force. */
+async function runLoad(lab: Lab, load: LoadDecl, opts: RunOptions): Promise<LoadResult> {
+  let output = '';
+  const result = await runScenarioLoad(load, {
+    interpolate: (value) => lab.interpolate(value, 'client'),
+    ca: [lab.pki.root.certPem],
+    relay: (target) => lab.relay(target),
+    ...(opts.onLoad ? { onStatus: opts.onLoad } : {}),
+    write: (text) => {
+      output = (output + text).slice(-LOAD_OUTPUT_CHARS);
+    },
+  });
+  return output ? { ...result, output } : result;
+}
+
+/** The verdict of a load: its thresholds, as k6 words a crossed one. */
+function loadVerdict(r: LoadResult): Verdict {
+  if (loadPassed(r)) return { ok: true, detail: `load: ${r.thresholds.length} thresholds held` };
+  const crossed = r.thresholds.filter((t) => !t.ok);
+  const detail =
+    crossed.length > 0
+      ? crossed
+          .map((t) => `${t.metric} '${t.expression}' (${t.aggregation}=${Number(t.value.toFixed(3))})`)
+          .join(', ')
+      : `k6 exited ${r.exitCode}`;
+  return { ok: false, class: 'load.threshold', detail: `thresholds crossed: ${detail}` };
 }
 
 /** `p`, or a rejection with the signal's reason as soon as it aborts. */
@@ -310,7 +350,10 @@ export async function runVariant(
 
   let lab: Lab | undefined;
   const network = opts.backend === 'netns' ? s.lab.network : undefined;
+  const load = loadOf(s, v);
   try {
+    // A bad load (unknown workload, a threshold k6 could not parse) fails before a lab starts.
+    if (load) checkLoad(load);
     // The lab stops the network with itself (startLab tears it down if it fails to start).
     const dnsHost = s.lab.simulators.find((x) => x.type === 'geo-dns')?.host;
     const placement = network ? await buildNetwork(network, v.network, dnsHost) : undefined;
@@ -329,18 +372,30 @@ export async function runVariant(
     }
     await lab.faultsApplied();
     const client = clientFor(s, v);
-    const timeoutMs = client.timeout ?? s.timeout;
+    const timeoutMs = client?.timeout ?? s.timeout;
     const clientHost = clientHostOf(s);
     // Phases count from here: the client's own timers start as it starts, the lab's events are epoch.
     const clientStart = preciseNow();
     opts.signal?.throwIfAborted();
-    const outcome = await runClient(
-      lab,
-      client,
-      timeoutMs,
-      placement ? placement.network.ns(clientHost) : undefined,
-      opts.signal,
-    );
+    const ran = client
+      ? await runClient(
+          lab,
+          client,
+          timeoutMs,
+          placement ? placement.network.ns(clientHost) : undefined,
+          opts.signal,
+        )
+      : undefined;
+    opts.signal?.throwIfAborted();
+    // The load runs after the client, in the same lab, while the faults apply; thresholds judge it.
+    const loadResult =
+      load && (!ran || ran.verdict.ok) ? await orAbort(runLoad(lab, load, opts), opts.signal) : undefined;
+    const outcome: ClientOutcome = ran ?? {
+      verdict: { ok: true },
+      phases: [],
+      durationMs: loadResult?.durationMs ?? 0,
+    };
+    if (loadResult && outcome.verdict.ok) outcome.verdict = loadVerdict(loadResult);
     opts.signal?.throwIfAborted();
     // Bounded: a connection a toxic holds open is not waited for past a second.
     await lab.settle(t0, 1_000);
@@ -352,7 +407,8 @@ export async function runVariant(
     if (!verdict.ok) {
       explanation.push(`${FAILURE_CLASSES[verdict.class].summary}: ${verdict.detail}`);
       if (network) {
-        explanation.push(...(await explainRoutes(lab, clientHost, referencedSimulators(client), events)));
+        const refs = client ? referencedSimulators(client) : [];
+        explanation.push(...(await explainRoutes(lab, clientHost, refs, events)));
       }
     }
     const problems = checkExpectation(
@@ -374,6 +430,7 @@ export async function runVariant(
       phases: [...clientPhases(outcome), ...labPhases(events, clientStart)],
       durationMs: outcome.durationMs,
       ...(outcome.client ? { client: outcome.client } : {}),
+      ...(loadResult ? { load: loadResult } : {}),
       events,
       ...droppedEvents(lab, lab.timeline.droppedInWindow),
       ...containerLogs(lab),

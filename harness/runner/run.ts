@@ -19,6 +19,8 @@ export interface RunAllOptions {
   onStart?: (id: string) => void;
   /** Called as each variant finishes (progress output). */
   onResult?: (r: VariantResult) => void;
+  /** A running variant's load reports its VUs and current rate, about every second (progress output). */
+  onLoad?: (id: string, status: { vus: number; rate: number; unit: string }) => void;
   /**
    * Stops the run: no variant starts after it aborts, running ones end their client and stop their lab
    * (in runVariant's `finally`), and runAll resolves with the variants that finished before.
@@ -49,12 +51,16 @@ export async function runAll(scenarios: LoadedScenario[], opts: RunAllOptions): 
     while (next < jobs.length && !opts.signal?.aborted) {
       const i = next++;
       const job = jobs[i]!;
-      opts.onStart?.(`${job.s.scenario.name}/${job.v.name}`);
+      const id = `${job.s.scenario.name}/${job.v.name}`;
+      opts.onStart?.(id);
       const r = await runVariant(job.s, job.v, {
         backend: opts.backend,
         image: opts.image,
         ...(opts.maxEvents !== undefined ? { maxEvents: opts.maxEvents } : {}),
         ...(opts.signal ? { signal: opts.signal } : {}),
+        ...(opts.onLoad
+          ? { onLoad: (status: { vus: number; rate: number; unit: string }) => opts.onLoad?.(id, status) }
+          : {}),
       });
       if (opts.signal?.aborted) return; // cut short: not a result
       results[i] = r;

@@ -205,6 +205,62 @@ export const expectSchema = z.union([
     }),
 ]);
 
+/** Built-in workloads of the Node load driver (harness/load/workloads/). */
+export const NODE_WORKLOADS = ['tunnel-streams', 'mqtt-fleet'] as const;
+
+const loadFields = {
+  /**
+   * `node`: a built-in workload run by the harness (`tunnel-streams`, `mqtt-fleet`); `k6`: a k6 script
+   * from `load/` (e.g. `tunnel-throughput.js`), run by k6 with the thresholds below.
+   */
+  driver: z.enum(['node', 'k6']),
+  /** The workload (node) or the script file in `load/` (k6). */
+  script: z.string().min(1),
+  /** Virtual users: streams, devices, k6 VUs. `FIELDLAB_LOAD_SCALE` (e.g. 0.2 in CI) scales it. */
+  vus: z.number().int().min(1).max(100_000),
+  /** How long the load runs (k6 duration). Without it, until `iterations` are done. */
+  duration: durationSchema,
+  /** Total iterations shared by the VUs (k6 shared-iterations); with `duration`, whichever ends first. */
+  iterations: z.number().int().min(1).max(10_000_000),
+  /** VUs start spread evenly over this time (a ramp from 0 to `vus`). */
+  rampUp: durationSchema,
+  /**
+   * Workload settings (k6: `-e NAME=value`). `${...}` references resolve as the client's do, so the load
+   * goes through the same relays, toxics and proxies as the variant's client.
+   */
+  options: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])),
+  /** k6 thresholds by metric: `{ tunnel_open_ms: ['p(95)<2000'], errors: ['rate<0.01'] }`. */
+  thresholds: z.record(z.string(), z.array(z.string()).min(1)),
+};
+
+/** A load declared by a scenario (for every variant) or a variant. */
+export const loadSchema = z
+  .object({
+    ...loadFields,
+    driver: loadFields.driver.default('node'),
+    vus: loadFields.vus.default(1),
+    iterations: loadFields.iterations.optional(),
+    duration: loadFields.duration.optional(),
+    rampUp: loadFields.rampUp.default(0),
+    options: loadFields.options.default({}),
+    thresholds: loadFields.thresholds.default({}),
+  })
+  .strict();
+
+/** A variant's changes to the scenario's load: fields replace, `options` and `thresholds` merge by key. */
+export const loadPatchSchema = z
+  .object({
+    driver: loadFields.driver.optional(),
+    script: loadFields.script.optional(),
+    vus: loadFields.vus.optional(),
+    duration: loadFields.duration.optional(),
+    iterations: loadFields.iterations.optional(),
+    rampUp: loadFields.rampUp.optional(),
+    options: loadFields.options.optional(),
+    thresholds: loadFields.thresholds.optional(),
+  })
+  .strict();
+
 export const variantSchema = z
   .object({
     /** `broken`, `fixed`, or either with a suffix: `broken-timeout`, `fixed-with-ca`. */
@@ -224,6 +280,8 @@ export const variantSchema = z
     /** Option overrides per simulator name (merged into its options). */
     simulators: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
     client: clientOverrideSchema.optional(),
+    /** A load for this variant, or changes to the scenario's (see `load` of the scenario). */
+    load: loadPatchSchema.optional(),
     expect: expectSchema,
   })
   .strict();
@@ -251,10 +309,27 @@ export const scenarioSchema = z
         network: networkSchema.optional(),
       })
       .strict(),
-    client: clientSchema,
+    /** The client under test; a scenario with a `load` may leave it out (the load is its client). */
+    client: clientSchema.optional(),
+    /**
+     * A load run in every variant's lab, after the client, while the variant's faults apply; its
+     * thresholds decide pass/fail (a crossed one is the failure class `load.threshold`).
+     */
+    load: loadSchema.optional(),
     variants: z.array(variantSchema).min(2),
   })
-  .strict();
+  .strict()
+  .superRefine((s, ctx) => {
+    if (s.client) return;
+    s.variants.forEach((v, i) => {
+      if (s.load || v.load?.script) return;
+      ctx.addIssue({
+        code: 'custom',
+        path: ['variants', i],
+        message: 'this variant has neither a client nor a load: give the scenario a `client` or a `load`',
+      });
+    });
+  });
 
 export type ScenarioInput = z.input<typeof scenarioSchema>;
 export type Scenario = z.output<typeof scenarioSchema>;
@@ -265,10 +340,27 @@ export type Fault = z.output<typeof faultSchema>;
 export type Network = z.output<typeof networkSchema>;
 export type NetworkPatch = z.output<typeof networkPatchSchema>;
 export type ExpectDecl = z.output<typeof expectSchema>;
+export type LoadDecl = z.output<typeof loadSchema>;
+export type LoadPatch = z.output<typeof loadPatchSchema>;
+
+/** A variant's load: the scenario's with the variant's patch applied, or the variant's own. */
+export function loadOf(s: Scenario, v: Variant): LoadDecl | undefined {
+  const base = s.load;
+  const p = v.load;
+  if (!base && !p) return undefined;
+  if (!base) return loadSchema.parse(p);
+  if (!p) return base;
+  return {
+    ...base,
+    ...Object.fromEntries(Object.entries(p).filter(([, x]) => x !== undefined)),
+    options: { ...base.options, ...p.options },
+    thresholds: { ...base.thresholds, ...p.thresholds },
+  };
+}
 
 /** The network host the client runs on (netns backend): `client.host`, default `device`. */
 export function clientHostOf(s: Scenario): string {
-  return (s.client.type === 'command' ? s.client.host : undefined) ?? 'device';
+  return (s.client?.type === 'command' ? s.client.host : undefined) ?? 'device';
 }
 
 /** The network host a lab name lives on: its own name or one of its `names`. */

@@ -152,7 +152,7 @@ function checkNetwork(s: Scenario): SemanticIssue[] {
         });
     }
   });
-  if (s.backends.includes('container') && s.client.type !== 'command') {
+  if (s.backends.includes('container') && s.client && s.client.type !== 'command') {
     issues.push({
       path: ['client', 'type'],
       message: 'on the container backend the client is a command (it runs in a container of the lab)',
@@ -182,7 +182,7 @@ function checkNetwork(s: Scenario): SemanticIssue[] {
         message: `${sim.host} is on no lab.network host: add it to one host's names`,
       });
   });
-  if (s.client.type !== 'command') {
+  if (s.client && s.client.type !== 'command') {
     issues.push({
       path: ['client', 'type'],
       message: 'on the netns backend the client is a command (it runs inside its host namespace)',

@@ -12,6 +12,7 @@
  * | SESSION       | 5s                     | how long one tunnel streams before a new one     |
  * | SERVICE       | SSH                    | the tunnel's service id                          |
  * | FAIL_THRESHOLD| (unset)                | set: add a threshold that cannot pass (tests)    |
+ * | THRESHOLDS    | (thresholds.json)      | JSON `{metric: [expr]}` replacing the file's     |
  */
 
 /** Milliseconds of a k6-style duration (`500ms`, `10s`, `1m30s`, `2h`) or a bare number of seconds. */

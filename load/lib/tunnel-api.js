@@ -42,7 +42,8 @@ export function peerUrl(dataUrl, mode) {
 
 /** Thresholds for a script from thresholds.json (shared with the Node driver), plus FAIL_THRESHOLD. */
 export function thresholdsFor(all, script, failMetric) {
-  const t = JSON.parse(JSON.stringify(all[script]));
+  // THRESHOLDS='{"metric":["p(95)<500"]}': a scenario's own thresholds (fieldlab run) replace the file's.
+  const t = __ENV.THRESHOLDS ? JSON.parse(__ENV.THRESHOLDS) : JSON.parse(JSON.stringify(all[script]));
   // FAIL_THRESHOLD=1 adds a threshold that cannot pass: proves a failed threshold fails the run (exit 99).
   if (__ENV.FAIL_THRESHOLD) t[failMetric] = (t[failMetric] || []).concat(['p(95)<0']);
   return t;

@@ -18,7 +18,7 @@ import { topicNameProblem } from './topics.js';
 /** What the screen did with a connection it did not hand on. */
 export type ScreenVerdict =
   /** The CONNECT got a CONNACK with this return code, then the connection was closed. */
-  | { kind: 'refused'; returnCode: 1 | 2; clientId: string; reason: string }
+  | { kind: 'refused'; returnCode: 1 | 2 | 3; clientId: string; reason: string }
   /** The connection was closed without a CONNACK: a protocol violation [MQTT-4.8.0-1]. */
   | { kind: 'violation'; clientId: string; reason: string };
 
@@ -29,6 +29,8 @@ export interface ScreenOptions {
   timeoutMs: number;
   /** The CONNECT passed: its bytes are back in the stream, hand the stream to aedes now. */
   pass(): void;
+  /** A well-formed CONNECT's last check: false refuses it with CONNACK 0x03 (a connect throttle). */
+  admit?(): boolean;
   /** The screen answered the connection itself. */
   stopped(verdict: ScreenVerdict): void;
 }
@@ -68,13 +70,18 @@ export function screenConnect(stream: Duplex, opts: ScreenOptions): void {
     if (size < need) return;
     const bytes = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
     chunks.splice(0, chunks.length, bytes);
-    const d = decide(bytes);
+    let d = decide(bytes);
     if ('need' in d) {
       need = d.need;
       return;
     }
     detach();
-    if ('pass' in d) {
+    // MQTT 3.1.1 §3.2.2.3: 0x03 "Server unavailable": the network connection is made but the service is
+    // not available (a cloud throttling connects answers so). Only a CONNECT is counted.
+    const throttled = 'pass' in d && bytes[0] === 0x10 && opts.admit !== undefined && !opts.admit();
+    if (throttled) {
+      d = { kind: 'refused', returnCode: 3, clientId: '', reason: 'connect rate exceeded' };
+    } else if ('pass' in d) {
       stream.removeListener('error', ignoreError);
       stream.unshift(bytes);
       return opts.pass();

@@ -19,6 +19,7 @@ import {
   type TlsEstablishedEvent,
 } from '../common/server-events.js';
 import { coalesceWrites } from './coalesce.js';
+import { ConnectThrottle, connectRateSchema } from './connect-rate.js';
 import { CONNECT_TIMEOUT_MS, type ScreenVerdict, screenConnect } from './connect-screen.js';
 import { guardDeliveryRecursion } from './delivery.js';
 import { type DirectDelivery, publishTo } from './direct.js';
@@ -72,6 +73,8 @@ export const mqttBrokerOptionsSchema = z
       .optional(),
     /** Protocol faults from the start (see faults.ts); change them later with `handle.setFault()`. */
     faults: brokerFaultsSchema.optional(),
+    /** A cloud's connect throttle: CONNECTs over `perSecond` get CONNACK 0x03 (see connect-rate.ts). */
+    connectRate: connectRateSchema.optional(),
   })
   .strict()
   .superRefine((o, ctx) => {
@@ -87,6 +90,7 @@ export const mqttBrokerOptionsSchema = z
   });
 
 export type MqttBrokerOptions = z.input<typeof mqttBrokerOptionsSchema>;
+export { type ConnectRate, connectRateSchema } from './connect-rate.js';
 export type { DirectDelivery } from './direct.js';
 export type { BrokerFaults, FaultEvent, FaultKind } from './faults.js';
 export { brokerFaultsSchema } from './faults.js';
@@ -181,10 +185,12 @@ export async function start(options: MqttBrokerOptions = {}): Promise<MqttBroker
     events.emitEvent('protocol-violation', { clientId, reason });
   refuseInvalidFilters(broker, onViolation);
   // What aedes 1.2 gets wrong about CONNECT is answered before it reads the connection (connect-screen.ts).
+  const throttle = opts.connectRate ? new ConnectThrottle(opts.connectRate.perSecond) : undefined;
   const screen = (conn: Duplex, handOn: () => void) =>
     screenConnect(conn, {
       timeoutMs: CONNECT_TIMEOUT_MS,
       pass: handOn,
+      ...(throttle ? { admit: () => throttle.admit() } : {}),
       stopped: (v: ScreenVerdict) => {
         if (v.kind === 'violation') return onViolation(v.clientId, v.reason);
         stats.rejected++;
