@@ -183,7 +183,8 @@ async function runNode(decl: LoadDecl, vus: number, env: LoadEnvironment): Promi
       vus,
       ...(decl.duration !== undefined ? { durationMs: decl.duration } : {}),
       ...(decl.iterations !== undefined ? { iterations: decl.iterations } : {}),
-      rampUpMs: decl.rampUp,
+      // The ramp scales with the VUs: the same arrival rate (a throttle sees the same load per second).
+      rampUpMs: decl.vus > 0 ? (decl.rampUp * vus) / decl.vus : decl.rampUp,
       options: env.interpolate(decl.options),
       add: (metric, value) => {
         set.add(metric, value);
