@@ -110,6 +110,7 @@ export async function start(options?: GeoDnsOptions): Promise<GeoDnsHandle> {
   const opts = parseOptions(geoDnsOptionsSchema, options, 'geo-dns');
   const events = new Events<GeoDnsEvents>(opts.name);
   const zones = new ZoneStore();
+  zones.selfAddress = opts.bound ? opts.bound.udp.address().address : opts.host;
   for (const z of opts.zones) zones.addZone(z);
   zones.latency = latencyRows(opts.latency);
   let locations = new LocationTable(opts.locations);
@@ -128,6 +129,7 @@ export async function start(options?: GeoDnsOptions): Promise<GeoDnsHandle> {
     events,
     random: opts.seed !== undefined ? seededRandom(opts.seed) : Math.random,
     cache: opts.cache,
+    tcpIdleTimeout: opts.tcpIdleTimeout,
   });
   const srv = server;
   for (const [name, f] of Object.entries(opts.faults)) srv.faults.set(normName(name), toFault(f, name));

@@ -96,6 +96,20 @@ export class LocationTable {
     return UNKNOWN_LOCATION;
   }
 
+  /**
+   * The longest prefix among the rows inside the client's subnet `addr/source` (more specific than
+   * it), or undefined: such a row may answer part of the subnet differently, so the ECS scope must be
+   * at least that long (RFC 7871 §7.2.1) or a resolver caches one answer for the whole subnet.
+   */
+  innerPrefix(addr: Uint8Array, source: number): number | undefined {
+    const subnet = { bytes: addr, prefix: source };
+    for (const r of this.rows) {
+      if (r.cidr.prefix <= source) return undefined; // rows are sorted longest first
+      if (inCidr(r.cidr.bytes, subnet)) return r.cidr.prefix;
+    }
+    return undefined;
+  }
+
   /** Location of an address given as text (memoised: the hot path sees few source addresses). */
   lookup(ip: string): ClientLocation {
     let loc = this.memo.get(ip);

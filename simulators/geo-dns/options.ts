@@ -151,6 +151,11 @@ export const geoDnsOptionsSchema = z.object({
   faults: z.record(z.string(), faultSchema).default({}),
   /** Seed for weighted routing (deterministic for tests); default random. */
   seed: z.number().int().optional(),
+  /**
+   * Close a DNS-over-TCP connection idle this long (RFC 7766 §6.2.3: "of the order of seconds");
+   * 0 keeps it open until the client closes.
+   */
+  tcpIdleTimeout: durationSchema.default(5000),
   /** Cache encoded answers per (name, type, location); default true. */
   cache: z.boolean().default(true),
   /**

@@ -53,7 +53,8 @@ export interface Fault {
 }
 
 type Transport = 'udp' | 'tcp';
-type Send = (buf: Buffer) => void;
+/** Sends one answer; `hold` marks an answer still to come (a delay fault) so TCP does not idle out. */
+type Send = ((buf: Buffer) => void) & { hold?: (delta: number) => void };
 
 interface CacheEntry {
   body: Buffer;
@@ -74,6 +75,8 @@ export interface ServerDeps {
   events: SimulatorEvents<GeoDnsEvents>;
   random: () => number;
   cache: boolean;
+  /** Close a TCP connection after this long without a query (RFC 7766 §6.2.3); 0 = never. */
+  tcpIdleTimeout: number;
 }
 
 export class DnsServer {
@@ -178,14 +181,28 @@ export class DnsServer {
     let pending: Buffer = Buffer.alloc(0);
     let bytesIn = 0;
     let bytesOut = 0;
+    let held = 0;
     const send: Send = (b) => {
-      if (sock.destroyed) return;
+      if (sock.destroyed || sock.writableEnded) return;
       const framed = Buffer.allocUnsafe(2 + b.length);
       framed.writeUInt16BE(b.length, 0);
       b.copy(framed, 2);
       bytesOut += framed.length;
       sock.write(framed);
     };
+    send.hold = (d) => {
+      held += d;
+    };
+    // RFC 7766 §6.2.3: a server closes a connection that has been idle; the client reconnects when it
+    // has more to ask. Not while an answer is still to come; a client that ignores our FIN is cut off.
+    if (this.d.tcpIdleTimeout > 0) {
+      sock.setTimeout(this.d.tcpIdleTimeout);
+      sock.on('timeout', () => {
+        if (held > 0) return;
+        if (sock.writableEnded) sock.destroy();
+        else sock.end();
+      });
+    }
     sock.on('data', (chunk: Buffer) => {
       bytesIn += chunk.length;
       pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
@@ -314,6 +331,18 @@ export class DnsServer {
     return ecs && ecs.sourcePrefix > 0 ? table.lookupBytes(ecsAddress(ecs)) : table.lookup(addr);
   }
 
+  /**
+   * RFC 7871 §7.2.1: SCOPE PREFIX-LENGTH covers the addresses the answer is good for: the matched row's
+   * prefix, but never wider than a more specific row inside the client's subnet (a /25 holding a /32
+   * located elsewhere is answered with scope 32).
+   */
+  private scope(ecs: Ecs, loc: ClientLocation): number {
+    if (ecs.sourcePrefix === 0) return 0; // §7.1.2: the source address located it, not the subnet
+    const base = loc.prefix ?? ecs.sourcePrefix;
+    const inner = this.d.locations().innerPrefix(ecsAddress(ecs), ecs.sourcePrefix);
+    return inner !== undefined && inner > base ? inner : base;
+  }
+
   private answer(q: Query, msg: Buffer, addr: string, port: number, t: Transport, send: Send): void {
     const ecs = q.opt?.ecs;
     const maxSize = t === 'tcp' ? 65535 : q.opt ? Math.max(512, q.opt.udpSize) : 512;
@@ -363,11 +392,13 @@ export class DnsServer {
       this.emitQuery(q, addr, port, t, ecs, loc, 'NONE', entry.res, false, `fault drop`);
       return;
     }
-    const scope = entry.res.locationDependent ? (loc.prefix ?? ecs?.sourcePrefix ?? 0) : 0;
+    const scope = entry.res.locationDependent && ecs ? this.scope(ecs, loc) : 0;
     const opt = q.opt ? (ecs ? encodeOpt(ecs, scope) : NO_ECS_OPT) : undefined;
     if (fault?.delay) {
+      send.hold?.(1);
       const timer = setTimeout(() => {
         this.timers.delete(timer);
+        send.hold?.(-1);
         this.sendWith(q, msg, t, send, opt, maxSize, entry, addr, port, ecs, loc);
       }, fault.delay);
       this.timers.add(timer);

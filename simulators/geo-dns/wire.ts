@@ -119,7 +119,9 @@ export function parseOptOptions(msg: Buffer, off: number, end: number): { ecs?: 
     off += 4;
     if (off + len > end) return 'formerr';
     if (code === 8) {
-      if (len < 4) return 'formerr';
+      // RFC 7871 §7.2.1: a query with a wrongly formatted option gets FORMERR; two ECS options in one
+      // query is one (a resolver could not know which subnet the answer was for).
+      if (len < 4 || out.ecs) return 'formerr';
       const family = msg.readUInt16BE(off);
       const sourcePrefix = msg[off + 2]!;
       const scopePrefix = msg[off + 3]!;
@@ -130,6 +132,9 @@ export function parseOptOptions(msg: Buffer, off: number, end: number): { ecs?: 
         return 'formerr';
       }
       if (scopePrefix !== 0) return 'formerr';
+      // RFC 7871 §6: ADDRESS is truncated to SOURCE PREFIX-LENGTH bits, the rest of the last octet 0.
+      const spare = address.length * 8 - sourcePrefix;
+      if (spare > 0 && (address[address.length - 1]! & ((1 << spare) - 1)) !== 0) return 'formerr';
       out.ecs = { family, sourcePrefix, scopePrefix, address };
     }
     off += len;

@@ -3,6 +3,7 @@
  * resolution with CNAME chasing (RFC 1034 §4.3.2) and negative answers (RFC 2308).
  */
 
+import { isIPv4 } from 'node:net';
 import type { z } from 'zod';
 import { FieldlabError } from '../common/index.js';
 import { bestGeo, type GeoMatch, geoText, locationText, parseGeo } from './geo.js';
@@ -15,7 +16,7 @@ import {
   type ZoneOptions,
 } from './options.js';
 import type { Rr, RrTypeName, SoaData, SrvData } from './wire.js';
-import { TYPE_NAMES } from './wire.js';
+import { TYPE, TYPE_NAMES } from './wire.js';
 
 type Routing = RecordOptions['routing'];
 
@@ -53,7 +54,9 @@ export interface ResolveContext {
   healthy(rec: StoredRecord): boolean;
   random(): number;
   /** Fault: answer the query name with this record (by id or region). */
-  answerFrom?: string;
+  answerFrom?: string | undefined;
+  /** Internal: ANY is being expanded (the per-type lookups must not expand it again). */
+  noAny?: boolean;
 }
 
 export interface Resolution {
@@ -115,6 +118,8 @@ export class ZoneStore {
   private readonly names = new Map<string, number>();
   readonly byId = new Map<string, StoredRecord>();
   latency: LatencyRow[] = [];
+  /** The server's own address, for the A records of the default apex name servers. */
+  selfAddress: string | undefined;
   private seq = 0;
 
   addZone(z: ZoneOptions): Zone {
@@ -144,7 +149,23 @@ export class ZoneStore {
     this.zones.sort((a, b) => b.origin.length - a.origin.length);
     this.bumpName(origin, origin, 1);
     for (const r of z.records) this.add(r, zone);
+    if (!this.sets.get(origin)?.has('NS')) this.addApexNs(zone);
     return zone;
+  }
+
+  /**
+   * A Route 53 hosted zone always has an NS record set of four name servers at its apex (TTL 172800)
+   * beside the SOA. A zone given without one gets four lab names under its own origin, each with an A
+   * record of the server's address (`selfAddress`) when that is a unicast IPv4 address.
+   */
+  private addApexNs(zone: Zone): void {
+    const names = [1, 2, 3, 4].map((i) => `ns-${i}.${zone.origin}`);
+    this.add({ name: `${zone.origin}.`, type: 'NS', ttl: 172800, value: names.map((n) => `${n}.`) }, zone);
+    const self = this.selfAddress;
+    if (self === undefined || !isIPv4(self) || self === '0.0.0.0') return;
+    for (const n of names) {
+      if (!this.sets.get(n)?.has('A')) this.add({ name: `${n}.`, type: 'A', ttl: 172800, value: self }, zone);
+    }
   }
 
   /** The zone serving `name` (longest origin), or undefined. */
@@ -233,8 +254,44 @@ export class ZoneStore {
     return [...this.byId.values()];
   }
 
+  /**
+   * QTYPE ANY (RFC 1035 §3.2.3). Route 53's name servers answer it with the record sets at the name
+   * (each chosen by its routing policy for this client), not with the RFC 8482 minimal answer: the
+   * Route 53 documentation says nothing of RFC 8482, and its servers are commonly seen returning
+   * SOA, NS, A, MX... to `dig ANY` at a zone apex. So every type at the name is resolved as if asked
+   * for alone (a CNAME is returned, not chased); a name with no data is NODATA or NXDOMAIN as for
+   * any other type.
+   */
+  private resolveAny(qname: string, ctx: ResolveContext): Resolution {
+    const zone = this.zoneOf(qname);
+    if (!zone) return this.resolve(qname, TYPE.A, ctx); // REFUSED, with its reason
+    const types = [...(this.sets.get(qname)?.keys() ?? [])];
+    if (qname === zone.origin) types.unshift('SOA');
+    const out: Resolution = {
+      rcode: 'NOERROR',
+      answers: [],
+      authority: [],
+      reason: '',
+      cacheable: true,
+      locationDependent: false,
+    };
+    const reasons: string[] = [];
+    for (const t of types) {
+      const r = this.resolve(qname, TYPE[t as keyof typeof TYPE], ctx);
+      out.answers.push(...r.answers);
+      out.cacheable &&= r.cacheable;
+      out.locationDependent ||= r.locationDependent;
+      reasons.push(`${t}: ${r.reason || 'zone apex'}`);
+    }
+    if (out.answers.length > 0) return { ...out, reason: `ANY: ${reasons.join('; ')}` };
+    // No record set: NODATA at an existing name, NXDOMAIN else (the same path as a single type).
+    const none = this.resolve(qname, TYPE.ANY, { ...ctx, answerFrom: undefined });
+    return { ...none, reason: `ANY: ${none.reason}` };
+  }
+
   /** Resolves a question (RFC 1034 §4.3.2 steps 3a–3c, within the served zones). */
   resolve(qname: string, qtype: number, ctx: ResolveContext): Resolution {
+    if (qtype === TYPE.ANY && !ctx.noAny) return this.resolveAny(qname, { ...ctx, noAny: true });
     const answers: Rr[] = [];
     const reasons: string[] = [];
     let cacheable = true;
