@@ -10,6 +10,7 @@
  *
  *   1 passed, 1 failed, 0 skipped, 0 errored in 4.21s
  */
+
 import Table from 'cli-table3';
 import pc from 'picocolors';
 import { formatMs } from '../../simulators/common/duration.js';
@@ -33,6 +34,7 @@ import {
   phaseLines,
   STATUS_MARK,
 } from './format.js';
+import { loadLines } from './load-text.js';
 import { cleanText, lastLines } from './text.js';
 
 export interface ConsoleOptions {
@@ -153,6 +155,7 @@ function detailBlock(r: VariantResult, p: Palette, verbose: boolean): string[] {
     if (shown.length < msg.length) line(`(${msg.length - shown.length} more lines: --verbose)`, 2, p.dim);
     if (r.error.hint) line(`hint: ${r.error.hint}`, 2, p.dim);
   }
+  if (r.load) for (const l of loadLines(r.load)) line(l);
   if (verbose && r.phases.length > 0) {
     line('phases:');
     for (const l of phaseLines(r.phases)) line(l, 2);
@@ -192,7 +195,7 @@ export function renderConsole(run: RunResult, opts: ConsoleOptions): string {
     if (run.results.some((r) => hasBothSources(r.phases))) legend.push(BOTH_SOURCES_LEGEND);
     if (legend.length > 0) parts.push(p.dim(` ${legend.join('   ')}`));
     const blocks = run.results
-      .filter((r) => verbose || r.status !== 'passed')
+      .filter((r) => verbose || r.status !== 'passed' || r.load)
       .map((r) => detailBlock(r, p, verbose).join('\n'));
     if (blocks.length > 0) parts.push(blocks.join('\n\n'));
   }

@@ -21,6 +21,7 @@ import {
   STATUS_MARK,
   STATUS_ORDER,
 } from './format.js';
+import { loadSection } from './html-load.js';
 import { cleanText, lastLines } from './text.js';
 
 /** Events shown per variant; the JSON report has them all. */
@@ -100,20 +101,47 @@ function bar(p: Phase, from: number, end: number): string {
   );
 }
 
+/**
+ * Phases grouped per connection, lab and client on the same axis: the client's own first, then each lab
+ * connection in the order it started; inside a group, in time order.
+ */
+export function waterfallGroups(phases: readonly Phase[]): Array<{ group: string; phases: Phase[] }> {
+  const groups = new Map<string, Phase[]>();
+  for (const p of [...phases].sort((a, b) => a.start - b.start)) {
+    const g = whoText(p);
+    groups.set(g, [...(groups.get(g) ?? []), p]);
+  }
+  return [...groups.entries()]
+    .map(([group, ps]) => ({ group, phases: ps }))
+    .sort((a, b) => Number(b.group === 'client') - Number(a.group === 'client'));
+}
+
 function waterfall(r: VariantResult): string {
   if (r.phases.length === 0) return '<p class="muted">No phase timings for this variant.</p>';
   const end = axisEnd(r);
   const from = axisStart(r);
-  const rows = r.phases.map((p) => {
-    const d = phaseDuration(p);
-    const label = d === undefined ? 'never ended' : formatMs(d);
-    return (
-      `<div class="wf-row"><span class="wf-name" title="${esc(whoText(p))}">${esc(p.name)}` +
-      `<small class="wf-who">${esc(whoText(p))}</small></span>` +
-      `<div class="wf-track">${bar(p, from, end)}</div>` +
-      `<span class="wf-dur${d === undefined ? ' open-label' : ''}">${esc(label)}</span></div>`
-    );
-  });
+  const groups = waterfallGroups(r.phases);
+  const rows = groups.flatMap(({ group, phases }) => [
+    ...(groups.length > 1
+      ? [`<div class="wf-row wf-group"><span class="wf-conn">${esc(group)}</span></div>`]
+      : []),
+    ...phases.map((p) => phaseRow(p, from, end)),
+  ]);
+  return waterfallBody(r, rows, from, end);
+}
+
+function phaseRow(p: Phase, from: number, end: number): string {
+  const d = phaseDuration(p);
+  const label = d === undefined ? 'never ended' : formatMs(d);
+  return (
+    `<div class="wf-row"><span class="wf-name" title="${esc(whoText(p))}">${esc(p.name)}` +
+    `<small class="wf-who">${esc(whoText(p))}</small></span>` +
+    `<div class="wf-track">${bar(p, from, end)}</div>` +
+    `<span class="wf-dur${d === undefined ? ' open-label' : ''}">${esc(label)}</span></div>`
+  );
+}
+
+function waterfallBody(r: VariantResult, rows: string[], from: number, end: number): string {
   const span = end - from;
   const axis = ticks(span)
     .map(
@@ -211,7 +239,8 @@ function card(r: VariantResult, i: number): string {
     `<summary><span class="mark">${STATUS_MARK[r.status]}</span> ` +
     `<b>${esc(r.scenario)}/${esc(r.variant)}</b> <span class="title">${esc(r.title)}</span>` +
     `<span class="head">${esc(head)}</span></summary>` +
-    `<div class="body">${facts(r)}${diagnosis(r)}<h3>Timing</h3>${waterfall(r)}` +
+    `<div class="body">${facts(r)}${diagnosis(r)}${r.load ? loadSection(r.load) : ''}` +
+    `<h3>Timing</h3>${waterfall(r)}` +
     `${output('client stderr', r.client?.stderr)}${output('client stdout', r.client?.stdout)}` +
     `${eventsTable(r)}</div></details>`
   );
@@ -220,8 +249,8 @@ function card(r: VariantResult, i: number): string {
 function summary(run: RunResult): string {
   const totals = countStatuses(run.results);
   const chips = STATUS_ORDER.map((s: Status) => `<span class="chip ${s}">${totals[s]} ${s}</span>`).join('');
-  const rows = run.results.map(
-    (r, i) =>
+  const rows = failedFirst(run.results).map(
+    ({ r, i }) =>
       `<tr class="${r.status}"><td class="mark">${STATUS_MARK[r.status]}</td>` +
       `<td><a href="#v-${i}">${esc(r.scenario)}</a></td><td>${esc(r.variant)}</td>` +
       `<td>${esc(expectedText(r.expected, true))}</td><td>${esc(observedText(r))}</td>` +
@@ -296,7 +325,25 @@ border:1px solid var(--failed)}
 details.output,details.timeline{margin:8px 0}details.output>summary,details.timeline>summary{cursor:pointer;
 color:var(--muted)}
 .events td{font-size:12px}.events .data{word-break:break-all}
+.wf-group{min-height:18px;margin-top:4px}.wf-conn{grid-column:1/4;font-size:11px;color:var(--muted);
+border-bottom:1px dotted var(--line)}
+.load{margin:8px 0}.load .figures td{font-size:12px}.load .figures td.num{text-align:right}
+.thresholds{list-style:none;padding:0;margin:6px 0}.thresholds li{font-size:12px}
+.thresholds .ok{color:var(--passed)}.thresholds .crossed{color:var(--failed);font-weight:600}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:12px}
+.chart{background:var(--bg);border:1px solid var(--line);border-radius:4px;padding:6px}
+.chart h4{margin:0 0 4px;font-size:12px;color:var(--muted);font-weight:600}
+.chart svg{width:100%;height:auto;display:block}
+.chart .bar-h{fill:var(--tcp)}.chart .line{fill:none;stroke:var(--tls);stroke-width:2}
+.chart .area{fill:var(--tls);opacity:.15}.chart text{fill:var(--muted);font:10px ui-monospace,monospace}
+.chart .gridline{stroke:var(--line);stroke-width:1}
 `;
+
+/** Failed and errored variants first (in run order), then the rest: what a person opens the report for. */
+export function failedFirst(results: readonly VariantResult[]): Array<{ r: VariantResult; i: number }> {
+  const rank = (r: VariantResult) => (r.status === 'failed' ? 0 : r.status === 'errored' ? 1 : 2);
+  return results.map((r, i) => ({ r, i })).sort((a, b) => rank(a.r) - rank(b.r) || a.i - b.i);
+}
 
 /** The run as one self-contained HTML page. */
 export function renderHtml(run: RunResult): string {
@@ -306,6 +353,8 @@ export function renderHtml(run: RunResult): string {
     `<!doctype html>\n<html lang="en"><head><meta charset="utf-8">` +
     `<meta name="viewport" content="width=device-width,initial-scale=1">` +
     `<title>${esc(title)}</title><style>${CSS}</style></head>\n<body>\n${summary(run)}\n<main>\n` +
-    `${run.results.map((r, i) => card(r, i)).join('\n')}\n</main>\n</body></html>\n`
+    `${failedFirst(run.results)
+      .map(({ r, i }) => card(r, i))
+      .join('\n')}\n</main>\n</body></html>\n`
   );
 }

@@ -11,6 +11,7 @@
  *         <system-out> explanation, phases, lab timeline </system-out>
  *         <system-err> client stderr </system-err>
  */
+
 import { create } from 'xmlbuilder2';
 import type { RunResult, Status, VariantResult } from '../runner/result.js';
 import {
@@ -25,6 +26,7 @@ import {
   phaseProperties,
   seconds,
 } from './format.js';
+import { loadLines, loadProperties } from './load-text.js';
 import { cleanText, truncate } from './text.js';
 
 type XMLBuilder = ReturnType<typeof create>;
@@ -68,6 +70,7 @@ function systemOut(r: VariantResult): string {
     parts.push(['explanation:', ...r.explanation.map((e) => `  ${e}`)].join('\n'));
   if (r.phases.length > 0) parts.push(['phases:', ...phaseLines(r.phases).map((l) => `  ${l}`)].join('\n'));
   if (r.client?.argv) parts.push(`client: ${r.client.argv.join(' ')}`);
+  if (r.load) parts.push(loadLines(r.load).join('\n'));
   const dropped = droppedText(r);
   if (r.events.length > 0 || dropped) {
     const shown = eventLines(r.events.slice(0, MAX_EVENTS), 200).map((l) => `  ${l}`);
@@ -86,7 +89,7 @@ function testcase(suite: XMLBuilder, r: VariantResult): void {
     file: attr(r.file),
   });
   // Phase totals in ms, by source (`phase.tls.lab`), for CI dashboards that chart properties.
-  const props = phaseProperties(r.phases);
+  const props = [...phaseProperties(r.phases), ...(r.load ? loadProperties(r.load) : [])];
   if (props.length > 0) {
     const p = tc.ele('properties');
     for (const { name, value } of props) p.ele('property', { name, value });

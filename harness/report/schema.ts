@@ -44,6 +44,58 @@ export const labEventSchema = z.object({
   data: z.unknown(),
 });
 
+export const thresholdResultSchema = z.object({
+  metric: z.string(),
+  expression: z.string().describe("k6 syntax, e.g. 'p(95)<500'"),
+  value: z.number().describe("the aggregation's value"),
+  aggregation: z.string(),
+  ok: z.boolean().describe('the threshold held'),
+});
+
+export const loadResultSchema = z
+  .object({
+    driver: z.enum(['node', 'k6']),
+    script: z.string().describe('the Node workload or the k6 script'),
+    vus: z.number().int().positive(),
+    durationMs: ms,
+    iterations: z.number().int().nonnegative(),
+    errors: z.number().nonnegative(),
+    metrics: z.record(
+      z.string(),
+      z.object({
+        type: z.enum(['counter', 'trend', 'rate']),
+        unit: z.string().optional(),
+        values: z
+          .record(z.string(), z.number())
+          .describe(
+            'trend: count avg min med max p(50) p(90) p(95) p(99); counter: count rate; rate: value passes fails',
+          ),
+      }),
+    ),
+    thresholds: z.array(thresholdResultSchema),
+    histogram: z
+      .object({
+        metric: z.string(),
+        unit: z.string(),
+        buckets: z.array(
+          z.object({ from: z.number(), to: z.number(), count: z.number().int().nonnegative() }),
+        ),
+      })
+      .optional(),
+    series: z
+      .object({
+        metric: z.string(),
+        unit: z.string(),
+        stepMs: z.number().positive(),
+        points: z.array(z.number()),
+      })
+      .optional()
+      .describe('throughput over time: point i covers [i·stepMs, (i+1)·stepMs) from the start of the load'),
+    output: z.string().optional(),
+    exitCode: z.number().int().optional(),
+  })
+  .describe("A variant's load: its figures, thresholds, and the data of the report's charts.");
+
 export const variantResultSchema = z.object({
   scenario: z.string(),
   variant: z.string(),
@@ -72,6 +124,7 @@ export const variantResultSchema = z.object({
       stderr: z.string().optional(),
     })
     .optional(),
+  load: loadResultSchema.optional(),
   events: z.array(labEventSchema),
   droppedEvents: z
     .object({
