@@ -9,21 +9,20 @@ import { type Destinations, destinationsSchema } from '../../simulators/common/d
 import { durationSchema } from '../../simulators/common/duration.js';
 import { FieldlabError } from '../../simulators/common/errors.js';
 import type { LabEvent } from '../../simulators/common/events.js';
-import type { Endpoint } from '../../simulators/common/handle.js';
+import { type Endpoint, endpointOf } from '../../simulators/common/handle.js';
 import { policyRuleSchema, start as startConnectProxy } from '../../simulators/connect-proxy/index.js';
 import { geoDnsOptionsSchema, start as startGeoDns } from '../../simulators/geo-dns/index.js';
 import { start as startHttpsServer } from '../../simulators/https-server/index.js';
 import {
   type DpsHandle,
-  deriveDeviceKey,
   type IotHubHandle,
   startDps,
   start as startIotHub,
 } from '../../simulators/iot-hub/index.js';
+import type { DpsTarget as KryptonDpsTarget } from '../../simulators/krypton/dps-client.js';
 import {
-  kryptonDeviceId,
+  type IssueCertificateFn,
   kryptonOptionsSchema,
-  type ProvisionFn,
   start as startKrypton,
 } from '../../simulators/krypton/index.js';
 import {
@@ -743,15 +742,19 @@ const krypton = adapter({
     .object({
       /** Networks a request must come from. */
       allowedSources: kryptonOptionsSchema.shape.allowedSources,
-      /** A lab dps simulator (by name): credentials are a group enrollment there, so the device can register. */
+      /**
+       * A lab dps simulator (by name): Krypton registers each device there with X.509 attestation (a
+       * certificate from the lab intermediate CA, which the DPS group enrollment `group` names) and hands
+       * the device its certificate, key and assigned hub.
+       */
       dps: z.string().optional(),
-      /** The group enrollment used with `dps` (created if the dps does not have it). */
+      /** The DPS X.509 group enrollment Krypton's devices register under (created if missing). */
       group: z.string().default('krypton'),
     })
     .strict(),
   async start(ctx, o) {
     const cert = await ctx.pki.issueServer([ctx.hostName, ctx.address]);
-    let provision: ProvisionFn | undefined;
+    let dps: { target: KryptonDpsTarget; issue: IssueCertificateFn } | undefined;
     if (o.dps !== undefined) {
       const peer = ctx.peer(o.dps);
       if (peer?.type !== 'dps') {
@@ -764,17 +767,21 @@ const krypton = adapter({
         );
       }
       const target = peer.handle as DpsHandle;
-      const groupKey = target.addGroup(o.group);
-      provision = (sourceIp) => {
-        const registrationId = kryptonDeviceId(sourceIp);
-        return {
-          deviceId: registrationId,
-          registrationId,
-          assignedHub: target.hostName,
-          provisioningHost: target.hostName,
+      target.addX509Group(o.group, ctx.pki.intermediate.certPem);
+      // Krypton is the DPS's HTTPS client: it reaches the DPS where the lab serves it.
+      const ep = endpointOf(target, 'https');
+      dps = {
+        target: {
+          host: ep.host,
+          port: ep.port,
+          hostName: target.hostName,
           idScope: target.idScope,
-          symmetricKey: deriveDeviceKey(groupKey, registrationId),
-        };
+          caPem: ctx.pki.root.certPem,
+        },
+        issue: async (registrationId) => {
+          const c = await ctx.pki.issueClient(registrationId);
+          return { certPem: c.chainPem, keyPem: c.keyPem };
+        },
       };
     }
     // On the netns backend Krypton binds in its own namespace: it must see the device's real source.
@@ -785,7 +792,7 @@ const krypton = adapter({
       certPem: cert.chainPem,
       keyPem: cert.keyPem,
       allowedSources: o.allowedSources,
-      ...(provision ? { provision } : {}),
+      ...(dps ? { dps: dps.target, issueCertificate: dps.issue } : {}),
       ...(listenHandle ? { listenHandle } : {}),
     });
     return { handle, ...(listenHandle ? { direct: ['https'] } : {}) };

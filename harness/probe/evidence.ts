@@ -163,6 +163,16 @@ export const EVIDENCE_RULES: readonly EvidenceRule[] = [
       `the relay ${e.source} closed the connection after a byte limit (toxic ${toxicName(d)})`,
   },
   {
+    // SORACOM Krypton's 403: the request did not arrive through the SIM network (Air or Arc).
+    id: 'krypton-source-denied',
+    event: 'source-denied',
+    class: 'http.status',
+    explain: (d, e) =>
+      `${e.source} answered 403: the request came from ${s(d.source)}, outside the SIM network ` +
+      `(${Array.isArray(d.allowedSources) ? d.allowedSources.join(', ') : s(d.allowedSources)}); ` +
+      'send it through SORACOM Air or Arc (add the service address to AllowedIPs and route it into the tunnel)',
+  },
+  {
     // Before proxy-denied: the client saw a 403 like any policy refusal; the lab knows it was its own list.
     id: 'proxy-destination-denied',
     event: 'destination-denied',
