@@ -1,4 +1,4 @@
-import type { webcrypto } from 'node:crypto';
+import { KeyObject, type webcrypto, X509Certificate } from 'node:crypto';
 import { FieldlabError } from '../common/errors.js';
 import { buildCertificate, intermediateValidity, leafValidity, rootValidity, type Signer } from './certs.js';
 import {
@@ -7,9 +7,12 @@ import {
   importAlgorithm,
   type KeyMaterial,
   normalizePem,
+  randomSerial,
   signingAlgorithm,
   x509,
 } from './crypto.js';
+import { pem } from './der.js';
+import { LeafTemplate, plainCommonName } from './leaf-der.js';
 import { splitNames } from './names.js';
 import type { IssuedCert, IssuedEvent, KeyType, LeafOptions } from './types.js';
 
@@ -46,6 +49,8 @@ export class CertificateAuthority {
   readonly #signer: Signer;
   readonly #pathLength: number | undefined;
   readonly #leafKeys = new Map<KeyType, Promise<KeyMaterial>>();
+  // Leaf templates for the reused leaf keys, one per key type (see leaf-der.ts).
+  readonly #templates = new Map<KeyType, LeafTemplate>();
   #listener: IssueListener | undefined;
 
   private constructor(init: CaInit) {
@@ -198,27 +203,75 @@ export class CertificateAuthority {
     checkKeyType(keyType);
     const key = opts.reuseKey ? await this.#leafKey(keyType) : await generateKey(keyType);
     const validity = leafValidity();
-    const built = await buildCertificate({
-      commonName,
-      key,
-      issuer: this.#signer,
-      notBefore: opts.notBefore ?? validity.notBefore,
-      notAfter: opts.notAfter ?? validity.notAfter,
-      usage: opts.usage ?? 'server',
-      dns,
-      ips,
-    });
+    const notBefore = opts.notBefore ?? validity.notBefore;
+    const notAfter = opts.notAfter ?? validity.notAfter;
+    const usage = opts.usage ?? 'server';
+    let certPem: string;
+    let serial: string;
+    let dates: { notBefore: Date; notAfter: Date };
+    if (plainCommonName(commonName)) {
+      if (!(notBefore.getTime() < notAfter.getTime())) {
+        throw new FieldlabError('E_BAD_OPTION', 'pki: notBefore must be before notAfter', {
+          where: 'pki notBefore/notAfter',
+          hint: 'give a validity window whose start is before its end',
+        });
+      }
+      // The same certificate buildCertificate() makes, encoded directly (leaf-der.ts): the ASN.1
+      // library's encode and parse-back were most of a leaf's cost.
+      serial = randomSerial();
+      // X.509 times have whole seconds (RFC 5280 §4.1.2.5.1/.2).
+      dates = { notBefore: wholeSeconds(notBefore), notAfter: wholeSeconds(notAfter) };
+      const der = this.#template(key, opts.reuseKey === true).build({
+        serial,
+        // ub-common-name is 64 (RFC 5280 Appendix A); longer names live in the SAN only.
+        commonName: commonName.length <= 64 ? commonName : `${commonName.slice(0, 61)}...`,
+        dns,
+        ips,
+        usage,
+        ...dates,
+      });
+      certPem = pem(der, 'CERTIFICATE');
+    } else {
+      const built = await buildCertificate({
+        commonName,
+        key,
+        issuer: this.#signer,
+        notBefore,
+        notAfter,
+        usage,
+        dns,
+        ips,
+      });
+      certPem = built.certPem;
+      serial = built.cert.serialNumber;
+      dates = { notBefore: built.cert.notBefore, notAfter: built.cert.notAfter };
+    }
     if (!internal[SILENT]) this.#listener?.({ kind: 'leaf', subject: commonName, names: [...dns, ...ips] });
     return {
-      certPem: built.certPem,
+      certPem,
       keyPem: key.keyPem,
-      chainPem: built.certPem + this.chainPem(),
+      chainPem: certPem + this.chainPem(),
       names: dns,
       ips,
-      serial: built.cert.serialNumber,
-      notBefore: built.cert.notBefore,
-      notAfter: built.cert.notAfter,
+      serial,
+      ...dates,
     };
+  }
+
+  // A template per reused leaf key (kept), or for a fresh key (used once).
+  #template(key: KeyMaterial, reused: boolean): LeafTemplate {
+    const kept = reused ? this.#templates.get(key.type) : undefined;
+    if (kept !== undefined) return kept;
+    const template = new LeafTemplate({
+      issuerCertDer: new X509Certificate(this.certPem).raw,
+      issuerKeyId: this.#signer.keyId,
+      issuerKey: KeyObject.from(this.#signer.key.keys.privateKey),
+      issuerKeyType: this.keyType,
+      leafSpkiDer: KeyObject.from(key.keys.publicKey).export({ type: 'spki', format: 'der' }),
+      leafKeyType: key.type,
+    });
+    if (reused) this.#templates.set(key.type, template);
+    return template;
   }
 
   /** This CA's chain up to but not including the root (empty for a root). */
@@ -270,4 +323,8 @@ export function checkKeyType(type: unknown): void {
       hint: "use keyType 'ec' (P-256, the default) or 'rsa' (2048 bits)",
     });
   }
+}
+
+function wholeSeconds(d: Date): Date {
+  return new Date(Math.floor(d.getTime() / 1000) * 1000);
 }
