@@ -83,7 +83,7 @@ async function fetchCredentials(env: NodeJS.ProcessEnv, timeoutMs: number): Prom
   const started = await krypton(url, 'POST', env);
   const id = typeof started.operationId === 'string' ? started.operationId : '';
   if (!id) throw new StepError(`Krypton: no operationId in ${JSON.stringify(started)}`, 1);
-  const statusUrl = new URL(`../registrations/${encodeURIComponent(id)}`, url).href;
+  const statusUrl = new URL(`registrations/${encodeURIComponent(id)}`, url).href;
   const deadline = Date.now() + timeoutMs;
   for (let answer = started; ; answer = await krypton(statusUrl, 'GET', env)) {
     if (answer.status === 'assigned') return answer as unknown as Credentials;
