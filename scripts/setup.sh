@@ -20,10 +20,11 @@ if [ "$(id -u)" -eq 0 ]; then SUDO=(); elif command -v sudo >/dev/null; then SUD
 #   wireguard-go                                   WireGuard in namespaces without the kernel module
 #   openjdk-17-jdk-headless maven                  the official Azure IoT Java SDK (a strict AMQP client)
 #   awscli (only when no `aws` is on PATH)         SigV4 on the tunnel management API from the AWS CLI
+#   chromium                                       renders the HTML report in a test (playwright-core)
 APT_PACKAGES=(
   ca-certificates curl openssl dnsutils mosquitto-clients util-linux iproute2 nftables
   squid dnsmasq dnsperf mosquitto openssh-server openssh-client wireguard-tools wireguard-go git
-  openjdk-17-jdk-headless maven
+  openjdk-17-jdk-headless maven chromium
 )
 command -v aws >/dev/null || APT_PACKAGES+=(awscli)
 

@@ -6,12 +6,12 @@
 import { formatMs } from '../../simulators/common/duration.js';
 import type { LoadHistogram, LoadMetric, LoadResult, LoadSeries } from '../load/result.js';
 import { esc } from './html.js';
-import { loadHeading, metricValue, num } from './load-text.js';
+import { loadHeading, metricText, metricValue, num } from './load-text.js';
 
 const W = 600;
 const H = 180;
 /** Plot area inside the viewBox: room for the axis labels. */
-const PAD = { left: 48, right: 10, top: 10, bottom: 28 };
+const PAD = { left: 56, right: 12, top: 12, bottom: 30 };
 
 /** A round axis maximum (1, 2, 2.5, 5 × 10^k) at or above v. */
 function niceMax(v: number): number {
@@ -46,7 +46,8 @@ function yAxis(max: number, unit: string): string {
 export function histogramSvg(h: LoadHistogram): string {
   const total = h.buckets.reduce((a, b) => a + b.count, 0);
   if (h.buckets.length === 0 || total === 0) return '';
-  const max = niceMax(Math.max(...h.buckets.map((b) => b.count)));
+  // Counts: at least 2 so the middle grid line is a whole number.
+  const max = niceMax(Math.max(2, ...h.buckets.map((b) => b.count)));
   const pw = W - PAD.left - PAD.right;
   const ph = H - PAD.top - PAD.bottom;
   const bw = pw / h.buckets.length;
@@ -104,14 +105,12 @@ function figuresTable(l: LoadResult): string {
     const cells =
       m.type === 'trend'
         ? [v['p(50)'], v['p(95)'], v['p(99)'], v.max].map((x) => metricValue(m, x)).concat(num(v.count))
-        : m.type === 'rate'
-          ? ['', '', '', '', `${num((v.value ?? 0) * 100)}% of ${(v.passes ?? 0) + (v.fails ?? 0)}`]
-          : ['', '', '', '', `${num(v.count)} (${num(v.rate)}/s)`];
+        : ['', '', '', '', metricText(m)];
     return `<tr><td>${esc(name)}</td>${cells.map((c) => `<td class="num">${esc(c)}</td>`).join('')}</tr>`;
   });
   return (
-    `<table class="figures"><thead><tr><th>metric</th><th>p50</th><th>p95</th><th>p99</th><th>max</th>` +
-    `<th>count</th></tr></thead><tbody>${rows.join('')}</tbody></table>`
+    `<table class="figures"><thead><tr><th>metric</th><th class="num">p50</th><th class="num">p95</th>` +
+    `<th class="num">p99</th><th class="num">max</th><th class="num">count</th></tr></thead><tbody>${rows.join('')}</tbody></table>`
   );
 }
 

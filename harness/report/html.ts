@@ -300,7 +300,8 @@ margin:14px 0;padding:0 14px}
 .card.passed{border-left-color:var(--passed)}.card.failed{border-left-color:var(--failed)}
 .card.skipped{border-left-color:var(--skipped)}.card.errored{border-left-color:var(--errored)}
 .card>summary{cursor:pointer;padding:10px 0}
-.card .title{color:var(--muted);margin-left:6px}.card .head{float:right;color:var(--muted)}
+.card .title{color:var(--muted);margin-left:6px;display:inline-block;max-width:55%;overflow:hidden;
+text-overflow:ellipsis;white-space:nowrap;vertical-align:bottom}.card .head{float:right;color:var(--muted)}
 .body{padding-bottom:12px}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px;margin:0 0 8px}
 dt{color:var(--muted)}dd{margin:0;word-break:break-word}
@@ -327,7 +328,7 @@ color:var(--muted)}
 .events td{font-size:12px}.events .data{word-break:break-all}
 .wf-group{min-height:18px;margin-top:4px}.wf-conn{grid-column:1/4;font-size:11px;color:var(--muted);
 border-bottom:1px dotted var(--line)}
-.load{margin:8px 0}.load .figures td{font-size:12px}.load .figures td.num{text-align:right}
+.load{margin:8px 0}.load .figures td{font-size:12px}.load .figures .num{text-align:right}
 .thresholds{list-style:none;padding:0;margin:6px 0}.thresholds li{font-size:12px}
 .thresholds .ok{color:var(--passed)}.thresholds .crossed{color:var(--failed);font-weight:600}
 .charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:12px}
@@ -335,7 +336,7 @@ border-bottom:1px dotted var(--line)}
 .chart h4{margin:0 0 4px;font-size:12px;color:var(--muted);font-weight:600}
 .chart svg{width:100%;height:auto;display:block}
 .chart .bar-h{fill:var(--tcp)}.chart .line{fill:none;stroke:var(--tls);stroke-width:2}
-.chart .area{fill:var(--tls);opacity:.15}.chart text{fill:var(--muted);font:10px ui-monospace,monospace}
+.chart .area{fill:var(--tls);opacity:.15}.chart text{fill:var(--muted);font:13px ui-monospace,monospace}
 .chart .gridline{stroke:var(--line);stroke-width:1}
 `;
 

@@ -143,3 +143,64 @@ export function runOf(results: VariantResult[], durationMs = 4210): RunResult {
 export function mixedRun(): RunResult {
   return runOf([passed(), failed(), stalled(), skipped(), errored()]);
 }
+
+/** A load variant: the fleet came back, one threshold held, one crossed (as fleet-reconnect/broken). */
+export function loaded(): VariantResult {
+  return {
+    ...base('fleet-reconnect', 'broken', 'passed'),
+    expected: { result: 'fail', class: 'load.threshold' },
+    observed: {
+      result: 'fail',
+      class: 'load.threshold',
+      detail: "thresholds crossed: reconnected 'rate==1'",
+    },
+    durationMs: 6000,
+    load: {
+      driver: 'node',
+      script: 'mqtt-fleet',
+      vus: 200,
+      durationMs: 6000,
+      iterations: 150,
+      errors: 50,
+      metrics: {
+        reconnect_ms: {
+          type: 'trend',
+          unit: 'ms',
+          values: {
+            count: 150,
+            avg: 900,
+            min: 100,
+            med: 800,
+            max: 4000,
+            'p(50)': 800,
+            'p(90)': 2500,
+            'p(95)': 3100,
+            'p(99)': 3900,
+          },
+        },
+        reconnected: { type: 'rate', values: { passes: 150, fails: 50, value: 0.75 } },
+        connack_refused: { type: 'counter', unit: 'CONNACKs', values: { count: 420, rate: 70 } },
+      },
+      thresholds: [
+        { metric: 'reconnected', expression: 'rate==1', aggregation: 'rate', value: 0.75, ok: false },
+        { metric: 'reconnect_ms', expression: 'p(95)<30000', aggregation: 'p(95)', value: 3100, ok: true },
+      ],
+      histogram: {
+        metric: 'reconnect_ms',
+        unit: 'ms',
+        buckets: [
+          { from: 100, to: 1050, count: 90 },
+          { from: 1050, to: 2000, count: 30 },
+          { from: 2000, to: 2950, count: 20 },
+          { from: 2950, to: 4000, count: 10 },
+        ],
+      },
+      series: {
+        metric: 'connects',
+        unit: 'connects/s',
+        stepMs: 500,
+        points: [0, 180, 40, 20, 60, 20, 10, 0],
+      },
+    },
+  };
+}
