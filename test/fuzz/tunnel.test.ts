@@ -131,8 +131,8 @@ describe('fuzz: Secure Tunneling frames and API requests → tunnel-service', ()
       send: playSession,
       probe: tunnelWorks,
       settle: deleteAllTunnels,
-      batchSize: 50,
-      batches: 6,
+      batchSize: 40,
+      batches: 5,
       concurrency: 8,
     });
     expect(r.heaps).toHaveLength(r.batches);
