@@ -6,8 +6,10 @@ export interface AnswerInfo {
   data: string;
 }
 
-/** What the geo DNS saw, per event name (DESIGN.md: dns `query`). */
-export type GeoDnsEvents = {
+import type { DnsFaultEvents } from '../common/dns-faults.js';
+
+/** What the geo DNS saw, per event name (DESIGN.md: dns `query`); DNS faults as the relay's toxics. */
+export type GeoDnsEvents = DnsFaultEvents & {
   /**
    * A query was answered (or dropped: rcode `NONE`). `location` is the client's mapped location
    * (`NA/US/WA`, `unknown`); `reason` says why this answer, e.g. `geolocation NA matched us (client

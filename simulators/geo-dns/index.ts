@@ -9,6 +9,8 @@
  * CIDR): nxdomain, servfail, refused, drop, delay, answerFrom (wrong/stale answer), ttl.
  * A fast codec answers the common query from a cache of encoded answers; dns2's Packet handles the rest.
  */
+
+import { DnsFaultSet, type DnsFaultSpecInput, type DnsFaultTarget } from '../common/dns-faults.js';
 import type { Endpoint, SimulatorHandle } from '../common/index.js';
 import { SimulatorEvents as Events, FieldlabError, parseOptions } from '../common/index.js';
 import type { GeoDnsEvents, GeoDnsStats } from './events.js';
@@ -25,7 +27,7 @@ import {
   type ZoneInput,
   zoneSchema,
 } from './options.js';
-import { DnsServer, type Fault } from './server.js';
+import { DnsServer } from './server.js';
 import { latencyRows, normName, ownerName, ZoneStore } from './zone.js';
 
 export type { AnswerInfo, GeoDnsEvents, GeoDnsStats } from './events.js';
@@ -40,10 +42,13 @@ export { type Resolution, type StoredRecord, ZoneStore } from './zone.js';
 export type RuntimeRecord = RecordInput & { zone?: string };
 
 /** A running geo DNS. */
-export interface GeoDnsHandle extends SimulatorHandle<GeoDnsEvents, GeoDnsStats> {
+export interface GeoDnsHandle extends SimulatorHandle<GeoDnsEvents, GeoDnsStats>, DnsFaultTarget {
   /** `dns-udp` and `dns-tcp`, same host and port, protocol `dns`. */
   readonly endpoints: readonly Endpoint[];
-  /** Sets (or clears, with undefined) the fault on an absolute name. */
+  /**
+   * Sets (or clears, with undefined) the options' fault on an absolute name: sugar for DNS faults on
+   * that name (`addDnsFault`), replacing the ones it set before for that name.
+   */
   setFault(name: string, fault: FaultInput | undefined): void;
   /** Overrides a record's health (by id); undefined returns it to its health check. */
   setHealth(recordId: string, healthy: boolean | undefined): void;
@@ -71,38 +76,49 @@ function seededRandom(seed: number): () => number {
   };
 }
 
-function toFault(input: FaultInput, where: string): Fault {
+/** Prefix of the faults the `faults` option and `setFault` make: the sugar replaces only its own. */
+const OPTION_FAULT = 'opt_';
+
+/**
+ * The options' fault on a name as DNS fault specs (the same mechanism as a scenario's `faults:`):
+ * `servfail` → {type: servfail, qname}, `{delay, answerFrom, ttl}` → a delay and a stale fault...
+ */
+export function optionFaultSpecs(name: string, input: FaultInput): DnsFaultSpecInput[] {
   const f = faultSchema.safeParse(input);
   if (!f.success) {
-    throw new FieldlabError(
-      'E_BAD_OPTION',
-      `geo-dns: bad fault for ${where}: ${f.error.issues[0]?.message}`,
-      {
-        hint: "use nxdomain, servfail, refused, drop, or {delay: '500ms'}, {answerFrom: id}, {ttl: 5}",
-      },
-    );
+    throw new FieldlabError('E_BAD_OPTION', `geo-dns: bad fault for ${name}: ${f.error.issues[0]?.message}`, {
+      hint: "use nxdomain, servfail, refused, drop, or {delay: '500ms'}, {answerFrom: id}, {ttl: 5}",
+    });
   }
-  const v = f.data;
-  if (typeof v === 'string') return v === 'drop' ? { drop: true, text: 'drop' } : { rcode: v, text: v };
-  const text = [
-    v.rcode,
-    v.drop ? 'drop' : undefined,
-    v.delay !== undefined ? `delay ${v.delay}ms` : undefined,
-    v.answerFrom !== undefined ? `answerFrom ${v.answerFrom}` : undefined,
-    v.ttl !== undefined ? `ttl ${v.ttl}` : undefined,
-  ]
-    .filter(Boolean)
-    .join(', ');
-  const cidr = v.cidr !== undefined ? parseCidr(v.cidr) : undefined;
-  return {
-    ...(v.rcode ? { rcode: v.rcode } : {}),
-    ...(v.drop ? { drop: true } : {}),
-    ...(v.delay !== undefined ? { delay: v.delay } : {}),
-    ...(v.answerFrom !== undefined ? { answerFrom: v.answerFrom } : {}),
-    ...(v.ttl !== undefined ? { ttl: v.ttl } : {}),
-    ...(cidr ? { cidr } : {}),
-    text: `${text || 'none'}${v.cidr ? ` for ${v.cidr}` : ''}`,
+  const qname = normName(name);
+  const v =
+    typeof f.data === 'string'
+      ? { [f.data === 'drop' ? 'drop' : 'rcode']: f.data === 'drop' ? true : f.data }
+      : f.data;
+  const o = v as {
+    rcode?: 'nxdomain' | 'servfail' | 'refused';
+    drop?: boolean;
+    delay?: number;
+    answerFrom?: string;
+    ttl?: number;
+    cidr?: string;
   };
+  const base = { qname, ...(o.cidr !== undefined ? { cidr: o.cidr } : {}) };
+  const id = (t: string) => `${OPTION_FAULT}${qname}_${t}`;
+  const out: DnsFaultSpecInput[] = [];
+  if (o.rcode) out.push({ ...base, type: o.rcode, name: id(o.rcode) });
+  if (o.drop) out.push({ ...base, type: 'drop', name: id('drop') });
+  if (o.delay !== undefined) out.push({ ...base, type: 'delay', latency: o.delay, name: id('delay') });
+  if (o.answerFrom !== undefined || o.ttl !== undefined) {
+    out.push({
+      ...base,
+      type: 'stale',
+      name: id('stale'),
+      ...(o.answerFrom !== undefined ? { record: o.answerFrom } : {}),
+      ...(o.ttl !== undefined ? { ttl: o.ttl } : {}),
+    });
+  }
+  return out;
 }
 
 /** Starts the DNS server on `host:port` (default 127.0.0.1, a free port), UDP and TCP. */
@@ -119,7 +135,23 @@ export async function start(options?: GeoDnsOptions): Promise<GeoDnsHandle> {
     server?.invalidate();
     events.emitEvent('health', { id, healthy, reason });
   });
+  const faults = new DnsFaultSet(
+    opts.name,
+    (type, data) => events.emitEvent(type, data as GeoDnsEvents[typeof type]),
+    () => {
+      server?.invalidate();
+      void server?.refuseTcp(faults.tcpRefused).catch((err: unknown) => {
+        events.emitEvent('malformed', {
+          client: 'tcp-refused',
+          transport: 'tcp',
+          bytes: 0,
+          action: String(err),
+        });
+      });
+    },
+  );
   server = new DnsServer({
+    faults,
     host: opts.host,
     port: opts.port,
     bound: opts.bound,
@@ -132,7 +164,8 @@ export async function start(options?: GeoDnsOptions): Promise<GeoDnsHandle> {
     tcpIdleTimeout: opts.tcpIdleTimeout,
   });
   const srv = server;
-  for (const [name, f] of Object.entries(opts.faults)) srv.faults.set(normName(name), toFault(f, name));
+  for (const [name, f] of Object.entries(opts.faults))
+    for (const spec of optionFaultSpecs(name, f)) faults.add(spec);
   await health.watch(zones.records());
   try {
     await srv.listen();
@@ -172,11 +205,14 @@ export async function start(options?: GeoDnsOptions): Promise<GeoDnsHandle> {
     events,
     stats: () => ({ ...srv.counters, byRcode: { ...srv.counters.byRcode } }),
     setFault(name, fault) {
-      const key = normName(name);
-      if (fault === undefined) srv.faults.delete(key);
-      else srv.faults.set(key, toFault(fault, name));
+      const specs = fault === undefined ? [] : optionFaultSpecs(name, fault);
+      faults.removePrefixed(`${OPTION_FAULT}${normName(name)}_`);
+      for (const spec of specs) faults.add(spec);
       srv.invalidate();
     },
+    addDnsFault: (spec) => faults.add(spec),
+    removeDnsFault: (name) => faults.remove(name),
+    dnsFaults: () => faults.list(),
     setHealth(recordId, healthy) {
       health.set(recordId, healthy);
     },
@@ -201,6 +237,7 @@ export async function start(options?: GeoDnsOptions): Promise<GeoDnsHandle> {
     },
     stop() {
       stopping ??= (async () => {
+        faults.stop();
         health.stop();
         await srv.close();
       })();

@@ -8,6 +8,7 @@
 import { createSocket, type RemoteInfo, type Socket as UdpSocket } from 'node:dgram';
 import { createServer, type Server, type Socket } from 'node:net';
 import dns2 from 'dns2';
+import type { DnsFaultSet, DnsFaultSpec } from '../common/dns-faults.js';
 import {
   ConnectionTracker,
   closeServer,
@@ -19,7 +20,7 @@ import { listenOnHandle } from '../common/net.js';
 import type { GeoDnsEvents, GeoDnsStats } from './events.js';
 import { locationText } from './geo.js';
 import type { HealthChecks } from './health.js';
-import { type Cidr, type ClientLocation, inCidr, ipBytes, type LocationTable } from './ip.js';
+import { type ClientLocation, inCidr, ipBytes, type LocationTable, parseCidr } from './ip.js';
 import {
   decodeQuery,
   type Ecs,
@@ -40,16 +41,56 @@ import {
 } from './wire.js';
 import type { Resolution, ZoneStore } from './zone.js';
 
-/** A fault as the server applies it (options' shorthand expanded). */
+/** What the faults matching a query do to it, merged (see `effect`). */
 export interface Fault {
   rcode?: 'nxdomain' | 'servfail' | 'refused';
   drop?: boolean;
   delay?: number;
+  /** UDP only: answer with TC set and no records. */
+  truncate?: boolean;
+  /** `stale`: answer the query name with this record (by id or region). */
   answerFrom?: string;
+  /** `wrong-answer`: answer this address. */
+  address?: string;
   ttl?: number;
-  cidr?: Cidr;
   /** Text for reasons, e.g. `servfail`, `delay 200ms`. */
   text: string;
+}
+
+/** Merges the faults matching one query: the first of each kind wins. */
+export function effect(specs: readonly DnsFaultSpec[], random: () => number): Fault {
+  const f: Fault = {
+    text: specs.map((x) => (x.name === x.type ? x.type : `${x.name} (${x.type})`)).join(', '),
+  };
+  for (const x of specs) {
+    switch (x.type) {
+      case 'servfail':
+      case 'nxdomain':
+      case 'refused':
+        f.rcode ??= x.type;
+        break;
+      case 'drop':
+        f.drop = true;
+        break;
+      case 'delay':
+        f.delay ??= Math.max(0, x.latency + (x.jitter > 0 ? (random() * 2 - 1) * x.jitter : 0));
+        break;
+      case 'truncate':
+        f.truncate = true;
+        break;
+      case 'stale':
+        if (x.record !== undefined) f.answerFrom ??= x.record;
+        if (x.ttl !== undefined) f.ttl ??= x.ttl;
+        break;
+      case 'wrong-answer':
+        f.address ??= x.address;
+        f.ttl ??= x.ttl;
+        break;
+      case 'tcp-refused':
+        break;
+    }
+  }
+  return f;
 }
 
 type Transport = 'udp' | 'tcp';
@@ -75,12 +116,13 @@ export interface ServerDeps {
   events: SimulatorEvents<GeoDnsEvents>;
   random: () => number;
   cache: boolean;
+  /** The DNS faults (scheduled, matched per query). */
+  faults: DnsFaultSet;
   /** Close a TCP connection after this long without a query (RFC 7766 §6.2.3); 0 = never. */
   tcpIdleTimeout: number;
 }
 
 export class DnsServer {
-  readonly faults = new Map<string, Fault>();
   private readonly cache = new Map<string, CacheEntry>();
   private udp: UdpSocket | undefined;
   private tcp: Server | undefined;
@@ -172,7 +214,35 @@ export class DnsServer {
     this.handle(msg, rinfo.address, rinfo.port, 'udp', (b) => udp.send(b, rinfo.port, rinfo.address));
   }
 
+  /**
+   * `tcp-refused` came or went: the listener closes (the kernel answers SYN with RST: ECONNREFUSED), and
+   * listens again on the same port afterwards. A passed handle cannot be re-bound: new connections are
+   * reset instead (see onTcp).
+   */
+  async refuseTcp(on: boolean): Promise<void> {
+    if (this.d.bound || !this.udp) return;
+    if (on && this.tcp) {
+      const old = this.tcp;
+      this.tcp = undefined;
+      await new Promise<void>((r) => old.close(() => r()));
+    } else if (!on && !this.tcp) {
+      const tcp = createServer({ noDelay: true }, (s) => this.onTcp(s));
+      await new Promise<void>((resolve, reject) => {
+        tcp.once('error', reject);
+        tcp.listen({ host: this.d.host, port: this.port, exclusive: true }, () => {
+          tcp.off('error', reject);
+          resolve();
+        });
+      });
+      this.tcp = tcp;
+    }
+  }
+
   private onTcp(sock: Socket): void {
+    if (this.d.faults.tcpRefused) {
+      sock.resetAndDestroy();
+      return;
+    }
     this.tracker.track(sock);
     const id = `tcp-${++this.connSeq}`;
     const remote = hostPort(sock.remoteAddress ?? '?', sock.remotePort ?? 0);
@@ -317,12 +387,31 @@ export class DnsServer {
     return [query, synthetic];
   }
 
-  private faultFor(qname: string, addr: string, ecs: Ecs | undefined): Fault | undefined {
-    if (this.faults.size === 0) return undefined;
-    const f = this.faults.get(qname);
-    if (!f?.cidr) return f;
-    const a = ecs ? ecsAddress(ecs) : ipBytes(addr);
-    return a && inCidr(a, f.cidr) ? f : undefined;
+  private faultFor(
+    q: Query,
+    addr: string,
+    port: number,
+    t: Transport,
+    ecs: Ecs | undefined,
+  ): Fault | undefined {
+    const set = this.d.faults;
+    if (!set.anyActive) return undefined;
+    let client: Uint8Array | undefined;
+    const specs = set.match({
+      qname: q.qname,
+      qtype: typeName(q.qtype),
+      inCidr: (c) => {
+        const cidr = parseCidr(c);
+        client ??= ecs ? ecsAddress(ecs) : ipBytes(addr);
+        return cidr !== undefined && client !== undefined && inCidr(client, cidr);
+      },
+    });
+    // truncate acts on UDP only: over TCP the whole answer is the point of the retry.
+    const acting = t === 'tcp' ? specs.filter((x) => x.type !== 'truncate') : specs;
+    if (acting.length === 0) return undefined;
+    const who = hostPort(addr, port);
+    for (const x of acting) set.applied(x, `${q.qname} ${typeName(q.qtype)}`, who, t);
+    return effect(acting, this.d.random);
   }
 
   private locate(addr: string, ecs: Ecs | undefined): ClientLocation {
@@ -373,7 +462,7 @@ export class DnsServer {
       return;
     }
     const loc = this.locate(addr, ecs);
-    const fault = this.faultFor(q.qname, addr, ecs);
+    const fault = this.faultFor(q, addr, port, t, ecs);
     let entry: CacheEntry | undefined;
     const key = `${q.qname}\0${q.qtype}\0${q.qclass}\0${loc.key}`;
     if (!fault && this.d.cache) {
@@ -389,22 +478,23 @@ export class DnsServer {
     }
     if (fault?.drop) {
       this.counters.dropped++;
-      this.emitQuery(q, addr, port, t, ecs, loc, 'NONE', entry.res, false, `fault drop`);
+      this.emitQuery(q, addr, port, t, ecs, loc, 'NONE', entry.res, false, `fault ${fault.text}`);
       return;
     }
     const scope = entry.res.locationDependent && ecs ? this.scope(ecs, loc) : 0;
     const opt = q.opt ? (ecs ? encodeOpt(ecs, scope) : NO_ECS_OPT) : undefined;
+    const size = fault?.truncate ? 0 : maxSize; // RFC 2181 §9: TC, header and question only
     if (fault?.delay) {
       send.hold?.(1);
       const timer = setTimeout(() => {
         this.timers.delete(timer);
         send.hold?.(-1);
-        this.sendWith(q, msg, t, send, opt, maxSize, entry, addr, port, ecs, loc);
+        this.sendWith(q, msg, t, send, opt, size, entry, addr, port, ecs, loc);
       }, fault.delay);
       this.timers.add(timer);
       return;
     }
-    this.sendWith(q, msg, t, send, opt, maxSize, entry, addr, port, ecs, loc);
+    this.sendWith(q, msg, t, send, opt, size, entry, addr, port, ecs, loc);
   }
 
   private plain(rcode: Resolution['rcode'], reason: string): Resolution {
@@ -460,6 +550,10 @@ export class DnsServer {
       const authority: Rr[] = z ? [{ name: z.origin, type: 'SOA', ttl: z.negTtl, data: z.soa }] : [];
       return encode({ ...this.plain('NXDOMAIN', 'fault nxdomain'), authority }, RCODE.NXDOMAIN, true);
     }
+    if (fault?.address !== undefined) {
+      const wrong = this.wrongAnswer(q, fault.address, fault.ttl ?? 60);
+      if (wrong) return encode({ ...wrong, reason: `fault ${fault.text}` }, RCODE.NOERROR, true);
+    }
     const res = this.d.zones.resolve(q.qname, q.qtype, {
       location: loc,
       healthy: (r) => this.d.health.healthy(r),
@@ -473,6 +567,20 @@ export class DnsServer {
     if (fault) res.reason = `${res.reason}; fault ${fault.text}`;
     const rcode = RCODE[res.rcode];
     return encode(res, rcode, res.rcode !== 'REFUSED');
+  }
+
+  /** `wrong-answer`: an A (IPv4) or AAAA (IPv6) record at the query name, when the query asks for it. */
+  private wrongAnswer(q: Query, address: string, ttl: number): Resolution | undefined {
+    const type = address.includes(':') ? 'AAAA' : 'A';
+    if (typeName(q.qtype) !== type && typeName(q.qtype) !== 'ANY') return undefined;
+    return {
+      rcode: 'NOERROR',
+      answers: [{ name: q.qname, type, ttl, data: address }],
+      authority: [],
+      reason: '',
+      cacheable: false,
+      locationDependent: false,
+    };
   }
 
   private emitQuery(
