@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { durationSchema } from '../../simulators/common/duration.js';
+import { dnsFaultSpecSchema } from '../faults/dns.js';
 import { toxicSpecSchema } from '../faults/spec.js';
 import { adapterFor, listAdapters } from '../lab/adapters.js';
 import { FAILURE_CLASS_NAMES, type FailureClass } from '../probe/classes.js';
@@ -93,7 +94,8 @@ export const faultSchema = z.intersection(
      */
     backends: z.array(z.enum(BACKENDS)).min(1).optional(),
   }),
-  toxicSpecSchema,
+  // A relay toxic on a TCP endpoint, or a DNS fault on a geo-dns/resolver (optionally one name/type).
+  z.union([toxicSpecSchema, dnsFaultSpecSchema]),
 );
 
 const commandClientSchema = z
