@@ -6,6 +6,7 @@
  *
  *   KRYPTON_URL          https://krypton.../v1/provisioning/azure/iot/register
  *   KRYPTON_CA           PEM file curl trusts for Krypton (the SDK reads NODE_EXTRA_CA_CERTS)
+ *   HUB_CA               PEM file the SDK trusts for the hub, besides Node's roots and NODE_EXTRA_CA_CERTS
  *   CONNECT_TIMEOUT_S    curl's --connect-timeout (default 5)
  *   DEVICE_TIMEOUT_MS    bound for provisioning + telemetry (default 30000)
  *
@@ -15,6 +16,7 @@
  * SIM network) it exits 22 and prints Krypton's answer.
  */
 import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
@@ -111,20 +113,22 @@ export async function provisionAndSend(
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<{ deviceId: string; host: string }> {
   const timeoutMs = Number(env.DEVICE_TIMEOUT_MS ?? 30_000);
-  return sendWith(await fetchCredentials(env, timeoutMs), timeoutMs);
+  const ca = env.HUB_CA ? await readFile(env.HUB_CA, 'utf8') : undefined;
+  return sendWith(await fetchCredentials(env, timeoutMs), timeoutMs, ca);
 }
 
 /** One telemetry message to the assigned hub, authenticated by the certificate Krypton returned. */
 export async function sendWith(
   creds: Credentials,
   timeoutMs: number,
+  ca?: string,
 ): Promise<{ deviceId: string; host: string }> {
   const cs = `HostName=${creds.host};DeviceId=${creds.deviceId};x509=true`;
   const client = device.Client.fromConnectionString(cs, mqtt.Mqtt);
   client.setRetryPolicy(new common.NoRetry());
   try {
     await bounded(
-      client.setOptions({ cert: creds.certificate, key: creds.privateKey }),
+      client.setOptions({ cert: creds.certificate, key: creds.privateKey, ...(ca ? { ca } : {}) }),
       timeoutMs,
       'setOptions',
     );
