@@ -73,6 +73,8 @@ export type ConnectProxyEvents = {
 export interface ConnectProxyStats {
   connections: number;
   active: number;
+  /** Sockets to targets (or upstream proxies) still open: 0 once every tunnel has closed. */
+  activeTargets: number;
   allowed: number;
   denied: number;
   authFailures: number;

@@ -106,6 +106,7 @@ export async function start(options?: ConnectProxyOptions): Promise<ConnectProxy
       return {
         ...server.counts,
         active: server.active,
+        activeTargets: server.activeTargets,
         bytesUp: server.counts.bytesUp + live.up,
         bytesDown: server.counts.bytesDown + live.down,
       };

@@ -68,7 +68,7 @@ export interface LabServerConfig {
 /** `Server:` on the answers the lab proxy writes itself. */
 const SERVER_NAME = 'fieldlab-connect-proxy';
 
-type Counts = Omit<ConnectProxyStats, 'active'>;
+type Counts = Omit<ConnectProxyStats, 'active' | 'activeTargets'>;
 
 const records = new WeakMap<Duplex, ConnRecord>();
 /** Plain HTTP requests' responses, so a 407/403 can be answered through Node's keep-alive handling. */
@@ -118,6 +118,10 @@ export class LabProxyServer extends Server {
 
   get active(): number {
     return this.open.size;
+  }
+
+  get activeTargets(): number {
+    return this.far.size;
   }
 
   /** Client bytes of connections still open, for live totals. */

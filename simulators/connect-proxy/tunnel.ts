@@ -66,16 +66,25 @@ export function openFarSide(
         fail({ status: 504, code: 'ETIMEDOUT', message: `${where}: no answer within ${opts.timeoutMs}ms` }),
       opts.timeoutMs,
     );
-    socket.once('error', (err) => {
+    const onError = (err: Error) => {
       const code = errorCode(err) ?? 'E_UPSTREAM';
       fail({ status: code === 'ETIMEDOUT' ? 504 : 502, code, message: `${where}: ${err.message}` });
-    });
-    socket.once('close', () => fail({ status: 502, code: 'ECONNRESET', message: `${where}: closed early` }));
+    };
+    const onEarlyClose = () => fail({ status: 502, code: 'ECONNRESET', message: `${where}: closed early` });
+    socket.once('error', onError);
+    socket.once('close', onEarlyClose);
+    // Only this function's own listeners go: the caller's (e.g. the server's registry of far sockets,
+    // which forgets a socket on 'close') must stay, or every tunnel's two sockets are kept for ever.
+    const succeed = (r: { socket: Socket; extra?: Buffer }) => {
+      settled = true;
+      clearTimeout(timer);
+      socket.off('error', onError);
+      socket.off('close', onEarlyClose);
+      resolve(r);
+    };
     socket.once('connect', () => {
       if (!upstream) {
-        settled = true;
-        clearTimeout(timer);
-        resolve({ socket });
+        succeed({ socket });
         return;
       }
       const target = formatTarget(destination);
@@ -107,10 +116,8 @@ export function openFarSide(
           });
           return;
         }
-        settled = true;
-        clearTimeout(timer);
         const extra = head.subarray(end + 4);
-        resolve(extra.length > 0 ? { socket, extra } : { socket });
+        succeed(extra.length > 0 ? { socket, extra } : { socket });
       };
       socket.on('data', onData);
     });
@@ -122,8 +129,6 @@ export function openFarSide(
  * destroys both. Calls `onClose` once both are closed.
  */
 export function splice(client: Socket, far: Socket, onClose: () => void): void {
-  far.removeAllListeners('close');
-  far.removeAllListeners('error');
   client.pipe(far);
   far.pipe(client);
   far.resume();
