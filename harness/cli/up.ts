@@ -2,6 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { FieldlabError } from '../../simulators/common/errors.js';
+import { applyFault } from '../faults/dns.js';
 import { cleanOwnSync } from '../lab/clean.js';
 import { type Lab, startLab } from '../lab/lab.js';
 import { loadYamlScenario, parseYaml, validateWith } from '../scenario/load.js';
@@ -154,8 +155,8 @@ export async function startUpLab(file: string, flags: UpFlags): Promise<Lab> {
   });
   try {
     for (const f of variant?.faults ?? []) {
-      const { target, ...toxic } = f;
-      running.relay(target).addToxic(toxic);
+      const { target, backends: _, ...spec } = f;
+      applyFault(running, target, spec);
     }
   } catch (err) {
     await running.stop();

@@ -59,7 +59,11 @@ export function dnsFaultTarget(lab: FaultableLab, target: string): DnsFaultTarge
 }
 
 /** Puts one scenario fault in place: a DNS fault on its DNS simulator, else a toxic on the relay. */
-export function applyFault(lab: FaultableLab, target: string, spec: ToxicSpecInput | DnsFaultSpecInput): void {
+export function applyFault(
+  lab: FaultableLab,
+  target: string,
+  spec: ToxicSpecInput | DnsFaultSpecInput,
+): void {
   if (isDnsFault(spec)) dnsFaultTarget(lab, target).addDnsFault(spec as DnsFaultSpecInput);
   else lab.relay(target).addToxic(spec as ToxicSpecInput);
 }

@@ -5,6 +5,7 @@ import { type LabEvent, preciseNow } from '../../simulators/common/events.js';
 import { type Capability, checkCapability, isRequired } from '../capabilities.js';
 import { runCommand } from '../clients/command.js';
 import { runInContainer } from '../clients/container-command.js';
+import { applyFault } from '../faults/dns.js';
 import { startContainerLab } from '../lab/container-lab.js';
 import { type Lab, type LabDefinition, type NetnsPlacement, startLab } from '../lab/lab.js';
 import { buildNetwork } from '../lab/netns-network.js';
@@ -366,9 +367,9 @@ export async function runVariant(
     const t0 = preciseNow();
     lab.timeline.openWindow(t0);
     for (const f of v.faults) {
-      const { target, backends, ...toxic } = f;
+      const { target, backends, ...spec } = f;
       if (backends && !backends.includes(opts.backend)) continue;
-      lab.relay(target).addToxic(toxic);
+      applyFault(lab, target, spec);
     }
     await lab.faultsApplied();
     const client = clientFor(s, v);
