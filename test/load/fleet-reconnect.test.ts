@@ -45,7 +45,11 @@ describe('fleet-reconnect', () => {
     expect(l.histogram?.buckets.reduce((a, b) => a + b.count, 0)).toBe(200);
     expect(l.metrics.reconnect_ms?.values['p(99)']).toBeGreaterThan(0);
     // The hub did throttle: some CONNACKs were 3, and the devices saw them.
-    expect(r.events.some((e) => e.type === 'client-rejected' && e.data.returnCode === 3)).toBe(true);
+    expect(
+      r.events.some(
+        (e) => e.type === 'client-rejected' && (e.data as { returnCode?: number }).returnCode === 3,
+      ),
+    ).toBe(true);
   }, 90_000);
 
   it('broken: lockstep reconnects stay throttled, the thresholds fail the load', async () => {

@@ -28,14 +28,16 @@ describe('a load in the reports', () => {
   });
 
   it('JUnit: load figures and threshold verdicts as properties', () => {
-    const doc = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '' }).parse(renderJUnit(run));
-    const cases = [doc.testsuites.testsuite]
-      .flat()
-      .flatMap((s: { testcase: unknown }) => [s.testcase].flat());
-    const tc = cases.find((c: { classname: string }) => c.classname === 'fieldlab.fleet-reconnect');
-    const props = Object.fromEntries(
-      [tc.properties.property].flat().map((p: { name: string; value: string }) => [p.name, p.value]),
-    );
+    type Prop = { name: string; value: string };
+    type Case = { classname: string; properties: { property: Prop[] } };
+    const doc = new XMLParser({
+      ignoreAttributes: false,
+      attributeNamePrefix: '',
+      isArray: (name) => ['testsuite', 'testcase', 'property'].includes(name),
+    }).parse(renderJUnit(run)) as { testsuites: { testsuite: Array<{ testcase: Case[] }> } };
+    const cases = doc.testsuites.testsuite.flatMap((s) => s.testcase);
+    const tc = cases.find((c) => c.classname === 'fieldlab.fleet-reconnect');
+    const props = Object.fromEntries((tc?.properties.property ?? []).map((p) => [p.name, p.value]));
     expect(props['load.vus']).toBe('200');
     expect(props['load.reconnect_ms.p(95)']).toBe('3100');
     expect(props['load.threshold.reconnected rate==1']).toBe('fail');
