@@ -103,6 +103,14 @@ describe.skipIf(missing('netns', 'cmd:wireguard-go', 'cmd:wg', 'cmd:curl'))(
           certPem: leaf.chainPem,
           keyPem: leaf.keyPem,
           listenHandle: bound.handle,
+          // This test is about the path to Krypton; the DPS registration is test/krypton's.
+          provision: (source) => ({
+            registrationId: `krypton-${source.replaceAll('.', '-')}`,
+            deviceId: `krypton-${source.replaceAll('.', '-')}`,
+            host: 'hub.iot.example.com',
+            certificate: leaf.chainPem,
+            privateKey: leaf.keyPem,
+          }),
         });
       }, 30_000);
 
@@ -156,7 +164,7 @@ describe.skipIf(missing('netns', 'cmd:wireguard-go', 'cmd:wg', 'cmd:curl'))(
         );
       });
 
-      it('fixed: AllowedIPs += 203.0.113.67/32, curl gets credentials for the SIM address', async () => {
+      it('fixed: AllowedIPs += 203.0.113.67/32, curl gets an operation for the SIM address', async () => {
         await lab.setAllowedIps('device', 'arc', ['100.127.0.0/16', '203.0.113.67/32']);
         const why = await explainPath(lab.ns('device'), '203.0.113.67', { port: 8036, wgIfname: WG });
         expect(why.viaTunnel).toBe(true);
@@ -165,16 +173,21 @@ describe.skipIf(missing('netns', 'cmd:wireguard-go', 'cmd:wg', 'cmd:curl'))(
         );
         const r = await curl();
         expect(r.exitCode, r.stderr).toBe(0);
-        expect(JSON.parse(r.stdout)).toMatchObject({
+        expect(JSON.parse(r.stdout)).toMatchObject({ operationId: expect.any(String), status: 'assigning' });
+        expect(await registered).toMatchObject({
+          source: '100.64.10.2',
+          allowed: true,
+          status: 200,
           deviceId: 'krypton-100-64-10-2',
-          assignedHub: expect.any(String),
         });
-        expect(await registered).toMatchObject({ source: '100.64.10.2', allowed: true, status: 200 });
       });
 
-      it('second guard: past no firewall, a request from the internet gets 403', async () => {
+      it('second guard: past no firewall, a request from the internet gets 403 naming its source', async () => {
         await lab.setFirewall('inet', []);
         await lab.setAllowedIps('device', 'arc', ['100.127.0.0/16']);
+        const denied = new Promise<KryptonEvents['source-denied']>((resolve) =>
+          krypton.events.once('source-denied', resolve),
+        );
         expect((await explainPath(lab.ns('device'), '203.0.113.67', { wgIfname: WG })).facts.dev).toBe(
           'eth0',
         );
@@ -183,10 +196,8 @@ describe.skipIf(missing('netns', 'cmd:wireguard-go', 'cmd:wg', 'cmd:curl'))(
           [
             'curl',
             '-sS',
-            '-o',
-            '/dev/null',
             '-w',
-            '%{http_code}',
+            '\n%{http_code}',
             '--max-time',
             '4',
             '-X',
@@ -197,7 +208,14 @@ describe.skipIf(missing('netns', 'cmd:wireguard-go', 'cmd:wg', 'cmd:curl'))(
           ],
           { timeoutMs: 10_000 },
         );
-        expect(r.stdout).toBe('403');
+        const cut = r.stdout.lastIndexOf('\n');
+        const [body, code] = [r.stdout.slice(0, cut), r.stdout.slice(cut + 1)];
+        expect(code).toBe('403');
+        expect(JSON.parse(body ?? '{}')).toEqual({
+          code: 'FORBIDDEN',
+          message: expect.stringMatching(/from 198\.51\.100\.10 .*\(100\.64\.0\.0\/10\)/),
+        });
+        expect(await denied).toMatchObject({ source: '198.51.100.10', allowedSources: ['100.64.0.0/10'] });
       });
     });
   },
