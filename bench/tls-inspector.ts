@@ -11,16 +11,31 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer as createHttpServer, type IncomingMessage } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { type AddressInfo, createServer as createNetServer, connect as netConnect } from 'node:net';
+import {
+  type AddressInfo,
+  createServer as createNetServer,
+  connect as netConnect,
+  type Socket,
+} from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createSecureContext, type SecureContext, connect as tlsConnect } from 'node:tls';
+import type { Duplex } from 'node:stream';
+import { createSecureContext, type SecureContext, TLSSocket, connect as tlsConnect } from 'node:tls';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { which } from '../harness/capabilities.js';
 import { CertificateAuthority } from '../simulators/pki/index.js';
 import { start as startInspector } from '../simulators/tls-inspector/index.js';
-import { type BenchReport, buildReport, formatReport, interleave, median, quick } from './lib.js';
+import {
+  type BenchReport,
+  buildReport,
+  formatReport,
+  interleave,
+  median,
+  processCpuMs,
+  quick,
+} from './lib.js';
 
 const CONCURRENCY = 8;
 const DOMAIN = 'bench.lab.example';
@@ -183,7 +198,9 @@ class Driver {
 }
 
 /** Starts mitmdump on a free port with a temp confdir; resolves once its CA exists and it accepts. */
-async function startMitmproxy(): Promise<{ port: number; caPem: string; stop(): Promise<void> } | string> {
+async function startMitmproxy(): Promise<
+  { port: number; pid: number; caPem: string; stop(): Promise<void> } | string
+> {
   const exe = which('mitmdump');
   if (!exe) return 'mitmdump is not installed (apt-get install mitmproxy): mitmproxy reference skipped';
   const confdir = mkdtempSync(join(tmpdir(), 'fieldlab-mitm-'));
@@ -220,7 +237,7 @@ async function startMitmproxy(): Promise<{ port: number; caPem: string; stop(): 
   while (Date.now() < deadline) {
     if (child.exitCode !== null) break;
     if (existsSync(caPath) && (await accepts(port)))
-      return { port, caPem: readFileSync(caPath, 'utf8'), stop };
+      return { port, pid: child.pid ?? 0, caPem: readFileSync(caPath, 'utf8'), stop };
     await new Promise((r) => setTimeout(r, 100));
   }
   await stop();
@@ -250,6 +267,61 @@ function accepts(port: number): Promise<boolean> {
   });
 }
 
+/** This (main) thread's user + system CPU in ms: the inspector's and the bare proxy's thread. */
+function mainThreadCpuMs(): number {
+  const stat = readFileSync('/proc/thread-self/stat', 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/**
+ * The floor any Node TLS-inspecting proxy pays: CONNECT, 200, the client's TLS terminated with one fixed
+ * certificate (`perConnectionContext`: a TLS context built for each connection, as a cold leaf needs),
+ * the proxy's own verified TLS upstream, bytes piped both ways. No ClientHello reading, no leaf, no events.
+ */
+async function startBareProxy(
+  cert: { chainPem: string; keyPem: string },
+  upstreamCa: string,
+  perConnectionContext: boolean,
+): Promise<{ port: number; stop(): void }> {
+  const fixed = createSecureContext({ cert: cert.chainPem, key: cert.keyPem });
+  const upstreamContext = createSecureContext({ ca: upstreamCa });
+  const open = new Set<Duplex>();
+  const server = createHttpServer();
+  server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    const [host = '', port = '443'] = (req.url ?? '').split(':');
+    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    if (head.length > 0) socket.unshift(head);
+    const secureContext = perConnectionContext
+      ? createSecureContext({ cert: cert.chainPem, key: cert.keyPem })
+      : fixed;
+    const client = new TLSSocket(socket, { isServer: true, secureContext });
+    const up = tlsConnect({
+      host,
+      port: Number(port),
+      secureContext: upstreamContext,
+      servername: `bare.${DOMAIN}`,
+    });
+    for (const s of [socket, client, up]) {
+      open.add(s);
+      s.once('close', () => open.delete(s));
+      s.on('error', () => {
+        client.destroy();
+        up.destroy();
+      });
+    }
+    client.pipe(up).pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    stop() {
+      for (const s of open) s.destroy();
+      server.close();
+    },
+  };
+}
+
 /** Runs the benchmark (see the file comment); `--quick` makes short windows. */
 export async function run(): Promise<BenchReport> {
   const rounds = 3;
@@ -258,6 +330,9 @@ export async function run(): Promise<BenchReport> {
     `new connection per request, concurrency ${CONCURRENCY}, ${rounds} interleaved rounds of ${windowMs}ms`,
     'clients CONNECT to the target address with the host as SNI; both proxies forge a leaf per SNI',
     'fieldlab verifies the target against the lab CA; mitmproxy runs with --ssl-insecure',
+    'CPU per request: the proxy thread’s CPU (mitmproxy: its process’s) over the requests it served',
+    'bare-node: CONNECT + TLS with one fixed certificate + TLS upstream + pipe (no hello, no leaf, no events); ' +
+      'bare-node+context: the same with a TLS context built per connection (what a cold leaf adds at least)',
   ];
 
   const labRoot = await CertificateAuthority.createRoot({ commonName: 'fieldlab bench Lab Root' });
@@ -269,16 +344,27 @@ export async function run(): Promise<BenchReport> {
   const inspector = await startInspector({ upstreamCa: [labRoot.certPem], leafCacheSize: 100_000 });
   const signMs: number[] = [];
   inspector.events.onEvent('leaf-issued', (e) => signMs.push(e.signMs));
+  const bareLeaf = await inspector.ca.issueLeaf({ names: [`*.${DOMAIN}`], reuseKey: true });
+  const bare = await startBareProxy(bareLeaf, labRoot.certPem, false);
+  const bareContext = await startBareProxy(bareLeaf, labRoot.certPem, true);
   const mitm = await startMitmproxy();
   if (typeof mitm === 'string') notes.push(mitm);
 
   let coldSeq = 0;
+  const cpuPerRequest: Record<string, number[]> = {};
   const measure = async (proxyPort: number, ca: string, kind: 'warm' | 'cold', subject: string) => {
     const names: LoadJob['names'] = kind === 'warm' ? { kind } : { kind, prefix: `${subject}${coldSeq++}` };
+    const cpu =
+      subject === 'mitmproxy' && typeof mitm !== 'string' ? () => processCpuMs(mitm.pid) : mainThreadCpuMs;
+    const cpu0 = cpu();
     const { result } = await drv.call<{ result: LoadResult }>({
       cmd: 'load',
       job: { proxyPort, ca, names, durationMs: windowMs },
     });
+    if (proxyPort !== 0 && result.ok > 0) {
+      const key = subject.startsWith('bare') ? subject : `${subject} ${kind}`;
+      cpuPerRequest[key] = [...(cpuPerRequest[key] ?? []), (cpu() - cpu0) / result.ok];
+    }
     if (result.errors > 0)
       notes.push(`${subject} ${kind}: ${result.errors} errors (first: ${result.firstError})`);
     return (result.ok / result.elapsedMs) * 1000;
@@ -288,52 +374,102 @@ export async function run(): Promise<BenchReport> {
     const fieldlabPort = inspector.endpoints[0]!.port;
     // Warm-up: first connections pay for JIT and (mitmproxy) its first certificate.
     await measure(fieldlabPort, inspector.rootPem, 'warm', 'fieldlab');
+    await measure(fieldlabPort, inspector.rootPem, 'cold', 'fieldlab');
+    await measure(bare.port, inspector.rootPem, 'warm', 'bare-node');
     if (typeof mitm !== 'string') await measure(mitm.port, mitm.caPem, 'warm', 'mitmproxy');
+    delete cpuPerRequest['fieldlab warm'];
+    delete cpuPerRequest['fieldlab cold'];
+    delete cpuPerRequest['bare-node'];
+    delete cpuPerRequest['mitmproxy warm'];
 
-    const subjects = (kind: 'warm' | 'cold') => {
-      const s: Record<string, () => Promise<number>> = {
-        fieldlab: () => measure(fieldlabPort, inspector.rootPem, kind, 'fieldlab'),
-      };
-      if (typeof mitm !== 'string') s.mitmproxy = () => measure(mitm.port, mitm.caPem, kind, 'mitmproxy');
+    // One interleaved series: warm and cold of each proxy, the bare proxies and direct TLS take turns.
+    const subjects: Record<string, () => Promise<number>> = {
+      'fieldlab warm': () => measure(fieldlabPort, inspector.rootPem, 'warm', 'fieldlab'),
+      'fieldlab cold': () => measure(fieldlabPort, inspector.rootPem, 'cold', 'fieldlab'),
+      'bare-node': () => measure(bare.port, inspector.rootPem, 'warm', 'bare-node'),
+      'bare-node+context': () => measure(bareContext.port, inspector.rootPem, 'warm', 'bare-node+context'),
       // The ceiling: the same client straight to the target (no proxy, so no leaf either way).
-      if (kind === 'warm') s.direct = () => measure(0, labRoot.certPem, kind, 'direct');
-      return s;
+      direct: () => measure(0, labRoot.certPem, 'warm', 'direct'),
     };
-    const warm = await interleave(subjects('warm'), rounds);
-    const cold = await interleave(subjects('cold'), rounds);
+    if (typeof mitm !== 'string') {
+      subjects['mitmproxy warm'] = () => measure(mitm.port, mitm.caPem, 'warm', 'mitmproxy');
+      subjects['mitmproxy cold'] = () => measure(mitm.port, mitm.caPem, 'cold', 'mitmproxy');
+    }
+    const all = await interleave(subjects, rounds);
+    const pick = (map: Record<string, number[]>, from: Record<string, string>) =>
+      Object.fromEntries(
+        Object.entries(from).flatMap(([as, key]) => (map[key] ? [[as, map[key]!]] : [])),
+      ) as Record<string, number[]>;
     const stats = inspector.stats();
     notes.push(
       `fieldlab leaves issued ${stats.leavesIssued}, leaf cache hits ${stats.leafCacheHits}, ` +
         `misses ${stats.leafCacheMisses}; median wall time to issue a leaf under load ` +
-        `(pki issueLeaf + TLS context) ` +
-        `${median(signMs).toFixed(1)}ms`,
+        `(pki issueLeaf + TLS context) ${median(signMs).toFixed(2)}ms`,
     );
+    const WARM = 'intercepted HTTPS, warm leaf cache';
+    const COLD = 'intercepted HTTPS, cold leaf cache';
+    const CPU = 'proxy CPU per intercepted request';
+    const hasMitm = typeof mitm !== 'string';
     return buildReport(
       'tls-inspector',
       [
-        { metric: 'intercepted HTTPS, warm leaf cache', unit: 'req/s', better: 'higher', samples: warm },
-        { metric: 'intercepted HTTPS, cold leaf cache', unit: 'req/s', better: 'higher', samples: cold },
+        {
+          metric: WARM,
+          unit: 'req/s',
+          better: 'higher',
+          samples: pick(all, {
+            fieldlab: 'fieldlab warm',
+            mitmproxy: 'mitmproxy warm',
+            direct: 'direct',
+            'bare-node': 'bare-node',
+          }),
+        },
+        {
+          metric: COLD,
+          unit: 'req/s',
+          better: 'higher',
+          samples: pick(all, {
+            fieldlab: 'fieldlab cold',
+            'fieldlab warm': 'fieldlab warm',
+            mitmproxy: 'mitmproxy cold',
+            'bare-node': 'bare-node',
+            'bare-node+context': 'bare-node+context',
+          }),
+        },
+        {
+          metric: CPU,
+          unit: 'ms',
+          better: 'lower',
+          samples: pick(cpuPerRequest, {
+            'fieldlab warm': 'fieldlab warm',
+            'fieldlab cold': 'fieldlab cold',
+            'mitmproxy warm': 'mitmproxy warm',
+            'mitmproxy cold': 'mitmproxy cold',
+            'bare-node': 'bare-node',
+            'bare-node+context': 'bare-node+context',
+          }),
+        },
       ],
-      typeof mitm === 'string'
-        ? []
-        : [
-            {
-              metric: 'intercepted HTTPS, warm leaf cache',
-              subject: 'fieldlab',
-              reference: 'mitmproxy',
-              target: 10,
-            },
-            {
-              metric: 'intercepted HTTPS, cold leaf cache',
-              subject: 'fieldlab',
-              reference: 'mitmproxy',
-              target: 10,
-            },
-          ],
+      [
+        ...(hasMitm ? [{ metric: WARM, subject: 'fieldlab', reference: 'mitmproxy', target: 3 }] : []),
+        { metric: WARM, subject: 'fieldlab', reference: 'direct', target: 0.8 },
+        { metric: WARM, subject: 'fieldlab', reference: 'bare-node' },
+        { metric: COLD, subject: 'fieldlab', reference: 'fieldlab warm', target: 0.9 },
+        { metric: COLD, subject: 'bare-node+context', reference: 'bare-node' },
+        ...(hasMitm ? [{ metric: COLD, subject: 'fieldlab', reference: 'mitmproxy' }] : []),
+        ...(hasMitm
+          ? [{ metric: CPU, subject: 'fieldlab warm', reference: 'mitmproxy warm', target: 3 }]
+          : []),
+        { metric: CPU, subject: 'fieldlab cold', reference: 'fieldlab warm', target: 0.9 },
+        { metric: CPU, subject: 'fieldlab warm', reference: 'bare-node' },
+        { metric: CPU, subject: 'bare-node+context', reference: 'bare-node' },
+      ],
       notes,
     );
   } finally {
     await inspector.stop();
+    bare.stop();
+    bareContext.stop();
     if (typeof mitm !== 'string') await mitm.stop();
     await drv.call({ cmd: 'stop' });
     await worker.terminate();

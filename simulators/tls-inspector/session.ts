@@ -32,6 +32,9 @@ export interface InspectorContext {
   answer(req: IncomingMessage, socket: Socket, head: Buffer, answer: Omit<ConnectAnswer, 'server'>): void;
 }
 
+/** How long to wait for a TLS 1.3 target's verdict on the empty client certificate (see connectUpstream). */
+const TLS13_VERDICT_WAIT_MS = 500;
+
 // RFC 8446 §6 / §5.1: a plaintext fatal alert record, sent before any ServerHello.
 const ALERT_HANDSHAKE_FAILURE = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 40]);
 const ALERT_INTERNAL_ERROR = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 80]);
@@ -417,7 +420,23 @@ function connectUpstream(
         session.failed ??= err;
         up.destroy();
       });
-      resolve(session);
+      if (!session.certRequested || up.getProtocol() !== 'TLSv1.3') {
+        resolve(session);
+        return;
+      }
+      // RFC 8446 §4.4.2.4: a TLS 1.3 server judges our empty Certificate after our Finished, so its
+      // verdict comes after secureConnect: an alert (certificate_required), or session tickets when it
+      // carries on. Wait for it (bounded) before forging the client's handshake, so a refused session
+      // fails the client's handshake as it would without the inspector.
+      const settle = () => {
+        clearTimeout(timer);
+        up.off('session', settle);
+        up.off('close', settle);
+        resolve(session);
+      };
+      const timer = setTimeout(settle, TLS13_VERDICT_WAIT_MS);
+      up.once('session', settle);
+      up.once('close', settle);
     });
     up.once('error', onError);
   });
