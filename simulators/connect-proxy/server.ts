@@ -34,6 +34,8 @@ import { type FarSideFailure, openFarSide, splice } from './tunnel.js';
 interface Route {
   destination: Target;
   upstream?: URL;
+  /** The address the destination check resolved the far host to: the tunnel connects there. */
+  address?: string;
 }
 
 /** Per client connection. */
@@ -254,7 +256,11 @@ export class LabProxyServer extends Server {
       u.host = mappedTarget;
       o.request.url = u.href;
     }
-    const route: Route = { destination, ...(upstream ? { upstream: new URL(upstream) } : {}) };
+    const route: Route = {
+      destination,
+      ...(upstream ? { upstream: new URL(upstream) } : {}),
+      ...(verdict.action === 'allow' && verdict.address ? { address: verdict.address } : {}),
+    };
     return { upstreamProxyUrl: upstream ?? null, customTag: route, httpAgent: this.agent };
   }
 
@@ -324,6 +330,7 @@ export class LabProxyServer extends Server {
         {
           destination: route.destination,
           ...(route.upstream ? { upstream: route.upstream } : {}),
+          ...(route.address ? { address: route.address } : {}),
           timeoutMs: this.cfg.connectTimeoutMs,
           lookup: this.cfg.destinations.lookup,
         },

@@ -24,6 +24,11 @@ export interface OpenFarSideOptions {
   destination: Target;
   /** Chain through this proxy instead of connecting directly. */
   upstream?: URL;
+  /**
+   * The address the destination check already resolved the far host (destination or upstream proxy)
+   * to: connect there rather than resolve the name a second time per CONNECT.
+   */
+  address?: string;
   timeoutMs: number;
   /** Name resolution (a lab resolves its own names; default: the system's). */
   lookup?: LookupFunction;
@@ -46,7 +51,7 @@ export function openFarSide(
   return new Promise((resolve, reject) => {
     // allowHalfOpen: a tunnel carries each direction's FIN on its own (RFC 9110 §9.3.6).
     const socket = connect({
-      host,
+      host: opts.address ?? host,
       port,
       noDelay: true,
       allowHalfOpen: true,

@@ -155,6 +155,21 @@ describe('connect-proxy destinations', () => {
     expect(p.stats()).toMatchObject({ denied: 1, allowed: 1 });
   });
 
+  it('resolves a name once per CONNECT: the tunnel goes to the address the check allowed', async () => {
+    const asked: string[] = [];
+    const counting: LookupFunction = (hostname, options, callback) => {
+      asked.push(hostname);
+      lookup(hostname, options, callback);
+    };
+    const p = await proxy({ destinations: ['127.0.0.1'], lookup: counting });
+    const c = await connection(p);
+    c.send(connect(`inside.lab.example:${allowed.port}`));
+    expect((await c.response({ tunnel: true })).status).toBe(200);
+    c.send('ok');
+    expect(await c.read(2)).toBe('ok');
+    expect(asked).toEqual(['inside.lab.example']);
+  });
+
   it('checks where the request really goes: the map destination, a resolved name, the upstream proxy', async () => {
     const mapped = await proxy({
       map: { 'hub.lab.example:443': `127.0.0.9:${outside.port}` },
