@@ -62,12 +62,20 @@ export interface DigResult {
   ecs?: string;
 }
 
-/** Runs dig against the server; parses status, flags, answer/authority sections and CLIENT-SUBNET. */
-export function dig(port: number, args: string[], timeoutMs = 8000): Promise<DigResult> {
+/**
+ * Runs dig against the server (127.0.0.1, or `{host, port}`); parses status, flags, answer/authority
+ * sections and CLIENT-SUBNET.
+ */
+export function dig(
+  server: number | { host: string; port: number },
+  args: string[],
+  timeoutMs = 8000,
+): Promise<DigResult> {
+  const { host, port } = typeof server === 'number' ? { host: '127.0.0.1', port: server } : server;
   return new Promise((resolve) => {
     execFile(
       'dig',
-      ['@127.0.0.1', '-p', String(port), '+time=2', '+tries=1', ...args],
+      [`@${host}`, '-p', String(port), '+time=2', '+tries=1', ...args],
       { timeout: timeoutMs },
       (err, stdout) => {
         const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
