@@ -140,6 +140,13 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  // https-proxy-agent stops listening to the proxy socket once its CONNECT promise has failed; a TLS error
+  // that socket raises afterwards (an https:// URL for a plain proxy) would end the process. The module's
+  // failure is the SDK's error it already returned; this one is only noted (on stdout: it decides nothing).
+  process.on('uncaughtException', (err: NodeJS.ErrnoException) => {
+    if (typeof err?.code !== 'string') throw err;
+    process.stdout.write(`edge-device: note: a proxy socket failed after its request had: ${err.message}\n`);
+  });
   const steps = await runEdgeDevice(options);
   for (const s of steps) {
     // Fallbacks that led to a connection are reported on stdout: only failures go to stderr.

@@ -164,6 +164,53 @@ function commonName(pem: string): string {
   return /(?:^|\n)CN=([^\n]+)/.exec(subject)?.[1] ?? '';
 }
 
+/**
+ * The WebSocket transports' agent, direct or through the module's proxy, keeping the socket error it saw:
+ * over AMQP-WS the SDK reports any lost connection as "rhea: connection disconnected", and the refused
+ * connect or the proxy's failure behind it is what tells a user why.
+ */
+interface SocketWitness {
+  socketError?: NodeJS.ErrnoException;
+}
+
+class WitnessProxyAgent extends HttpsProxyAgent<string> implements SocketWitness {
+  socketError?: NodeJS.ErrnoException;
+  override async connect(req: ClientRequest, opts: AgentConnectOpts) {
+    try {
+      const socket = await super.connect(req, opts);
+      socket.once('error', (e: NodeJS.ErrnoException) => {
+        this.socketError ??= e;
+      });
+      return socket;
+    } catch (err) {
+      this.socketError ??= err as NodeJS.ErrnoException;
+      throw err;
+    }
+  }
+}
+
+class WitnessAgent extends HttpsAgent implements SocketWitness {
+  socketError?: NodeJS.ErrnoException;
+  override createConnection(...args: Parameters<HttpsAgent['createConnection']>) {
+    const socket = super.createConnection(...args);
+    socket?.once('error', (e: NodeJS.ErrnoException) => {
+      this.socketError ??= e;
+    });
+    return socket;
+  }
+}
+
+/** The SDK's outcome, with the socket's own error added when the SDK's chain lost it. */
+function withSocketCause(o: Outcome, witness: SocketWitness | undefined): Outcome {
+  const e = witness?.socketError;
+  if (o.ok || !e || o.cause) return o;
+  return {
+    ...o,
+    ...(typeof e.code === 'string' ? { cause: e.code } : {}),
+    message: `${o.message ?? ''} <- socket: ${e.message}`,
+  };
+}
+
 /** One module's connection attempt on one transport: open, then GET its twin. */
 async function attempt(
   plan: ModulePlan,
@@ -181,20 +228,22 @@ async function attempt(
   client.setRetryPolicy(new common.NoRetry());
   const started = Date.now();
   const left = () => Math.max(1, timeoutMs - (Date.now() - started));
+  let witness: (SocketWitness & (WitnessProxyAgent | WitnessAgent)) | undefined;
   try {
     const options: Record<string, unknown> = { ca: ca.join('\n') };
-    // AMQP and MQTT over TCP never use a proxy; the WebSocket transports take it as an agent.
-    if (plan.proxy && OVER_WEBSOCKET.has(protocol)) {
-      const agent = new HttpsProxyAgent(plan.proxy);
-      options.amqp = { webSocketAgent: agent };
-      options.mqtt = { webSocketAgent: agent };
+    // AMQP and MQTT over TCP never use a proxy; the WebSocket transports take it as an agent (without a
+    // proxy, a plain HTTPS agent: what the ws library uses by default).
+    if (OVER_WEBSOCKET.has(protocol)) {
+      witness = plan.proxy ? new WitnessProxyAgent(plan.proxy) : new WitnessAgent();
+      options.amqp = { webSocketAgent: witness };
+      options.mqtt = { webSocketAgent: witness };
     }
     await bounded(client.setOptions(options as never), left(), 'setOptions');
     await bounded(client.open(), left(), `connect (${protocol})`);
     await bounded(client.getTwin(), left(), 'twin GET');
     return { ok: true };
   } catch (err) {
-    return failed(err);
+    return withSocketCause(failed(err), witness);
   } finally {
     await bounded(client.close(), 1000, 'close').catch(() => undefined);
   }
