@@ -287,7 +287,7 @@ export async function start(options: KryptonOptions): Promise<KryptonHandle> {
     if (isStatus) {
       const id = decodeURIComponent(path.slice(REGISTRATIONS_PATH.length));
       const op = operations.get(id);
-      // Another SIM's operation is as unknown as none: its credentials are not this device's.
+      // Another SIM's operation is answered like a missing one: its credentials are not this device's.
       if (!op || op.source !== source) {
         sendJson(res, 404, { code: 'NOT_FOUND', message: `no registration ${id} for this SIM` });
         return 404;
