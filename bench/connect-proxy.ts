@@ -5,7 +5,8 @@
  *
  *   load (main thread) ──► proxy (worker thread | squid process | none) ──► sinks (main thread)
  *
- * The lab proxy runs in a worker thread so that, like Squid, it has its own event loop and core.
+ * The lab proxy runs in a worker thread so that, like Squid, it has its own event loop and core; so does
+ * (d) a bare Node CONNECT proxy of a few lines, the floor any Node proxy pays.
  */
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
@@ -13,7 +14,15 @@ import { type AddressInfo, connect, createServer, type Server, type Socket } fro
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { bulkOnce, MiB } from './bulk.js';
-import { type BenchReport, bounded, buildReport, formatReport, interleave, quick } from './lib.js';
+import {
+  type BenchReport,
+  bounded,
+  buildReport,
+  formatReport,
+  interleave,
+  processCpuMs,
+  quick,
+} from './lib.js';
 import { SQUID, startSquid } from './squid.js';
 
 const HOST = '127.0.0.1';
@@ -150,38 +159,111 @@ async function connectRate(
 
 interface Subject {
   port: number;
+  /** CPU the proxy has used so far (its thread's, or Squid's process's), in ms. */
+  cpuMs(): Promise<number>;
   stop(): Promise<void>;
 }
 
-/** The lab proxy in a worker thread (compiled build), else in this thread (with a note). */
-async function startLabProxy(allowPorts: number[], notes: string[]): Promise<Subject> {
-  const moduleUrl = new URL('../simulators/connect-proxy/index.js', import.meta.url);
-  const options = { host: HOST, allowPorts };
-  if (!existsSync(fileURLToPath(moduleUrl))) {
-    notes.push('lab proxy ran in the load thread (no compiled build beside the bench): run from dist/');
-    const { start } = await import('../simulators/connect-proxy/index.js');
-    const h = await start(options);
-    return { port: h.endpoints[0]!.port, stop: () => h.stop() };
+/**
+ * A bare Node CONNECT proxy, the floor of any Node proxy: reads the head, connects, answers 200 and
+ * pipes both ways (no policy, no events, no counters). Source for a worker: `start(host)` resolves its port.
+ */
+const BARE_PROXY = `
+  const net = require('node:net');
+  function startBare(host) {
+    const server = net.createServer((c) => {
+      c.setNoDelay(true);
+      c.on('error', () => c.destroy());
+      let head = Buffer.alloc(0);
+      const onData = (d) => {
+        head = Buffer.concat([head, d]);
+        const end = head.indexOf('\\r\\n\\r\\n');
+        if (end < 0) return;
+        c.off('data', onData);
+        c.pause();
+        const [hostPort] = head.toString('latin1', 8, head.indexOf(' ', 8)).split(' ');
+        const i = hostPort.lastIndexOf(':');
+        const far = net.connect({ host: hostPort.slice(0, i), port: Number(hostPort.slice(i + 1)), noDelay: true });
+        far.on('error', () => { far.destroy(); c.destroy(); });
+        c.on('error', () => far.destroy());
+        far.once('connect', () => {
+          c.write('HTTP/1.1 200 Connection Established\\r\\n\\r\\n');
+          const rest = head.subarray(end + 4);
+          if (rest.length > 0) far.write(rest);
+          c.pipe(far);
+          far.pipe(c);
+          c.resume();
+        });
+      };
+      c.on('data', onData);
+    });
+    return new Promise((resolve) => server.listen(0, host, () => resolve({
+      port: server.address().port,
+      stop: () => new Promise((r) => server.close(r)),
+    })));
   }
-  const code = `
-    const { parentPort, workerData } = require('node:worker_threads');
-    import(workerData.url).then(async (m) => {
-      const h = await m.start(workerData.options);
-      parentPort.on('message', async () => { await h.stop(); parentPort.postMessage({ stopped: true }); });
-      parentPort.postMessage({ port: h.endpoints[0].port });
-    }, (err) => parentPort.postMessage({ error: String(err && err.stack || err) }));
-  `;
-  const worker = new Worker(code, { eval: true, workerData: { url: moduleUrl.href, options } });
+`;
+
+/** The worker's side: starts the subject, answers `cpu` with its thread's CPU time and `stop` by stopping. */
+const WORKER = `
+  const { parentPort, workerData } = require('node:worker_threads');
+  const { readFileSync } = require('node:fs');
+  ${BARE_PROXY}
+  const threadCpuMs = () => {
+    const stat = readFileSync('/proc/thread-self/stat', 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10;
+  };
+  const started = workerData.bare
+    ? startBare(workerData.options.host)
+    : import(workerData.url).then(async (m) => {
+        const h = await m.start(workerData.options);
+        return { port: h.endpoints[0].port, stop: () => h.stop() };
+      });
+  started.then((h) => {
+    parentPort.on('message', async (m) => {
+      if (m === 'cpu') return parentPort.postMessage({ cpuMs: threadCpuMs() });
+      await h.stop();
+      parentPort.postMessage({ stopped: true });
+    });
+    parentPort.postMessage({ port: h.port });
+  }, (err) => parentPort.postMessage({ error: String((err && err.stack) || err) }));
+`;
+
+/** The lab proxy (or, `bare`, the bare Node proxy) in a worker thread, from the compiled build. */
+async function startInThread(allowPorts: number[], bare: boolean): Promise<Subject> {
+  const moduleUrl = new URL('../simulators/connect-proxy/index.js', import.meta.url);
+  if (!existsSync(fileURLToPath(moduleUrl))) throw new Error('run the bench from dist/ (npm run bench)');
+  const options = { host: HOST, allowPorts };
+  const worker = new Worker(WORKER, { eval: true, workerData: { url: moduleUrl.href, options, bare } });
   const [msg] = (await once(worker, 'message')) as [{ port?: number; error?: string }];
-  if (msg.error || !msg.port) throw new Error(`lab proxy worker failed: ${msg.error}`);
+  if (msg.error || !msg.port) throw new Error(`proxy worker failed: ${msg.error}`);
   return {
     port: msg.port,
+    async cpuMs() {
+      worker.postMessage('cpu');
+      const [reply] = (await bounded(once(worker, 'message'), 10_000, 'the proxy thread CPU')) as [
+        { cpuMs: number },
+      ];
+      return reply.cpuMs;
+    },
     async stop() {
       worker.postMessage('stop');
       await Promise.race([once(worker, 'message'), new Promise((r) => setTimeout(r, 5000).unref())]);
       await worker.terminate();
     },
   };
+}
+
+/** Runs `fn` and returns its result with the CPU the subject used meanwhile. */
+async function withCpu<T>(
+  subject: Subject | undefined,
+  fn: () => Promise<T>,
+): Promise<{ value: T; cpuMs: number }> {
+  const c0 = subject ? await subject.cpuMs() : 0;
+  const value = await fn();
+  const c1 = subject ? await subject.cpuMs() : 0;
+  return { value, cpuMs: c1 - c0 };
 }
 
 /** Runs the benchmark (`--quick`: 64 MiB and 200 CONNECTs per round). */
@@ -199,11 +281,13 @@ export async function run(): Promise<BenchReport> {
   const allowPorts = [443, sinks.bulkPort, sinks.echoPort];
   const subjects: Record<string, Subject | undefined> = {};
   try {
-    subjects.fieldlab = await startLabProxy(allowPorts, notes);
+    subjects.fieldlab = await startInThread(allowPorts, false);
+    subjects['bare-node'] = await startInThread(allowPorts, true);
     if (existsSync(SQUID)) {
       try {
         // Debian's Squid, configured like the lab proxy: no cache, CONNECT only to the listed ports.
-        subjects.squid = await startSquid({ host: HOST, allowPorts });
+        const squid = await startSquid({ host: HOST, allowPorts });
+        subjects.squid = { ...squid, cpuMs: async () => processCpuMs(squid.pid) };
       } catch (err) {
         notes.push(`squid skipped: ${err instanceof Error ? err.message : String(err)}`);
       }
@@ -211,40 +295,82 @@ export async function run(): Promise<BenchReport> {
       notes.push(`squid skipped: ${SQUID} is not installed (apt-get install squid)`);
     }
     const via = (name: string) => (name === 'direct' ? undefined : subjects[name]?.port);
-    const names = ['fieldlab', ...(subjects.squid ? ['squid'] : []), 'direct'];
+    const names = ['fieldlab', ...(subjects.squid ? ['squid'] : []), 'bare-node', 'direct'];
     // Warm-up: JIT, connection paths, Squid's first-request work.
     for (const n of names) {
       await bulkOnce(() => openPath(via(n), sinks.bulkPort), Math.min(bulkBytes, 16 * MiB), 120_000);
       await connectRate(via(n), sinks.echoPort, 50, concurrency);
     }
+    const bulkCpu: Record<string, number[]> = {};
+    const rateCpu: Record<string, number[]> = {};
+    const record = (into: Record<string, number[]>, name: string, value: number) => {
+      into[name] = [...(into[name] ?? []), value];
+    };
     const bulk = await interleave(
       Object.fromEntries(
-        names.map((n) => [n, () => bulkOnce(() => openPath(via(n), sinks.bulkPort), bulkBytes, 120_000)]),
+        names.map((n) => [
+          n,
+          async () => {
+            const r = await withCpu(subjects[n], () =>
+              bulkOnce(() => openPath(via(n), sinks.bulkPort), bulkBytes, 120_000),
+            );
+            if (subjects[n]) record(bulkCpu, n, r.cpuMs / (bulkBytes / 1024 / MiB));
+            return r.value;
+          },
+        ]),
       ),
       rounds,
     );
     const rate = await interleave(
       Object.fromEntries(
-        names.map((n) => [n, () => connectRate(via(n), sinks.echoPort, connects, concurrency)]),
+        names.map((n) => [
+          n,
+          async () => {
+            const r = await withCpu(subjects[n], () =>
+              connectRate(via(n), sinks.echoPort, connects, concurrency),
+            );
+            if (subjects[n]) record(rateCpu, n, (r.cpuMs * 1000) / connects);
+            return r.value;
+          },
+        ]),
       ),
       rounds,
     );
+    notes.push(
+      'bare-node: a Node CONNECT proxy of a few lines (read the head, connect, 200, pipe both ways) in its own thread: the floor of a Node proxy',
+      'CPU: the proxy thread’s CPU time (Squid: its process’s) over the work, 10 ms clock ticks',
+    );
+    const BULK = 'bulk throughput';
+    const RATE = 'CONNECT rate';
+    const BULK_CPU = 'proxy CPU per GiB, bulk';
+    const RATE_CPU = 'proxy CPU per tunnel';
     return buildReport(
       'connect-proxy',
       [
-        { metric: 'bulk throughput', unit: 'MiB/s', better: 'higher', samples: bulk },
-        { metric: 'CONNECT rate', unit: 'tunnels/s', better: 'higher', samples: rate },
+        { metric: BULK, unit: 'MiB/s', better: 'higher', samples: bulk },
+        { metric: RATE, unit: 'tunnels/s', better: 'higher', samples: rate },
+        { metric: BULK_CPU, unit: 'ms/GiB', better: 'lower', samples: bulkCpu },
+        { metric: RATE_CPU, unit: 'µs', better: 'lower', samples: rateCpu },
       ],
       [
-        { metric: 'bulk throughput', subject: 'fieldlab', reference: 'squid', target: 1.0 },
-        { metric: 'bulk throughput', subject: 'fieldlab', reference: 'direct' },
-        { metric: 'CONNECT rate', subject: 'fieldlab', reference: 'squid', target: 1.0 },
-        { metric: 'CONNECT rate', subject: 'fieldlab', reference: 'direct' },
+        { metric: BULK, subject: 'fieldlab', reference: 'squid', target: 1.0 },
+        { metric: BULK, subject: 'fieldlab', reference: 'bare-node' },
+        { metric: BULK, subject: 'bare-node', reference: 'squid' },
+        { metric: BULK, subject: 'fieldlab', reference: 'direct' },
+        { metric: RATE, subject: 'fieldlab', reference: 'squid', target: 1.0 },
+        { metric: RATE, subject: 'fieldlab', reference: 'bare-node' },
+        { metric: RATE, subject: 'bare-node', reference: 'squid' },
+        { metric: RATE, subject: 'fieldlab', reference: 'direct' },
+        { metric: BULK_CPU, subject: 'fieldlab', reference: 'squid' },
+        { metric: BULK_CPU, subject: 'fieldlab', reference: 'bare-node' },
+        { metric: RATE_CPU, subject: 'fieldlab', reference: 'squid' },
+        { metric: RATE_CPU, subject: 'fieldlab', reference: 'bare-node' },
       ],
       notes,
     );
   } finally {
     await subjects.fieldlab?.stop();
+    await subjects['bare-node']?.stop();
     await subjects.squid?.stop();
     await sinks.stop();
   }

@@ -28,6 +28,8 @@ export interface SquidOptions {
 export interface SquidHandle {
   host: string;
   port: number;
+  /** Squid's process (`-N`: no workers), for its CPU time. */
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -98,7 +100,7 @@ export async function startSquid(opts: SquidOptions): Promise<SquidHandle> {
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  return { host, port, stop };
+  return { host, port, pid: child.pid ?? 0, stop };
 }
 
 function answers(host: string, port: number): Promise<boolean> {
