@@ -42,8 +42,10 @@ const DAY_MS = 86_400_000;
 
 /**
  * Issues the inspector's forged leaves with its CA, one per host name (or IP) and fault, cached in a
- * bounded LRU. Signing is WebCrypto (asynchronous), with the CA's one reused leaf key, so issuing for a new
- * host never blocks other clients and costs one signature.
+ * bounded LRU with the TLS context built from each. Every leaf carries the CA's one reused leaf key (as
+ * mitmproxy does) and is encoded from a template and signed with node:crypto (pki/leaf-der.ts): a
+ * fraction of a millisecond. Most of a new host's cost is the TLS context: OpenSSL parsing the key and
+ * the certificates (bench/README.md, "Reading `tls-inspector`").
  */
 export class LeafIssuer {
   private readonly cache: PromiseLru<Leaf>;
