@@ -27,8 +27,9 @@ export interface ModulePlan {
   /** The container's env: the file's variables plus those the runtime injects. */
   env: Record<string, string>;
   /**
-   * The transports tried in order: the one `UpstreamProtocol` names, or, with none set, AMQP then AMQP over
-   * WebSocket (the runtime's ModuleClientProvider / edgeHub's client provider, Azure/iotedge).
+   * The transports tried in order: the one `UpstreamProtocol` names; with none set, edgeAgent tries AMQP then
+   * AMQP over WebSocket (Azure/iotedge edge-agent `ModuleClient.CreateDeviceClientForUpstreamProtocol`) and
+   * edgeHub AMQP only (edge-hub `CloudConnectionProvider.GetTransportSettings`: no fallback).
    */
   protocols: UpstreamProtocol[];
   /** `https_proxy` (or `HTTPS_PROXY`) from its own env; only the WebSocket transports use it. */
@@ -55,12 +56,15 @@ export function proxyOf(env: Readonly<Record<string, string | undefined>>): stri
 }
 
 /** The transports a module tries, from its `UpstreamProtocol` (case as the runtime parses it: any). */
-export function protocolsOf(env: Readonly<Record<string, string>>): {
+export function protocolsOf(
+  moduleId: ModuleId,
+  env: Readonly<Record<string, string>>,
+): {
   protocols: UpstreamProtocol[];
   error?: string;
 } {
   const raw = env.UpstreamProtocol ?? env.UPSTREAMPROTOCOL;
-  if (raw === undefined || raw === '') return { protocols: ['Amqp', 'AmqpWs'] };
+  if (raw === undefined || raw === '') return { protocols: moduleId === '$edgeAgent' ? ['Amqp', 'AmqpWs'] : ['Amqp'] };
   const found = UPSTREAM_PROTOCOLS.find((p) => p.toLowerCase() === raw.trim().toLowerCase());
   if (found) return { protocols: [found] };
   return {
@@ -78,7 +82,7 @@ function plan(
 ): ModulePlan {
   // The runtime's variables win over a file's of the same name (it writes them last).
   const env = { ...own, ...injected };
-  const { protocols, error } = protocolsOf(env);
+  const { protocols, error } = protocolsOf(moduleId, env);
   const proxy = proxyOf(env);
   return {
     moduleId,
