@@ -172,7 +172,8 @@ async function runLoad(lab: Lab, load: LoadDecl, opts: RunOptions): Promise<Load
     interpolate: (value) => lab.interpolate(value, 'client'),
     ca: [lab.pki.root.certPem],
     relay: (target) => lab.relay(target),
-    ...(opts.onLoad ? { onStatus: opts.onLoad } : {}),
+    // Progress prints `<rate><unit>`: `120/s`, `12.3 MB/s`.
+    ...(opts.onLoad ? { onStatus: (st) => opts.onLoad?.({ ...st, unit: ` ${st.unit}` }) } : {}),
     write: (text) => {
       output = (output + text).slice(-LOAD_OUTPUT_CHARS);
     },

@@ -29,6 +29,7 @@ interface Device {
   droppedAt?: number;
   back: boolean;
   attempts: number;
+  online: boolean;
 }
 
 async function fleet(ctx: WorkloadContext): Promise<number> {
@@ -47,6 +48,8 @@ async function fleet(ctx: WorkloadContext): Promise<number> {
   const devices: Device[] = [];
   let outage = false;
   let connectedCount = 0;
+  /** Devices connected now: the load's live VUs. */
+  let online = 0;
   let backCount = 0;
   let allConnected!: () => void;
   const everyoneIn = new Promise<void>((r) => {
@@ -68,7 +71,7 @@ async function fleet(ctx: WorkloadContext): Promise<number> {
       reconnectPeriod: policy === 'fixed' ? period : 0,
       reconnectOnConnackError: policy === 'fixed',
     });
-    const d: Device = { client, connected: false, back: false, attempts: 0 };
+    const d: Device = { client, connected: false, back: false, attempts: 0, online: false };
     devices.push(d);
     client.on('error', (err) => {
       // A CONNACK with a non-zero code (MQTT.js puts it in err.code): 3 = server unavailable.
@@ -76,6 +79,8 @@ async function fleet(ctx: WorkloadContext): Promise<number> {
     });
     client.on('connect', () => {
       ctx.add('connects', 1);
+      d.online = true;
+      ctx.setActive(++online);
       d.attempts = 0;
       if (!d.connected) {
         d.connected = true;
@@ -89,6 +94,8 @@ async function fleet(ctx: WorkloadContext): Promise<number> {
       }
     });
     client.on('close', () => {
+      if (d.online) ctx.setActive(--online);
+      d.online = false;
       if (outage && d.droppedAt === undefined && d.connected) d.droppedAt = performance.now();
       if (policy === 'backoff-jitter' && !ctx.signal.aborted) {
         const wait = Math.random() * Math.min(cap, base * 2 ** d.attempts++);
@@ -104,7 +111,6 @@ async function fleet(ctx: WorkloadContext): Promise<number> {
       start(i);
       if (ctx.rampUpMs > 0) await delay(ctx.rampUpMs / ctx.vus);
     }
-    ctx.setActive(ctx.vus);
     await Promise.race([
       everyoneIn,
       delay(connectWithin, undefined, { signal: ctx.deadline }).catch(() => {}),
