@@ -10,6 +10,17 @@ import type { ToxicSpec } from './spec.js';
 
 export type { Chunk, End, Item } from './channel.js';
 export type { CloseReason } from './connection.js';
+export {
+  applyFault,
+  DNS_FAULT_TYPES,
+  type DnsFaultSpec,
+  type DnsFaultSpecInput,
+  type DnsFaultTarget,
+  describeDnsFault,
+  dnsFaultSpecSchema,
+  dnsFaultTarget,
+  isDnsFault,
+} from './dns.js';
 export { registerToxic, toxicDefinition } from './registry.js';
 export { parseToxic, type RelayEvents, type RelayHandle, type RelayOptions, startRelay } from './relay.js';
 export { TOXIC_TYPES, type ToxicSpec, type ToxicSpecInput, type ToxicType, toxicSpecSchema } from './spec.js';
