@@ -36,6 +36,9 @@ export function isDnsFault<T extends { type: string }>(f: T): f is T & { type: D
   return (DNS_FAULT_TYPES as readonly string[]).includes(f.type);
 }
 
+/** Simulator types that take DNS faults. */
+const DNS_SIMULATORS: readonly string[] = ['geo-dns', 'resolver'];
+
 /** What `applyFault` needs of a lab (the loopback Lab and the container lab both have it). */
 export interface FaultableLab {
   sim(name: string): { decl: { type: string }; handle: unknown };
@@ -46,6 +49,16 @@ export interface FaultableLab {
 export function dnsFaultTarget(lab: FaultableLab, target: string): DnsFaultTarget {
   const [name = '', endpoint] = target.split('.');
   const sim = lab.sim(name);
+  if (endpoint === undefined && !isDnsFaultTarget(sim.handle) && DNS_SIMULATORS.includes(sim.decl.type)) {
+    // The container backend runs the simulator in its container; only relay toxics travel there so far.
+    throw new FieldlabError(
+      'E_NO_DNS_TARGET',
+      `${target}: DNS faults do not reach a ${sim.decl.type} on this backend`,
+      {
+        hint: 'run the variant on the loopback or netns backend (`backends: [loopback, netns]` on the fault)',
+      },
+    );
+  }
   if (endpoint !== undefined || !isDnsFaultTarget(sim.handle)) {
     throw new FieldlabError(
       'E_NO_DNS_TARGET',
