@@ -10,19 +10,19 @@
  *
  *   this process (clients) ──TLS/TCP──► broker (child process: node | mosquitto)
  */
-import { type ChildProcess, fork, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, fork, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, connect as netConnect, type Socket } from 'node:net';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { which } from '../harness/capabilities.js';
 import { type BenchReport, bounded, buildReport, interleave, processCpuMs, quick } from './lib.js';
+import { freePort, MOSQUITTO, spawnMosquitto } from './mosquitto.js';
 
 const HOST = '127.0.0.1';
-const MOSQUITTO = '/usr/sbin/mosquitto';
 const CONCURRENCY = 8;
 
 interface Broker {
@@ -131,31 +131,6 @@ async function idleRss(b: Broker, n: number): Promise<number> {
   }
 }
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, HOST, () => r()));
-  const { port } = s.address() as { port: number };
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
-async function waitForPort(port: number, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = netConnect(port, HOST);
-      s.once('connect', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`nothing listens on ${HOST}:${port} after ${ms} ms`);
-}
-
 function stopper(proc: ChildProcess): () => Promise<void> {
   return async () => {
     if (proc.exitCode !== null || proc.signalCode !== null) return;
@@ -168,9 +143,8 @@ function stopper(proc: ChildProcess): () => Promise<void> {
 async function startMosquitto(dir: string, certFile: string, keyFile: string): Promise<Broker> {
   const tlsPort = await freePort();
   const tcpPort = await freePort();
-  const conf = join(dir, 'mosquitto.conf');
-  writeFileSync(
-    conf,
+  const proc = await spawnMosquitto(
+    dir,
     [
       'per_listener_settings false',
       'allow_anonymous true',
@@ -182,21 +156,9 @@ async function startMosquitto(dir: string, certFile: string, keyFile: string): P
       `listener ${tlsPort} ${HOST}`,
       `certfile ${certFile}`,
       `keyfile ${keyFile}`,
-      '',
-    ].join('\n'),
+    ],
+    [tlsPort, tcpPort],
   );
-  const proc = spawn(MOSQUITTO, ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  proc.stderr?.on('data', (c: Buffer) => {
-    stderr += c.toString();
-  });
-  try {
-    await waitForPort(tlsPort);
-    await waitForPort(tcpPort);
-  } catch (err) {
-    proc.kill('SIGTERM');
-    throw new Error(`mosquitto did not start: ${stderr.trim() || String(err)}`);
-  }
   return { name: 'mosquitto', tlsPort, tcpPort, pid: proc.pid!, stop: stopper(proc) };
 }
 

@@ -13,8 +13,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, connect as netConnect } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,11 +30,11 @@ import {
   serveInWorker,
   startInWorker,
 } from './lib.js';
+import { freePort, MOSQUITTO, spawnMosquitto } from './mosquitto.js';
 
 const HOST = '127.0.0.1';
 const TOPIC = 'bench/t';
 const PAYLOAD = 'x'.repeat(100);
-const MOSQUITTO = '/usr/sbin/mosquitto';
 /** mosquitto_pub -l sends at most this many QoS 1 messages per run (see run()). */
 const C_QOS1_MAX = 50_000;
 
@@ -54,59 +53,21 @@ type Running = { port: number; stop(): Promise<void> };
 
 const startLab = (): Promise<Running> => startInWorker<{ port: number }>(fileURLToPath(import.meta.url));
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, HOST, () => r()));
-  const { port } = s.address() as { port: number };
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
-/** Resolves once something accepts TCP connections on port (bounded). */
-async function waitForPort(port: number, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = netConnect(port, HOST);
-      s.once('connect', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`nothing listens on ${HOST}:${port} after ${ms} ms`);
-}
-
 async function startMosquitto(dir: string): Promise<Running> {
   const port = await freePort();
-  const conf = join(dir, 'mosquitto.conf');
   // set_tcp_nodelay: TCP_NODELAY on the broker side as well; max_queued_messages 0: no per-client cap
   // on queued QoS 1 messages (the default 1000 silently drops a fast publisher's excess, aedes keeps all).
-  writeFileSync(
-    conf,
+  const proc = await spawnMosquitto(
+    dir,
     [
       `listener ${port} ${HOST}`,
       'allow_anonymous true',
       'persistence false',
       'set_tcp_nodelay true',
       'max_queued_messages 0',
-      '',
-    ].join('\n'),
+    ],
+    [port],
   );
-  const proc = spawn(MOSQUITTO, ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  proc.stderr?.on('data', (c: Buffer) => {
-    stderr += c.toString();
-  });
-  try {
-    await waitForPort(port);
-  } catch (err) {
-    if (proc.pid !== undefined) process.kill(proc.pid, 'SIGTERM');
-    throw new Error(`mosquitto did not start: ${stderr.trim() || String(err)}`);
-  }
   return {
     port,
     async stop() {
