@@ -29,7 +29,7 @@ import { parseArgs } from 'node:util';
 import { type FileMap, parseEdgeConfig } from '../harness/clients/edge-device/config.js';
 import type { ModuleId, ModulePlan } from '../harness/clients/edge-device/derive.js';
 import { parseDeployment } from '../harness/clients/edge-device/manifest.js';
-import { type EdgeRunOptions, type StepReport, runEdgeDevice } from '../harness/clients/edge-device/run.js';
+import { type EdgeRunOptions, runEdgeDevice, type StepReport } from '../harness/clients/edge-device/run.js';
 import { FieldlabError } from '../simulators/common/errors.js';
 
 /** A proxy URL with its password hidden, for printing. */
@@ -41,7 +41,9 @@ function pairs(values: readonly string[], what: string): Array<[string, string]>
   return values.map((v) => {
     const i = v.indexOf('=');
     if (i <= 0) {
-      throw new FieldlabError('E_EDGE_ARGS', `${what} "${v}" is not name=value`, { hint: `write ${what} a=b` });
+      throw new FieldlabError('E_EDGE_ARGS', `${what} "${v}" is not name=value`, {
+        hint: `write ${what} a=b`,
+      });
     }
     return [v.slice(0, i), v.slice(i + 1)];
   });
@@ -153,7 +155,9 @@ async function main(): Promise<void> {
     const fell = 'fellBackFrom' in s.outcome ? (s.outcome.fellBackFrom ?? []) : [];
     for (const f of fell) {
       const out = s.outcome.ok ? process.stdout : process.stderr;
-      out.write(`edge-device: ${s.process} ${s.what}: ${f.protocol} failed first: ${f.errorClass} ${f.message}\n`);
+      out.write(
+        `edge-device: ${s.process} ${s.what}: ${f.protocol} failed first: ${f.errorClass} ${f.message}\n`,
+      );
     }
     (s.outcome.ok ? process.stdout : process.stderr).write(`${line(s)}\n`);
   }

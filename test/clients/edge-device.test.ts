@@ -28,9 +28,20 @@ function codeOf(fn: () => unknown): string | undefined {
 describe('config.toml (IoT Edge 1.4/1.5 shapes)', () => {
   it('manual provisioning: hub and device from the connection string; [agent] and [agent.env]', () => {
     const c = config('config.toml');
-    expect(c.provisioning).toMatchObject({ source: 'manual', hubHostName: 'hub.iot.example.com', deviceId: 'edge-1' });
-    expect(c.agent).toMatchObject({ name: 'edgeAgent', type: 'docker', image: 'mcr.microsoft.com/azureiotedge-agent:1.5' });
-    expect(c.agent.env).toEqual({ UpstreamProtocol: 'AmqpWs', https_proxy: 'http://proxy.corp.example.com:3128' });
+    expect(c.provisioning).toMatchObject({
+      source: 'manual',
+      hubHostName: 'hub.iot.example.com',
+      deviceId: 'edge-1',
+    });
+    expect(c.agent).toMatchObject({
+      name: 'edgeAgent',
+      type: 'docker',
+      image: 'mcr.microsoft.com/azureiotedge-agent:1.5',
+    });
+    expect(c.agent.env).toEqual({
+      UpstreamProtocol: 'AmqpWs',
+      https_proxy: 'http://proxy.corp.example.com:3128',
+    });
     expect(c.hostname).toBe('edge-1');
   });
 
@@ -54,7 +65,12 @@ describe('config.toml (IoT Edge 1.4/1.5 shapes)', () => {
         'type = "docker"',
       ].join('\n'),
     );
-    expect(c.provisioning).toEqual({ source: 'manual', hubHostName: 'hub.iot.example.com', deviceId: 'edge-9', key: 'a2V5' });
+    expect(c.provisioning).toEqual({
+      source: 'manual',
+      hubHostName: 'hub.iot.example.com',
+      deviceId: 'edge-9',
+      key: 'a2V5',
+    });
     expect(c.agent.env).toEqual({});
   });
 
@@ -86,12 +102,17 @@ describe('config.toml (IoT Edge 1.4/1.5 shapes)', () => {
 
   it('refuses what it cannot use with E_EDGE_CONFIG: bad TOML, no [agent], TPM, a path that is not a URI', () => {
     expect(codeOf(() => parseEdgeConfig('[agent\nname = 1'))).toBe('E_EDGE_CONFIG');
-    expect(codeOf(() => parseEdgeConfig('[provisioning]\nsource = "manual"\nconnection_string = "HostName=h;DeviceId=d"'))).toBe(
-      'E_EDGE_CONFIG',
-    );
+    expect(
+      codeOf(() =>
+        parseEdgeConfig('[provisioning]\nsource = "manual"\nconnection_string = "HostName=h;DeviceId=d"'),
+      ),
+    ).toBe('E_EDGE_CONFIG');
     const tpm = sample('config.dps-symmetric.toml').replace('method = "symmetric_key"', 'method = "tpm"');
     expect(codeOf(() => parseEdgeConfig(tpm))).toBe('E_EDGE_CONFIG');
-    const bare = sample('config.toml').replace('file:///etc/aziot/trust-bundle.pem', '/etc/aziot/trust-bundle.pem');
+    const bare = sample('config.toml').replace(
+      'file:///etc/aziot/trust-bundle.pem',
+      '/etc/aziot/trust-bundle.pem',
+    );
     expect(codeOf(() => parseEdgeConfig(bare))).toBe('E_EDGE_CONFIG');
   });
 });
@@ -101,13 +122,18 @@ describe('deployment manifest', () => {
     const d = parseDeployment(sample('deployment.json'));
     expect(d.runtimeType).toBe('docker');
     expect(d.edgeHub.image).toBe('mcr.microsoft.com/azureiotedge-hub:1.5');
-    expect(d.edgeHub.env).toEqual({ UpstreamProtocol: 'AmqpWs', https_proxy: 'http://proxy.corp.example.com:3128' });
+    expect(d.edgeHub.env).toEqual({
+      UpstreamProtocol: 'AmqpWs',
+      https_proxy: 'http://proxy.corp.example.com:3128',
+    });
     expect(d.edgeAgent.env.https_proxy).toBe('http://proxy.corp.example.com:3128');
   });
 
   it('reads the az CLI form ({ content: { modulesContent } }) the same', () => {
     const inner = JSON.parse(sample('deployment.json'));
-    expect(parseDeployment(JSON.stringify({ id: 'd1', content: inner }))).toEqual(parseDeployment(sample('deployment.json')));
+    expect(parseDeployment(JSON.stringify({ id: 'd1', content: inner }))).toEqual(
+      parseDeployment(sample('deployment.json')),
+    );
   });
 
   it('refuses an env variable not written as { "value": ... }, and a manifest without $edgeAgent', () => {
@@ -161,8 +187,14 @@ describe('what each runtime process sees', () => {
     expect(protocolsOf('$edgeAgent', { UpstreamProtocol: 'amqpws' }).protocols).toEqual(['AmqpWs']);
     expect(protocolsOf('$edgeAgent', {}).protocols).toEqual(['Amqp', 'AmqpWs']);
     expect(protocolsOf('$edgeHub', {}).protocols).toEqual(['Amqp']);
-    expect(protocolsOf('$edgeHub', { UpstreamProtocol: 'Https' }).error).toMatch(/Amqp, AmqpWs, Mqtt, MqttWs/);
-    const amqp = deployedPlans(config('config.amqp.toml'), parseDeployment(sample('deployment.amqp.json')), hub);
+    expect(protocolsOf('$edgeHub', { UpstreamProtocol: 'Https' }).error).toMatch(
+      /Amqp, AmqpWs, Mqtt, MqttWs/,
+    );
+    const amqp = deployedPlans(
+      config('config.amqp.toml'),
+      parseDeployment(sample('deployment.amqp.json')),
+      hub,
+    );
     expect(amqp.hub.protocols).toEqual(['Amqp']);
     expect(bootstrapAgentPlan(config('config.mqttws.toml'), hub).protocols).toEqual(['MqttWs']);
   });
@@ -170,9 +202,9 @@ describe('what each runtime process sees', () => {
   it('modules read the trust bundle; the identity service reads the OS store and its own https_proxy', () => {
     const c = config('config.inspecting-proxy.toml');
     expect(bootstrapAgentPlan(c, hub).trustBundleFile).toBe('/lab/inspector-root.pem');
-    expect(deployedPlans(c, parseDeployment(sample('deployment.inspecting-proxy.json')), hub).hub.trustBundleFile).toBe(
-      '/lab/inspector-root.pem',
-    );
+    expect(
+      deployedPlans(c, parseDeployment(sample('deployment.inspecting-proxy.json')), hub).hub.trustBundleFile,
+    ).toBe('/lab/inspector-root.pem');
     // [agent.env] is edgeAgent's, not the daemon's: without Environment= the daemon has no proxy.
     expect(identityPlan(c, {})).toMatchObject({ trust: 'os-store', dps: { idScope: '0ne00FAB001' } });
     expect(identityPlan(c, {}).proxy).toBeUndefined();
@@ -183,7 +215,9 @@ describe('what each runtime process sees', () => {
   });
 
   it('the proxy URL is kept as written: scheme and percent-encoded credentials', () => {
-    expect(bootstrapAgentPlan(config('config.https-scheme.toml'), hub).proxy).toBe('https://proxy.corp.example.com:3128');
+    expect(bootstrapAgentPlan(config('config.https-scheme.toml'), hub).proxy).toBe(
+      'https://proxy.corp.example.com:3128',
+    );
     expect(bootstrapAgentPlan(config('config.proxy-credentials.toml'), hub).proxy).toBe(
       'http://edge%40corp:p%40ss%3Aw%2Frd@proxy.corp.example.com:3128',
     );
@@ -211,7 +245,10 @@ describe('edge-device program options', () => {
   });
 
   it('arguments win over env; a module that is not a system module is refused', () => {
-    const o = optionsFrom(['--config', 'examples/edge/config.mqttws.toml', '--module-cs', '$edgeHub=k2'], env);
+    const o = optionsFrom(
+      ['--config', 'examples/edge/config.mqttws.toml', '--module-cs', '$edgeHub=k2'],
+      env,
+    );
     expect(o.config.agent.env.UpstreamProtocol).toBe('MqttWs');
     expect(o.moduleKeys.$edgeHub).toBe('k2');
     expect(codeOf(() => optionsFrom(['--module-cs', 'tempSensor=k'], env))).toBe('E_EDGE_ARGS');

@@ -59,7 +59,11 @@ function str(t: Table, key: string, where: string, hint: string): string {
 /** A `file:///abs/path` URI (the form config.toml uses for files) as a local path, through the map. */
 export function fileUri(uri: string, field: string, files: FileMap): string {
   if (!uri.startsWith('file://')) {
-    throw bad(field, `"${uri}" is not a file:// URI`, 'write it as file:///absolute/path (config.toml takes URIs)');
+    throw bad(
+      field,
+      `"${uri}" is not a file:// URI`,
+      'write it as file:///absolute/path (config.toml takes URIs)',
+    );
   }
   const path = fileURLToPath(uri);
   return files.get(path) ?? path;
@@ -87,7 +91,8 @@ export function parseConnectionString(cs: string): Record<string, string> {
 }
 
 function provisioning(p: unknown, files: FileMap): Provisioning {
-  if (!isTable(p)) throw bad('provisioning', 'missing section', 'add [provisioning] with source = "manual" or "dps"');
+  if (!isTable(p))
+    throw bad('provisioning', 'missing section', 'add [provisioning] with source = "manual" or "dps"');
   const source = p.source;
   if (source === 'manual') {
     if (typeof p.connection_string === 'string') {
@@ -137,7 +142,12 @@ function provisioning(p: unknown, files: FileMap): Provisioning {
         idScope,
         attestation: {
           method: 'symmetric_key',
-          registrationId: str(a, 'registration_id', 'provisioning.attestation.', 'the enrollment registration id'),
+          registrationId: str(
+            a,
+            'registration_id',
+            'provisioning.attestation.',
+            'the enrollment registration id',
+          ),
           key: secret(a.symmetric_key, 'provisioning.attestation.symmetric_key', files),
         },
       };
@@ -151,7 +161,11 @@ function provisioning(p: unknown, files: FileMap): Provisioning {
         attestation: {
           method: 'x509',
           ...(typeof a.registration_id === 'string' ? { registrationId: a.registration_id } : {}),
-          certFile: fileUri(str(a, 'identity_cert', 'provisioning.attestation.', hint), 'identity_cert', files),
+          certFile: fileUri(
+            str(a, 'identity_cert', 'provisioning.attestation.', hint),
+            'identity_cert',
+            files,
+          ),
           keyFile: fileUri(str(a, 'identity_pk', 'provisioning.attestation.', hint), 'identity_pk', files),
         },
       };
@@ -172,16 +186,25 @@ export function parseEdgeConfig(text: string, files: FileMap = new Map()): EdgeC
     doc = parse(text) as Table;
   } catch (err) {
     const where = err instanceof TomlError ? ` (line ${err.line}, column ${err.column})` : '';
-    throw new FieldlabError('E_EDGE_CONFIG', `config.toml is not valid TOML${where}: ${(err as Error).message}`, {
-      hint: 'check quoting: values are "strings", tables are [section]',
-    });
+    throw new FieldlabError(
+      'E_EDGE_CONFIG',
+      `config.toml is not valid TOML${where}: ${(err as Error).message}`,
+      {
+        hint: 'check quoting: values are "strings", tables are [section]',
+      },
+    );
   }
   const agent = isTable(doc.agent) ? doc.agent : undefined;
   if (!agent) {
-    throw bad('agent', 'missing section', 'add [agent] with name = "edgeAgent", type = "docker" and [agent.config]');
+    throw bad(
+      'agent',
+      'missing section',
+      'add [agent] with name = "edgeAgent", type = "docker" and [agent.config]',
+    );
   }
   const env: Record<string, string> = {};
-  if (agent.env !== undefined && !isTable(agent.env)) throw bad('agent.env', 'not a table', 'write [agent.env]');
+  if (agent.env !== undefined && !isTable(agent.env))
+    throw bad('agent.env', 'not a table', 'write [agent.env]');
   for (const [k, v] of Object.entries(isTable(agent.env) ? agent.env : {})) {
     if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') {
       throw bad(`agent.env.${k}`, 'not a string', 'write "name" = "value"');

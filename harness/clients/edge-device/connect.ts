@@ -4,12 +4,13 @@
  * upstream connection (azure-iot-device `ModuleClient` for `$edgeAgent` / `$edgeHub`, open + twin GET as
  * the modules do first). Errors are the SDK's own, returned, never thrown.
  */
-import type { AgentConnectOpts } from 'agent-base';
+
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { ClientRequest } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { rootCertificates } from 'node:tls';
+import type { AgentConnectOpts } from 'agent-base';
 import common from 'azure-iot-common';
 import device from 'azure-iot-device';
 import amqp from 'azure-iot-device-amqp';
@@ -61,7 +62,13 @@ function causeCode(err: unknown): string | undefined {
   let e: unknown = err;
   while (typeof e === 'object' && e !== null && !seen.has(e)) {
     seen.add(e);
-    const o = e as { code?: unknown; amqpError?: unknown; transportError?: unknown; innerError?: unknown; cause?: unknown };
+    const o = e as {
+      code?: unknown;
+      amqpError?: unknown;
+      transportError?: unknown;
+      innerError?: unknown;
+      cause?: unknown;
+    };
     if (typeof o.code === 'string' && /^E[A-Z]+/.test(o.code)) return o.code;
     e = o.transportError ?? o.amqpError ?? o.innerError ?? o.cause;
   }
@@ -75,7 +82,13 @@ function chainMessage(err: unknown): string {
   let e: unknown = err;
   while (typeof e === 'object' && e !== null && !seen.has(e)) {
     seen.add(e);
-    const o = e as { message?: unknown; amqpError?: unknown; transportError?: unknown; innerError?: unknown; cause?: unknown };
+    const o = e as {
+      message?: unknown;
+      amqpError?: unknown;
+      transportError?: unknown;
+      innerError?: unknown;
+      cause?: unknown;
+    };
     if (typeof o.message === 'string' && o.message && !parts.includes(o.message)) parts.push(o.message);
     e = o.transportError ?? o.amqpError ?? o.innerError ?? o.cause;
   }
@@ -125,7 +138,9 @@ export async function registerWithDps(
   const dps = identity.dps;
   if (!dps) return { ok: false, errorClass: 'ConfigError', message: 'not provisioned by DPS' };
   try {
-    const agent = identity.proxy ? new TrustingProxyAgent(identity.proxy, osStore) : new HttpsAgent({ ca: osStore });
+    const agent = identity.proxy
+      ? new TrustingProxyAgent(identity.proxy, osStore)
+      : new HttpsAgent({ ca: osStore });
     const base = new httpBase.Http();
     base.setOptions({ http: { agent } });
     // Each SDK package bundles its own azure-iot-http-base: the class is the same.

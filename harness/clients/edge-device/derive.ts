@@ -64,7 +64,8 @@ export function protocolsOf(
   error?: string;
 } {
   const raw = env.UpstreamProtocol ?? env.UPSTREAMPROTOCOL;
-  if (raw === undefined || raw === '') return { protocols: moduleId === '$edgeAgent' ? ['Amqp', 'AmqpWs'] : ['Amqp'] };
+  if (raw === undefined || raw === '')
+    return { protocols: moduleId === '$edgeAgent' ? ['Amqp', 'AmqpWs'] : ['Amqp'] };
   const found = UPSTREAM_PROTOCOLS.find((p) => p.toLowerCase() === raw.trim().toLowerCase());
   if (found) return { protocols: [found] };
   return {
@@ -96,7 +97,11 @@ function plan(
 }
 
 /** The variables the runtime sets in a module's container (a subset: the ones about its identity). */
-export function injectedEnv(moduleId: ModuleId, hub: { hostName: string; deviceId: string }, cfg: EdgeConfig) {
+export function injectedEnv(
+  moduleId: ModuleId,
+  hub: { hostName: string; deviceId: string },
+  cfg: EdgeConfig,
+) {
   return {
     IOTEDGE_IOTHUBHOSTNAME: hub.hostName,
     IOTEDGE_DEVICEID: hub.deviceId,
@@ -107,7 +112,10 @@ export function injectedEnv(moduleId: ModuleId, hub: { hostName: string; deviceI
 }
 
 /** The identity service's plan: DPS (if any) through the daemon's proxy, trusting the OS store. */
-export function identityPlan(cfg: EdgeConfig, serviceEnv: Readonly<Record<string, string | undefined>>): IdentityPlan {
+export function identityPlan(
+  cfg: EdgeConfig,
+  serviceEnv: Readonly<Record<string, string | undefined>>,
+): IdentityPlan {
   const proxy = proxyOf(serviceEnv);
   return {
     ...(cfg.provisioning.source === 'dps' ? { dps: cfg.provisioning } : {}),
@@ -118,7 +126,13 @@ export function identityPlan(cfg: EdgeConfig, serviceEnv: Readonly<Record<string
 
 /** edgeAgent's first start: aziot-edged creates it from config.toml's [agent] section. */
 export function bootstrapAgentPlan(cfg: EdgeConfig, hub: { hostName: string; deviceId: string }): ModulePlan {
-  return plan('$edgeAgent', 'config.toml [agent.env]', cfg.agent.env, injectedEnv('$edgeAgent', hub, cfg), cfg);
+  return plan(
+    '$edgeAgent',
+    'config.toml [agent.env]',
+    cfg.agent.env,
+    injectedEnv('$edgeAgent', hub, cfg),
+    cfg,
+  );
 }
 
 /**
@@ -131,13 +145,25 @@ export function deployedPlans(
   deployment: Deployment,
   hub: { hostName: string; deviceId: string },
 ): { hub: ModulePlan; agent?: ModulePlan } {
-  const hubPlan = plan('$edgeHub', 'deployment', deployment.edgeHub.env, injectedEnv('$edgeHub', hub, cfg), cfg);
+  const hubPlan = plan(
+    '$edgeHub',
+    'deployment',
+    deployment.edgeHub.env,
+    injectedEnv('$edgeHub', hub, cfg),
+    cfg,
+  );
   const same =
     JSON.stringify(Object.entries(deployment.edgeAgent.env).sort()) ===
     JSON.stringify(Object.entries(cfg.agent.env).sort());
   if (same) return { hub: hubPlan };
   return {
     hub: hubPlan,
-    agent: plan('$edgeAgent', 'deployment', deployment.edgeAgent.env, injectedEnv('$edgeAgent', hub, cfg), cfg),
+    agent: plan(
+      '$edgeAgent',
+      'deployment',
+      deployment.edgeAgent.env,
+      injectedEnv('$edgeAgent', hub, cfg),
+      cfg,
+    ),
   };
 }

@@ -33,7 +33,8 @@ function systemModule(m: unknown, name: string): SystemModule {
   const where = `$edgeAgent.properties.desired.systemModules.${name}`;
   if (!isTable(m)) throw bad(where, 'missing', `declare ${name} under systemModules`);
   const env: Record<string, string> = {};
-  if (m.env !== undefined && !isTable(m.env)) throw bad(`${where}.env`, 'not an object', 'write "env": { "NAME": { "value": "..." } }');
+  if (m.env !== undefined && !isTable(m.env))
+    throw bad(`${where}.env`, 'not an object', 'write "env": { "NAME": { "value": "..." } }');
   for (const [k, v] of Object.entries(isTable(m.env) ? m.env : {})) {
     // The module twin's schema: every variable is an object with `value` (Learn, module-edgeagent-edgehub).
     if (!isTable(v) || !('value' in v)) {
@@ -55,17 +56,26 @@ export function parseDeployment(text: string): Deployment {
   try {
     doc = JSON.parse(text);
   } catch (err) {
-    throw new FieldlabError('E_EDGE_DEPLOYMENT', `deployment manifest is not JSON: ${(err as Error).message}`, {
-      hint: 'export it from the portal or VS Code as deployment.json',
-    });
+    throw new FieldlabError(
+      'E_EDGE_DEPLOYMENT',
+      `deployment manifest is not JSON: ${(err as Error).message}`,
+      {
+        hint: 'export it from the portal or VS Code as deployment.json',
+      },
+    );
   }
   const root = isTable(doc) && isTable(doc.content) ? doc.content : doc;
   const content = isTable(root) ? root.modulesContent : undefined;
-  if (!isTable(content)) throw bad('modulesContent', 'missing', 'the manifest starts with { "modulesContent": { ... } }');
+  if (!isTable(content))
+    throw bad('modulesContent', 'missing', 'the manifest starts with { "modulesContent": { ... } }');
   const agent = content.$edgeAgent;
   const desired = isTable(agent) ? agent['properties.desired'] : undefined;
   if (!isTable(desired)) {
-    throw bad('$edgeAgent', 'no "properties.desired"', 'give $edgeAgent its "properties.desired" (runtime, systemModules)');
+    throw bad(
+      '$edgeAgent',
+      'no "properties.desired"',
+      'give $edgeAgent its "properties.desired" (runtime, systemModules)',
+    );
   }
   const system = isTable(desired.systemModules) ? desired.systemModules : {};
   const runtime = isTable(desired.runtime) ? desired.runtime : {};

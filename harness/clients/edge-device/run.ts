@@ -10,8 +10,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { type EdgeConfig, parseConnectionString } from './config.js';
-import { type ModuleOutcome, type Outcome, connectModule, defaultRoots, registerWithDps } from './connect.js';
-import { type ModuleId, type ModulePlan, bootstrapAgentPlan, deployedPlans, identityPlan } from './derive.js';
+import { connectModule, defaultRoots, type ModuleOutcome, type Outcome, registerWithDps } from './connect.js';
+import { bootstrapAgentPlan, deployedPlans, identityPlan, type ModuleId, type ModulePlan } from './derive.js';
 import type { Deployment } from './manifest.js';
 
 export interface EdgeRunOptions {
@@ -66,7 +66,10 @@ export async function runEdgeDevice(o: EdgeRunOptions): Promise<StepReport[]> {
   }
 
   // A module reads its image's roots and, installed at start, the trust bundle (trust_bundle_cert).
-  const trustOf = (p: ModulePlan): string[] => [...imageRoots, ...(p.trustBundleFile ? readPems(p.trustBundleFile) : [])];
+  const trustOf = (p: ModulePlan): string[] => [
+    ...imageRoots,
+    ...(p.trustBundleFile ? readPems(p.trustBundleFile) : []),
+  ];
   const connect = async (p: ModulePlan, process: string): Promise<ModuleOutcome> => {
     const key = keyOf(o.moduleKeys[p.moduleId]);
     const outcome: ModuleOutcome = key
