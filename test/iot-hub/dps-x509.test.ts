@@ -3,7 +3,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { endpointOf } from '../../simulators/common/handle.js';
 import { type DpsHandle, normalizeThumbprint, registeredThumbprint } from '../../simulators/iot-hub/index.js';
 import { type IssuedCertFiles, type PkiHandle, start as startPki } from '../../simulators/pki/index.js';
 import { type DpsLab, type ProvisionTransport, startDpsLab } from './dps-helpers.js';
@@ -12,6 +11,7 @@ import {
   configure,
   HUB_HOST,
   type HubLab,
+  hostFor,
   Message,
   NoRetry,
   TRANSPORT_CTORS,
@@ -49,7 +49,7 @@ const provisionX509 = (transport: ProvisionTransport, regId: string, cert: Issue
 
 /** The provisioned device connects to the hub with its certificate and sends. */
 async function connectsToHub(l: HubLab, deviceId: string, cert: IssuedCertFiles): Promise<void> {
-  const cs = `HostName=${HUB_HOST}:${endpointOf(l.hub, 'mqtts').port};DeviceId=${deviceId};x509=true`;
+  const cs = `HostName=${hostFor(l, 'Mqtt')};DeviceId=${deviceId};x509=true`;
   const c = Client.fromConnectionString(cs, TRANSPORT_CTORS.Mqtt);
   client = c;
   c.setRetryPolicy(new NoRetry());

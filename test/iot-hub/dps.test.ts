@@ -1,37 +1,19 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { endpointOf } from '../../simulators/common/handle.js';
-import { type ConnectProxyHandle, start as startProxy } from '../../simulators/connect-proxy/index.js';
 import {
-  type DpsHandle,
   type DpsOptions,
   deriveDeviceKey,
   registeredKey,
   registerKey,
-  startDps,
 } from '../../simulators/iot-hub/index.js';
 import { type PkiHandle, start as startPki } from '../../simulators/pki/index.js';
-import {
-  configure,
-  type DeviceClient,
-  deviceClient,
-  HUB_HOST,
-  type HubLab,
-  Message,
-  startHubLab,
-  within,
-} from './helpers.js';
-
-const SCRIPT = fileURLToPath(new URL('./provision.mjs', import.meta.url));
+import { type DpsLab, type ProvisionTransport, startDpsLab } from './dps-helpers.js';
+import { configure, type DeviceClient, deviceClient, HUB_HOST, Message, within } from './helpers.js';
 
 let pki: PkiHandle;
-let lab: HubLab | undefined;
-let dps: DpsHandle | undefined;
-let proxy: ConnectProxyHandle | undefined;
+let env: DpsLab | undefined;
 let client: DeviceClient | undefined;
 beforeAll(async () => {
   pki = await startPki({ name: 'pki' });
@@ -40,59 +22,18 @@ afterAll(() => pki.stop());
 afterEach(async () => {
   await client?.close().catch(() => undefined);
   client = undefined;
-  await proxy?.stop();
-  await dps?.stop();
-  await lab?.stop();
-  proxy = dps = lab = undefined;
+  await env?.stop();
+  env = undefined;
 });
 
-async function startAll(extra: Partial<DpsOptions> = {}) {
-  lab = await startHubLab(pki);
-  const cert = await pki.issueServer([HUB_HOST, '127.0.0.1'], { file: 'dps' });
-  dps = await startDps({
-    name: 'dps',
-    hostName: HUB_HOST,
-    tls: { certPem: cert.chainPem, keyPem: cert.keyPem },
-    hub: lab.hub,
-    retryAfterSeconds: 0,
-    assigningPolls: 1,
-    ...extra,
-  });
-  proxy = await startProxy({
-    name: 'dps-proxy',
-    map: { [`${HUB_HOST}:443`]: `127.0.0.1:${endpointOf(dps, 'https').port}` },
-  });
-  return { lab, dps, proxy };
+async function startAll(extra: Partial<DpsOptions> = {}): Promise<DpsLab> {
+  env = await startDpsLab(pki, extra);
+  return env;
 }
 
 /** Registers with the real provisioning SDK in a child process (NODE_EXTRA_CA_CERTS = lab root). */
-async function provision(transport: 'Http' | 'Mqtt' | 'Amqp', regId: string, key: string) {
-  const d = dps!;
-  const port = transport === 'Mqtt' ? endpointOf(d, 'mqtts').port : endpointOf(d, 'amqps').port;
-  const r = await execa('node', [SCRIPT], {
-    reject: false,
-    timeout: 20_000,
-    env: {
-      NODE_EXTRA_CA_CERTS: pki.trust.bundlePath,
-      DPS_HOST: transport === 'Http' ? HUB_HOST : `${HUB_HOST}:${port}`,
-      ID_SCOPE: d.idScope,
-      REG_ID: regId,
-      KEY: key,
-      TRANSPORT: transport,
-      PROXY: proxy!.proxyUrl(),
-    },
-  });
-  const line = r.stdout.trim().split('\n').pop() ?? '';
-  try {
-    return JSON.parse(line) as {
-      result?: { status?: string; assignedHub: string; deviceId: string };
-      error?: string;
-      message?: string;
-    };
-  } catch {
-    throw new Error(`provision.mjs printed no JSON (exit ${r.exitCode}): ${r.stdout}\n${r.stderr}`);
-  }
-}
+const provision = (transport: ProvisionTransport, regId: string, key: string) =>
+  env!.provision(transport, regId, { key });
 
 describe('dps with the Azure IoT provisioning SDK', () => {
   for (const transport of ['Http', 'Mqtt', 'Amqp'] as const) {

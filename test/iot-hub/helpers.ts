@@ -58,6 +58,13 @@ export async function startHubLab(pki: PkiHandle, extra: Partial<IotHubOptions> 
   };
 }
 
+/** `HostName=` for `transport`: Mqtt and Amqp honour a port in it; the others always dial 443 (via the proxy map). */
+export function hostFor(lab: HubLab, transport: TransportName): string {
+  if (transport === 'Mqtt') return `${HUB_HOST}:${endpointOf(lab.hub, 'mqtts').port}`;
+  if (transport === 'Amqp') return `${HUB_HOST}:${endpointOf(lab.hub, 'amqps').port}`;
+  return HUB_HOST;
+}
+
 /** A device client on `transport`, trusting the lab root, WebSocket/HTTP through the lab proxy. */
 export function deviceClient(
   lab: HubLab,
@@ -66,14 +73,7 @@ export function deviceClient(
   key?: string,
 ): DeviceClient {
   const k = key ?? lab.hub.deviceKey(deviceId) ?? '';
-  // Mqtt and Amqp honour a port in HostName; the others always dial 443 (via the proxy map).
-  const port =
-    transport === 'Mqtt'
-      ? endpointOf(lab.hub, 'mqtts').port
-      : transport === 'Amqp'
-        ? endpointOf(lab.hub, 'amqps').port
-        : undefined;
-  const cs = `HostName=${HUB_HOST}${port ? `:${port}` : ''};DeviceId=${deviceId};SharedAccessKey=${k}`;
+  const cs = `HostName=${hostFor(lab, transport)};DeviceId=${deviceId};SharedAccessKey=${k}`;
   const client = Client.fromConnectionString(cs, TRANSPORT_CTORS[transport]);
   client.setRetryPolicy(new NoRetry());
   return client;

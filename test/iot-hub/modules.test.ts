@@ -10,6 +10,7 @@ import {
   errors,
   HUB_HOST,
   type HubLab,
+  hostFor,
   Message,
   NoRetry,
   startHubLab,
@@ -40,13 +41,6 @@ afterEach(async () => {
   await lab?.stop();
   lab = undefined;
 });
-
-/** `HostName=` with the port for Mqtt and Amqp (the others dial 443 through the lab proxy). */
-function hostFor(l: HubLab, transport: TransportName): string {
-  if (transport === 'Mqtt') return `${HUB_HOST}:${endpointOf(l.hub, 'mqtts').port}`;
-  if (transport === 'Amqp') return `${HUB_HOST}:${endpointOf(l.hub, 'amqps').port}`;
-  return HUB_HOST;
-}
 
 async function moduleClient(
   l: HubLab,

@@ -10,6 +10,7 @@ import {
   errors,
   HUB_HOST,
   type HubLab,
+  hostFor,
   Message,
   NoRetry,
   startHubLab,
@@ -46,13 +47,7 @@ async function x509Client(
   deviceId: string,
   cred: { certPem: string; keyPem: string },
 ): Promise<DeviceClient> {
-  const port =
-    transport === 'Mqtt'
-      ? endpointOf(l.hub, 'mqtts').port
-      : transport === 'Amqp'
-        ? endpointOf(l.hub, 'amqps').port
-        : undefined;
-  const cs = `HostName=${HUB_HOST}${port ? `:${port}` : ''};DeviceId=${deviceId};x509=true`;
+  const cs = `HostName=${hostFor(l, transport)};DeviceId=${deviceId};x509=true`;
   const c = Client.fromConnectionString(cs, TRANSPORT_CTORS[transport]);
   c.setRetryPolicy(new NoRetry());
   // One setOptions call: Http answers only a call that has its receive policy.
