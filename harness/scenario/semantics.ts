@@ -79,6 +79,10 @@ export function checkSemantics(s: Scenario): SemanticIssue[] {
     }
   };
   forEachString(s.client, checkRefs, ['client']);
+  // A load's options resolve like the client's references (its path through the lab).
+  forEachString(s.load?.options, checkRefs, ['load', 'options']);
+  for (const [i, v] of s.variants.entries())
+    forEachString(v.load?.options, checkRefs, ['variants', i, 'load', 'options']);
   for (const [i, sim] of s.lab.simulators.entries())
     forEachString(sim.options, checkRefs, ['lab', 'simulators', i, 'options']);
 

@@ -80,7 +80,8 @@ export function screenConnect(stream: Duplex, opts: ScreenOptions): void {
     // not available (a cloud throttling connects answers so). Only a CONNECT is counted.
     const throttled = 'pass' in d && bytes[0] === 0x10 && opts.admit !== undefined && !opts.admit();
     if (throttled) {
-      d = { kind: 'refused', returnCode: 3, clientId: '', reason: 'connect rate exceeded' };
+      const clientId = parseConnect(bytes)?.clientId ?? '';
+      d = { kind: 'refused', returnCode: 3, clientId, reason: 'connect rate exceeded' };
     } else if ('pass' in d) {
       stream.removeListener('error', ignoreError);
       stream.unshift(bytes);

@@ -49,8 +49,8 @@ describe('connect throttle', () => {
     for (let i = 0; i < 4; i++) codes.push(await attempt(i));
     expect(codes).toEqual([0, 0, 3, 3]);
     expect(rejected).toEqual([
-      { clientId: '', returnCode: 3, reason: 'connect rate exceeded' },
-      { clientId: '', returnCode: 3, reason: 'connect rate exceeded' },
+      { clientId: 'd2', returnCode: 3, reason: 'connect rate exceeded' },
+      { clientId: 'd3', returnCode: 3, reason: 'connect rate exceeded' },
     ]);
   });
 

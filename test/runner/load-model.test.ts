@@ -80,3 +80,19 @@ describe('scenario load', () => {
     expect(isFieldlabError(errorOf(() => scaledVus(10, { FIELDLAB_LOAD_SCALE: '-1' })))).toBe(true);
   });
 });
+
+describe('load references', () => {
+  it('a load option naming no simulator is a scenario error, located at the option', async () => {
+    const { checkSemantics } = await import('../../harness/scenario/semantics.js');
+    const s = scenarioSchema.parse({
+      ...base,
+      variants: [
+        { name: 'broken', load: { options: { url: 'mqtt://${nohub.address}:1883' } }, expect: 'pass' },
+        { name: 'fixed', expect: 'pass' },
+      ],
+    });
+    const issues = checkSemantics(s);
+    expect(issues.map((i) => i.path.join('.'))).toEqual(['variants.0.load.options.url']);
+    expect(issues[0]?.message).toMatch(/nohub/);
+  });
+});
