@@ -33,6 +33,8 @@ export type GeoDnsEvents = DnsFaultEvents & {
   malformed: { client: string; transport: 'udp' | 'tcp'; bytes: number; action: string };
   /** A record's health changed (TCP health check or `setHealth`). */
   health: { id: string; healthy: boolean; reason: string };
+  /** Listening on TCP again after a `tcp-refused` fault failed (the port was taken meanwhile), as a relay's. */
+  'listen-error': { code: string; message: string };
   /** A TCP client connected (dns-tcp). */
   connection: { id: string; remote: string };
   /** That TCP connection closed. */

@@ -12,10 +12,10 @@
 
 import { DnsFaultSet, type DnsFaultSpecInput, type DnsFaultTarget } from '../common/dns-faults.js';
 import type { Endpoint, SimulatorHandle } from '../common/index.js';
-import { SimulatorEvents as Events, FieldlabError, parseOptions } from '../common/index.js';
+import { SimulatorEvents as Events, errorCode, FieldlabError, parseOptions } from '../common/index.js';
 import type { GeoDnsEvents, GeoDnsStats } from './events.js';
 import { HealthChecks } from './health.js';
-import { LocationTable, parseCidr } from './ip.js';
+import { LocationTable } from './ip.js';
 import {
   type FaultInput,
   faultSchema,
@@ -141,11 +141,9 @@ export async function start(options?: GeoDnsOptions): Promise<GeoDnsHandle> {
     () => {
       server?.invalidate();
       void server?.refuseTcp(faults.tcpRefused).catch((err: unknown) => {
-        events.emitEvent('malformed', {
-          client: 'tcp-refused',
-          transport: 'tcp',
-          bytes: 0,
-          action: String(err),
+        events.emitEvent('listen-error', {
+          code: errorCode(err) ?? 'ERROR',
+          message: err instanceof Error ? err.message : String(err),
         });
       });
     },

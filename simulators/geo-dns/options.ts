@@ -122,7 +122,11 @@ export const latencyRowSchema = z.object({
   regions: z.record(z.string(), z.number().nonnegative()),
 });
 
-/** A DNS fault on a name (optionally only for clients in `cidr`). Shorthand: `'servfail'`, `'drop'`... */
+/**
+ * A DNS fault on a name (optionally only for clients in `cidr`). Shorthand: `'servfail'`, `'drop'`...
+ * Sugar for the DNS faults of a scenario's `faults:` (simulators/common/dns-faults.ts): each becomes one
+ * or more of them (`answerFrom`/`ttl` → `stale`), named `opt_<name>_<type>`, with the same events.
+ */
 export const faultSchema = z.union([
   z.enum(['nxdomain', 'servfail', 'refused', 'drop']),
   z.object({
