@@ -146,7 +146,8 @@ async function main(): Promise<void> {
   // that socket raises afterwards (an https:// URL for a plain proxy) would end the process. The module's
   // failure is the SDK's error it already returned; this one is only noted (on stdout: it decides nothing).
   process.on('uncaughtException', (err: NodeJS.ErrnoException) => {
-    if (typeof err?.code !== 'string') throw err;
+    // Socket errors only (ECONNRESET, EPROTO, ERR_SSL_*...): anything else is a bug and ends the run.
+    if (typeof err?.code !== 'string' || !/^(E[A-Z]+$|ERR_SSL_|ERR_TLS_)/.test(err.code)) throw err;
     process.stdout.write(`edge-device: note: a proxy socket failed after its request had: ${err.message}\n`);
   });
   const steps = await runEdgeDevice(options);
