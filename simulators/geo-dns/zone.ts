@@ -276,8 +276,11 @@ export class ZoneStore {
       locationDependent: false,
     };
     const reasons: string[] = [];
+    // A stale fault's record stands in for its own type only.
+    const forced = ctx.answerFrom !== undefined ? this.forced(qname, ctx.answerFrom) : undefined;
     for (const t of types) {
-      const r = this.resolve(qname, TYPE[t as keyof typeof TYPE], ctx);
+      const c = forced && forced.type !== t ? { ...ctx, answerFrom: undefined } : ctx;
+      const r = this.resolve(qname, TYPE[t as keyof typeof TYPE], c);
       out.answers.push(...r.answers);
       out.cacheable &&= r.cacheable;
       out.locationDependent ||= r.locationDependent;
