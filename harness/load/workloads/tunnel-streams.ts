@@ -16,7 +16,7 @@ import { numOpt, opt, runVus, type Workload, type WorkloadContext } from '../wor
  * proxy), `destinationEndpoint` (the device side's, default `endpoint`), `httpsProxy`, `session`
  * (ms a stream lasts, default 2000), `chunk` (bytes per write, default 16384), `service` (default SSH).
  * Metrics: `tunnel_open_ms` (OpenTunnel → both localproxies ready), `stream_mbps` (MB/s a stream
- * delivered, 1 MB = 10^6 bytes; for sessions of 2 s or more, after its first second: the steady rate), `tunnel_bytes` (bytes delivered), `tunnel_errors` (failed streams).
+ * delivered, 1 MB = 10^6 bytes; for sessions of 2 s or more, over its second half: the steady rate), `tunnel_bytes` (bytes delivered), `tunnel_errors` (failed streams).
  */
 
 const MB = 1_000_000;
@@ -75,8 +75,8 @@ async function stream(ctx: WorkloadContext): Promise<void> {
   const httpsProxy = opt(ctx, 'httpsProxy');
   const proxies: LocalProxyHandle[] = [];
   let received = 0;
-  // Bytes after the stream's first second: a rate limit's bucket lets a first second's worth through at
-  // once, so the steady rate is read after it (streams of 2 s or more).
+  // Bytes in the stream's second half: a rate limit lets a first second's worth through at once and then
+  // holds the sender back for the overdraft, so the steady rate is read after that (streams of 2 s or more).
   let steadyFrom = Number.POSITIVE_INFINITY;
   let steady = 0;
   const sink = await startSink((n) => {
@@ -119,7 +119,7 @@ async function stream(ctx: WorkloadContext): Promise<void> {
     await once(sock, 'connect');
     const started = performance.now();
     const until = started + sessionMs;
-    const warmup = sessionMs >= 2000 ? 1000 : 0;
+    const warmup = sessionMs >= 2000 ? Math.max(1000, sessionMs / 2) : 0;
     steadyFrom = started + warmup;
     // Push as fast as the path takes it (backpressure from the source localproxy).
     while (performance.now() < until && !ctx.signal.aborted && !sock.destroyed) {
