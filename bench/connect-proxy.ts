@@ -202,6 +202,27 @@ const BARE_PROXY = `
       stop: () => new Promise((r) => server.close(r)),
     })));
   }
+  // The same on Node's HTTP server (its parser and per-connection state), which proxy-chain is built on.
+  function startBareHttp(host) {
+    const server = require('node:http').createServer();
+    server.on('connect', (req, c, head) => {
+      c.setNoDelay(true);
+      const i = req.url.lastIndexOf(':');
+      const far = net.connect({ host: req.url.slice(0, i), port: Number(req.url.slice(i + 1)), noDelay: true });
+      far.on('error', () => { far.destroy(); c.destroy(); });
+      c.on('error', () => far.destroy());
+      far.once('connect', () => {
+        c.write('HTTP/1.1 200 Connection Established\\r\\n\\r\\n');
+        if (head.length > 0) far.write(head);
+        c.pipe(far);
+        far.pipe(c);
+      });
+    });
+    return new Promise((resolve) => server.listen(0, host, () => resolve({
+      port: server.address().port,
+      stop: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }),
+    })));
+  }
 `;
 
 /** The worker's side: starts the subject, answers `cpu` with its thread's CPU time and `stop` by stopping. */
@@ -214,8 +235,10 @@ const WORKER = `
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return (Number(f[11]) + Number(f[12])) * 10;
   };
-  const started = workerData.bare
+  const started = workerData.bare === 'raw'
     ? startBare(workerData.options.host)
+    : workerData.bare === 'http'
+    ? startBareHttp(workerData.options.host)
     : import(workerData.url).then(async (m) => {
         const h = await m.start(workerData.options);
         return { port: h.endpoints[0].port, stop: () => h.stop() };
@@ -230,8 +253,8 @@ const WORKER = `
   }, (err) => parentPort.postMessage({ error: String((err && err.stack) || err) }));
 `;
 
-/** The lab proxy (or, `bare`, the bare Node proxy) in a worker thread, from the compiled build. */
-async function startInThread(allowPorts: number[], bare: boolean): Promise<Subject> {
+/** The lab proxy (or a bare Node proxy: raw TCP, or on Node's HTTP server) in a worker thread. */
+async function startInThread(allowPorts: number[], bare?: 'raw' | 'http'): Promise<Subject> {
   const moduleUrl = new URL('../simulators/connect-proxy/index.js', import.meta.url);
   if (!existsSync(fileURLToPath(moduleUrl))) throw new Error('run the bench from dist/ (npm run bench)');
   const options = { host: HOST, allowPorts };
@@ -281,8 +304,9 @@ export async function run(): Promise<BenchReport> {
   const allowPorts = [443, sinks.bulkPort, sinks.echoPort];
   const subjects: Record<string, Subject | undefined> = {};
   try {
-    subjects.fieldlab = await startInThread(allowPorts, false);
-    subjects['bare-node'] = await startInThread(allowPorts, true);
+    subjects.fieldlab = await startInThread(allowPorts);
+    subjects['bare-node'] = await startInThread(allowPorts, 'raw');
+    subjects['bare-node-http'] = await startInThread(allowPorts, 'http');
     if (existsSync(SQUID)) {
       try {
         // Debian's Squid, configured like the lab proxy: no cache, CONNECT only to the listed ports.
@@ -295,7 +319,7 @@ export async function run(): Promise<BenchReport> {
       notes.push(`squid skipped: ${SQUID} is not installed (apt-get install squid)`);
     }
     const via = (name: string) => (name === 'direct' ? undefined : subjects[name]?.port);
-    const names = ['fieldlab', ...(subjects.squid ? ['squid'] : []), 'bare-node', 'direct'];
+    const names = ['fieldlab', ...(subjects.squid ? ['squid'] : []), 'bare-node', 'bare-node-http', 'direct'];
     // Warm-up: JIT, connection paths, Squid's first-request work.
     for (const n of names) {
       await bulkOnce(() => openPath(via(n), sinks.bulkPort), Math.min(bulkBytes, 16 * MiB), 120_000);
@@ -338,6 +362,7 @@ export async function run(): Promise<BenchReport> {
     );
     notes.push(
       'bare-node: a Node CONNECT proxy of a few lines (read the head, connect, 200, pipe both ways) in its own thread: the floor of a Node proxy',
+      'bare-node-http: the same on Node’s HTTP server (its CONNECT event), as proxy-chain is: the floor of a proxy built on it',
       'CPU: the proxy thread’s CPU time (Squid: its process’s) over the work, 10 ms clock ticks',
     );
     const BULK = 'bulk throughput';
@@ -365,12 +390,15 @@ export async function run(): Promise<BenchReport> {
         { metric: BULK_CPU, subject: 'fieldlab', reference: 'bare-node' },
         { metric: RATE_CPU, subject: 'fieldlab', reference: 'squid' },
         { metric: RATE_CPU, subject: 'fieldlab', reference: 'bare-node' },
+        { metric: RATE_CPU, subject: 'fieldlab', reference: 'bare-node-http' },
+        { metric: RATE, subject: 'fieldlab', reference: 'bare-node-http' },
       ],
       notes,
     );
   } finally {
     await subjects.fieldlab?.stop();
     await subjects['bare-node']?.stop();
+    await subjects['bare-node-http']?.stop();
     await subjects.squid?.stop();
     await sinks.stop();
   }
