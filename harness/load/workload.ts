@@ -1,4 +1,5 @@
 import { setTimeout as delay } from 'node:timers/promises';
+import { FieldlabError } from '../../simulators/common/errors.js';
 import type { ToxicSpecInput } from '../faults/spec.js';
 import type { MetricSet, MetricType } from './metrics.js';
 
@@ -57,7 +58,7 @@ export interface Workload {
   run(ctx: WorkloadContext): Promise<number>;
 }
 
-/** A string option, or the fallback; a FieldlabError-free reader (workloads check their own). */
+/** A string option, or undefined when absent or empty. */
 export function opt(ctx: WorkloadContext, name: string): string | undefined {
   const v = ctx.options[name];
   return v === undefined || v === '' ? undefined : String(v);
@@ -66,9 +67,25 @@ export function opt(ctx: WorkloadContext, name: string): string | undefined {
 export function numOpt(ctx: WorkloadContext, name: string, fallback: number): number {
   const v = ctx.options[name];
   const n = v === undefined || v === '' ? fallback : Number(v);
-  if (!Number.isFinite(n) || n < 0)
-    throw new Error(`load option ${name}=${String(v)}: expected a number ≥ 0`);
+  if (!Number.isFinite(n) || n < 0) {
+    throw new FieldlabError('E_BAD_LOAD', `load option ${name}=${String(v)}: expected a number ≥ 0`, {
+      where: `load.options.${name}`,
+      hint: "see the workload's options in harness/load/workloads/",
+    });
+  }
   return n;
+}
+
+/** A required string option; a FieldlabError names it and the workload otherwise. */
+export function needOpt(ctx: WorkloadContext, name: string, workload: string): string {
+  const v = opt(ctx, name);
+  if (v === undefined) {
+    throw new FieldlabError('E_BAD_LOAD', `${workload} needs the load option ${name}`, {
+      where: `load.options.${name}`,
+      hint: "see the workload's options in harness/load/workloads/",
+    });
+  }
+  return v;
 }
 
 /**

@@ -96,3 +96,16 @@ describe('load references', () => {
     expect(issues[0]?.message).toMatch(/nohub/);
   });
 });
+
+describe('load options', () => {
+  it('a workload missing a required option errors the variant with E_BAD_LOAD, naming it', async () => {
+    const s = scenarioSchema.parse({
+      ...base,
+      load: { ...base.load, options: { hub: 'hub' }, duration: '1s' },
+    });
+    const r = await runVariant({ file: 'x.yaml', scenario: s }, s.variants[1]!, { backend: 'loopback' });
+    expect(r.status).toBe('errored');
+    expect(r.error?.code).toBe('E_BAD_LOAD');
+    expect(r.error?.message).toBe('mqtt-fleet needs the load option url');
+  });
+});

@@ -1,6 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import mqtt, { type MqttClient } from 'mqtt';
-import { numOpt, opt, type Workload, type WorkloadContext } from '../workload.js';
+import { FieldlabError } from '../../../simulators/common/errors.js';
+import { needOpt, numOpt, opt, type Workload, type WorkloadContext } from '../workload.js';
 
 /**
  * `mqtt-fleet`: a fleet of MQTT devices (MQTT.js, one connection each) connects, loses the hub at once,
@@ -33,12 +34,18 @@ interface Device {
 }
 
 async function fleet(ctx: WorkloadContext): Promise<number> {
-  const url = opt(ctx, 'url');
-  const hub = opt(ctx, 'hub');
-  if (!url || !hub) throw new Error('mqtt-fleet needs the options url and hub');
+  const url = needOpt(ctx, 'url', 'mqtt-fleet');
+  const hub = needOpt(ctx, 'hub', 'mqtt-fleet');
   const policy = opt(ctx, 'reconnect') ?? 'backoff-jitter';
   if (policy !== 'fixed' && policy !== 'backoff-jitter') {
-    throw new Error(`mqtt-fleet: reconnect=${policy}: expected fixed or backoff-jitter`);
+    throw new FieldlabError(
+      'E_BAD_LOAD',
+      `mqtt-fleet: reconnect=${policy}: expected fixed or backoff-jitter`,
+      {
+        where: 'load.options.reconnect',
+        hint: 'fixed: MQTT.js reconnects every `period` ms; backoff-jitter: exponential backoff, full jitter',
+      },
+    );
   }
   const period = numOpt(ctx, 'period', 1000);
   const base = numOpt(ctx, 'base', 250);

@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { createConnection, createServer, type Server } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { type LocalProxyHandle, startLocalProxy } from '../../localproxy/index.js';
-import { numOpt, opt, runVus, type Workload, type WorkloadContext } from '../workload.js';
+import { needOpt, numOpt, opt, runVus, type Workload, type WorkloadContext } from '../workload.js';
 
 /**
  * `tunnel-streams`: each VU is an operator streaming through AWS IoT Secure Tunneling, the whole path
@@ -66,9 +66,8 @@ async function startSink(onBytes: (n: number) => void): Promise<{ server: Server
 }
 
 async function stream(ctx: WorkloadContext): Promise<void> {
-  const api = opt(ctx, 'api');
-  const endpoint = opt(ctx, 'endpoint');
-  if (!api || !endpoint) throw new Error('tunnel-streams needs the options api and endpoint');
+  const api = needOpt(ctx, 'api', 'tunnel-streams');
+  const endpoint = needOpt(ctx, 'endpoint', 'tunnel-streams');
   const service = opt(ctx, 'service') ?? 'SSH';
   const sessionMs = numOpt(ctx, 'session', 2000);
   const chunk = Buffer.alloc(numOpt(ctx, 'chunk', 16_384), 0x5a);
@@ -155,5 +154,10 @@ export const tunnelStreams: Workload = {
   throughput: { metric: 'tunnel_bytes', unit: 'MB/s', scale: 1 / MB },
   histogram: 'tunnel_open_ms',
   errors: { metric: 'tunnel_errors', count: 'passes' },
-  run: (ctx) => runVus(ctx, () => stream(ctx)),
+  run: (ctx) => {
+    // Options are checked once, before any VU starts (a VU would only log the same error each time).
+    for (const name of ['api', 'endpoint']) needOpt(ctx, name, 'tunnel-streams');
+    for (const name of ['session', 'chunk']) numOpt(ctx, name, 0);
+    return runVus(ctx, () => stream(ctx));
+  },
 };
