@@ -403,6 +403,9 @@ export function scenarioJsonSchema(): Record<string, unknown> {
       };
     }),
   };
+  const variant = ((schema.properties as JsonObject).variants as JsonObject).items as JsonObject;
+  const faults = (variant.properties as JsonObject).faults as JsonObject;
+  faults.items = flattenFault(faults.items as JsonObject);
   return {
     $id: 'urn:fieldlab:schema:scenario:1',
     title: 'fieldlab scenario',
@@ -413,3 +416,24 @@ export function scenarioJsonSchema(): Record<string, unknown> {
 }
 
 type JsonObject = Record<string, unknown>;
+
+/**
+ * A fault item as one strict object per type with `target`/`backends` merged in: zod writes the
+ * intersection as allOf, where a standard validator rejects `target` under each spec's
+ * `additionalProperties: false`.
+ */
+function flattenFault(item: JsonObject): JsonObject {
+  const [place, specs] = (item.allOf ?? []) as JsonObject[];
+  if (!place || !specs) return item;
+  const leaves = (s: JsonObject): JsonObject[] => {
+    const alts = (s.anyOf ?? s.oneOf) as JsonObject[] | undefined;
+    return alts ? alts.flatMap(leaves) : [s];
+  };
+  return {
+    oneOf: leaves(specs).map((spec) => ({
+      ...spec,
+      properties: { ...(place.properties as JsonObject), ...(spec.properties as JsonObject) },
+      required: [...((place.required as string[]) ?? []), ...((spec.required as string[]) ?? [])],
+    })),
+  };
+}
