@@ -1,5 +1,3 @@
-import { get as httpsGet } from 'node:https';
-import { HttpsProxyAgent } from 'https-proxy-agent';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { endpointOf } from '../../simulators/common/handle.js';
 import { type ConnectProxyHandle, start } from '../../simulators/connect-proxy/index.js';
@@ -14,6 +12,7 @@ import { within } from '../helpers/within.js';
 import { fuzz } from './harness.js';
 import { proxyRequest } from './http-requests.js';
 import { loopbackOnlyLookup, sendTcp } from './mutate.js';
+import { getThroughProxy } from './proxy-probe.js';
 
 let cert: TestCert;
 let tls: Target;
@@ -41,25 +40,11 @@ afterAll(async () => {
 });
 
 /** https-proxy-agent tunnels an HTTPS GET through the proxy to the lab target. */
-function getThroughProxy(): Promise<string> {
-  const agent = new HttpsProxyAgent(`http://127.0.0.1:${proxyPort}`);
-  return new Promise<string>((resolve, reject) => {
-    const req = httpsGet(
-      `https://127.0.0.1:${tls.port}/still`,
-      { agent, ca: cert.certPem, servername: 'lab.example', timeout: 5000 },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => {
-          body += c;
-        });
-        res.on('end', () => resolve(body));
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-  }).finally(() => agent.destroy());
-}
+const getFromLabTarget = (): Promise<string> =>
+  getThroughProxy(`http://127.0.0.1:${proxyPort}`, `https://127.0.0.1:${tls.port}/still`, {
+    ca: cert.certPem,
+    servername: 'lab.example',
+  });
 
 describe('fuzz: CONNECT and HTTP requests → connect-proxy', () => {
   it('keeps tunnelling and returns to its heap baseline after mutated requests', async () => {
@@ -74,7 +59,7 @@ describe('fuzz: CONNECT and HTTP requests → connect-proxy', () => {
         await sendTcp(proxyPort, [Buffer.from(text, 'latin1')], 150);
       },
       probe: async () => {
-        expect(await within(getThroughProxy(), 6000, 'a GET through the proxy')).toContain(
+        expect(await within(getFromLabTarget(), 6000, 'a GET through the proxy')).toContain(
           'tls target says /still',
         );
       },

@@ -1,7 +1,5 @@
-import { get as httpsGet } from 'node:https';
 import { connect as netConnect } from 'node:net';
 import type fc from 'fast-check';
-import { HttpsProxyAgent } from 'https-proxy-agent';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { start, type TlsInspectorHandle } from '../../simulators/tls-inspector/index.js';
 import { within } from '../helpers/within.js';
@@ -9,6 +7,7 @@ import { type HttpsTarget, inspectorCa, labCa, startHttpsTarget } from '../tls-i
 import { captureHellos, clientHello } from './client-hello.js';
 import { fuzz } from './harness.js';
 import { loopbackOnlyLookup } from './mutate.js';
+import { getThroughProxy } from './proxy-probe.js';
 
 let target: HttpsTarget;
 let inspector: TlsInspectorHandle;
@@ -69,25 +68,8 @@ function sendHello(parts: Buffer[]): Promise<void> {
 }
 
 /** An HTTPS GET through the inspector (https-proxy-agent), trusting the inspector's root as a user would. */
-function getThrough(): Promise<string> {
-  const agent = new HttpsProxyAgent(inspector.proxyUrl());
-  return new Promise<string>((resolve, reject) => {
-    const req = httpsGet(
-      'https://api.lab.example/still',
-      { agent, ca: inspector.rootPem, timeout: 5000 },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => {
-          body += c;
-        });
-        res.on('end', () => resolve(body));
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-  }).finally(() => agent.destroy());
-}
+const getThrough = (): Promise<string> =>
+  getThroughProxy(inspector.proxyUrl(), 'https://api.lab.example/still', { ca: inspector.rootPem });
 
 describe('fuzz: TLS ClientHello → tls-inspector', () => {
   it('keeps intercepting and returns to its heap baseline after mutated ClientHellos', async () => {
