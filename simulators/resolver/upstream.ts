@@ -161,6 +161,38 @@ export function acceptAnswer(
   };
 }
 
+/**
+ * The end of one exchange with an upstream, whichever comes first: an answer, `timeoutMs`, the resolver
+ * stopping (`signal`), a socket error. The returned `finish` resolves once, clears the timer and the abort
+ * listener and releases the socket; later calls do nothing.
+ */
+function settleOnce(
+  resolve: (out: UpstreamOutcome & { truncated?: boolean }) => void,
+  release: () => void,
+  timeoutMs: number,
+  signal: AbortSignal,
+): (out: UpstreamOutcome & { truncated?: boolean }) => void {
+  let done = false;
+  const finish = (out: UpstreamOutcome & { truncated?: boolean }): void => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    signal.removeEventListener('abort', onAbort);
+    release();
+    resolve(out);
+  };
+  const onAbort = (): void => finish({ kind: 'timeout', error: 'resolver stopped' });
+  signal.addEventListener('abort', onAbort);
+  const timer = setTimeout(() => finish({ kind: 'timeout' }), timeoutMs);
+  return finish;
+}
+
+/** A socket error as an outcome: no answer, with the error's code (or message). */
+const socketError = (err: Error): UpstreamOutcome => ({
+  kind: 'timeout',
+  error: errorCode(err) ?? err.message,
+});
+
 /** Sends the query over UDP from `egress` and waits `timeoutMs` for a matching answer. */
 export function askUdp(
   server: UpstreamServer,
@@ -172,19 +204,8 @@ export function askUdp(
 ): Promise<UpstreamOutcome & { truncated?: boolean }> {
   return new Promise((resolve) => {
     const sock = createSocket(isIPv6(egress) ? 'udp6' : 'udp4');
-    let done = false;
-    const finish = (out: UpstreamOutcome & { truncated?: boolean }): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      signal.removeEventListener('abort', onAbort);
-      sock.close();
-      resolve(out);
-    };
-    const onAbort = (): void => finish({ kind: 'timeout', error: 'resolver stopped' });
-    signal.addEventListener('abort', onAbort);
-    const timer = setTimeout(() => finish({ kind: 'timeout' }), timeoutMs);
-    sock.on('error', (err) => finish({ kind: 'timeout', error: errorCode(err) ?? err.message }));
+    const finish = settleOnce(resolve, () => sock.close(), timeoutMs, signal);
+    sock.on('error', (err) => finish(socketError(err)));
     sock.on('message', (msg, rinfo) => {
       // RFC 5452 §9.1: only from the address and port the query went to
       if (rinfo.port !== server.port || rinfo.address !== server.host) return;
@@ -195,7 +216,7 @@ export function askUdp(
     });
     sock.bind(0, egress, () => {
       sock.send(query, server.port, server.host, (err) => {
-        if (err) finish({ kind: 'timeout', error: errorCode(err) ?? err.message });
+        if (err) finish(socketError(err));
       });
     });
   });
@@ -213,19 +234,8 @@ export function askTcp(
   return new Promise((resolve) => {
     const sock = connect({ host: server.host, port: server.port, localAddress: egress });
     let buf = Buffer.alloc(0);
-    let done = false;
-    const finish = (out: UpstreamOutcome): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      signal.removeEventListener('abort', onAbort);
-      sock.destroy();
-      resolve(out);
-    };
-    const onAbort = (): void => finish({ kind: 'timeout', error: 'resolver stopped' });
-    signal.addEventListener('abort', onAbort);
-    const timer = setTimeout(() => finish({ kind: 'timeout' }), timeoutMs);
-    sock.on('error', (err) => finish({ kind: 'timeout', error: errorCode(err) ?? err.message }));
+    const finish = settleOnce(resolve, () => sock.destroy(), timeoutMs, signal);
+    sock.on('error', (err) => finish(socketError(err)));
     sock.on('close', () => finish({ kind: 'timeout', error: 'connection closed' }));
     sock.on('connect', () => {
       const len = Buffer.alloc(2);
