@@ -1,5 +1,5 @@
 import type { webcrypto } from 'node:crypto';
-import { iot, iotidentity, mqtt } from 'aws-iot-device-sdk-v2';
+import { iotidentity, mqtt } from 'aws-iot-device-sdk-v2';
 import mqttjs from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type AwsIotHandle, start } from '../../simulators/aws-iot/index.js';
@@ -8,6 +8,7 @@ import { crypto, x509 } from '../../simulators/pki/crypto.js';
 import type { CertificateAuthority, IssuedCertFiles, PkiHandle } from '../../simulators/pki/index.js';
 import { start as startPki } from '../../simulators/pki/index.js';
 import { within } from '../helpers/within.js';
+import { sdkMtlsConnection } from './helpers.js';
 
 let pki: PkiHandle;
 let server: IssuedCertFiles;
@@ -48,17 +49,7 @@ async function startAws(extra: Partial<Parameters<typeof start>[0]> = {}): Promi
 
 /** A device connection with aws-iot-device-sdk-v2 (MQTT 3.1.1, mTLS from memory, the lab root as CA). */
 function sdkConnection(port: number, clientId: string, certPem: string, keyPem: string) {
-  const config = iot.AwsIotMqttConnectionConfigBuilder.new_mtls_builder(certPem, keyPem)
-    .with_certificate_authority(pki.root.certPem)
-    .with_endpoint('localhost')
-    .with_port(port)
-    .with_client_id(clientId)
-    .with_clean_session(true)
-    .with_reconnect_min_sec(30)
-    .with_reconnect_max_sec(30)
-    .with_ping_timeout_ms(3000)
-    .build();
-  const conn = new mqtt.MqttClient().new_connection(config);
+  const conn = sdkMtlsConnection(pki.root.certPem, port, clientId, certPem, keyPem);
   connections.push(conn);
   return conn;
 }

@@ -8,7 +8,7 @@
 
 import type { webcrypto } from 'node:crypto';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { iot, iotidentity, mqtt } from 'aws-iot-device-sdk-v2';
+import { iotidentity, mqtt } from 'aws-iot-device-sdk-v2';
 import mqttjs from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type AwsIotEvents, type AwsIotHandle, start } from '../../simulators/aws-iot/index.js';
@@ -17,6 +17,7 @@ import { crypto, x509 } from '../../simulators/pki/crypto.js';
 import type { CertificateAuthority, IssuedCertFiles, PkiHandle } from '../../simulators/pki/index.js';
 import { start as startPki } from '../../simulators/pki/index.js';
 import { within } from '../helpers/within.js';
+import { sdkMtlsConnection } from './helpers.js';
 
 const QOS = mqtt.QoS.AtLeastOnce;
 const TEMPLATE = 'FleetTemplate';
@@ -61,17 +62,7 @@ async function startAws(issuer: CertificateAuthority = regionCa): Promise<AwsIot
 
 /** A claim connection with aws-iot-device-sdk-v2 (MQTT 3.1.1, mTLS, the lab root as CA). */
 async function sdkClaimConnection(port: number, clientId: string): Promise<mqtt.MqttClientConnection> {
-  const config = iot.AwsIotMqttConnectionConfigBuilder.new_mtls_builder(claim.chainPem, claim.keyPem)
-    .with_certificate_authority(pki.root.certPem)
-    .with_endpoint('localhost')
-    .with_port(port)
-    .with_client_id(clientId)
-    .with_clean_session(true)
-    .with_reconnect_min_sec(30)
-    .with_reconnect_max_sec(30)
-    .with_ping_timeout_ms(3000)
-    .build();
-  const conn = new mqtt.MqttClient().new_connection(config);
+  const conn = sdkMtlsConnection(pki.root.certPem, port, clientId, claim.chainPem, claim.keyPem);
   sdkConnections.push(conn);
   await within(conn.connect(), 10_000, `${clientId} connect`);
   return conn;
