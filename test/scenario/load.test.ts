@@ -110,7 +110,8 @@ describe('published JSON Schema', () => {
     const files = readdirSync('scenarios').filter((f) => f.endsWith('.yaml'));
     expect(files.length).toBeGreaterThan(0);
     for (const f of files) {
-      const data = parse(readFileSync(`scenarios/${f}`, 'utf8'));
+      // The schema describes the data as fieldlab reads it: YAML `<<` merge keys applied (harness/scenario/load.ts).
+      const data = parse(readFileSync(`scenarios/${f}`, 'utf8'), { merge: true });
       expect(validate(data), `${f}: ${JSON.stringify(validate.errors?.slice(0, 3))}`).toBe(true);
     }
     const bad = parse(good.replace('port: 8443 }', 'port: 8443, options: { cert: stale } }'));
