@@ -78,6 +78,18 @@ function causeCode(err: unknown): string | undefined {
   return undefined;
 }
 
+/** A thrown SDK error as a failed run: its class, its message (after `prefix`) and its socket-level cause. */
+function failure(err: unknown, prefix = ''): Omit<DeviceRunResult, 'protocol' | 'elapsedMs'> {
+  const e = err as Error;
+  const cause = causeCode(err);
+  return {
+    ok: false,
+    errorClass: e?.constructor?.name ?? 'Error',
+    message: `${prefix}${e?.message ?? String(err)}`,
+    ...(cause ? { cause } : {}),
+  };
+}
+
 function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   return Promise.race([
@@ -142,14 +154,7 @@ export async function run(env: NodeJS.ProcessEnv = process.env): Promise<DeviceR
     try {
       cs = await provision(env, protocol as Protocol, proxy, timeoutMs);
     } catch (err) {
-      const e = err as Error;
-      const cause = causeCode(err);
-      return done({
-        ok: false,
-        errorClass: e?.constructor?.name ?? 'Error',
-        message: `DPS: ${e?.message ?? String(err)}`,
-        ...(cause ? { cause } : {}),
-      });
+      return done(failure(err, 'DPS: '));
     }
   }
   if (!cs)
@@ -186,14 +191,7 @@ export async function run(env: NodeJS.ProcessEnv = process.env): Promise<DeviceR
     await bounded(client.sendEvent(message), Math.max(1, timeoutMs - (Date.now() - started)), 'send');
     return done({ ok: true });
   } catch (err) {
-    const e = err as Error;
-    const cause = causeCode(err);
-    return done({
-      ok: false,
-      errorClass: e?.constructor?.name ?? 'Error',
-      message: e?.message ?? String(err),
-      ...(cause ? { cause } : {}),
-    });
+    return done(failure(err));
   } finally {
     await bounded(client.close(), 1000, 'close').catch(() => undefined);
   }
