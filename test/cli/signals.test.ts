@@ -1,22 +1,22 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ResultPromise } from 'execa';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { isRunning } from '../../harness/topology/netns/teardown.js';
 import {
   type Baseline,
   baseline,
+  cleanUpRun,
   labRecords,
   leftovers,
   NOTHING_LEFT,
   netnsRecords,
   recordedProcesses,
-  until,
   untilGone,
+  untilInRun,
 } from '../crash/helpers.js';
 import { missing } from '../helpers/capability.js';
-import { assertBuilt, cli, cliBackground } from '../helpers/cli.js';
+import { assertBuilt, cliBackground } from '../helpers/cli.js';
 import { within } from '../helpers/within.js';
 
 /**
@@ -45,12 +45,8 @@ beforeEach(() => {
   before = baseline();
 });
 afterEach(async () => {
-  // A failed test leaves nothing either: with its owner dead, a plain clean takes the lab.
-  if (child?.pid !== undefined && isRunning(child.pid)) process.kill(child.pid, 'SIGKILL');
-  await child;
+  await cleanUpRun({ state, tmp, pid: child?.pid, exited: child });
   child = undefined;
-  await cli(['clean'], { env: { FIELDLAB_STATE_DIR: state } });
-  rmSync(tmp, { recursive: true, force: true });
 });
 
 function startRun(file: string, only: string, args: string[], env: Record<string, string> = {}) {
@@ -69,15 +65,15 @@ function startRun(file: string, only: string, args: string[], env: Record<string
 
 /** Waits (bounded) for the client's marker file, failing at once if the run ends first. */
 function running(c: ResultPromise, name = 'running'): Promise<number> {
-  return until(
+  return untilInRun(
+    c,
+    () => stderr,
     () => {
-      if (c.exitCode !== null || c.signalCode !== null) throw new Error(`the run ended early: ${stderr}`);
       const f = join(marks, name);
       return existsSync(f) && readFileSync(f, 'utf8').endsWith('\n')
         ? Number(readFileSync(f, 'utf8'))
         : undefined;
     },
-    120_000,
     `the client's ${name} marker`,
   );
 }

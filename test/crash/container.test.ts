@@ -1,14 +1,13 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { isRunning } from '../../harness/topology/netns/teardown.js';
 import { ensureImage, IMAGE } from '../container/helpers.js';
 import { missing } from '../helpers/capability.js';
 import { assertBuilt, cli, cliBackground } from '../helpers/cli.js';
 import { within } from '../helpers/within.js';
-import { type Baseline, baseline, dockerOf, leftoversSettled, NOTHING_LEFT } from './helpers.js';
+import { type Baseline, baseline, cleanUpRun, dockerOf, leftoversSettled, NOTHING_LEFT } from './helpers.js';
 
 /**
  * kill -9 of `fieldlab run --backend container` while its client container runs (scenarios/tunnel-ssh:
@@ -34,10 +33,8 @@ describe.skipIf(missing('docker', 'cmd:sshd') || process.platform !== 'linux')(
       before = baseline();
     });
     afterEach(async () => {
-      if (pid !== undefined && isRunning(pid)) process.kill(pid, 'SIGKILL');
+      await cleanUpRun({ state, tmp, pid });
       pid = undefined;
-      await cli(['clean'], { env: { FIELDLAB_STATE_DIR: state } });
-      rmSync(tmp, { recursive: true, force: true });
     });
 
     it('while the client container runs', async () => {

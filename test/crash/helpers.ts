@@ -1,10 +1,12 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import type { ResultPromise } from 'execa';
 import type { LabRecord } from '../../harness/lab/state.js';
 import { runSync } from '../../harness/topology/netns/exec.js';
 import type { NetnsRecord } from '../../harness/topology/netns/state.js';
 import { isRunning } from '../../harness/topology/netns/teardown.js';
+import { cli } from '../helpers/cli.js';
 import { namespacesOf, rootLinks, strayLinks } from '../netns/helpers.js';
 
 /**
@@ -21,6 +23,43 @@ export async function until<T>(check: () => T | undefined | false, ms: number, w
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+/**
+ * Polls `check` like until() (for up to 120 s), failing at once if the run `c` ends first: `stderr()` (what it
+ * wrote so far) says why.
+ */
+export function untilInRun<T>(
+  c: ResultPromise,
+  stderr: () => string,
+  check: () => T | undefined | false,
+  what: string,
+): Promise<T> {
+  return until(
+    () => {
+      if (c.exitCode !== null || c.signalCode !== null) throw new Error(`the run ended early: ${stderr()}`);
+      return check();
+    },
+    120_000,
+    what,
+  );
+}
+
+/**
+ * After each test, passed or failed, nothing is left either: the run's owner `pid` is SIGKILLed if it still
+ * runs (and `exited` awaited), then with its owner dead a plain `fieldlab clean` takes the lab, and the
+ * test's temp dir goes.
+ */
+export async function cleanUpRun(opts: {
+  state: string;
+  tmp: string;
+  pid: number | undefined;
+  exited?: Promise<unknown>;
+}): Promise<void> {
+  if (opts.pid !== undefined && isRunning(opts.pid)) process.kill(opts.pid, 'SIGKILL');
+  await opts.exited;
+  await cli(['clean'], { env: { FIELDLAB_STATE_DIR: opts.state } });
+  rmSync(opts.tmp, { recursive: true, force: true });
 }
 
 /** Resolves once none of `pids` runs (a zombie counts as gone); rejects after `ms` naming the rest. */

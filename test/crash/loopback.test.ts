@@ -1,15 +1,15 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { isRunning } from '../../harness/topology/netns/teardown.js';
 import { missing } from '../helpers/capability.js';
 import { assertBuilt, BIN, cli, cliBackground } from '../helpers/cli.js';
 import { within } from '../helpers/within.js';
 import {
   type Baseline,
   baseline,
+  cleanUpRun,
   labRecords,
   leftoversSettled,
   NOTHING_LEFT,
@@ -39,10 +39,8 @@ describe.skipIf(missing('cmd:sshd', 'cmd:ssh-keygen') || process.platform !== 'l
       before = baseline();
     });
     afterEach(async () => {
-      if (pid !== undefined && isRunning(pid)) process.kill(pid, 'SIGKILL');
+      await cleanUpRun({ state, tmp, pid });
       pid = undefined;
-      await cli(['clean'], { env: { FIELDLAB_STATE_DIR: state } });
-      rmSync(tmp, { recursive: true, force: true });
     });
 
     /** `up --json` prints one line once every simulator listens: its lab id and directory. */

@@ -1,24 +1,24 @@
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ResultPromise } from 'execa';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { NetnsRecord } from '../../harness/topology/netns/state.js';
-import { isRunning } from '../../harness/topology/netns/teardown.js';
 import { missing } from '../helpers/capability.js';
 import { assertBuilt, cli, cliBackground } from '../helpers/cli.js';
 import { namespacesOf } from '../netns/helpers.js';
 import {
   type Baseline,
   baseline,
+  cleanUpRun,
   labRecords,
   leftovers,
   NOTHING_LEFT,
   netnsRecords,
   processState,
   recordedProcesses,
-  until,
   untilGone,
+  untilInRun,
 } from './helpers.js';
 
 /**
@@ -51,12 +51,8 @@ describe.skipIf(missing('netns', 'cmd:wireguard-go', 'cmd:wg', 'cmd:sshd', 'cmd:
       before = baseline();
     });
     afterEach(async () => {
-      // A failed test leaves nothing either: with its owner dead, a plain clean takes the lab.
-      if (child?.pid !== undefined && isRunning(child.pid)) process.kill(child.pid, 'SIGKILL');
-      await child;
+      await cleanUpRun({ state, tmp, pid: child?.pid, exited: child });
       child = undefined;
-      await cli(['clean'], { env: { FIELDLAB_STATE_DIR: state } });
-      rmSync(tmp, { recursive: true, force: true });
     });
 
     function startRun(env: Record<string, string> = {}): ResultPromise {
@@ -82,16 +78,8 @@ describe.skipIf(missing('netns', 'cmd:wireguard-go', 'cmd:wg', 'cmd:sshd', 'cmd:
     }
 
     /** Waits (bounded) for `check`, failing at once if the run ends first (its stderr says why). */
-    function reached<T>(c: ResultPromise, check: () => T | undefined | false, what: string): Promise<T> {
-      return until(
-        () => {
-          if (c.exitCode !== null || c.signalCode !== null) throw new Error(`the run ended early: ${stderr}`);
-          return check();
-        },
-        120_000,
-        what,
-      );
-    }
+    const reached = <T>(c: ResultPromise, check: () => T | undefined | false, what: string): Promise<T> =>
+      untilInRun(c, () => stderr, check, what);
 
     /** The run's one netns record, once it exists. */
     function theRecord(): NetnsRecord | undefined {
