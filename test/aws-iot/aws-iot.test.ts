@@ -8,7 +8,7 @@ import { crypto, x509 } from '../../simulators/pki/crypto.js';
 import type { CertificateAuthority, IssuedCertFiles, PkiHandle } from '../../simulators/pki/index.js';
 import { start as startPki } from '../../simulators/pki/index.js';
 import { within } from '../helpers/within.js';
-import { sdkMtlsConnection } from './helpers.js';
+import { deferred, sdkMtlsConnection } from './helpers.js';
 
 let pki: PkiHandle;
 let server: IssuedCertFiles;
@@ -52,17 +52,6 @@ function sdkConnection(port: number, clientId: string, certPem: string, keyPem: 
   const conn = sdkMtlsConnection(pki.root.certPem, port, clientId, certPem, keyPem);
   connections.push(conn);
   return conn;
-}
-
-/** A promise with its settle functions outside (for SDK callbacks). */
-function deferred<T>() {
-  let resolve!: (v: T) => void;
-  let reject!: (e: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
 }
 
 /** The SDK's fleet provisioning flow, as the aws-iot-device-sdk-v2 fleet provisioning sample runs it. */

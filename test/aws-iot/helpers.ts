@@ -24,3 +24,14 @@ export function sdkMtlsConnection(
     .build();
   return new mqtt.MqttClient().new_connection(config);
 }
+
+/** A promise with its settle functions outside (for SDK callbacks). */
+export function deferred<T>() {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}

@@ -17,7 +17,7 @@ import { crypto, x509 } from '../../simulators/pki/crypto.js';
 import type { CertificateAuthority, IssuedCertFiles, PkiHandle } from '../../simulators/pki/index.js';
 import { start as startPki } from '../../simulators/pki/index.js';
 import { within } from '../helpers/within.js';
-import { sdkMtlsConnection } from './helpers.js';
+import { deferred, sdkMtlsConnection } from './helpers.js';
 
 const QOS = mqtt.QoS.AtLeastOnce;
 const TEMPLATE = 'FleetTemplate';
@@ -115,17 +115,6 @@ function nextEvent<K extends keyof AwsIotEvents & string>(
     10_000,
     `event ${type}`,
   );
-}
-
-/** A promise with its settle functions outside (for SDK callbacks). */
-function deferred<T>() {
-  let resolve!: (v: T) => void;
-  let reject!: (e: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
 }
 
 /**
