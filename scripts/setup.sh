@@ -15,7 +15,7 @@ if [ "$(id -u)" -eq 0 ]; then SUDO=(); elif command -v sudo >/dev/null; then SUD
 # Real clients and reference servers the project drives (Debian packages, never downloaded binaries):
 #   curl openssl dnsutils(dig) mosquitto-clients  clients under test
 #   util-linux(unshare) iproute2 nftables          the lab's namespaces and firewalls
-#   squid dnsmasq dnsperf mosquitto                references for `npm run bench`
+#   squid dnsmasq dnsperf mosquitto mitmproxy      references for `npm run bench`
 #   openssh-server/client wireguard-tools          tunnel and VPN scenarios
 #   wireguard-go                                   WireGuard in namespaces without the kernel module
 #   openjdk-17-jdk-headless maven                  the official Azure IoT Java SDK (a strict AMQP client)
@@ -23,7 +23,7 @@ if [ "$(id -u)" -eq 0 ]; then SUDO=(); elif command -v sudo >/dev/null; then SUD
 #   chromium                                       renders the HTML report in a test (playwright-core)
 APT_PACKAGES=(
   ca-certificates curl openssl dnsutils mosquitto-clients util-linux iproute2 nftables
-  squid dnsmasq dnsperf mosquitto openssh-server openssh-client wireguard-tools wireguard-go git
+  squid dnsmasq dnsperf mosquitto mitmproxy openssh-server openssh-client wireguard-tools wireguard-go git
   openjdk-17-jdk-headless maven chromium
 )
 command -v aws >/dev/null || APT_PACKAGES+=(awscli)
