@@ -3,7 +3,7 @@ import { type IConnectPacket, parser as mqttParser } from 'mqtt-packet';
 import { topicNameProblem } from './topics.js';
 
 /**
- * Reads a connection's first packet before aedes does and answers the CONNECT checks aedes 1.2 gets wrong:
+ * Reads a connection's first packet before aedes does and answers the CONNECT checks aedes gets wrong:
  *
  *   bytes ──▶ screen: CONNECT ok? ──yes──▶ bytes put back ──▶ aedes
  *                         │ no
@@ -18,7 +18,7 @@ import { topicNameProblem } from './topics.js';
 /** What the screen did with a connection it did not hand on. */
 export type ScreenVerdict =
   /** The CONNECT got a CONNACK with this return code, then the connection was closed. */
-  | { kind: 'refused'; returnCode: 1 | 2 | 3; clientId: string; reason: string }
+  | { kind: 'refused'; returnCode: 1 | 2 | 3; clientId: string; reason: string; level?: number }
   /** The connection was closed without a CONNACK: a protocol violation [MQTT-4.8.0-1]. */
   | { kind: 'violation'; clientId: string; reason: string };
 
@@ -48,7 +48,22 @@ const MAX_CONNECT_BODY = 12 + 5 * (2 + 0xffff);
 /** After a refusing CONNACK, how long the client gets to close before the broker does. */
 const LINGER_MS = 5_000;
 
+/**
+ * MQTT 5 §3.1.2.1 Maximum Packet Size / §3.1.2.11: a v5 CONNECT adds properties (user properties,
+ * authentication data) and will properties to the five fields, so it has no tight bound; the screen reads
+ * at most this much of one before aedes does (its own `maximumPacketSize` applies after).
+ */
+const MAX_V5_CONNECT_BODY = 1024 * 1024;
+
+/** MQTT 3.1.1 §3.2 CONNACK: no properties, a return code. */
 const connack = (returnCode: number) => Buffer.from([0x20, 0x02, 0x00, returnCode]);
+/**
+ * MQTT 5 §3.2: flags, reason code, Property Length 0. The screen's refusals of a v5 CONNECT in v5 reason
+ * codes (§3.2.2.2): 2 → 0x85 Client Identifier not valid; 3, which the screen gives only for its connect
+ * throttle, → 0x9F Connection rate exceeded.
+ */
+const connackV5 = (reasonCode: number) => Buffer.from([0x20, 0x03, 0x00, reasonCode, 0x00]);
+const V5_REASON: Record<number, number> = { 2: 0x85, 3: 0x9f };
 
 export function screenConnect(stream: Duplex, opts: ScreenOptions): void {
   const chunks: Buffer[] = [];
@@ -80,8 +95,14 @@ export function screenConnect(stream: Duplex, opts: ScreenOptions): void {
     // not available (a cloud throttling connects answers so). Only a CONNECT is counted.
     const throttled = 'pass' in d && bytes[0] === 0x10 && opts.admit !== undefined && !opts.admit();
     if (throttled) {
-      const clientId = parseConnect(bytes)?.clientId ?? '';
-      d = { kind: 'refused', returnCode: 3, clientId, reason: 'connect rate exceeded' };
+      const packet = parseConnect(bytes);
+      d = {
+        kind: 'refused',
+        returnCode: 3,
+        clientId: packet?.clientId ?? '',
+        reason: 'connect rate exceeded',
+      };
+      if (packet) d.level = packet.protocolVersion;
     } else if ('pass' in d) {
       stream.removeListener('error', ignoreError);
       stream.unshift(bytes);
@@ -91,7 +112,9 @@ export function screenConnect(stream: Duplex, opts: ScreenOptions): void {
       // Read and drop what else the client sends, so that closing sends a FIN (not a RST that could
       // overtake the CONNACK); close after LINGER_MS if the client keeps the connection open.
       stream.on('data', () => undefined);
-      stream.end(connack(d.returnCode));
+      // [MQTT-3.2.2-2]-style answer in the client's own version: a v5 client gets a v5 CONNACK
+      // (MQTT 5 §4.13.1: a CONNACK with a reason code ≥ 0x80, then close).
+      stream.end(d.level === 5 ? connackV5(V5_REASON[d.returnCode] ?? 0x80) : connack(d.returnCode));
       const linger = setTimeout(() => stream.destroy(), LINGER_MS);
       stream.once('close', () => clearTimeout(linger));
     } else {
@@ -128,18 +151,22 @@ export function decide(bytes: Buffer): Decision {
   if (name !== 'MQTT' && name !== 'MQIsdp') return { pass: true };
   // Bit 7 marks a bridge (mosquitto's try_private); mqtt-packet strips it too.
   const level = bytes[levelAt]! & 0x7f;
-  // [MQTT-3.1.2-2]: an unsupported level gets CONNACK 0x01, then the server disconnects. MQTT 5 (level 5)
-  // is unsupported here (aedes 1.2 speaks 3.1 and 3.1.1): MQTT 5 §3.1.2.2's CONNACK reason 0x84 is for a
-  // server that implements v5, so a 3.1.1 server answers the 3.1.1 way, `20 02 00 01`, which v5 clients
-  // (libmosquitto, MQTT.js, paho) read as "unacceptable protocol version".
-  if (level !== 3 && level !== 4) {
+  // [MQTT-3.1.2-2]: an unsupported level gets CONNACK 0x01, then the server disconnects. Levels 3, 4 and 5
+  // (MQTT 3.1, 3.1.1, 5) go on to aedes. For any other level the 3.1.1 form `20 02 00 01` is the answer
+  // (as mosquitto gives): MQTT 5 §3.1.2.2's reason 0x84 lives in a v5 CONNACK, which a client of an
+  // unknown version cannot be assumed to read; libmosquitto, MQTT.js and paho read 0x01 as "unacceptable
+  // protocol version".
+  if (level !== 3 && level !== 4 && level !== 5) {
     return { kind: 'refused', returnCode: 1, clientId: '', reason: `unsupported protocol level ${level}` };
   }
-  if (remaining > MAX_CONNECT_BODY) {
+  if (remaining > (level === 5 ? MAX_V5_CONNECT_BODY : MAX_CONNECT_BODY)) {
     return {
       kind: 'violation',
       clientId: '',
-      reason: `CONNECT of ${remaining} bytes is longer than any well-formed MQTT 3.1.1 CONNECT`,
+      reason:
+        level === 5
+          ? `CONNECT of ${remaining} bytes is longer than this broker reads (${MAX_V5_CONNECT_BODY})`
+          : `CONNECT of ${remaining} bytes is longer than any well-formed MQTT 3.1.1 CONNECT`,
     };
   }
   if (bytes.length < body + remaining) return { need: body + remaining };
@@ -151,7 +178,8 @@ export function decide(bytes: Buffer): Decision {
     return { kind: 'refused', returnCode: 2, clientId, reason: 'an MQTT 3.1 client id may not be empty' };
   }
   // [MQTT-3.1.3-8]: a zero-byte client id with clean session 0 gets CONNACK 0x02, then the server closes.
-  if (clientId === '' && !packet.clean) {
+  // MQTT 5 drops the rule: the server assigns an identifier whatever Clean Start says [MQTT-3.1.3-6].
+  if (level !== 5 && clientId === '' && !packet.clean) {
     return {
       kind: 'refused',
       returnCode: 2,
@@ -160,7 +188,8 @@ export function decide(bytes: Buffer): Decision {
     };
   }
   // The will topic is a topic name: no wildcards [MQTT-4.7.1-1], not empty [MQTT-4.7.3-1]. 3.1.1 has no
-  // CONNACK code for it: a protocol violation closes the connection [MQTT-4.8.0-1].
+  // CONNACK code for it: a protocol violation closes the connection [MQTT-4.8.0-1]; MQTT 5 lets the server
+  // close without a CONNACK too (§4.13.1: it MAY send one with a reason code first).
   const willProblem = packet.will ? topicNameProblem(packet.will.topic) : undefined;
   if (willProblem) {
     return {

@@ -1,7 +1,7 @@
 import type { Aedes } from 'aedes';
 
 /**
- * Why a bare aedes 1.2 dies under an open-loop QoS 0 flood (aedes' benchmarks/sender.js + receiver.js,
+ * Why a bare aedes (1.2, and still 2.0.0-beta.1 with mqemitter 7.1) dies under an open-loop QoS 0 flood (aedes' benchmarks/sender.js + receiver.js,
  * then both disconnect):
  *
  *   publisher ──▶ aedes client ──▶ mqemitter.emit ──(current ≥ concurrency 100)──▶ _messageQueue (unbounded)

@@ -25,7 +25,10 @@ export interface ClientInfo {
   alpn?: string;
 }
 
-/** A refusal at CONNECT: the MQTT 3.1.1 CONNACK return code (§3.2.2.3) and why. */
+/**
+ * A refusal at CONNECT: the MQTT 3.1.1 CONNACK return code (§3.2.2.3) and why. An MQTT 5 client gets the
+ * matching v5 reason code (MQTT 5 §3.2.2.2): 2 → 0x85, 3 → 0x88, 4 → 0x86, 5 → 0x87.
+ */
 export interface ConnectRefusal {
   returnCode: 1 | 2 | 3 | 4 | 5;
   reason: string;
@@ -38,9 +41,13 @@ export interface ConnectRefusal {
 
 export interface BrokerHooks {
   authenticate?(client: ClientInfo, password: Buffer | undefined): Promise<true | ConnectRefusal>;
-  /** false: the PUBLISH is dropped and the client disconnected (what AWS IoT does on a policy denial). */
+  /**
+   * false: the PUBLISH is dropped. MQTT 3.1.1 has no way to say so: the client is disconnected (what AWS IoT
+   * does on a policy denial). MQTT 5: a QoS 1 PUBLISH gets PUBACK 0x87 Not authorized with the reason as
+   * Reason String, a QoS 0 one is dropped, and the connection stays (MQTT 5 §3.4.2.1, as AWS IoT answers).
+   */
   authorizePublish?(client: ClientInfo, topic: string, payload: Buffer): Promise<boolean>;
-  /** false: the SUBACK carries 0x80 (failure) for that topic. */
+  /** false: the SUBACK carries 0x80 (failure) for that topic; 0x87 Not authorized for MQTT 5 (§3.9.3). */
   authorizeSubscribe?(client: ClientInfo, topic: string): Promise<boolean>;
   /** Every authorized PUBLISH from a client, after delivery (a persona answers requests here). */
   onPublish?(client: ClientInfo, topic: string, payload: Buffer): Promise<void> | void;

@@ -90,11 +90,25 @@ export const mqttBrokerOptionsSchema = z
   });
 
 export type MqttBrokerOptions = z.input<typeof mqttBrokerOptionsSchema>;
+
 export { type ConnectRate, connectRateSchema } from './connect-rate.js';
 export type { DirectDelivery } from './direct.js';
 export type { BrokerFaults, FaultEvent, FaultKind } from './faults.js';
 export { brokerFaultsSchema } from './faults.js';
 export type { BrokerHooks, ClientInfo, ConnectRefusal } from './hooks.js';
+
+/**
+ * MQTT 5 session and flow limits (aedes leaves them unlimited). A v5 session outlives its connection for
+ * its Session Expiry Interval (MQTT 5 §3.1.2.11.2): capped at 7 days (AWS IoT's longest persistent
+ * session) and at 10,000 waiting sessions (and as many delayed wills) at once, past which a disconnecting
+ * session ends at once; so the broker's per-client state stays bounded. Topic aliases from clients: up to
+ * 10 (mosquitto's default), advertised in the CONNACK (§3.2.2.3.8).
+ */
+const MQTT5_LIMITS = {
+  sessionExpiryIntervalLimit: 7 * 24 * 3600,
+  pendingSessionsLimit: 10_000,
+  topicAliasMaximum: 10,
+};
 
 export interface MqttBrokerEvents {
   [key: string]: unknown;
@@ -108,7 +122,7 @@ export interface MqttBrokerEvents {
   publish: { clientId: string; topic: string; qos: number; retain: boolean; bytes: number };
   subscribe: { clientId: string; topics: string[] };
   closed: { id: string; bytesIn: number; bytesOut: number; durationMs: number };
-  /** A connection closed without an answer for breaking MQTT 3.1.1 (a wildcard will topic, a bad filter). */
+  /** A connection closed without an answer for breaking MQTT (a wildcard will topic, a bad filter). */
   'protocol-violation': { clientId: string; reason: string };
   /** A protocol fault acted on a client (refused CONNACK, withheld PUBACK, dropped connection). */
   fault: FaultEvent;
@@ -152,7 +166,7 @@ export async function start(options: MqttBrokerOptions = {}): Promise<MqttBroker
   const opts = parseOptions(mqttBrokerOptionsSchema, options, 'mqtt-broker');
   const events = new SimulatorEvents<MqttBrokerEvents>(opts.name);
   const stats: MqttBrokerStats = { connections: 0, clients: 0, published: 0, rejected: 0, faults: 0 };
-  const broker = await Aedes.createBroker();
+  const broker = await Aedes.createBroker(MQTT5_LIMITS);
   guardDeliveryRecursion(broker);
   let faults: BrokerFaults = { ...opts.faults };
   const tracker = new ConnectionTracker();
@@ -184,7 +198,7 @@ export async function start(options: MqttBrokerOptions = {}): Promise<MqttBroker
   const onViolation = (clientId: string, reason: string) =>
     events.emitEvent('protocol-violation', { clientId, reason });
   refuseInvalidFilters(broker, onViolation);
-  // What aedes 1.2 gets wrong about CONNECT is answered before it reads the connection (connect-screen.ts).
+  // What aedes gets wrong about CONNECT is answered before it reads the connection (connect-screen.ts).
   const throttle = opts.connectRate ? new ConnectThrottle(opts.connectRate.perSecond) : undefined;
   const screen = (conn: Duplex, handOn: () => void) =>
     screenConnect(conn, {
@@ -269,7 +283,7 @@ export async function start(options: MqttBrokerOptions = {}): Promise<MqttBroker
           server: server as HttpServer,
           ...(l.path ? { path: l.path } : {}),
           perMessageDeflate: false,
-          // MQTT over WebSockets: [MQTT-6.0.0-3] the subprotocol is `mqtt` (3.1.1) or `mqttv3.1`.
+          // MQTT over WebSockets: the subprotocol is `mqtt` (3.1.1 [MQTT-6.0.0-3], MQTT 5 §6) or `mqttv3.1`.
           handleProtocols: (protocols) =>
             protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false,
         });

@@ -2,7 +2,7 @@ import type { Aedes } from 'aedes';
 
 /**
  * MQTT 3.1.1 §4.7 topic rules: what is wrong with a topic name (PUBLISH, will topic) or a topic filter
- * (SUBSCRIBE), or undefined when it is valid. aedes 1.2 checks filters with off-by-one gaps (`a+`, `+a`,
+ * (SUBSCRIBE), or undefined when it is valid. aedes (1.2, and still 2.0.0-beta.1) checks filters with off-by-one gaps (`a+`, `+a`,
  * `a/+b`, `a#` and `++` pass its check) and does not check will topics at all.
  */
 

@@ -110,13 +110,6 @@ describe('mqtt-broker MQTT 3.1.1 features with MQTT.js', () => {
     await ws.publishAsync('w/t', 'over wss', { qos: 1 });
     expect((await got).payload).toBe('over wss');
   });
-
-  it('refuses MQTT 5 CONNECT with "unacceptable protocol version" (aedes 1.2 speaks 3.1 and 3.1.1 only)', async () => {
-    const b = await startBroker();
-    await expect(
-      mqtt.connectAsync(endpointOf(b, 'mqtt').url!, { protocolVersion: 5, reconnectPeriod: 0 }),
-    ).rejects.toThrow(/protocol version|Unsupported Protocol Version/i);
-  });
 });
 
 describe('mqtt-broker protocol faults', () => {

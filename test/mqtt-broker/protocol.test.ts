@@ -1,12 +1,10 @@
 import { connect as tcpConnect } from 'node:net';
-import { execa } from 'execa';
 import { generate, type IConnectPacket, type Packet } from 'mqtt-packet';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { endpointOf } from '../../simulators/common/handle.js';
 import { type MqttBrokerHandle, start } from '../../simulators/mqtt-broker/index.js';
 import { topicFilterProblem, topicNameProblem } from '../../simulators/mqtt-broker/topics.js';
-import { missing } from '../helpers/capability.js';
 import { within } from '../helpers/within.js';
 
 /**
@@ -167,13 +165,6 @@ describe('mqtt-broker CONNECT checks at the wire (MQTT 3.1.1 §3.1)', () => {
     expect((await exchange(port(b), [other])).received).toEqual(Buffer.alloc(0)); // [MQTT-3.1.2-1]
   });
 
-  it('answers an MQTT 5 CONNECT with the 3.1.1 CONNACK 0x01: the broker does not implement v5', async () => {
-    const b = await startBroker();
-    const v5 = connectPacket({ protocolVersion: 5, properties: { sessionExpiryInterval: 10 } });
-    const { received } = await exchange(port(b), [v5]);
-    expect(received).toEqual(CONNACK(1));
-  });
-
   it('answers CONNACK 0x01 over WebSocket too', async () => {
     const b = await startBroker();
     const ws = new WebSocket(endpointOf(b, 'ws').url!, 'mqtt');
@@ -281,19 +272,3 @@ describe('mqtt-broker topic checks at the wire (MQTT 3.1.1 §4.7)', () => {
     expect(topicFilterProblem('')).toMatch(/empty/);
   });
 });
-
-describe.skipIf(missing('cmd:mosquitto_pub'))(
-  'mqtt-broker protocol checks with the mosquitto clients',
-  () => {
-    it('mosquitto_pub -V 5 reads the 3.1.1 CONNACK 0x01 as "unacceptable protocol version"', async () => {
-      const b = await startBroker();
-      const r = await execa(
-        'mosquitto_pub',
-        ['-h', '127.0.0.1', '-p', String(port(b)), '-V', '5', '-t', 't', '-m', 'x'],
-        { reject: false, timeout: 10_000 },
-      );
-      expect(r.exitCode).not.toBe(0);
-      expect(`${r.stdout}${r.stderr}`).toMatch(/unacceptable protocol version|Unsupported protocol version/i);
-    });
-  },
-);
