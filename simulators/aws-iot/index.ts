@@ -328,7 +328,8 @@ export async function start(options: AwsIotOptions): Promise<AwsIotHandle> {
     },
     hooks: {
       authenticate: (client) => authenticate(client),
-      // A denied PUBLISH disconnects the client, as AWS IoT does.
+      // A denied PUBLISH disconnects an MQTT 3.1.1 client, as AWS IoT does; an MQTT 5 client gets PUBACK
+      // 0x87 Not authorized (QoS 1) and keeps its connection (see mqtt-broker/hooks.ts).
       authorizePublish: async (client, topic) => {
         const ok = mayPublish(principalOf(client), topic);
         if (!ok) denied(client, 'publish', topic);
