@@ -26,6 +26,7 @@ import { type DirectDelivery, publishTo } from './direct.js';
 import { type BrokerFaults, brokerFaultsSchema, type FaultEvent, installFaults } from './faults.js';
 import { type BrokerHooks, type ClientInfo, installHooks } from './hooks.js';
 import { refuseInvalidFilters } from './topics.js';
+import { nullPrototypeBrokerMaps, nullPrototypeClientMaps } from './wire-keys.js';
 
 /**
  * An MQTT broker (aedes) on any mix of transports: mqtt (TCP), mqtts (TLS, optional mutual TLS and ALPN),
@@ -167,6 +168,7 @@ export async function start(options: MqttBrokerOptions = {}): Promise<MqttBroker
   const events = new SimulatorEvents<MqttBrokerEvents>(opts.name);
   const stats: MqttBrokerStats = { connections: 0, clients: 0, published: 0, rejected: 0, faults: 0 };
   const broker = await Aedes.createBroker(MQTT5_LIMITS);
+  nullPrototypeBrokerMaps(broker);
   guardDeliveryRecursion(broker);
   let faults: BrokerFaults = { ...opts.faults };
   const tracker = new ConnectionTracker();
@@ -265,7 +267,7 @@ export async function start(options: MqttBrokerOptions = {}): Promise<MqttBroker
       let server: NetServer | HttpServer;
       const handle = (s: Socket) => {
         coalesceWrites(s);
-        screen(s, () => broker.handle(s));
+        screen(s, () => nullPrototypeClientMaps(broker.handle(s)));
       };
       if (l.protocol === 'mqtt') server = createNetServer(handle);
       else if (l.protocol === 'mqtts') {
@@ -289,7 +291,7 @@ export async function start(options: MqttBrokerOptions = {}): Promise<MqttBroker
         });
         wss.on('connection', (ws, req) => {
           const stream = createWebSocketStream(ws);
-          screen(stream, () => broker.handle(stream, req));
+          screen(stream, () => nullPrototypeClientMaps(broker.handle(stream, req)));
         });
         wsServers.push(wss);
       }

@@ -112,6 +112,30 @@ describe('mqtt-broker MQTT 3.1.1 features with MQTT.js', () => {
   });
 });
 
+describe('mqtt-broker with names Object.prototype has (GHSA-52qw-whmv-87c5)', () => {
+  it.each([4, 5] as const)(
+    'client ids and topic filters "constructor", "__proto__", "toString" are ordinary names (MQTT %i)',
+    async (protocolVersion) => {
+      const b = await startBroker();
+      const url = endpointOf(b, 'mqtt').url!;
+      for (const name of ['constructor', '__proto__', 'toString']) {
+        const c = await client(url, { clientId: name, protocolVersion });
+        // never subscribed: an UNSUBSCRIBE of it is answered, not taken for an existing subscription
+        await c.unsubscribeAsync(name);
+        await c.subscribeAsync(name, { qos: 1 });
+        const got = nextMessage(c);
+        await c.publishAsync(name, `to ${name}`, { qos: 1 });
+        expect((await got).payload).toBe(`to ${name}`);
+        await c.unsubscribeAsync(name);
+      }
+      // the broker still serves: a second connection with one of those ids takes the session over
+      const again = await client(url, { clientId: 'constructor', protocolVersion });
+      await again.publishAsync('x/y', 'still serving', { qos: 1 });
+      expect(b.stats().clients).toBe(4);
+    },
+  );
+});
+
 describe('mqtt-broker protocol faults', () => {
   it('refuses CONNACK with the given return code, at start and at run time', async () => {
     const b = await startBroker({ faults: { refuseConnect: 3 } });
