@@ -25,6 +25,7 @@ import { guardDeliveryRecursion } from './delivery.js';
 import { type DirectDelivery, publishTo } from './direct.js';
 import { type BrokerFaults, brokerFaultsSchema, type FaultEvent, installFaults } from './faults.js';
 import { type BrokerHooks, type ClientInfo, installHooks } from './hooks.js';
+import { boundInboundQos2 } from './qos2-window.js';
 import { refuseInvalidFilters } from './topics.js';
 import { nullPrototypeBrokerMaps, nullPrototypeClientMaps } from './wire-keys.js';
 
@@ -200,6 +201,7 @@ export async function start(options: MqttBrokerOptions = {}): Promise<MqttBroker
   const onViolation = (clientId: string, reason: string) =>
     events.emitEvent('protocol-violation', { clientId, reason });
   refuseInvalidFilters(broker, onViolation);
+  boundInboundQos2(broker);
   // What aedes gets wrong about CONNECT is answered before it reads the connection (connect-screen.ts).
   const throttle = opts.connectRate ? new ConnectThrottle(opts.connectRate.perSecond) : undefined;
   const screen = (conn: Duplex, handOn: () => void) =>

@@ -272,3 +272,87 @@ describe('mqtt-broker topic checks at the wire (MQTT 3.1.1 §4.7)', () => {
     expect(topicFilterProblem('')).toMatch(/empty/);
   });
 });
+
+/** A raw connection past its CONNACK (aedes queues at most 42 packets before it): write, then wait. */
+async function rawSession(p: number, clientId: string) {
+  const socket = tcpConnect(p, '127.0.0.1', () => socket.write(connectPacket({ clientId })));
+  let got = Buffer.alloc(0);
+  let waiter: (() => void) | undefined;
+  let closed = false;
+  socket.on('data', (d) => {
+    got = Buffer.concat([got, d]);
+    waiter?.();
+  });
+  socket.on('error', () => undefined); // the close that follows is what the tests look at
+  socket.on('close', () => {
+    closed = true;
+    waiter?.();
+  });
+  const session = {
+    /** The broker's packets after the CONNACK, 4 bytes each here (PUBREC, PUBCOMP). */
+    packets: () => Array.from({ length: got.length / 4 - 1 }, (_, i) => got.subarray(4 + i * 4, 8 + i * 4)),
+    closed: () => closed,
+    write: (b: Buffer) => socket.write(b),
+    until: (done: () => boolean, what: string) =>
+      within(
+        new Promise<void>((resolve) => {
+          waiter = () => (done() || closed) && resolve();
+          waiter();
+        }),
+        10_000,
+        what,
+      ),
+    end: () => socket.destroy(),
+  };
+  await session.until(() => got.length >= 4, 'CONNACK');
+  expect(got.subarray(0, 4)).toEqual(CONNACK(0));
+  return session;
+}
+
+const qos2Publish = (messageId: number) =>
+  generate({
+    cmd: 'publish',
+    topic: 'q2/t',
+    payload: Buffer.from('x'),
+    qos: 2,
+    messageId,
+    retain: false,
+    dup: false,
+  } as Packet);
+const pubrel = (messageId: number) => generate({ cmd: 'pubrel', messageId } as Packet);
+const count = (packets: Buffer[], type: number) => packets.filter((p) => p[0] === type).length;
+
+describe('mqtt-broker inbound QoS 2 window (aedes 1.2.0 maxInflightInbound; qos2-window.ts)', () => {
+  it('closes a 3.1.1 client whose QoS 2 PUBLISH finds 1000 stored ones still awaiting PUBREL', async () => {
+    const b = await startBroker();
+    const s = await rawSession(port(b), 'q2');
+    try {
+      s.write(Buffer.concat(Array.from({ length: 1000 }, (_, i) => qos2Publish(i + 1))));
+      await s.until(() => count(s.packets(), 0x50) === 1000, '1000 PUBRECs');
+      // the 1001st: no PUBREC, the connection is closed (3.1.1 has no code to refuse it with)
+      s.write(qos2Publish(1001));
+      await s.until(() => false, 'the close');
+      expect(s.closed()).toBe(true);
+      expect(count(s.packets(), 0x50)).toBe(1000);
+    } finally {
+      s.end();
+    }
+  });
+
+  it('a PUBREL frees its slot: 1000 exchanges, then 1000 more on the same connection', async () => {
+    const b = await startBroker();
+    const s = await rawSession(port(b), 'q2b');
+    try {
+      for (const from of [1, 1001]) {
+        const ids = Array.from({ length: 1000 }, (_, i) => from + i);
+        s.write(Buffer.concat(ids.map(qos2Publish)));
+        await s.until(() => count(s.packets(), 0x50) === from + 999, 'PUBRECs');
+        s.write(Buffer.concat(ids.map(pubrel)));
+        await s.until(() => count(s.packets(), 0x70) === from + 999, 'PUBCOMPs');
+      }
+      expect(s.closed()).toBe(false);
+    } finally {
+      s.end();
+    }
+  });
+});
