@@ -1,8 +1,10 @@
-import { execFile } from 'node:child_process';
 import { endpointOf } from '../../simulators/common/index.js';
 import type { GeoDnsHandle, GeoDnsOptions } from '../../simulators/geo-dns/index.js';
 import { start as startGeoDns } from '../../simulators/geo-dns/index.js';
 import type { ResolverEvents, ResolverHandle } from '../../simulators/resolver/index.js';
+import { type DigResult, dig as geoDig } from '../geo-dns/helpers.js';
+
+export type { DigResult };
 
 /** Client addresses on loopback that the lab's geo-dns locates. */
 export const NA_CLIENT = '127.53.1.10';
@@ -61,49 +63,21 @@ export function upstreamOf(dns: GeoDnsHandle): string {
   return `${ep.host}:${ep.port}`;
 }
 
-export interface DigResult {
-  code: number;
-  stdout: string;
-  status?: string;
-  flags: string[];
-  answers: string[][];
-}
-
-/** Runs dig against `server:port` (from `bind` when given); parses status, flags and the answer section. */
+/**
+ * dig against `server:port` (from `bind` when given), parsed by the geo-dns tests' dig. `+time=3` (the later
+ * +time wins): a forwarded query may take the resolver's full upstream budget before it answers SERVFAIL.
+ */
 export function dig(
   server: string,
   port: number,
   args: string[],
   opts: { bind?: string; timeoutMs?: number } = {},
 ): Promise<DigResult> {
-  return new Promise((resolve) => {
-    execFile(
-      'dig',
-      [
-        `@${server}`,
-        '-p',
-        String(port),
-        ...(opts.bind ? ['-b', opts.bind] : []),
-        '+time=3',
-        '+tries=1',
-        ...args,
-      ],
-      { timeout: opts.timeoutMs ?? 10_000 },
-      (err, stdout) => {
-        const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
-        const status = /status: ([A-Z]+)/.exec(stdout)?.[1];
-        const flags = /;; flags: ([a-z ]+);/.exec(stdout)?.[1]?.trim().split(/\s+/) ?? [];
-        const m = /;; ANSWER SECTION:\n([\s\S]*?)(?:\n\n|$)/.exec(stdout);
-        const answers = m?.[1]
-          ? m[1]
-              .split('\n')
-              .filter((l) => l && !l.startsWith(';'))
-              .map((l) => l.split(/\s+/))
-          : [];
-        resolve({ code, stdout, ...(status ? { status } : {}), flags, answers });
-      },
-    );
-  });
+  return geoDig(
+    { host: server, port },
+    [...(opts.bind ? ['-b', opts.bind] : []), '+time=3', ...args],
+    opts.timeoutMs ?? 10_000,
+  );
 }
 
 /** Records one event type of a resolver. */
