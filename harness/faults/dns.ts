@@ -16,7 +16,7 @@ import {
 } from '../../simulators/common/dns-faults.js';
 import { FieldlabError } from '../../simulators/common/errors.js';
 import type { RelayHandle } from './relay.js';
-import type { ToxicSpec, ToxicSpecInput } from './spec.js';
+import type { ToxicSpecInput } from './spec.js';
 
 export {
   DNS_FAULT_TYPES,
@@ -80,6 +80,3 @@ export function applyFault(
   if (isDnsFault(spec)) dnsFaultTarget(lab, target).addDnsFault(spec as DnsFaultSpecInput);
   else lab.relay(target).addToxic(spec as ToxicSpecInput);
 }
-
-/** A scenario fault (toxic or DNS) as it validates. */
-export type AnyFaultSpec = ToxicSpec | DnsFaultSpec;

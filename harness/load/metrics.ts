@@ -136,11 +136,6 @@ export class MetricSet {
     return this.metrics.get(name)?.samples ?? [];
   }
 
-  /** Whether the set has this metric. */
-  has(name: string): boolean {
-    return this.metrics.has(name);
-  }
-
   isTime(name: string): boolean {
     return this.metrics.get(name)?.time ?? false;
   }

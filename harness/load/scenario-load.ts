@@ -190,7 +190,6 @@ async function runNode(decl: LoadDecl, vus: number, env: LoadEnvironment): Promi
         set.add(metric, value);
         if (metric === w.throughput.metric) series.add(Number(value));
       },
-      metrics: set,
       ca: env.ca,
       relay: env.relay,
       signal: controller.signal,

@@ -1,7 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { FieldlabError } from '../../simulators/common/errors.js';
 import type { ToxicSpecInput } from '../faults/spec.js';
-import type { MetricSet, MetricType } from './metrics.js';
+import type { MetricType } from './metrics.js';
 
 /**
  * What a built-in Node workload is given and gives back. A workload declares its metrics (k6's types),
@@ -31,7 +31,6 @@ export interface WorkloadContext {
   options: Record<string, string | number | boolean>;
   /** Adds a sample (see MetricSet.add); the throughput metric is also recorded over time. */
   add(metric: string, value: number | boolean): void;
-  metrics: MetricSet;
   /** The lab's root CA (PEM) the lab's servers are issued from. */
   ca: string[];
   relay(target: string): WorkloadRelay;
