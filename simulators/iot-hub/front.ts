@@ -60,11 +60,7 @@ export interface Front {
 }
 
 /** Starts the mqtts, amqps and https (+ WebSocket) listeners of one Azure endpoint. */
-export async function startFront<M extends FrontEvents>(
-  opts: FrontOptions,
-  events: SimulatorEvents<M>,
-): Promise<Front> {
-  const emit = events as unknown as SimulatorEvents<FrontEvents>;
+export async function startFront(opts: FrontOptions, emit: SimulatorEvents<FrontEvents>): Promise<Front> {
   const tracker = new ConnectionTracker();
   const tlsOptions = {
     cert: opts.tls.certPem,
