@@ -1,7 +1,12 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
-import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import {
+  type Agent,
+  createServer as createHttpsServer,
+  type Server as HttpsServer,
+  get as httpsGet,
+} from 'node:https';
 import {
   type AddressInfo,
   createServer as createNetServer,
@@ -105,6 +110,25 @@ export function startHttpTarget(host = '127.0.0.1'): Promise<Target> {
 }
 
 /** Runs a CLI to completion (bounded), never rejecting on a non-zero exit. */
+/** An HTTPS GET through `agent` (a proxy agent, as a user's Node client uses one); resolves with the body. */
+export function httpsText(
+  url: string,
+  opts: { agent: Agent; ca: string; servername?: string },
+): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = httpsGet(url, { ...opts, timeout: 5000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => {
+        body += c;
+      });
+      res.on('end', () => resolve(body));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+  });
+}
+
 export async function run(cmd: string, args: string[], opts: { input?: string; timeoutMs?: number } = {}) {
   const r = await execa(cmd, args, {
     reject: false,

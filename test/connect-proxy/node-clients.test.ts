@@ -1,30 +1,11 @@
-import { get as httpsGet } from 'node:https';
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { HttpsProxyAgent } from 'https-proxy-agent';
 import { EnvHttpProxyAgent, fetch } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type ConnectProxyHandle, start } from '../../simulators/connect-proxy/index.js';
-import { makeCert, nextEvent, startHttpsTarget, type Target, type TestCert } from './helpers.js';
+import { httpsText, makeCert, nextEvent, startHttpsTarget, type Target, type TestCert } from './helpers.js';
 
 const CREDS = { username: 'edge', password: 'p@ss:w/ord' };
-
-function httpsText(
-  url: string,
-  opts: { agent: HttpsProxyAgent<string>; ca: string; servername?: string },
-): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = httpsGet(url, { ...opts, timeout: 5000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => {
-        body += c;
-      });
-      res.on('end', () => resolve(body));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-  });
-}
 
 /** A raw CONNECT; resolves with the response head and the open socket. */
 function rawConnect(port: number, target: string, auth?: string): Promise<{ head: string; socket: Socket }> {
