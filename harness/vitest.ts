@@ -25,6 +25,7 @@ import type { LabEvent } from '../simulators/common/events.js';
 import { startUpLab } from './cli/up.js';
 import type { Lab } from './lab/lab.js';
 import { type FailureClass, isFailureClass } from './probe/classes.js';
+import { type EventQuery, eventMatches } from './runner/expectation.js';
 import type { RunResult, VariantResult } from './runner/result.js';
 import { loadScenario } from './scenario/load.js';
 
@@ -67,11 +68,7 @@ export interface UsedLab {
 }
 
 /** An event a test looks for: its source, type and fields of its data (equal, or asymmetric matchers). */
-export interface SeenQuery {
-  source: string;
-  type: string;
-  match?: Record<string, unknown>;
-}
+export type SeenQuery = EventQuery;
 
 /**
  * Starts the lab of a scenario (or lab) file for one test, with the variant's options and faults, and
@@ -149,13 +146,6 @@ function waitForEvent(lab: Lab, want: SeenQuery, timeoutMs: number): Promise<Lab
       resolve(e);
     });
   });
-}
-
-/** The same test as a scenario's `labSaw`: same source and type, and every `match` field equal. */
-function eventMatches(e: LabEvent, want: SeenQuery, equals: (a: unknown, b: unknown) => boolean): boolean {
-  if (e.source !== want.source || e.type !== want.type) return false;
-  const data = e.data && typeof e.data === 'object' ? (e.data as Record<string, unknown>) : {};
-  return Object.entries(want.match ?? {}).every(([k, v]) => equals(data[k], v));
 }
 
 function describeQuery(want: SeenQuery): string {

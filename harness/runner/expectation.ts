@@ -3,6 +3,24 @@ import type { LabEvent } from '../../simulators/common/events.js';
 import type { Verdict } from '../probe/classes.js';
 import type { ExpectDecl } from '../scenario/model.js';
 
+/** An event a scenario's `labSaw`/`labNeverSaw` (or a test's `toHaveSeen`) looks for. */
+export interface EventQuery {
+  source: string;
+  type: string;
+  match?: Record<string, unknown>;
+}
+
+/** Same source and type, and every `match` field of the event's data equal (by `equals`, default ===). */
+export function eventMatches(
+  e: LabEvent,
+  want: EventQuery,
+  equals: (a: unknown, b: unknown) => boolean = (a, b) => a === b,
+): boolean {
+  if (e.source !== want.source || e.type !== want.type) return false;
+  const data = e.data && typeof e.data === 'object' ? (e.data as Record<string, unknown>) : {};
+  return Object.entries(want.match ?? {}).every(([k, v]) => equals(data[k], v));
+}
+
 /** Compares what happened with what a variant expected; returns the mismatches as sentences. */
 export function checkExpectation(
   expect: ExpectDecl,
@@ -37,16 +55,8 @@ export function checkExpectation(
   if (output !== undefined && !new RegExp(output, 'm').test(stdout)) {
     problems.push(`expected the client's output to match /${output}/; it did not`);
   }
-  const matches = (want: (typeof expect.labSaw)[number]) =>
-    events.some(
-      (e) =>
-        e.source === want.source &&
-        e.type === want.type &&
-        Object.entries(want.match ?? {}).every(
-          ([k, v]) => (e.data as Record<string, unknown> | null)?.[k] === v,
-        ),
-    );
-  const describe = (want: (typeof expect.labSaw)[number]) =>
+  const matches = (want: EventQuery) => events.some((e) => eventMatches(e, want));
+  const describe = (want: EventQuery) =>
     `${want.source} to see ${want.type}${want.match ? ` with ${JSON.stringify(want.match)}` : ''}`;
   for (const want of expect.labSaw) {
     if (!matches(want)) problems.push(`expected ${describe(want)}; it did not`);
