@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type Lab, startLab } from '../../harness/lab/lab.js';
+import { missing } from '../helpers/capability.js';
 
 /**
  * issue 12 (3): a lab's files hold private keys (its CA's, its servers'): keys 0600 in 0700 directories,
@@ -36,7 +37,6 @@ afterEach(async () => {
 });
 
 const mode = (p: string) => statSync(p).mode & 0o777;
-const isRoot = process.geteuid?.() === 0;
 
 async function start(): Promise<Lab> {
   const lab = await startLab({
@@ -70,7 +70,7 @@ describe('lab files on the loopback backend', () => {
     expect(mode(lab.pki.dir)).toBe(0o700);
   });
 
-  it.skipIf(!isRoot)(
+  it.skipIf(missing('root'))(
     'another local user cannot read a key, even with the directories above open',
     async () => {
       const lab = await start();
@@ -101,14 +101,17 @@ describe('lab files on the loopback backend', () => {
     });
   });
 
-  it.skipIf(!isRoot)('refuses a state directory another user made first (as in a shared /tmp)', async () => {
-    mkdirSync(state, { mode: 0o700 });
-    chownSync(state, 65534, 65534);
-    await expect(start()).rejects.toMatchObject({
-      code: 'E_STATE_DIR_UNSAFE',
-      message: expect.stringMatching(/owned by uid 65534/),
-    });
-  });
+  it.skipIf(missing('root'))(
+    'refuses a state directory another user made first (as in a shared /tmp)',
+    async () => {
+      mkdirSync(state, { mode: 0o700 });
+      chownSync(state, 65534, 65534);
+      await expect(start()).rejects.toMatchObject({
+        code: 'E_STATE_DIR_UNSAFE',
+        message: expect.stringMatching(/owned by uid 65534/),
+      });
+    },
+  );
 
   it('closes an open labs directory of its own before putting a lab in it', async () => {
     mkdirSync(join(state, 'labs'), { recursive: true, mode: 0o700 });
