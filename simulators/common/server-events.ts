@@ -29,8 +29,8 @@ export interface TlsEstablishedEvent {
 }
 
 /** Emits `tls-established` for every handshake `server` (tls or https) completes. */
-export function announceTlsEstablished<M extends EventMap & { 'tls-established': TlsEstablishedEvent }>(
-  events: SimulatorEvents<M>,
+export function announceTlsEstablished(
+  events: SimulatorEvents<{ 'tls-established': TlsEstablishedEvent }>,
   server: TlsServer,
 ): void {
   server.on('secureConnection', (tls: TLSSocket) =>
@@ -38,21 +38,23 @@ export function announceTlsEstablished<M extends EventMap & { 'tls-established':
       remote: hostPort(tls.remoteAddress ?? '?', tls.remotePort ?? 0),
       protocol: tls.getProtocol(),
       alpn: tls.alpnProtocol ?? false,
-    } as M['tls-established']),
+    }),
   );
 }
 
 /** Emits `connection` now and `closed` (bytes each way, duration) when the socket goes away. */
-export function announceConnection<M extends ConnectionEvents>(
-  events: SimulatorEvents<M>,
+export function announceConnection(
+  events: SimulatorEvents<ConnectionEvents>,
   socket: Socket,
   id: string,
 ): void {
   const started = preciseNow();
-  const emit = events as unknown as SimulatorEvents<ConnectionEvents>;
-  emit.emitEvent('connection', { id, remote: hostPort(socket.remoteAddress ?? '?', socket.remotePort ?? 0) });
+  events.emitEvent('connection', {
+    id,
+    remote: hostPort(socket.remoteAddress ?? '?', socket.remotePort ?? 0),
+  });
   socket.once('close', () =>
-    emit.emitEvent('closed', {
+    events.emitEvent('closed', {
       id,
       bytesIn: socket.bytesRead,
       bytesOut: socket.bytesWritten,
