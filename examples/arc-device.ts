@@ -62,13 +62,14 @@ async function krypton(
   url: string,
   method: 'POST' | 'GET',
   env: NodeJS.ProcessEnv,
-): Promise<Record<string, unknown>> {
+): Promise<Partial<Credentials>> {
   const args = ['-sS', '--fail-with-body', '--connect-timeout', env.CONNECT_TIMEOUT_S ?? '5', '-X', method];
   if (method === 'POST') args.push('-H', 'Content-Type: application/json', '--data', '{}');
   if (env.KRYPTON_CA) args.push('--cacert', env.KRYPTON_CA);
   try {
     const { stdout } = await run('curl', [...args, url], { timeout: 60_000 });
-    return JSON.parse(stdout) as Record<string, unknown>;
+    // Krypton's answer: its fields arrive as the status says (all of them once `assigned`).
+    return JSON.parse(stdout) as Partial<Credentials>;
   } catch (err) {
     const e = err as { code?: number | string; stderr?: string; stdout?: string; message: string };
     if (typeof e.code !== 'number') throw new StepError(`cannot run curl: ${e.message}`, 2);
@@ -88,7 +89,7 @@ async function fetchCredentials(env: NodeJS.ProcessEnv, timeoutMs: number): Prom
   const statusUrl = new URL(`registrations/${encodeURIComponent(id)}`, url).href;
   const deadline = Date.now() + timeoutMs;
   for (let answer = started; ; answer = await krypton(statusUrl, 'GET', env)) {
-    if (answer.status === 'assigned') return answer as unknown as Credentials;
+    if (answer.status === 'assigned') return answer as Credentials;
     if (answer.status === 'failed') {
       throw new StepError(`Krypton: provisioning failed: ${String(answer.errorMessage ?? '?')}`, 1);
     }
