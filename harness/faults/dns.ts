@@ -20,15 +20,11 @@ import type { ToxicSpecInput } from './spec.js';
 
 export {
   DNS_FAULT_TYPES,
-  type DnsFaultEvents,
   type DnsFaultSpec,
   type DnsFaultSpecInput,
   type DnsFaultTarget,
-  type DnsFaultType,
   describeDnsFault,
   dnsFaultSpecSchema,
-  isDnsFaultTarget,
-  parseDnsFault,
 } from '../../simulators/common/dns-faults.js';
 
 /** Whether a fault spec is a DNS fault (by its type) rather than a relay toxic. */
