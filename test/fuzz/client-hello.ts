@@ -1,6 +1,7 @@
 import { createServer } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import fc from 'fast-check';
+import { within } from '../helpers/within.js';
 import { mutated } from './mutate.js';
 
 /**
@@ -42,9 +43,12 @@ export async function captureHellos(): Promise<Buffer[]> {
     const port = (server.address() as { port: number }).port;
     const client = tlsConnect({ host: '127.0.0.1', port, ...spec, servername: spec.servername ?? '' });
     client.on('error', () => {});
-    out.push(await got);
-    client.destroy();
-    await new Promise<void>((r) => server.close(() => r()));
+    try {
+      out.push(await within(got, 5000, `the ClientHello of ${JSON.stringify(spec)}`));
+    } finally {
+      client.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
   }
   return out;
 }
