@@ -28,7 +28,7 @@ interface MqInternals {
 
 /** Patches this broker's mqemitter instance (not the package) against the recursion described above. */
 export function guardDeliveryRecursion(broker: Aedes): void {
-  const mq = (broker as unknown as { mq: MqInternals }).mq;
+  const mq = (broker as Aedes & { mq: MqInternals }).mq;
   const original = mq._do;
   let depth = 0;
   mq._do = function guardedDo(this: MqInternals, message: unknown, callback: unknown) {
