@@ -121,7 +121,7 @@ export async function start(options: HttpsServerOptions): Promise<HttpsServerHan
 
   server.on('secureConnection', (tls: TLSSocket) => {
     // The TLSSocket wraps the raw socket: find the id through its `_parent`-free API (remote tuple).
-    const raw = (tls as unknown as { _parent?: Socket })._parent;
+    const raw = (tls as TLSSocket & { _parent?: Socket })._parent;
     const id = (raw && ids.get(raw)) ?? '?';
     if (raw) ids.set(tls, id);
     events.emitEvent('tls-established', {
