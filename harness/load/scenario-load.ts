@@ -104,7 +104,8 @@ export function checkLoad(decl: LoadDecl): void {
     throw new FieldlabError('E_BAD_LOAD', 'a k6 load needs a duration', { hint: 'e.g. duration: 10s' });
   }
   if (decl.driver === 'node') {
-    const w = WORKLOADS[decl.script];
+    // Own keys only: `constructor` or `toString` must be 'no such workload', not Object.prototype's.
+    const w = Object.hasOwn(WORKLOADS, decl.script) ? WORKLOADS[decl.script] : undefined;
     if (!w) {
       throw new FieldlabError('E_BAD_LOAD', `no built-in workload named ${decl.script}`, {
         hint: `the Node driver has: ${Object.keys(WORKLOADS).join(', ')}; or use driver: k6 with a script from load/`,

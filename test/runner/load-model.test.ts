@@ -65,6 +65,15 @@ describe('scenario load', () => {
     expect(checkLoad(l)).toBeUndefined();
   });
 
+  it('a workload named after an Object.prototype member is unknown, not inherited', () => {
+    const s = scenarioSchema.parse(base);
+    const l = loadOf(s, s.variants[0]!)!;
+    for (const script of ['constructor', 'toString', '__proto__']) {
+      const e = errorOf(() => checkLoad({ ...l, script }));
+      expect(isFieldlabError(e) ? e.code : String(e), script).toBe('E_BAD_LOAD');
+    }
+  });
+
   it('a bad load errors the variant with its code, before a lab starts', async () => {
     const s = scenarioSchema.parse({ ...base, load: { ...base.load, script: 'no-such-workload' } });
     const r = await runVariant({ file: 'x.yaml', scenario: s }, s.variants[0]!, { backend: 'loopback' });
