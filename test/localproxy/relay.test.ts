@@ -2,9 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import WebSocket from 'ws';
 import { SUBPROTOCOLS } from '../../harness/localproxy/index.js';
-import { FrameDecoder, MessageType, type TunnelMessage } from '../../simulators/tunnel-service/index.js';
+import { MessageType } from '../../simulators/tunnel-service/index.js';
 import { connect as connectRaw } from '../helpers/tunnel.js';
 import {
   Cleanup,
