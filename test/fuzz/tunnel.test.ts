@@ -58,10 +58,15 @@ async function tunnelWorks(): Promise<void> {
 
 /** Closes and deletes every tunnel left by a batch, as an operator cleaning up would (ListTunnels pages). */
 async function deleteAllTunnels(): Promise<void> {
+  // Bounded: a tunnel listed again after its delete would otherwise keep this loop asking until the test times out.
+  const deleted = new Set<string>();
   for (;;) {
     const page = await lab.sdk.send(new ListTunnelsCommand({ maxResults: 100 }));
     const ids = (page.tunnelSummaries ?? []).map((s) => s.tunnelId as string);
     if (ids.length === 0) return;
+    const again = ids.filter((id) => deleted.has(id));
+    if (again.length > 0) throw new Error(`still listed after CloseTunnel delete: true: ${again.join(', ')}`);
+    for (const id of ids) deleted.add(id);
     await Promise.all(
       ids.map((tunnelId) => lab.sdk.send(new CloseTunnelCommand({ tunnelId, delete: true }))),
     );
