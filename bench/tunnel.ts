@@ -244,7 +244,8 @@ export async function run(): Promise<BenchReport> {
     const s = await begin(startBulkSink(HOST));
     const t = await openTunnel(service.api!, keepAlive);
     const common = { endpoint: `ws://${HOST}:${service.data}`, destinationClientType: 'V2' as const };
-    const dst = await begin(
+    // The destination side only has to run: the source side's streams end at its app.
+    await begin(
       inWorker({
         role: 'localproxy',
         options: {
