@@ -73,7 +73,17 @@ export interface TlsInspectorHandle extends SimulatorHandle<TlsInspectorEvents, 
 /** Starts the inspector on `host:port` (default 127.0.0.1, a free port). */
 export async function start(options?: TlsInspectorOptions): Promise<TlsInspectorHandle> {
   const opts = parseOptions(tlsInspectorOptionsSchema, options, 'tls-inspector');
-  const ca = opts.ca ?? (await defaultAuthority());
+  if (opts.ca && (opts.rootName || opts.intermediateName)) {
+    throw new FieldlabError(
+      'E_BAD_OPTION',
+      'tls-inspector: rootName and intermediateName name the CA it makes',
+      {
+        where: 'tls-inspector options.rootName',
+        hint: 'give either ca (its own names are used) or rootName/intermediateName, not both',
+      },
+    );
+  }
+  const ca = opts.ca ?? (await defaultAuthority(opts.rootName, opts.intermediateName));
   checkFault(opts.fault, ca);
   // Map keys are matched lower-cased, in the same host:port form as CONNECT targets.
   const map: Record<string, string> = {};
@@ -200,10 +210,18 @@ async function stopAll(server: Server, clients: ConnectionTracker, opened: Set<D
   issuer.clear();
 }
 
-/** The default authority: a fresh inspector root with an intermediate under it, as Zscaler deploys. */
-async function defaultAuthority(): Promise<CertificateAuthority> {
-  const root = await CertificateAuthority.createRoot({ commonName: 'fieldlab TLS Inspector Root CA' });
-  return root.createIntermediate({ commonName: 'fieldlab TLS Inspector Intermediate CA' });
+/**
+ * The default authority: a fresh inspector root with an intermediate under it, as Zscaler deploys
+ * ("Zscaler Root CA" ← "Zscaler Intermediate Root CA (…)"), under the given names or fieldlab's own.
+ */
+async function defaultAuthority(rootName?: string, intermediateName?: string): Promise<CertificateAuthority> {
+  const root = await CertificateAuthority.createRoot({
+    commonName: rootName ?? 'fieldlab TLS Inspector Root CA',
+  });
+  return root.createIntermediate({
+    commonName:
+      intermediateName ?? (rootName ? `${rootName} Intermediate` : 'fieldlab TLS Inspector Intermediate CA'),
+  });
 }
 
 function checkFault(fault: InspectorFault, ca: CertificateAuthority): void {

@@ -33,6 +33,14 @@ export const tlsInspectorOptionsSchema = z.strictObject({
    * Zscaler), or a root. Default: a fresh root `fieldlab TLS Inspector Root CA` with an intermediate.
    */
   ca: authority.optional(),
+  /**
+   * The common name of the root made when `ca` is not given: the subject a site's inspecting proxy showed
+   * (`fieldlab doctor --emit-scenario` captures it), so a device's trust error names the same root. The
+   * key is a fresh lab key, never the real one.
+   */
+  rootName: z.string().trim().min(1).max(64).optional(),
+  /** The common name of the intermediate under that root; default `<rootName> Intermediate`. */
+  intermediateName: z.string().trim().min(1).max(64).optional(),
   /** PEM certificates the inspector trusts for its own TLS to the real targets; default Node's bundle. */
   upstreamCa: z.array(z.string().min(1)).optional(),
   /** Host patterns (`*` wildcards) tunnelled raw, without interception. */
