@@ -5,6 +5,7 @@ import { bandwidth } from './toxics/bandwidth.js';
 import { blackhole } from './toxics/blackhole.js';
 import { latency } from './toxics/latency.js';
 import { limitData } from './toxics/limit-data.js';
+import { mtuBlackhole } from './toxics/mtu-blackhole.js';
 import { refuse } from './toxics/refuse.js';
 import { resetPeer } from './toxics/reset-peer.js';
 import { slicer } from './toxics/slicer.js';
@@ -30,6 +31,17 @@ export function toxicDefinition(type: ToxicType): ToxicDefinition {
   return def;
 }
 
-for (const def of [latency, bandwidth, timeout, resetPeer, slowClose, slicer, limitData, blackhole, refuse]) {
+for (const def of [
+  latency,
+  bandwidth,
+  timeout,
+  resetPeer,
+  slowClose,
+  slicer,
+  limitData,
+  mtuBlackhole,
+  blackhole,
+  refuse,
+]) {
   registerToxic(def as ToxicDefinition<ToxicType>);
 }

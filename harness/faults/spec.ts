@@ -51,6 +51,13 @@ export const toxicSpecSchema = z.discriminatedUnion('type', [
     .strict(),
   /** Close the connection after `bytes` bytes have passed in this direction. */
   z.object({ ...common, type: z.literal('limit_data'), bytes: z.number().int().nonnegative() }).strict(),
+  /**
+   * A path MTU black hole: writes over `mtu` bytes (and all after them) never arrive in this direction;
+   * small ones pass. What `fieldlab doctor` reports as "a large TLS record stalls".
+   */
+  z
+    .object({ ...common, type: z.literal('mtu_blackhole'), mtu: z.number().int().min(68).max(65535) })
+    .strict(),
   /** Accept the connection, read and discard everything, never answer. */
   z.object({ ...common, type: z.literal('blackhole') }).strict(),
   /** Refuse new connections (the listener closes, so the kernel answers SYN with RST). */
@@ -68,6 +75,7 @@ export const TOXIC_TYPES: readonly ToxicType[] = [
   'slow_close',
   'slicer',
   'limit_data',
+  'mtu_blackhole',
   'blackhole',
   'refuse',
 ];

@@ -57,7 +57,7 @@ export const EVIDENCE_RULES: readonly EvidenceRule[] = [
   {
     id: 'relay-held',
     event: 'toxic-applied',
-    when: isRelayToxic(['timeout', 'blackhole']),
+    when: isRelayToxic(['timeout', 'blackhole', 'mtu_blackhole']),
     class: 'tcp.timeout',
     consistentWith: ['client.timeout', 'dns.timeout'],
     explain: (d, e) => `the relay ${e.source} held the connection (toxic ${toxicName(d)})`,
