@@ -217,10 +217,10 @@ export function buildProgram(): Command {
   program
     .command('serve-lab')
     .description(
-      'run one simulator of a container lab (the container backend starts it; its spec comes from the host)',
+      'run one simulator of a lab in a process of its own (a container, a network namespace; the lab starts it)',
     )
-    .argument('<spec>', 'the JSON spec the host wrote on the shared volume')
-    .action(lazy(async () => (await import('../lab/container-worker.js')).serveLabCommand));
+    .argument('<spec>', 'the JSON spec the lab wrote (0600: it holds the lab CA)')
+    .action(lazy(async () => (await import('./serve-lab.js')).serveLabCommand));
 
   program
     .command('health')

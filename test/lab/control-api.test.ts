@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startControlApi } from '../../harness/lab/container-worker.js';
+import { startControlApi } from '../../harness/backends/remote/http-server.js';
 import { type Lab, startLab } from '../../harness/lab/lab.js';
 import { useTempStateDir } from '../helpers/state-dir.js';
 
