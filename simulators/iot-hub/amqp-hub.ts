@@ -1,7 +1,7 @@
 import type { PeerCertificate } from 'node:tls';
 import rhea, { type Connection, type Container, type Delivery, type EventContext, type Sender } from 'rhea';
 import { AmqpTwinChannel, attachMethodLink, methodAnswer, SERVICE_LINK } from './amqp-twin.js';
-import type { C2dMessage, C2dSink } from './c2d.js';
+import type { C2dMessage, C2dQueues, C2dSink } from './c2d.js';
 import type { HubCore } from './core.js';
 import { amqpPeerOf } from './front.js';
 
@@ -15,9 +15,13 @@ import { amqpPeerOf } from './front.js';
  *   sender link   → /devices/<id>/messages/events       D2C telemetry (accepted)
  *                 → /devices/<d>/modules/<m>/messages/events  D2C from a module
  *   receiver link ← /devices/<id>/messages/devicebound  C2D
+ *                 ← /devices/<d>/modules/<m>/messages/events  a module's input messages (the SDKs'
+ *                   `inputMessage`), annotation `x-opt-input-name` naming the input
  */
 const EVENTS = /^\/devices\/([^/]+)(?:\/modules\/([^/]+))?\/messages\/events\/?$/;
 const DEVICEBOUND = /^\/devices\/([^/]+)\/messages\/devicebound\/?$/;
+/** A module's receiver link takes its input messages from its own events address. */
+const MODULE_INPUTS = /^\/devices\/([^/]+)\/modules\/([^/]+)\/messages\/events\/?$/;
 
 interface ConnState {
   transport: 'amqp' | 'amqp-ws';
@@ -62,8 +66,11 @@ export function hubAmqpContainer(core: HubCore): Container {
   container.sasl_server_mechanisms.enable_anonymous();
   container.sasl_server_mechanisms.MSSBCBS = () => new CbsSaslServer();
   const states = new WeakMap<Connection, ConnState>();
-  const deliveries = new WeakMap<Delivery, { deviceId: string; msg: C2dMessage; transport: string }>();
-  const sinks = new WeakMap<Sender, { deviceId: string; sink: C2dSink }>();
+  const deliveries = new WeakMap<
+    Delivery,
+    { deviceId: string; msg: C2dMessage; transport: string; queue: C2dQueues }
+  >();
+  const sinks = new WeakMap<Sender, { deviceId: string; sink: C2dSink; queue: C2dQueues }>();
 
   const stateOf = (conn: Connection): ConnState => {
     let s = states.get(conn);
@@ -131,41 +138,54 @@ export function hubAmqpContainer(core: HubCore): Container {
       return;
     }
     const m = DEVICEBOUND.exec(address);
-    const deviceId = m ? decodeURIComponent(m[1]!) : '';
-    if (!m || !authorized(state, deviceId)) {
+    const mod = MODULE_INPUTS.exec(address);
+    const deviceId = m ? decodeURIComponent(m[1]!) : mod ? identityOf(mod[1]!, mod[2]) : '';
+    if ((!m && !mod) || !authorized(state, deviceId)) {
+      const found = m || mod;
       sender.close({
-        condition: m ? 'amqp:unauthorized-access' : 'amqp:not-found',
-        description: m ? 'put a token on $cbs first' : `no such node: ${address}`,
+        condition: found ? 'amqp:unauthorized-access' : 'amqp:not-found',
+        description: found ? 'put a token on $cbs first' : `no such node: ${address}`,
       });
       return;
     }
+    const queue = mod ? core.inputs : core.c2d;
     const sink: C2dSink = {
       transport: state.transport,
       deliver(msg) {
         if (!sender.is_open() || !sender.sendable()) return false;
-        const delivery = sender.send({
-          message_id: msg.messageId,
-          to: `/devices/${deviceId}/messages/deviceBound`,
-          application_properties: msg.properties,
-          body: rhea.message.data_section(msg.body),
-        });
-        deliveries.set(delivery, { deviceId, msg, transport: state.transport });
+        const delivery = sender.send(
+          msg.inputName === undefined
+            ? {
+                message_id: msg.messageId,
+                to: `/devices/${deviceId}/messages/deviceBound`,
+                application_properties: msg.properties,
+                body: rhea.message.data_section(msg.body),
+              }
+            : {
+                message_id: msg.messageId,
+                application_properties: msg.properties,
+                message_annotations: { 'x-opt-input-name': msg.inputName },
+                body: rhea.message.data_section(msg.body),
+              },
+        );
+        deliveries.set(delivery, { deviceId, msg, transport: state.transport, queue });
         return true;
       },
     };
-    sinks.set(sender, { deviceId, sink });
-    core.c2d.addSink(deviceId, sink);
+    sinks.set(sender, { deviceId, sink, queue });
+    queue.addSink(deviceId, sink);
+    if (mod) core.events.emitEvent('listening', { deviceId, transport: state.transport, feature: 'inputs' });
   });
 
   container.on('sendable', (ctx: EventContext) => {
     const s = ctx.sender && sinks.get(ctx.sender);
-    if (s) core.c2d.flush(s.deviceId);
+    if (s) s.queue.flush(s.deviceId);
   });
   /** What to release when a twin or methods sender link closes. */
   const released = new WeakMap<Sender, () => void>();
   const dropSender = (sender: Sender | undefined) => {
     const s = sender && sinks.get(sender);
-    if (s) core.c2d.removeSink(s.deviceId, s.sink);
+    if (s) s.queue.removeSink(s.deviceId, s.sink);
     const release = sender && released.get(sender);
     if (sender && release) {
       released.delete(sender);
@@ -184,8 +204,8 @@ export function hubAmqpContainer(core: HubCore): Container {
     container.on(outcome, (ctx: EventContext) => {
       const d = ctx.delivery && deliveries.get(ctx.delivery);
       if (!d) return;
-      core.settled(d.deviceId, d.transport, d.msg.messageId, outcome);
-      if (outcome === 'released' || outcome === 'modified') core.c2d.requeue(d.deviceId, d.msg);
+      core.settled(d.deviceId, d.transport, d.msg.messageId, outcome, d.queue === core.inputs);
+      if (outcome === 'released' || outcome === 'modified') d.queue.requeue(d.deviceId, d.msg);
     });
   }
 

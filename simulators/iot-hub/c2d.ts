@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { FieldlabError } from '../common/errors.js';
 
 /** A cloud-to-device message waiting for (or on its way to) a device. */
 export interface C2dMessage {
@@ -7,6 +8,8 @@ export interface C2dMessage {
   properties: Record<string, string>;
   /** Delivery attempts so far (HTTP abandon and link loss put a message back). */
   attempts: number;
+  /** A module input message: the input it is for (`devices/<d>/modules/<m>/inputs/<inputName>/`). */
+  inputName?: string;
 }
 
 /** Something that can deliver to one device now: an AMQP link with credit, an MQTT subscription. */
@@ -17,8 +20,9 @@ export interface C2dSink {
 }
 
 /**
- * Per-device C2D queues. A message goes to the first live sink of its device (AMQP receiver link, MQTT
- * subscription); with none, it waits for one, or for an HTTP poll (`take`), as the hub's queue does.
+ * Per-device C2D queues (and, with the same mechanics, per-module input queues). A message goes to the first
+ * live sink of its device (AMQP receiver link, MQTT subscription); with none, it waits for one, or for an
+ * HTTP poll (`take`), as the hub's queue does. `maxDepth` bounds each queue: `enqueue` beyond it throws.
  */
 export class C2dQueues {
   private readonly queues = new Map<string, C2dMessage[]>();
@@ -26,11 +30,28 @@ export class C2dQueues {
   /** HTTP: messages handed out under a lock token, until completed, rejected or abandoned. */
   private readonly locked = new Map<string, { deviceId: string; msg: C2dMessage }>();
 
-  constructor(private readonly onSent: (deviceId: string, transport: string, msg: C2dMessage) => void) {}
+  constructor(
+    private readonly onSent: (deviceId: string, transport: string, msg: C2dMessage) => void,
+    private readonly maxDepth = Number.POSITIVE_INFINITY,
+  ) {}
 
-  enqueue(deviceId: string, body: Buffer, properties: Record<string, string> = {}): C2dMessage {
+  enqueue(
+    deviceId: string,
+    body: Buffer,
+    properties: Record<string, string> = {},
+    inputName?: string,
+  ): C2dMessage {
+    const q = this.queueOf(deviceId);
+    if (q.length >= this.maxDepth) {
+      throw new FieldlabError(
+        'E_QUEUE_FULL',
+        `iot-hub: ${deviceId} already has ${q.length} messages waiting (the most it keeps)`,
+        { hint: 'connect the device or module so it takes them, or send fewer' },
+      );
+    }
     const msg: C2dMessage = { messageId: randomUUID(), body, properties, attempts: 0 };
-    this.queueOf(deviceId).push(msg);
+    if (inputName !== undefined) msg.inputName = inputName;
+    q.push(msg);
     this.flush(deviceId);
     return msg;
   }

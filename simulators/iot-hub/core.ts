@@ -15,6 +15,8 @@ export interface HubCore {
   readonly hostName: string;
   readonly events: SimulatorEvents<IotHubEvents>;
   readonly c2d: C2dQueues;
+  /** Module input messages, per module identity `<deviceId>/<moduleId>` (each message has its input). */
+  readonly inputs: C2dQueues;
   readonly twins: TwinStore;
   /**
    * Checks a device's (`<deviceId>`) or module's (`<deviceId>/<moduleId>`) credentials: a SAS token
@@ -30,7 +32,8 @@ export interface HubCore {
     body: Buffer,
     properties: Record<string, string>,
   ): void;
-  settled(deviceId: string, transport: string, messageId: string, outcome: string): void;
+  /** A C2D message (or, `input` true, a module input message) was settled by the device or module. */
+  settled(deviceId: string, transport: string, messageId: string, outcome: string, input?: boolean): void;
 }
 
 /** `<deviceId>` or `<deviceId>/<moduleId>` → its SAS resource path under the host name. */

@@ -28,10 +28,35 @@ export interface IotHubEvents extends FrontEvents {
     body: Buffer;
     properties: Record<string, string>;
   };
-  /** A connection of the identity now takes C2D messages, desired-property patches or method calls. */
-  listening: { deviceId: string; transport: HubTransport; feature: 'c2d' | 'desired' | 'methods' };
+  /**
+   * A connection of the identity now takes C2D messages, desired-property patches, method calls or (a
+   * module) input messages.
+   */
+  listening: {
+    deviceId: string;
+    transport: HubTransport;
+    feature: 'c2d' | 'desired' | 'methods' | 'inputs';
+  };
   'c2d-sent': { deviceId: string; transport: string; messageId: string };
   'c2d-settled': { deviceId: string; transport: string; messageId: string; outcome: string };
+  /** An input message went to the module `deviceId` (`<d>/<m>`) on `inputName`. */
+  'input-sent': { deviceId: string; transport: string; messageId: string; inputName: string };
+  /** The module settled an input message (AMQP disposition). */
+  'input-settled': { deviceId: string; transport: string; messageId: string; outcome: string };
+  /**
+   * An edge route took a module's message (`deviceId` the sender `<d>/<m>`, `output` its output, if any) to
+   * `sink` (`$upstream` or `BrokeredEndpoint("/modules/<m>/inputs/<i>")`).
+   */
+  'message-routed': {
+    deviceId: string;
+    output?: string;
+    route: string;
+    sink: string;
+    /** Not delivered: the target module already has the most input messages the lab keeps waiting. */
+    dropped?: 'queue-full';
+  };
+  /** No edge route of the device matched a module's message: edgeHub drops it. */
+  'message-unrouted': { deviceId: string; output?: string };
 }
 
 export interface IotHubStats {
@@ -40,6 +65,7 @@ export interface IotHubStats {
   telemetry: number;
   authRejected: number;
   c2dSent: number;
+  inputsSent: number;
 }
 
 /** Events of the DPS simulator. */

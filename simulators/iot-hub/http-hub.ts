@@ -9,10 +9,13 @@ import { readBody, sendJson } from './front.js';
  *   GET    /devices/<id>/messages/deviceBound?api-version=...         C2D → 200 + etag lock token | 204
  *   DELETE /devices/<id>/messages/deviceBound/<lock>[?...&reject]      complete / reject → 204
  *   POST   /devices/<id>/messages/deviceBound/<lock>/abandon           abandon → 204
- * Every request carries `authorization: SharedAccessSignature ...` for that device, or comes on a TLS
- * connection with the certificate of an X.509 device (else 401).
+ *   POST   /devices/<d>/modules/<m>/messages/events?api-version=...   D2C from a module → 204
+ * Every request carries `authorization: SharedAccessSignature ...` for that device (or module), or comes on a
+ * TLS connection with the certificate of an X.509 identity (else 401).
  */
 const ROUTE = /^\/devices\/([^/]+)\/messages\/(events|deviceBound|devicebound)(?:\/([^/]+))?(\/abandon)?\/?$/;
+/** Modules send telemetry over HTTPS (the C# SDK's module event path); C2D is for devices only. */
+const MODULE_EVENTS = /^\/devices\/([^/]+)\/modules\/([^/]+)\/messages\/events\/?$/;
 
 function hubError(res: ServerResponse, status: number, code: string, message: string): void {
   // The hub's error body: {"Message":"ErrorCode:<code>;<message>","ExceptionMessage":...}.
@@ -30,22 +33,28 @@ export function hubHttpHandler(core: HubCore) {
 
 async function handle(core: HubCore, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const url = new URL(req.url ?? '/', 'https://hub');
+  const mod = MODULE_EVENTS.exec(url.pathname);
   const m = ROUTE.exec(url.pathname);
-  if (!m) {
+  if (!m && !mod) {
     hubError(res, 404, 'IotHubNotFound', `no route for ${req.method} ${url.pathname}`);
     return;
   }
-  const deviceId = decodeURIComponent(m[1]!);
-  const kind = m[2] === 'events' ? 'events' : 'deviceBound';
+  const deviceId = mod
+    ? `${decodeURIComponent(mod[1]!)}/${decodeURIComponent(mod[2]!)}`
+    : decodeURIComponent(m![1]!);
   const auth = req.headers.authorization;
-  // X.509 devices send no authorization header: their TLS client certificate proves them.
+  // X.509 identities send no authorization header: their TLS client certificate proves them.
   const peer =
     'getPeerCertificate' in req.socket ? (req.socket as TLSSocket).getPeerCertificate(true) : undefined;
   if (!core.authenticate(deviceId, { token: auth, peer }, 'https')) {
     hubError(res, 401, 'IotHubUnauthorizedAccess', 'Unauthorized');
     return;
   }
-  if (kind === 'events' && req.method === 'POST' && !m[3]) {
+  if (mod || (m?.[2] === 'events' && !m[3])) {
+    if (req.method !== 'POST') {
+      hubError(res, 405, 'MethodNotAllowed', `${req.method} not allowed on ${url.pathname}`);
+      return;
+    }
     const body = await readBody(req);
     const props: Record<string, string> = {};
     for (const [k, v] of Object.entries(req.headers)) {
@@ -56,6 +65,8 @@ async function handle(core: HubCore, req: IncomingMessage, res: ServerResponse):
     res.writeHead(204).end();
     return;
   }
+  if (!m) return;
+  const kind = m[2] === 'events' ? 'events' : 'deviceBound';
   if (kind === 'deviceBound' && req.method === 'GET' && !m[3]) {
     const next = core.c2d.take(deviceId);
     if (!next) {

@@ -21,6 +21,7 @@ import { type Front, startFront } from './front.js';
 import { hubHttpHandler } from './http-hub.js';
 import { hubMqttHooks, wireHubMqtt } from './mqtt-hub.js';
 import { registeredKey, registeredThumbprint } from './registry.js';
+import { matchRoutes, parseRoutes, type Route, type RouteSpec, sinkText } from './routes.js';
 import { generateKey, verifySas } from './sas.js';
 import { type MethodResult, TwinStore } from './twin.js';
 import {
@@ -42,6 +43,7 @@ export type {
 } from './events.js';
 export { WEBSOCKET_PATH } from './front.js';
 export { registeredKey, registeredThumbprint, registerKey, registerThumbprint } from './registry.js';
+export type { RouteSpec } from './routes.js';
 export { buildSas, deriveDeviceKey, generateKey, parseSas, type SasToken, verifySas } from './sas.js';
 export type { MethodResult, Twin } from './twin.js';
 export { normalizeThumbprint, type X509Credential } from './x509.js';
@@ -73,17 +75,34 @@ const x509Schema = z
     message: 'give either thumbprint (self-signed) or ca: true (CA-signed), not both and not neither',
   });
 
-/** A module identity of a device (`<deviceId>/<moduleId>`): SAS key or X.509 thumbprint. */
-const moduleX509Schema = x509Schema.refine((x) => x.ca !== true, {
-  message: 'a module authenticates with a thumbprint here (CA-signed module certificates are not modelled)',
-});
+/**
+ * A module identity of a device (`<deviceId>/<moduleId>`): SAS key, or X.509 (a thumbprint, or `ca: true`:
+ * signed by one of `caCertificates`, subject CN `<deviceId>/<moduleId>`, the module identity's name).
+ */
 const moduleSchema = z
   .object({
     moduleId: z.string().min(1),
     primaryKey: base64Key.optional(),
-    x509: moduleX509Schema.optional(),
+    x509: x509Schema.optional(),
   })
-  .strict();
+  .strict()
+  .refine((m) => !(m.primaryKey && m.x509), {
+    message: 'a module authenticates with a primaryKey (SAS) or x509, not both',
+  });
+
+const routeSpecSchema = z.union([
+  z.string().min(1),
+  z
+    .object({
+      route: z.string().min(1),
+      priority: z.number().int().min(0).max(9).optional(),
+      timeToLiveSecs: z.number().int().min(0).optional(),
+    })
+    .strict(),
+]);
+
+/** Module input messages kept per module until it takes them (edgeHub stores them; the lab bounds it). */
+const MAX_PENDING_INPUTS = 1000;
 
 export const iotHubOptionsSchema = z
   .object({
@@ -109,6 +128,13 @@ export const iotHubOptionsSchema = z
             primaryKey: base64Key.optional(),
             x509: x509Schema.optional(),
             modules: z.array(moduleSchema).default([]),
+            /**
+             * The device's IoT Edge routes, as `$edgeHub` desired properties have them (name → `FROM ... INTO
+             * ...`, or `{ route }`): its modules' messages go to `$upstream` (the hub's telemetry) or to
+             * another module's input (`BrokeredEndpoint("/modules/<m>/inputs/<i>")`), as edgeHub routes them.
+             * Without routes, module messages are the hub's telemetry.
+             */
+            routes: z.record(z.string(), routeSpecSchema).optional(),
           })
           .strict()
           .refine((d) => !(d.primaryKey && d.x509), {
@@ -165,6 +191,21 @@ export interface IotHubHandle extends SimulatorHandle<IotHubEvents, IotHubStats>
   ): string;
   /** Telemetry received so far from that device (or `<deviceId>/<moduleId>`), oldest first. */
   messages(deviceId: string): TelemetryMessage[];
+  /**
+   * Sends a module an input message (`on('inputMessage')` in the SDKs), as edgeHub delivers what a route
+   * brings to `BrokeredEndpoint("/modules/<moduleId>/inputs/<inputName>")`: MQTT
+   * `devices/<d>/modules/<m>/inputs/<inputName>/<props>`, AMQP on the module's `/messages/events` receiver
+   * link with annotation `x-opt-input-name`. Queued until the module listens.
+   */
+  sendToModuleInput(
+    deviceId: string,
+    moduleId: string,
+    inputName: string,
+    body: string | Buffer,
+    properties?: Record<string, string>,
+  ): { messageId: string };
+  /** Replaces a device's IoT Edge routes (see the `routes` option); `{}` removes them. */
+  setRoutes(deviceId: string, routes: Record<string, RouteSpec>): void;
   /** Queues a cloud-to-device message; delivered on the transport the device listens on. */
   sendC2D(
     deviceId: string,
@@ -197,7 +238,7 @@ interface Identity {
 export async function start(options: IotHubOptions): Promise<IotHubHandle> {
   const opts = parseOptions(iotHubOptionsSchema, options, 'iot-hub');
   const events = new SimulatorEvents<IotHubEvents>(opts.name);
-  const stats: IotHubStats = { devices: 0, telemetry: 0, authRejected: 0, c2dSent: 0 };
+  const stats: IotHubStats = { devices: 0, telemetry: 0, authRejected: 0, c2dSent: 0, inputsSent: 0 };
   /** Devices by id and modules by `<deviceId>/<moduleId>`. */
   const identities = new Map<string, Identity>();
   const received = new Map<string, TelemetryMessage[]>();
@@ -215,6 +256,11 @@ export async function start(options: IotHubOptions): Promise<IotHubHandle> {
   }
   const identityOf = (key: string | undefined, x509: X509Credential | undefined): Identity =>
     x509 ? { x509 } : { key: key ?? generateKey() };
+  /** Edge routes by device id. */
+  const routes = new Map<string, Route[]>();
+  for (const [i, d] of opts.devices.entries()) {
+    if (d.routes) routes.set(d.deviceId, parseRoutes(d.routes, `options.devices[${i}].routes`));
+  }
   for (const d of opts.devices) {
     identities.set(d.deviceId, identityOf(d.primaryKey, d.x509));
     for (const m of d.modules)
@@ -225,6 +271,11 @@ export async function start(options: IotHubOptions): Promise<IotHubHandle> {
     stats.c2dSent++;
     events.emitEvent('c2d-sent', { deviceId, transport, messageId: msg.messageId });
   });
+  const inputs = new C2dQueues((deviceId, transport, msg) => {
+    stats.inputsSent++;
+    const inputName = msg.inputName ?? '';
+    events.emitEvent('input-sent', { deviceId, transport, messageId: msg.messageId, inputName });
+  }, MAX_PENDING_INPUTS);
   const twins = new TwinStore();
   const reject: HubCore['reject'] = (deviceId, transport, reason) => {
     stats.authRejected++;
@@ -245,7 +296,8 @@ export async function start(options: IotHubOptions): Promise<IotHubHandle> {
       if (!hasCert) {
         return cred.token ? 'auth-type-mismatch' : 'no-certificate';
       }
-      const v = checkCertificate(presentedChain(cred.peer), id.split('/').pop()!, known.x509, cas);
+      // A CA-signed certificate names the whole identity: CN `<deviceId>` or `<deviceId>/<moduleId>`.
+      const v = checkCertificate(presentedChain(cred.peer), id, known.x509, cas);
       return v.ok ? undefined : v.reason;
     }
     if (!key) return 'unknown-identity';
@@ -253,10 +305,61 @@ export async function start(options: IotHubOptions): Promise<IotHubHandle> {
     const v = verifySas(cred.token, `${opts.hostName}/${sasResourcePath(id)}`, [key], { ignorePort: true });
     return v.ok ? undefined : v.reason;
   };
+  /** Records a message as the hub's telemetry (what reached IoT Hub). */
+  const record = (
+    deviceId: string,
+    transport: HubTransport,
+    body: Buffer,
+    properties: Record<string, string>,
+  ) => {
+    stats.telemetry++;
+    const list = received.get(deviceId) ?? [];
+    received.set(deviceId, list);
+    list.push({ deviceId, transport, body, properties, receivedAt: Date.now() });
+    events.emitEvent('telemetry', { deviceId, transport, body, properties });
+  };
+  /** edgeHub's part: a module message of a device with routes goes where they say (routes.ts). */
+  const route = (
+    identity: string,
+    transport: HubTransport,
+    body: Buffer,
+    properties: Record<string, string>,
+  ): boolean => {
+    const [deviceId = '', moduleId] = identity.split('/');
+    const mine = moduleId === undefined ? undefined : routes.get(deviceId);
+    if (!mine || moduleId === undefined) return false;
+    // MQTT carries the output as `$.on` on the topic, AMQP as application property `iothub-outputname`.
+    const output = properties['$.on'] ?? properties['iothub-outputname'];
+    const matched = matchRoutes(mine, moduleId, output);
+    const from = output === undefined ? { deviceId: identity } : { deviceId: identity, output };
+    if (matched.length === 0) events.emitEvent('message-unrouted', from);
+    const forwarded = Object.fromEntries(
+      Object.entries(properties).filter(([k]) => !k.startsWith('$.') && k !== 'iothub-outputname'),
+    );
+    let upstream = false;
+    for (const r of matched) {
+      const routed = { ...from, route: r.name, sink: sinkText(r.sink) };
+      if ('upstream' in r.sink) upstream = true;
+      else {
+        try {
+          // Kept for the module even before it is registered or connects, as edgeHub stores it.
+          inputs.enqueue(`${deviceId}/${r.sink.module}`, body, forwarded, r.sink.input);
+        } catch {
+          events.emitEvent('message-routed', { ...routed, dropped: 'queue-full' });
+          continue;
+        }
+      }
+      events.emitEvent('message-routed', routed);
+    }
+    // Every $upstream route delivers the same message to the hub once.
+    if (upstream) record(identity, transport, body, properties);
+    return true;
+  };
   const core: HubCore = {
     hostName: opts.hostName,
     events,
     c2d,
+    inputs,
     twins,
     authenticate(id, cred, transport) {
       const why = refusal(id, cred);
@@ -270,14 +373,10 @@ export async function start(options: IotHubOptions): Promise<IotHubHandle> {
     },
     reject,
     telemetry(deviceId, transport, body, properties) {
-      stats.telemetry++;
-      const list = received.get(deviceId) ?? [];
-      received.set(deviceId, list);
-      list.push({ deviceId, transport, body, properties, receivedAt: Date.now() });
-      events.emitEvent('telemetry', { deviceId, transport, body, properties });
+      if (!route(deviceId, transport, body, properties)) record(deviceId, transport, body, properties);
     },
-    settled(deviceId, transport, messageId, outcome) {
-      events.emitEvent('c2d-settled', { deviceId, transport, messageId, outcome });
+    settled(deviceId, transport, messageId, outcome, input) {
+      events.emitEvent(input ? 'input-settled' : 'c2d-settled', { deviceId, transport, messageId, outcome });
     },
   };
 
@@ -333,7 +432,7 @@ export async function start(options: IotHubOptions): Promise<IotHubHandle> {
       checkId('module id', moduleId);
       if (!identities.has(deviceId)) throw unknown(deviceId);
       const x509 = credential.x509
-        ? parseOptions(moduleX509Schema, credential.x509, 'iot-hub addModule')
+        ? parseOptions(x509Schema, credential.x509, 'iot-hub addModule')
         : undefined;
       const identity = identityOf(credential.primaryKey, x509);
       identities.set(`${deviceId}/${moduleId}`, identity);
@@ -355,7 +454,38 @@ export async function start(options: IotHubOptions): Promise<IotHubHandle> {
         : `HostName=${host(o)};DeviceId=${deviceId};ModuleId=${moduleId};SharedAccessKey=${id.key}`;
     },
     messages: (deviceId) => [...(received.get(deviceId) ?? [])],
+    sendToModuleInput(deviceId, moduleId, inputName, body, properties = {}) {
+      // The input is a topic level on MQTT: no separators or wildcards.
+      if (!/^[^/#+\s]+$/.test(inputName)) {
+        throw new FieldlabError(
+          'E_BAD_OPTION',
+          `iot-hub: input name ${JSON.stringify(inputName)} is not valid`,
+          {
+            hint: 'name the input as the module reads it (e.g. input1): no "/", "#", "+" or spaces',
+          },
+        );
+      }
+      const identity = `${deviceId}/${moduleId}`;
+      if (!identities.has(identity)) throw unknown(identity);
+      const msg = inputs.enqueue(identity, Buffer.from(body), properties, inputName);
+      return { messageId: msg.messageId };
+    },
+    setRoutes(deviceId, r) {
+      if (!identities.has(deviceId) || deviceId.includes('/')) throw unknown(deviceId);
+      const parsed = parseRoutes(
+        parseOptions(z.record(z.string(), routeSpecSchema), r, 'iot-hub setRoutes'),
+        `setRoutes(${deviceId})`,
+      );
+      if (parsed.length === 0) routes.delete(deviceId);
+      else routes.set(deviceId, parsed);
+    },
     sendC2D(deviceId, body, properties = {}) {
+      if (deviceId.includes('/')) {
+        // IoT Hub has no cloud-to-module messages: a module gets input messages (edgeHub routes them).
+        throw new FieldlabError('E_BAD_DEVICE_ID', `iot-hub: ${deviceId} is a module: modules get no C2D`, {
+          hint: 'send it an input message: sendToModuleInput(deviceId, moduleId, inputName, body)',
+        });
+      }
       const msg = c2d.enqueue(deviceId, Buffer.from(body), properties);
       return { messageId: msg.messageId };
     },

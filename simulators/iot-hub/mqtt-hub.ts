@@ -1,6 +1,6 @@
 import type { Client } from 'aedes';
 import type { BrokerHooks, ClientInfo, MqttBrokerHandle } from '../mqtt-broker/index.js';
-import type { C2dSink } from './c2d.js';
+import type { C2dMessage, C2dSink } from './c2d.js';
 import type { HubCore } from './core.js';
 import type { HubTransport } from './events.js';
 
@@ -12,6 +12,7 @@ import type { HubTransport } from './events.js';
  *   devices/<id>/messages/events/<props>                 D2C (QoS 1)
  *   devices/<d>/modules/<m>/messages/events/<props>      D2C from a module
  *   devices/<id>/messages/devicebound/<props>            C2D (subscribe devices/<id>/messages/devicebound/#)
+ *   devices/<d>/modules/<m>/inputs/<input>/<props>       module input messages (subscribe .../inputs/#)
  *   $iothub/twin/GET/?$rid=<rid>                         → $iothub/twin/res/200/?$rid=<rid> (the twin)
  *   $iothub/twin/PATCH/properties/reported/?$rid=<rid>   → $iothub/twin/res/204/?$rid=<rid>&$version=<v>
  *   $iothub/twin/PATCH/properties/desired/?$version=<v>  ← desired patches (subscribe .../desired/#)
@@ -60,7 +61,8 @@ export function hubMqttHooks(core: HubCore): BrokerHooks {
       const events = `${identityTopicPrefix(client.clientId)}messages/events/`;
       if (topic.startsWith(events)) {
         const props: Record<string, string> = {};
-        for (const [k, v] of new URLSearchParams(topic.slice(events.length))) props[k] = v;
+        // The property bag may end in '/' (the Node SDK writes `.../events/k=v&$.on=o/`): not part of a value.
+        for (const [k, v] of new URLSearchParams(topic.slice(events.length).replace(/\/$/, ''))) props[k] = v;
         core.telemetry(client.clientId, transportOf(client.connection), payload, props);
       }
     },
@@ -127,6 +129,9 @@ const FEATURES = {
     identity.includes('/') ? undefined : `devices/${identity}/messages/devicebound/#`,
   desired: () => '$iothub/twin/PATCH/properties/desired/#',
   methods: () => '$iothub/methods/POST/#',
+  // Modules get no C2D: what reaches them is input messages (edgeHub's routes, sendToModuleInput).
+  inputs: (identity: string) =>
+    identity.includes('/') ? `${identityTopicPrefix(identity)}inputs/#` : undefined,
 } as const;
 type Feature = keyof typeof FEATURES;
 
@@ -158,7 +163,8 @@ function wireSubscriptions(core: HubCore, handle: MqttBrokerHandle): void {
     if (mine.size === 0) attached.delete(client);
   };
   const attachers: Record<Feature, (client: Client) => () => void> = {
-    c2d: (client) => attachC2d(core, handle, client, () => detach(client, 'c2d')),
+    c2d: (client) => attachQueue(core, handle, client, 'c2d', () => detach(client, 'c2d')),
+    inputs: (client) => attachQueue(core, handle, client, 'inputs', () => detach(client, 'inputs')),
     desired: (client) =>
       core.twins.onDesired(client.id, (patch) => {
         const topic = `$iothub/twin/PATCH/properties/desired/?$version=${patch.$version}`;
@@ -197,9 +203,34 @@ function wireSubscriptions(core: HubCore, handle: MqttBrokerHandle): void {
   broker.on('clientDisconnect', (client) => detach(client));
 }
 
-/** A C2D sink for one connection; returns its removal. `gone` releases it when the connection is. */
-function attachC2d(core: HubCore, handle: MqttBrokerHandle, client: Client, gone: () => void): () => void {
-  const deviceId = client.id;
+/** The topic a queued message goes out on: C2D to a device, or an input message to a module. */
+function queuedTopic(identity: string, msg: C2dMessage): string {
+  const prefix = identityTopicPrefix(identity);
+  if (msg.inputName !== undefined) {
+    const props = new URLSearchParams({ ...msg.properties, '$.mid': msg.messageId });
+    return `${prefix}inputs/${msg.inputName}/${props.toString()}`;
+  }
+  const props = new URLSearchParams({
+    ...msg.properties,
+    '$.mid': msg.messageId,
+    '$.to': `/devices/${identity}/messages/deviceBound`,
+  });
+  return `${prefix}messages/devicebound/${props.toString()}`;
+}
+
+/**
+ * A sink of the C2D (device) or input (module) queue for one connection; returns its removal. `gone`
+ * releases it when the connection is.
+ */
+function attachQueue(
+  core: HubCore,
+  handle: MqttBrokerHandle,
+  client: Client,
+  queue: 'c2d' | 'inputs',
+  gone: () => void,
+): () => void {
+  const identity = client.id;
+  const queues = core[queue];
   const sink: C2dSink = {
     transport: transportOf(client),
     deliver(msg) {
@@ -207,21 +238,15 @@ function attachC2d(core: HubCore, handle: MqttBrokerHandle, client: Client, gone
         gone();
         return false;
       }
-      const props = new URLSearchParams({
-        ...msg.properties,
-        '$.mid': msg.messageId,
-        '$.to': `/devices/${deviceId}/messages/deviceBound`,
-      });
-      const topic = `devices/${deviceId}/messages/devicebound/${props.toString()}`;
-      void handle.publishTo(client, topic, msg.body, 1).then((outcome) => {
+      void handle.publishTo(client, queuedTopic(identity, msg), msg.body, 1).then((outcome) => {
         if (outcome === 'delivered') return;
-        // Closed or unsubscribed in between: the message waits for the device's next sink.
+        // Closed or unsubscribed in between: the message waits for the identity's next sink.
         gone();
-        core.c2d.requeue(deviceId, msg);
+        queues.requeue(identity, msg);
       });
       return true;
     },
   };
-  core.c2d.addSink(deviceId, sink);
-  return () => core.c2d.removeSink(deviceId, sink);
+  queues.addSink(identity, sink);
+  return () => queues.removeSink(identity, sink);
 }

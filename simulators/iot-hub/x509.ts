@@ -7,7 +7,9 @@ import type { DetailedPeerCertificate, PeerCertificate } from 'node:tls';
  * accepts the certificate when
  *   - self-signed / thumbprint: its SHA-1 or SHA-256 thumbprint is one registered for the identity, or
  *   - CA-signed: it chains (through the intermediates the device sent) to a CA certificate registered with
- *     the service, and its subject CN is the identity's id (device id, or DPS registration id).
+ *     the service, and its subject CN is the identity's id (device id; `<deviceId>/<moduleId>` for a module
+ *     identity, its name as the portal lists it: MicrosoftDocs/azure-docs#63273 and #111494; or the DPS
+ *     registration id).
  * Every certificate checked must be within its validity period.
  */
 

@@ -188,10 +188,15 @@ describe('iot-hub X.509 device authentication with the Azure IoT device SDK', ()
       message: expect.stringContaining('primaryKey (SAS) or x509'),
     });
     await expect(
-      refused([{ deviceId: 'd', modules: [{ moduleId: 'm', x509: { ca: true } }] }]),
+      refused([
+        {
+          deviceId: 'd',
+          modules: [{ moduleId: 'm', primaryKey: Buffer.alloc(32).toString('base64'), x509: { ca: true } }],
+        },
+      ]),
     ).rejects.toMatchObject({
       code: 'E_BAD_OPTION',
-      message: expect.stringContaining('thumbprint'),
+      message: expect.stringContaining('devices[0].modules[0]'),
     });
   });
 });
