@@ -1,6 +1,6 @@
 import { formatMs } from '../../simulators/common/duration.js';
 import { FieldlabError } from '../../simulators/common/errors.js';
-import { listAdapters } from '../lab/adapters.js';
+import { listAdapters } from '../adapters/index.js';
 import { loadScenarios } from '../scenario/load.js';
 import { defaultScenarioPaths } from './paths.js';
 

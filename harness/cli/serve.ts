@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { FieldlabError } from '../../simulators/common/errors.js';
 import type { LabEvent } from '../../simulators/common/events.js';
-import type { LabSimulatorHandle } from '../lab/adapters.js';
+import { adapterFor, adapterTypes } from '../adapters/index.js';
 import { announceReady, stopOnSignals, writeLine } from './serving.js';
 
 /**
@@ -11,20 +11,13 @@ import { announceReady, stopOnSignals, writeLine } from './serving.js';
  * Prints one JSON line `{"ready":true,...}` with the endpoints, then (with --events) one line per event.
  * A value `{"$file": "/path"}` anywhere in the options is replaced by that file's text (certificates
  * from a shared volume); `--ready-file` also writes the ready line to a file, which `fieldlab health`
- * (a container's healthcheck) reads.
+ * (a container's healthcheck) reads. Every type of the simulator registry that can run alone is served.
  */
-const SIMULATORS: Record<string, () => Promise<{ start(options: unknown): Promise<LabSimulatorHandle> }>> = {
-  'https-server': () => import('../../simulators/https-server/index.js') as never,
-  'connect-proxy': () => import('../../simulators/connect-proxy/index.js') as never,
-  'tls-inspector': () => import('../../simulators/tls-inspector/index.js') as never,
-  'mqtt-broker': () => import('../../simulators/mqtt-broker/index.js') as never,
-  'geo-dns': () => import('../../simulators/geo-dns/index.js') as never,
-  'tunnel-service': () => import('../../simulators/tunnel-service/index.js') as never,
-  'iot-hub': () => import('../../simulators/iot-hub/index.js') as never,
-  dps: async () => ({ start: (await import('../../simulators/iot-hub/index.js')).startDps }) as never,
-};
 
-export const SERVABLE = Object.keys(SIMULATORS);
+/** The simulator types `fieldlab serve` runs: every registered type that can run without a lab. */
+export function servableTypes(): string[] {
+  return adapterTypes().filter((t) => adapterFor(t)?.serve !== undefined);
+}
 
 export interface ServeFlags {
   options?: string;
@@ -75,10 +68,15 @@ function readOptions(flags: ServeFlags): Record<string, unknown> {
 }
 
 export async function serveCommand(type: string, flags: ServeFlags): Promise<void> {
-  const load = SIMULATORS[type];
-  if (!load) {
+  const adapter = adapterFor(type);
+  if (!adapter) {
     throw new FieldlabError('E_UNKNOWN_SIMULATOR', `unknown simulator ${type}`, {
-      hint: `servable: ${SERVABLE.join(', ')}`,
+      hint: `servable: ${servableTypes().join(', ')}`,
+    });
+  }
+  if (!adapter.serve) {
+    throw new FieldlabError('E_NOT_SERVABLE', `${type} cannot run alone: it only runs as part of a lab`, {
+      hint: `run it in a scenario's lab (fieldlab up / run); servable alone: ${servableTypes().join(', ')}`,
     });
   }
   const options = {
@@ -86,7 +84,7 @@ export async function serveCommand(type: string, flags: ServeFlags): Promise<voi
     ...(flags.host !== undefined ? { host: flags.host } : {}),
     ...(flags.port !== undefined ? { port: flags.port } : {}),
   };
-  const handle = await (await load()).start(options);
+  const handle = await adapter.serve(options);
   if (flags.events) handle.events.onAny((e: LabEvent) => writeLine({ event: e }));
   announceReady(
     { ready: true, simulator: type, name: handle.name, pid: process.pid, endpoints: handle.endpoints },

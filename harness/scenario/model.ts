@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import { durationSchema } from '../../simulators/common/duration.js';
+import { adapterFor, listAdapters } from '../adapters/index.js';
 import { dnsFaultSpecSchema } from '../faults/dns.js';
 import { toxicSpecSchema } from '../faults/spec.js';
-import { adapterFor, listAdapters } from '../lab/adapters.js';
 import { FAILURE_CLASS_NAMES, type FailureClass } from '../probe/classes.js';
 import {
   bandwidthSchema,

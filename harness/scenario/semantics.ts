@@ -1,4 +1,4 @@
-import { adapterFor, adapterTypes } from '../lab/adapters.js';
+import { adapterFor, adapterTypes } from '../adapters/index.js';
 import { clientHostOf, networkHostNamed, type Scenario } from './model.js';
 
 /** Checks the schema cannot express: references between fields, the broken/fixed pairing. */

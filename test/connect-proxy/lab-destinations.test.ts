@@ -1,8 +1,8 @@
 import type { LookupFunction } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { labDestinations } from '../../harness/adapters/proxy-destinations.js';
 import { type Lab, startLab } from '../../harness/lab/lab.js';
-import { labDestinations } from '../../harness/lab/proxy-destinations.js';
 import { explain } from '../../harness/probe/evidence.js';
 import { useTempStateDir } from '../helpers/state-dir.js';
 import { RawProxyConnection, startEcho, type Target } from './helpers.js';
