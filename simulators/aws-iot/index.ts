@@ -66,6 +66,27 @@ export const awsIotOptionsSchema = z
       .default([{ protocol: 'mqtts', port: 0 }]),
     /** The endpoint's server certificate (chain) and key, e.g. from `pki.issueServer(['localhost'])`. */
     tls: z.object({ certPem: z.string(), keyPem: z.string() }).strict(),
+    /**
+     * This region's own endpoint name (the `iot:Data-ATS` endpoint a domain's DNS record points at), as
+     * `domain-connection` events report it. Default: `host`.
+     */
+    endpoint: z.string().min(1).optional(),
+    /**
+     * Domain configurations (configurable endpoints with a custom domain): the server certificate for
+     * each domain name, chosen by the name the device sends (SNI), as AWS IoT does. A device that sends
+     * another name (or none) gets `tls`, the region's own certificate.
+     */
+    domainConfigurations: z
+      .array(
+        z
+          .object({
+            domainName: z.string().min(1),
+            certPem: z.string().min(1),
+            keyPem: z.string().min(1),
+          })
+          .strict(),
+      )
+      .default([]),
     /** Drop TLS connections that did not negotiate ALPN `x-amzn-mqtt-ca` (MQTT on port 443). */
     requireAlpn: z.boolean().default(false),
     /** The region's CA: issues the certificates of fleet provisioning (CreateKeysAndCertificate). */
@@ -130,6 +151,18 @@ export interface AwsIotEvents extends MqttBrokerEvents {
     thingName?: string;
     action: 'publish' | 'subscribe';
     topic: string;
+  };
+  /**
+   * A device's CONNECT, with the name it asked for (TLS SNI): `domainName` is the domain configuration
+   * that served it (undefined: the region's own certificate). With `endpoint` and `region` it says which
+   * region a global name sent the device to.
+   */
+  'domain-connection': {
+    clientId: string;
+    servername?: string;
+    domainName?: string;
+    region: string;
+    endpoint: string;
   };
   /** A connection refused at authentication (TLS kept, dropped before CONNACK). */
   'auth-denied': { clientId: string; certificateId?: string; reason: string };
@@ -274,7 +307,16 @@ export async function start(options: AwsIotOptions): Promise<AwsIotHandle> {
     return { returnCode: 5, reason, drop: true };
   };
 
+  const domains = new Map(opts.domainConfigurations.map((d) => [d.domainName.toLowerCase(), d.domainName]));
   const authenticate = async (client: ClientInfo): Promise<true | ConnectRefusal> => {
+    const domainName = client.servername ? domains.get(client.servername.toLowerCase()) : undefined;
+    events.emitEvent('domain-connection', {
+      clientId: client.clientId,
+      ...(client.servername !== undefined ? { servername: client.servername } : {}),
+      ...(domainName !== undefined ? { domainName } : {}),
+      region: opts.region,
+      endpoint: opts.endpoint ?? opts.host,
+    });
     if (opts.requireAlpn && client.alpn !== 'x-amzn-mqtt-ca') {
       return refuse(client, `ALPN ${client.alpn ?? '(none)'} is not x-amzn-mqtt-ca`);
     }
@@ -325,6 +367,11 @@ export async function start(options: AwsIotOptions): Promise<AwsIotHandle> {
       keyPem: opts.tls.keyPem,
       requestCert: true,
       alpn: ['x-amzn-mqtt-ca', 'mqtt'],
+      sni: opts.domainConfigurations.map((d) => ({
+        servername: d.domainName,
+        certPem: d.certPem,
+        keyPem: d.keyPem,
+      })),
     },
     hooks: {
       authenticate: (client) => authenticate(client),

@@ -23,6 +23,8 @@ export interface ClientInfo {
   authorized?: boolean;
   /** The negotiated ALPN protocol, when the transport is TLS. */
   alpn?: string;
+  /** The server name the client sent (TLS SNI, RFC 6066 §3), when it sent one. */
+  servername?: string;
 }
 
 /**
@@ -68,6 +70,7 @@ export function clientInfo(client: Client, username?: string): ClientInfo {
   if (user !== undefined) info.username = user;
   if (cert && Object.keys(cert).length > 0) info.peerCertificate = cert;
   if (tls && typeof conn.alpnProtocol === 'string') info.alpn = conn.alpnProtocol;
+  if (tls && typeof conn.servername === 'string') info.servername = conn.servername;
   if (tls) info.authorized = conn.authorized === true;
   return info;
 }

@@ -3,7 +3,7 @@ import { createServer as createHttpServer, type Server as HttpServer } from 'nod
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { createSecureContext, createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { Aedes } from 'aedes';
 import { createWebSocketStream, WebSocketServer } from 'ws';
 import { z } from 'zod';
@@ -64,6 +64,15 @@ export const mqttBrokerOptionsSchema = z
         requestCert: z.boolean().optional(),
         /** ALPN protocols offered (e.g. `x-amzn-mqtt-ca`, `mqtt`). */
         alpn: z.array(z.string()).optional(),
+        /**
+         * More server certificates, chosen by the name the client sends (SNI): a configurable endpoint's
+         * custom domain. Other names (or none) get `certPem`.
+         */
+        sni: z
+          .array(
+            z.object({ servername: z.string().min(1), certPem: z.string(), keyPem: z.string() }).strict(),
+          )
+          .optional(),
       })
       .strict()
       .optional(),
@@ -164,6 +173,23 @@ export interface MqttBrokerHandle extends SimulatorHandle<MqttBrokerEvents, Mqtt
   faults(): BrokerFaults;
 }
 
+/** Picks a secure context by SNI (names compared case-insensitively, RFC 6066 §3); undefined: the default. */
+function sniCallback(
+  contexts: ReadonlyArray<{ servername: string; certPem: string; keyPem: string }>,
+  clientCa: string[] | undefined,
+): (
+  servername: string,
+  cb: (err: Error | null, ctx?: ReturnType<typeof createSecureContext>) => void,
+) => void {
+  const byName = new Map(
+    contexts.map((c) => [
+      c.servername.toLowerCase(),
+      createSecureContext({ cert: c.certPem, key: c.keyPem, ...(clientCa ? { ca: clientCa } : {}) }),
+    ]),
+  );
+  return (servername, cb) => cb(null, byName.get(servername.toLowerCase()));
+}
+
 export async function start(options: MqttBrokerOptions = {}): Promise<MqttBrokerHandle> {
   const opts = parseOptions(mqttBrokerOptionsSchema, options, 'mqtt-broker');
   const events = new SimulatorEvents<MqttBrokerEvents>(opts.name);
@@ -258,6 +284,7 @@ export async function start(options: MqttBrokerOptions = {}): Promise<MqttBroker
             ? { requestCert: true, rejectUnauthorized: false }
             : {}),
         ...(opts.tls.alpn ? { ALPNProtocols: opts.tls.alpn } : {}),
+        ...(opts.tls.sni?.length ? { SNICallback: sniCallback(opts.tls.sni, opts.tls.clientCa) } : {}),
       }
     : undefined;
 
