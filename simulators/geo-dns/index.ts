@@ -15,7 +15,8 @@ import type { Endpoint, SimulatorHandle } from '../common/index.js';
 import { SimulatorEvents as Events, errorCode, FieldlabError, parseOptions } from '../common/index.js';
 import type { GeoDnsEvents, GeoDnsStats } from './events.js';
 import { HealthChecks } from './health.js';
-import { LocationTable } from './ip.js';
+import { ipBytes, LocationTable } from './ip.js';
+import { locationText } from './geo.js';
 import {
   type FaultInput,
   faultSchema,
@@ -28,9 +29,11 @@ import {
   zoneSchema,
 } from './options.js';
 import { DnsServer } from './server.js';
+import { rdataText, TYPE } from './wire.js';
 import { latencyRows, normName, ownerName, ZoneStore } from './zone.js';
 
 export type { AnswerInfo, GeoDnsEvents, GeoDnsStats } from './events.js';
+import type { AnswerInfo } from './events.js';
 export { bestGeo, type GeoMatch, geoSpecificity, parseGeo } from './geo.js';
 export { type ClientLocation, LocationTable } from './ip.js';
 export * from './options.js';
@@ -62,6 +65,21 @@ export interface GeoDnsHandle extends SimulatorHandle<GeoDnsEvents, GeoDnsStats>
   addZone(zone: ZoneInput): Promise<void>;
   /** Replaces the address → location table. */
   setLocations(locations: readonly LocationEntry[]): void;
+  /**
+   * What the server would answer a client at `clientAddress` (Route 53's TestDNSAnswer with an
+   * EDNS0 client subnet of that one address): the record sets as served now, health and records
+   * included, faults not (they act on the wire). Sends nothing and emits no event.
+   */
+  testDnsAnswer(name: string, type: string, clientAddress: string): DnsTestAnswer;
+}
+
+/** The answer of `testDnsAnswer`. */
+export interface DnsTestAnswer {
+  rcode: 'NOERROR' | 'NXDOMAIN' | 'REFUSED';
+  answers: AnswerInfo[];
+  /** Where the server placed the client (`EU/DE`, `unknown`). */
+  location: string;
+  reason: string;
 }
 
 /** mulberry32: a small seedable PRNG, so weighted routing is reproducible in tests. */
@@ -232,6 +250,28 @@ export async function start(options?: GeoDnsOptions): Promise<GeoDnsHandle> {
     setLocations(entries) {
       locations = new LocationTable(entries.map((e) => locationEntrySchema.parse(e)));
       srv.invalidate();
+    },
+    testDnsAnswer(name, type, clientAddress) {
+      const qtype = TYPE[type.toUpperCase() as keyof typeof TYPE];
+      if (qtype === undefined || ipBytes(clientAddress) === undefined) {
+        throw new FieldlabError(
+          'E_BAD_OPTION',
+          `geo-dns: testDnsAnswer(${name}, ${type}, ${clientAddress}): ${qtype === undefined ? `unknown type ${type}` : `${clientAddress} is not an IP address`}`,
+          { hint: `give one of ${Object.keys(TYPE).join(', ')} and the client's IPv4 or IPv6 address` },
+        );
+      }
+      const location = locations.lookup(clientAddress);
+      const res = zones.resolve(normName(name), qtype, {
+        location,
+        healthy: (r) => health.healthy(r),
+        random: opts.seed !== undefined ? seededRandom(opts.seed) : Math.random,
+      });
+      return {
+        rcode: res.rcode,
+        answers: res.answers.map((a) => ({ name: a.name, type: a.type, ttl: a.ttl, data: rdataText(a) })),
+        location: locationText(location),
+        reason: res.reason,
+      };
     },
     stop() {
       stopping ??= (async () => {

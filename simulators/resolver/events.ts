@@ -63,6 +63,23 @@ export type ResolverEvents = {
     /** From the query's arrival to the answer, ms. */
     ms: number;
   };
+  /**
+   * The lab's check of a forwarded answer (the `check` option): what the authoritative `server` gives
+   * the client's own location (`clientLocation`, e.g. `EU/DE`) beside what this resolver (`resolver`:
+   * persona, location, ECS) answered. `agrees: false` is a device sent by its resolver to another
+   * location's records: a public resolver without ECS in another country, a cached answer.
+   */
+  'answer-check': {
+    client: string;
+    name: string;
+    type: string;
+    resolver: string;
+    answers: ResolverAnswerInfo[];
+    server: string;
+    clientLocation: string;
+    expected: ResolverAnswerInfo[];
+    agrees: boolean;
+  };
   /** A packet that could not be answered normally (FORMERR sent, or dropped). */
   malformed: { client: string; transport: ResolverTransport; bytes: number; action: string };
   /** A client's TLS handshake (DoT, DoH) failed. */

@@ -23,6 +23,7 @@ import { Transports } from './transports.js';
 
 export type * from './events.js';
 export * from './options.js';
+export type { AnswerCheck } from './resolve.js';
 
 /** A running resolver. */
 export interface ResolverHandle extends SimulatorHandle<ResolverEvents, ResolverStats> {
@@ -119,7 +120,16 @@ export async function start(options?: ResolverOptions): Promise<ResolverHandle> 
     }
   }
   const events = new SimulatorEvents<ResolverEvents>(opts.name);
-  const resolver = new Resolver(cfg, events);
+  const ecsText = cfg.ecs
+    ? cfg.ecs.subnet
+      ? `ECS ${formatIp(cfg.ecs.subnet.bytes)}/${cfg.ecs.subnet.prefix}`
+      : `ECS /${cfg.ecs.ipv4} /${cfg.ecs.ipv6}`
+    : 'no ECS';
+  const description = `${opts.persona ? `${opts.persona} ` : ''}resolver ${opts.name} (${locationText(cfg.location)}, egress ${cfg.egress}, ${ecsText}${cfg.serveStale ? ', serves stale' : ''})`;
+  const resolver = new Resolver(
+    { ...cfg, description, ...(opts.check ? { check: opts.check } : {}) },
+    events,
+  );
   const transports = new Transports(
     (req, client, transport) => resolver.answer(req, client, transport),
     events,
@@ -149,12 +159,6 @@ export async function start(options?: ResolverOptions): Promise<ResolverHandle> 
       url: `https://${hostPort(opts.host, transports.dohPort)}/dns-query`,
     });
   }
-  const ecsText = cfg.ecs
-    ? cfg.ecs.subnet
-      ? `ECS ${formatIp(cfg.ecs.subnet.bytes)}/${cfg.ecs.subnet.prefix}`
-      : `ECS /${cfg.ecs.ipv4} /${cfg.ecs.ipv6}`
-    : 'no ECS';
-  const description = `${opts.persona ? `${opts.persona} ` : ''}resolver ${opts.name} (${locationText(cfg.location)}, egress ${cfg.egress}, ${ecsText}${cfg.serveStale ? ', serves stale' : ''})`;
   let stopping: Promise<void> | undefined;
   return {
     name: opts.name,

@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { durationSchema } from '../common/index.js';
 import { CONTINENTS } from '../geo-dns/options.js';
+import type { AnswerCheck } from './resolve.js';
 
 const hostPortRe = /^(?:\[([0-9a-fA-F:]+)\]|([0-9.]+)):(\d{1,5})$/;
 
@@ -124,6 +125,11 @@ export const resolverOptionsSchema = z.strictObject({
   dotPort: z.number().int().min(0).max(65535).default(0),
   /** DNS over HTTPS (RFC 8484, /dns-query) port; 0 picks a free one. */
   dohPort: z.number().int().min(0).max(65535).default(0),
+  /**
+   * The lab's check of forwarded answers against what the client's own location gets (emits
+   * `answer-check`); the lab adapter sets it from the geo-dns the zone goes to. Not a resolver setting.
+   */
+  check: z.custom<AnswerCheck>((v) => typeof v === 'function', 'expected a function').optional(),
 });
 export type ResolverOptions = z.input<typeof resolverOptionsSchema>;
 export type ParsedResolverOptions = z.output<typeof resolverOptionsSchema>;

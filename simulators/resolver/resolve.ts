@@ -13,7 +13,13 @@ import dns2 from 'dns2';
 import { preciseNow, type SimulatorEvents } from '../common/index.js';
 import { type Cidr, formatIp, ipBytes } from '../geo-dns/ip.js';
 import { type CacheEntry, ResolverCache } from './cache.js';
-import type { AnswerSource, ResolverEvents, ResolverStats, ResolverTransport } from './events.js';
+import type {
+  AnswerSource,
+  ResolverAnswerInfo,
+  ResolverEvents,
+  ResolverStats,
+  ResolverTransport,
+} from './events.js';
 import type { ForwardZone } from './options.js';
 import { answerInfo, type Dns2Resource, RCODE, rcodeName, typeName, withTtl } from './records.js';
 import {
@@ -26,6 +32,9 @@ import {
   type UpstreamOutcome,
   type UpstreamServer,
 } from './upstream.js';
+
+/** Answers that came from the zone's servers (now or cached): the ones a location decides. */
+const FORWARDED: ReadonlySet<AnswerSource> = new Set(['upstream', 'cache', 'stale']);
 
 /** RFC 8767 §4: the TTL of a stale answer. */
 const STALE_TTL = 30;
@@ -46,6 +55,34 @@ export interface ResolverConfig {
   serveStale: boolean;
   maxStaleS: number;
   maxInflight: number;
+  /** Who this resolver is, as `answer-check` events name it (persona, location, ECS). */
+  description?: string;
+  /** The lab's check of forwarded answers (see `AnswerCheck`); none: no `answer-check` events. */
+  check?: AnswerCheck;
+}
+
+/**
+ * What the authoritative server gives the client's own location (the lab asks it directly, as Route 53's
+ * TestDNSAnswer does with the client's address as the EDNS client subnet); undefined: no opinion (the
+ * name is not the lab's). The resolver compares it with what it answered and emits `answer-check`.
+ */
+export type AnswerCheck = (query: {
+  client: string;
+  name: string;
+  type: string;
+}) => { server: string; location: string; answers: ResolverAnswerInfo[] } | undefined;
+
+/** Answers compared without their TTLs, as a device uses them. */
+function sameAnswers(a: readonly ResolverAnswerInfo[], b: readonly ResolverAnswerInfo[]): boolean {
+  const key = (r: readonly ResolverAnswerInfo[]) =>
+    r
+      .map(
+        (x) =>
+          `${x.name.toLowerCase().replace(/\.$/, '')} ${x.type} ${x.data.toLowerCase().replace(/\.$/, '')}`,
+      )
+      .sort()
+      .join('\n');
+  return key(a) === key(b);
 }
 
 /** A forward zone with its servers parsed. */
@@ -159,6 +196,7 @@ export class Resolver {
     const response = this.reply(request, result.rcode, result.answers, result.authority);
     const rcode = rcodeName(result.rcode);
     this.counters.byRcode[rcode] = (this.counters.byRcode[rcode] ?? 0) + 1;
+    const answers = answerInfo(result.answers);
     this.events.emitEvent('answer', {
       client,
       transport,
@@ -166,11 +204,34 @@ export class Resolver {
       type: typeName(type),
       rcode,
       source: result.source,
-      answers: answerInfo(result.answers),
+      answers,
       reason: result.reason,
       ms: preciseNow() - started,
     });
+    if (FORWARDED.has(result.source)) this.checkAnswer(client, name, typeName(type), answers);
     return response;
+  }
+
+  /** Emits `answer-check`: this answer against what the client's own location gets (the lab's check). */
+  private checkAnswer(client: string, name: string, type: string, answers: ResolverAnswerInfo[]): void {
+    let own: ReturnType<AnswerCheck>;
+    try {
+      own = this.cfg.check?.({ client, name, type });
+    } catch {
+      return; // a check that cannot answer (another family, a type it does not know) has no opinion
+    }
+    if (!own) return;
+    this.events.emitEvent('answer-check', {
+      client,
+      name,
+      type,
+      resolver: this.cfg.description ?? 'resolver',
+      answers,
+      server: own.server,
+      clientLocation: own.location,
+      expected: own.answers,
+      agrees: sameAnswers(answers, own.answers),
+    });
   }
 
   private async resolve(
