@@ -5,8 +5,10 @@
  * CreateKeysAndCertificate + RegisterThing, and print the thing and region it got.
  *
  *   GLOBAL_ENDPOINT   e.g. global.iot.example.com (a CNAME by location)
- *   DNS_SERVER        the resolver the device uses, address:port
- *   DEVICE_ADDRESS    the device's own address (DNS queries leave from it: that is its location)
+ *   DNS_SERVER        optional: the resolver to ask, address:port; the program then resolves the name
+ *                     itself and connects to the regional name. Without it the SDK is given
+ *                     GLOBAL_ENDPOINT unchanged and resolves it as the operating system does (resolv.conf)
+ *   DEVICE_ADDRESS    with DNS_SERVER: the device's own address (queries leave from it: its location)
  *   IOT_PORT          MQTT over TLS port (default 8883)
  *   CLAIM_CERT, CLAIM_KEY, IOT_CA   PEM files
  *   TEMPLATE          provisioning template (default FleetTemplate); SERIAL (default 0001)
@@ -46,7 +48,7 @@ async function resolveRegionEndpoint(): Promise<string> {
 }
 
 async function main(): Promise<void> {
-  const endpoint = await resolveRegionEndpoint();
+  const endpoint = env.DNS_SERVER ? await resolveRegionEndpoint() : need('GLOBAL_ENDPOINT');
   const config = iot.AwsIotMqttConnectionConfigBuilder.new_mtls_builder(
     readFileSync(need('CLAIM_CERT'), 'utf8'),
     readFileSync(need('CLAIM_KEY'), 'utf8'),

@@ -87,8 +87,10 @@ export const FAILURE_CLASSES = {
     hint: 'the DNS server is unreachable or drops the query',
   },
   'dns.wrong-region': {
-    summary: 'DNS: the name resolved to another region than expected',
-    hint: 'check the geolocation records and the client location',
+    summary: "DNS: the name sent the device to another region than its location's",
+    hint:
+      "the device's resolver located it elsewhere (a public resolver without EDNS Client Subnet, or one in " +
+      'another country): use a resolver that sends ECS or one in the device’s country; else check the geolocation records',
   },
   'tunnel.token-used': {
     summary: 'tunnel: access token already used',

@@ -362,6 +362,56 @@ export const EVIDENCE_RULES: readonly EvidenceRule[] = [
   },
 ];
 
+const bare = (name: unknown) => s(name).toLowerCase().replace(/\.$/, '');
+const dataOf = (e: LabEvent): Data => (typeof e.data === 'object' && e.data !== null ? e.data : {}) as Data;
+const targets = (answers: unknown): string[] =>
+  Array.isArray(answers) ? answers.map((a) => bare((a as Data).data)) : [];
+const answerText = (answers: unknown): string =>
+  Array.isArray(answers) && answers.length > 0
+    ? answers.map((a) => `${s((a as Data).type)} ${s((a as Data).data)}`).join(', ')
+    : 'no records';
+
+const WRONG_REGION: EvidenceRule = {
+  id: 'dns-wrong-region',
+  event: 'domain-connection',
+  class: 'dns.wrong-region',
+  explain: (d, e) => `${e.source} (${s(d.endpoint)}) served ${s(d.servername)}`,
+};
+
+/**
+ * `dns.wrong-region` from what the lab saw, never from the client's words: a resolver answered a name
+ * with records the client's own location does not get (its `answer-check`: the authoritative server
+ * asked for that client's address), and a region's endpoint named in that answer, not in the one the
+ * location gets, then served a device that asked for the name (its `domain-connection`, by SNI).
+ */
+function wrongRegionFindings(events: readonly LabEvent[]): Finding[] {
+  const out: Finding[] = [];
+  const seen = new Set<string>();
+  const checks = events.filter((e) => e.type === 'answer-check' && dataOf(e).agrees === false);
+  for (const reached of events.filter((e) => e.type === 'domain-connection')) {
+    const r = dataOf(reached);
+    const endpoint = bare(r.endpoint);
+    const check = checks.find((c) => {
+      const d = dataOf(c);
+      return (
+        bare(d.name) === bare(r.servername) &&
+        targets(d.answers).includes(endpoint) &&
+        !targets(d.expected).includes(endpoint)
+      );
+    });
+    if (!check) continue;
+    const c = dataOf(check);
+    const sentence =
+      `${s(c.resolver)} answered ${s(c.name)} ${s(c.type)} with ${answerText(c.answers)} to ${s(c.client)}, ` +
+      `whose own location (${s(c.clientLocation)}) gets ${answerText(c.expected)} from ${s(c.server)}; ` +
+      `the device then connected to ${reached.source} (${s(r.endpoint)}, region ${s(r.region)}) asking for ${s(r.servername)}`;
+    if (seen.has(sentence)) continue;
+    seen.add(sentence);
+    out.push({ rule: WRONG_REGION, sentence });
+  }
+  return out;
+}
+
 /** Client classes too vague to stand against a specific finding from the lab. */
 const VAGUE: ReadonlySet<FailureClass> = new Set<FailureClass>(['client.error', 'tls.handshake']);
 
@@ -403,8 +453,25 @@ export function explain(
   events: readonly LabEvent[],
   rules: readonly EvidenceRule[] = EVIDENCE_RULES,
 ): { verdict: Verdict; explanation: string[] } {
-  if (verdict.ok) return { verdict, explanation: [] };
-  const all = findings(events, rules);
+  const misrouted = wrongRegionFindings(events);
+  if (verdict.ok) {
+    // The device got through, but to another region than its location's: the run failed all the same.
+    if (misrouted.length === 0) return { verdict, explanation: [] };
+    const sentences = misrouted.map((f) => f.sentence);
+    return {
+      verdict: {
+        ok: false,
+        class: 'dns.wrong-region',
+        detail: `the client succeeded, in the wrong region: ${sentences[0]}`,
+        evidence: sentences,
+      },
+      explanation: [
+        ...sentences,
+        "the client reported success; the lab's evidence shows it reached another region than its location's",
+      ],
+    };
+  }
+  const all = [...misrouted, ...findings(events, rules)];
   if (all.length === 0) return { verdict, explanation: [] };
   // The lab's own evidence for the client's class keeps it: a hub that rejected the key after the proxy
   // challenged a client that sends credentials only when asked (407, then CONNECT with them).
