@@ -1,8 +1,8 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { basename, extname } from 'node:path';
+import { basename, dirname, extname, join } from 'node:path';
 import { FieldlabError } from '../../simulators/common/errors.js';
 import { parseTarget } from '../../simulators/common/targets.js';
-import { emitScenarioYaml } from '../doctor/emit.js';
+import { emitDnsScenarioYaml, emitScenarioYaml } from '../doctor/emit.js';
 import { type DoctorPort, type DoctorReport, type DoctorTarget, runDoctor } from '../doctor/index.js';
 
 export interface DoctorFlags {
@@ -91,6 +91,12 @@ function caFile(file: string | undefined): string[] | undefined {
   }
 }
 
+/** Where the DNS failures go beside `--emit-scenario site.yaml`: site-dns.yaml. */
+export function dnsScenarioPath(out: string): string {
+  const ext = extname(out) || '.yaml';
+  return join(dirname(out), `${basename(out, extname(out))}-dns${ext}`);
+}
+
 export function formatDoctor(report: DoctorReport, targets: DoctorTarget[]): string {
   const lines: string[] = [];
   const setup = [
@@ -115,10 +121,13 @@ export async function doctorCommand(flags: DoctorFlags): Promise<void> {
   const proxy = proxyUrl(flags.proxy);
   const ca = caFile(flags.ca);
   const out = flags.emitScenario;
-  if (out && existsSync(out) && !flags.force) {
-    throw new FieldlabError('E_EXISTS', `--emit-scenario: ${out} already exists`, {
-      hint: 'give another file, or --force to overwrite it',
-    });
+  const dnsOut = out ? dnsScenarioPath(out) : undefined;
+  for (const file of [out, dnsOut]) {
+    if (file && existsSync(file) && !flags.force) {
+      throw new FieldlabError('E_EXISTS', `--emit-scenario: ${file} already exists`, {
+        hint: 'give another file, or --force to overwrite it',
+      });
+    }
   }
   const options = {
     targets,
@@ -130,13 +139,20 @@ export async function doctorCommand(flags: DoctorFlags): Promise<void> {
   };
   const report = await runDoctor(options);
   process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : formatDoctor(report, targets));
-  if (out) {
-    const name = basename(out, extname(out))
+  if (out && dnsOut) {
+    const slug = basename(out, extname(out))
       .toLowerCase()
       .replace(/[^a-z0-9]+/g, '-')
       .replace(/^-+|-+$/g, '');
-    writeFileSync(out, emitScenarioYaml(report, options, /^[a-z0-9]/.test(name) ? name : 'site'));
+    const name = /^[a-z0-9]/.test(slug) ? slug : 'site';
+    writeFileSync(out, emitScenarioYaml(report, options, name));
     process.stderr.write(`wrote ${out}: run it with \`fieldlab run ${out}\`\n`);
+    // DNS failures reproduce with a client that asks the lab DNS itself: a scenario of their own.
+    const dns = emitDnsScenarioYaml(report, `${name}-dns`);
+    if (dns) {
+      writeFileSync(dnsOut, dns);
+      process.stderr.write(`wrote ${dnsOut} (the DNS failures): run it with \`fieldlab run ${dnsOut}\`\n`);
+    }
   }
   if (!report.ok) process.exitCode = 1;
 }

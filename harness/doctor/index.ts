@@ -40,7 +40,13 @@ export interface DoctorOptions {
   maxSkewMs?: number;
 }
 
-export type CheckKind = 'dns' | 'tcp' | 'proxy' | 'tls' | 'clock';
+export type CheckKind = 'dns' | 'tcp' | 'proxy' | 'tls' | 'clock' | 'mtu';
+
+/**
+ * Bytes of padding in the large-record check's request: one TLS record of ~6 KB, several full-size
+ * packets on any path (Ethernet's 1500, a VPN's 1420, PPPoE's 1492), so each of them must fit the path.
+ */
+export const LARGE_RECORD_PADDING = 6_000;
 
 /** One line of the report. Stable JSON (`--json`). */
 export interface DoctorCheck {
@@ -156,8 +162,70 @@ async function checkTarget(t: DoctorTarget, o: DoctorOptions): Promise<DoctorChe
     stream.destroy();
     out.push(tlsCheck(t.host, port, tls, o.ca !== undefined));
     if (tls.serverDate) out.push(clockCheck(t.host, port, tls.serverDate, o.maxSkewMs ?? 300_000));
+    // A small request got its answer: does a large one, on a new connection the same way?
+    if (tls.answered) {
+      const large = await largeRecordCheck(t.host, port, address, o);
+      if (large) out.push(large);
+    }
   }
   return out;
+}
+
+/** A connection to host:port the way the checks above made theirs (through the proxy, or direct). */
+async function reopen(host: string, port: number, address: string | undefined, o: DoctorOptions) {
+  if (o.proxy) {
+    const p = await probeProxy(o.proxy, `${host}:${port}`, o.timeoutMs);
+    return p.tunnel;
+  }
+  if (!address) return undefined;
+  return (await probeTcp(address, port, o.timeoutMs)).socket;
+}
+
+/**
+ * The path MTU check: the same HTTPS request padded to one ~6 KB TLS record. A path that drops packets
+ * larger than its MTU and filters the ICMP "fragmentation needed" that would shrink them (RFC 1191,
+ * a PMTU black hole) passes the handshake and small requests, and stalls on this one.
+ */
+async function largeRecordCheck(
+  host: string,
+  port: number,
+  address: string | undefined,
+  o: DoctorOptions,
+): Promise<DoctorCheck | undefined> {
+  const stream = await reopen(host, port, address, o);
+  if (!stream) return undefined;
+  const r = await probeTls(stream, host, {
+    ...(o.ca ? { ca: o.ca } : {}),
+    timeoutMs: o.timeoutMs,
+    httpDate: true,
+    padding: LARGE_RECORD_PADDING,
+  });
+  stream.destroy();
+  // No handshake this time, or a reset: not the stall this check is about (the TLS check says the rest).
+  if (!r.handshake) return undefined;
+  const kb = `${Math.round(LARGE_RECORD_PADDING / 1000)} KB`;
+  const details = { recordBytes: LARGE_RECORD_PADDING, answered: r.answered === true };
+  if (r.answered) {
+    return {
+      check: 'mtu',
+      host,
+      port,
+      ok: true,
+      summary: `MTU ${port}: a ${kb} TLS record got its answer (large packets pass)`,
+      ms: ms(r.ms),
+      details,
+    };
+  }
+  return {
+    check: 'mtu',
+    host,
+    port,
+    ok: false,
+    summary: `MTU ${port}: a ${kb} TLS record got no answer in ${o.timeoutMs} ms while a small request did: packets larger than the path MTU are dropped (PMTU black hole)`,
+    hint: "allow ICMP 'fragmentation needed' (type 3 code 4) back through the site firewall, or clamp the TCP MSS on the router (nft: tcp flags syn tcp option maxseg size set rt mtu), or lower the device's MTU (ip link set dev eth0 mtu 1400)",
+    ms: ms(r.ms),
+    details,
+  };
 }
 
 /** The same name through another resolver: a failure there is one the device meets when it uses it. */
@@ -268,6 +336,9 @@ function tlsCheck(host: string, port: number, r: TlsResult, caGiven: boolean): D
   const names = chain.map((c) => c.subject).join(' ← ');
   if (!r.trusted) {
     const rootName = top ? (top.selfSigned ? top.subject : top.issuer) : '?';
+    // The CA under the root that signed the leaf, when the server sent it (Zscaler's "Intermediate Root CA").
+    const below = chain.length > 1 ? chain[chain.length - (top?.selfSigned ? 2 : 1)] : undefined;
+    const intermediate = below && below !== chain[0] ? below.subject : undefined;
     // Servers seldom send their root: then the CA it issued, and its fingerprint, stand for it.
     const fp = top
       ? top.selfSigned
@@ -279,7 +350,7 @@ function tlsCheck(host: string, port: number, r: TlsResult, caGiven: boolean): D
       ok: false,
       summary: `TLS ${port}: TLS inspection by ${rootName}${fp}: the chain ${names} is not trusted here (${r.verifyError ?? 'untrusted'})`,
       hint: `add ${rootName}'s root to the device's trust store and the runtime's trust bundle, or ask for ${host} to be exempted from inspection${caGiven ? '' : ' (or give the roots the device trusts with --ca)'}`,
-      details: { ...details, inspectedBy: rootName },
+      details: { ...details, inspectedBy: rootName, ...(intermediate ? { inspectedVia: intermediate } : {}) },
     };
   }
   if (r.nameMismatch) {

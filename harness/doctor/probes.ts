@@ -242,6 +242,8 @@ export interface TlsResult {
   chain: TlsChainCert[];
   /** The server's `Date` header (HTTPS ports), for the clock check. */
   serverDate?: Date;
+  /** Some answer came back to the HTTP request (HTTPS ports): the bytes got through both ways. */
+  answered?: boolean;
   detail?: string;
   ms: number;
 }
@@ -278,7 +280,16 @@ function chainOf(peer: DetailedPeerCertificate): TlsChainCert[] {
 export function probeTls(
   socket: Duplex,
   host: string,
-  opts: { ca?: string[]; timeoutMs: number; httpDate: boolean },
+  opts: {
+    ca?: string[];
+    timeoutMs: number;
+    httpDate: boolean;
+    /**
+     * Pad the request with a header of this many bytes, sent as one TLS record: more than a packet holds,
+     * so a path that drops large packets (a PMTU black hole) never delivers it. Waits `timeoutMs` for it.
+     */
+    padding?: number;
+  },
 ): Promise<TlsResult> {
   const t0 = performance.now();
   return new Promise((resolve) => {
@@ -328,7 +339,10 @@ export function probeTls(
       // RFC 9110 §6.6.1: an origin server with a clock sends Date. Best effort: a server that does not
       // speak HTTP gives no date, which is no failure.
       clearTimeout(timer);
-      timer = setTimeout(() => finish(result), Math.min(opts.timeoutMs, 2_000));
+      timer = setTimeout(
+        () => finish({ ...result, answered: false }),
+        opts.padding ? opts.timeoutMs : Math.min(opts.timeoutMs, 2_000),
+      );
       let head = '';
       tls.on('data', (d: Buffer) => {
         head += d.toString('latin1');
@@ -336,11 +350,18 @@ export function probeTls(
         if (end < 0 && head.length < 16_384) return;
         const date = /^date:\s*(.+)$/im.exec(head.slice(0, end < 0 ? undefined : end))?.[1];
         const parsed = date ? new Date(date.trim()) : undefined;
-        finish({ ...result, ...(parsed && !Number.isNaN(parsed.getTime()) ? { serverDate: parsed } : {}) });
+        finish({
+          ...result,
+          answered: true,
+          ...(parsed && !Number.isNaN(parsed.getTime()) ? { serverDate: parsed } : {}),
+        });
       });
-      tls.once('end', () => finish(result));
+      // A close after our request is an answer too (a server refusing a large header closes): it got there.
+      tls.once('end', () => finish({ ...result, answered: head.length > 0 || opts.padding !== undefined }));
+      const pad = opts.padding ? `X-Fieldlab-Padding: ${'p'.repeat(opts.padding)}\r\n` : '';
+      // One write, so one TLS record (up to 16 KiB, RFC 8446 §5.1) carries the whole request.
       tls.write(
-        `HEAD / HTTP/1.1\r\nHost: ${host}\r\nUser-Agent: fieldlab-doctor\r\nConnection: close\r\n\r\n`,
+        `HEAD / HTTP/1.1\r\nHost: ${host}\r\nUser-Agent: fieldlab-doctor\r\n${pad}Connection: close\r\n\r\n`,
       );
     });
     tls.once('error', (err: NodeJS.ErrnoException) =>
