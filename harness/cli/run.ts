@@ -1,5 +1,5 @@
 import { FieldlabError } from '../../simulators/common/errors.js';
-import { cleanOwnSync } from '../lab/clean.js';
+import { cleanOwnSync } from '../backends/index.js';
 import { exitCodeFor, Progress, writeReports } from '../report/index.js';
 import { runAll, selects } from '../runner/run.js';
 import { loadScenarios } from '../scenario/load.js';

@@ -2,8 +2,21 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import type { ContainerPaths } from '../lab/lab.js';
 import { type CommandResult, runCommand } from './command.js';
+
+/** How the client of a container lab sees the lab's files: the host's lab directory is mounted here. */
+export interface ContainerPaths {
+  /** The lab directory inside containers (`/lab`). */
+  dir: string;
+  /** fieldlab's own directory inside the image (`/app`). */
+  root: string;
+  /** The lab's Docker network (set once created), the image, and labels for what the lab starts. */
+  network?: string;
+  image: string;
+  labels: Record<string, string>;
+  /** `docker run --user` for the lab's containers (the lab directory's owner); absent: the image's user. */
+  user?: string;
+}
 
 /**
  * A command client on the container backend: `docker run` of the fieldlab image on the lab's network,

@@ -1,12 +1,11 @@
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { FieldlabError } from '../../simulators/common/errors.js';
 import { applyFault } from '../faults/dns.js';
-import { cleanOwnSync } from '../lab/clean.js';
-import { type Lab, startLab } from '../lab/lab.js';
 import { loadYamlScenario, parseYaml, validateWith } from '../scenario/load.js';
 import { scenarioSchema } from '../scenario/model.js';
+import { type Lab, startLab } from './lab.js';
+import { applyVariantFaults, labFor } from './variant-lab.js';
 
 /** A file that declares only a lab (no client, no variants), for `fieldlab up`. */
 const labFileSchema = z
@@ -25,91 +24,7 @@ export interface UpFlags {
   maxEvents?: number;
 }
 
-export async function upCommand(file: string, flags: UpFlags): Promise<void> {
-  const running = await startUpLab(file, flags);
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) {
-      // A second signal while the lab stops: remove it synchronously and exit now.
-      process.stderr.write(`fieldlab: ${signal} again: removing lab ${running.id} now\n`);
-      cleanOwnSync();
-      process.exit(signal === 'SIGINT' ? 130 : 143);
-    }
-    stopping = true;
-    process.stderr.write(`\nfieldlab: ${signal}: stopping lab ${running.id}\n`);
-    await running.stop();
-    process.exit(0);
-  };
-  process.on('SIGINT', () => void stop('SIGINT'));
-  process.on('SIGTERM', () => void stop('SIGTERM'));
-  const endpoints = [...running.simulators.entries()].flatMap(([simName, s]) =>
-    s.endpoints.map((e) => ({
-      simulator: simName,
-      type: s.decl.type,
-      endpoint: e.name,
-      host: s.decl.host,
-      address: e.host,
-      port: e.port,
-      url: e.url ?? '',
-    })),
-  );
-  const values = clientValues(running);
-  const info = {
-    labId: running.id,
-    dir: running.dir,
-    hosts: Object.fromEntries(running.hosts),
-    hostsFile: running.hostsFile,
-    caBundle: running.pki.trust.bundlePath,
-    env: running.trustEnv(),
-    endpoints,
-    values: Object.fromEntries(values.map((v) => [v.ref, v.value])),
-  };
-  writeFileSync(join(running.dir, 'endpoints.json'), `${JSON.stringify(info, null, 2)}\n`);
-  if (flags.json) {
-    process.stdout.write(`${JSON.stringify(info)}\n`);
-  } else {
-    const out = [`lab ${running.id} is up (Ctrl-C stops it and removes everything)`, '', 'endpoints:'];
-    for (const e of endpoints)
-      out.push(
-        `  ${`${e.simulator}.${e.endpoint}`.padEnd(24)} ${`${e.address}:${e.port}`.padEnd(22)} ${e.url}`,
-      );
-    if (values.length > 0) {
-      // What a scenario's client gets as `${hub.connectionString}` and the like: for your own device.
-      out.push('', 'values for clients (what scenarios reference as ${simulator.value}):');
-      const width = Math.min(40, Math.max(...values.map((v) => v.ref.length + 4)));
-      for (const v of values) out.push(`  ${`\${${v.ref}}`.padEnd(width)} ${v.value}`);
-    }
-    out.push('', 'hosts:');
-    for (const [h, a] of running.hosts) out.push(`  ${a.padEnd(16)} ${h}`);
-    out.push('', 'environment for clients:');
-    for (const [k, v] of Object.entries(running.trustEnv())) out.push(`  export ${k}=${v}`);
-    const first = endpoints.find((e) => e.url.startsWith('https'));
-    if (first)
-      out.push(
-        '',
-        `try: curl --cacert ${info.caBundle} --connect-to ${first.host}:${first.port}:${first.address}:${first.port} ${first.url}`,
-      );
-    process.stdout.write(`${out.join('\n')}\n`);
-  }
-  // Stay up until a signal: the listening sockets keep the event loop alive.
-}
-
-/**
- * Each simulator's client values, as a scenario's client gets them (`${hub.connectionString}`,
- * `${dps.idScope}`, `${proxy.rootCa}`...): what a person needs to point their own device at the lab.
- */
-export function clientValues(lab: Lab): Array<{ ref: string; value: string }> {
-  const out: Array<{ ref: string; value: string }> = [];
-  for (const [name, s] of lab.simulators) {
-    for (const key of Object.keys(s.vars).sort()) {
-      const ref = `${name}.${key}`;
-      out.push({ ref, value: lab.interpolate(`\${${ref}}`, 'client') });
-    }
-  }
-  return out;
-}
-
-/** Reads a lab or scenario file and starts its lab, with the variant's options and faults. */
+/** Reads a lab or scenario file (`fieldlab up`) and starts its lab on loopback, with the variant's options and faults. */
 export async function startUpLab(file: string, flags: UpFlags): Promise<Lab> {
   let text: string;
   try {
@@ -144,20 +59,18 @@ export async function startUpLab(file: string, flags: UpFlags): Promise<Lab> {
   }
 
   // Nobody reads a long-running lab's events here: the timeline's bound keeps its memory flat.
-  const running = await startLab({
-    name,
-    ...(flags.maxEvents !== undefined ? { timeline: { maxEvents: flags.maxEvents } } : {}),
-    hosts: lab.hosts,
-    simulators: lab.simulators.map((s) => ({
-      ...s,
-      options: { ...s.options, ...(variant?.simulators[s.name] ?? {}) },
-    })),
-  });
+  // `fieldlab up` runs on loopback: the faults meant for it (their `backends:` filter) apply.
+  const running = await startLab(
+    labFor(
+      { name, lab },
+      variant,
+      flags.maxEvents !== undefined ? { maxEvents: flags.maxEvents } : undefined,
+    ),
+  );
   try {
-    for (const f of variant?.faults ?? []) {
-      const { target, backends: _, ...spec } = f;
-      applyFault(running, target, spec);
-    }
+    applyVariantFaults(variant?.faults ?? [], running.network.backend, (target, spec) =>
+      applyFault(running, target, spec),
+    );
   } catch (err) {
     await running.stop();
     throw err;

@@ -1,14 +1,11 @@
 import { readFile } from 'node:fs/promises';
-import { basename } from 'node:path';
 import { FieldlabError } from '../../simulators/common/errors.js';
 import { type LabEvent, preciseNow } from '../../simulators/common/events.js';
+import { orAbort } from '../backends/abort.js';
+import { type BackendNetwork, backendFor, startLabOn } from '../backends/index.js';
 import { type Capability, checkCapability, isRequired } from '../capabilities.js';
-import { runCommand } from '../clients/command.js';
-import { runInContainer } from '../clients/container-command.js';
-import { applyFault } from '../faults/dns.js';
-import { startContainerLab } from '../lab/container-lab.js';
-import { type Lab, type LabDefinition, type NetnsPlacement, startLab } from '../lab/lab.js';
-import { buildNetwork } from '../lab/netns-network.js';
+import type { Lab } from '../lab/lab.js';
+import { applyVariantFaults, labFor } from '../lab/variant-lab.js';
 import { type LoadResult, loadPassed } from '../load/result.js';
 import { checkLoad, runScenarioLoad } from '../load/scenario-load.js';
 import { FAILURE_CLASSES, type Verdict } from '../probe/classes.js';
@@ -24,14 +21,12 @@ import {
   clientHostOf,
   type LoadDecl,
   loadOf,
-  patchedHosts,
   type Scenario,
   type Variant,
 } from '../scenario/model.js';
 import { forEachString, referencesIn } from '../scenario/semantics.js';
 import { classifyCommand, isCurlClient } from './classify-command.js';
 import { checkExpectation } from './expectation.js';
-import { explainRoutes, firewallEvents } from './netns-explain.js';
 import type { Expectation, VariantResult } from './result.js';
 
 export interface RunOptions {
@@ -56,33 +51,14 @@ interface ClientOutcome {
 }
 
 /**
- * Capabilities a variant needs beyond what the scenario declares: the client program, the namespace (a
- * private one on loopback; on netns the network's own tools).
+ * Capabilities a variant needs beyond what the scenario declares, on a backend: the client program, the
+ * namespace (a private one on loopback; on netns the network's own tools), Docker.
  */
 export function neededCapabilities(s: Scenario, v: Variant, backend: Backend = 'loopback'): Capability[] {
-  const caps = new Set<Capability>(s.requires as Capability[]);
-  if (loadOf(s, v)?.driver === 'k6') caps.add('k6');
-  if (s.client?.type === 'command') {
-    const argv0 = v.client?.argv?.[0] ?? s.client.argv[0];
-    if (argv0 && !argv0.includes('${')) caps.add(`cmd:${basename(argv0)}`);
-    if (s.client.resolve === 'lab' && backend === 'loopback') caps.add('userns');
-    // In a container the program comes from the image, not this machine.
-    if (backend === 'container') caps.delete(`cmd:${basename(argv0 ?? '')}`);
-  }
-  if (backend === 'container') caps.add('docker');
-  if (backend === 'netns') {
-    caps.add('netns');
-    const hosts = s.lab.network ? patchedHosts(s.lab.network, v.network) : [];
-    if (hosts.some((h) => h.wireguard)) {
-      caps.add('cmd:wireguard-go');
-      caps.add('cmd:wg');
-    }
-    if (hosts.some((h) => h.bandwidth?.length)) caps.add('cmd:tc');
-  }
-  return [...caps];
+  return backendFor(backend).capabilities(s, v);
 }
 
-/** The simulator containers' last log lines, for the report (container backend only). */
+/** The last log lines of simulators that run elsewhere (containers), for the report. */
 function containerLogs(lab: Lab): { logs?: Record<string, string[]> } {
   const logs: Record<string, string[]> = {};
   for (const [name, s] of lab.simulators) if (s.logs && s.logs.length > 0) logs[name] = s.logs.slice(-50);
@@ -94,7 +70,7 @@ function droppedEvents(lab: Lab, count: number): Pick<VariantResult, 'droppedEve
   return count > 0 ? { droppedEvents: { count, maxEvents: lab.timeline.maxEvents } } : {};
 }
 
-/** Simulators the client is pointed at (its `${sim...}` references), for the netns explanation. */
+/** Simulators the client is pointed at (its `${sim...}` references), for the backend's explanation. */
 function referencedSimulators(client: ClientDecl): string[] {
   const names = new Set<string>();
   forEachString(client, (t) => {
@@ -124,20 +100,6 @@ const EVIDENCE_TYPES: ReadonlySet<string> = new Set(EVIDENCE_RULES.map((r) => r.
 export function verdictEvents(v: Variant): (e: LabEvent) => boolean {
   const named = new Set([...v.expect.labSaw, ...v.expect.labNeverSaw].map((w) => `${w.source}\0${w.type}`));
   return (e) => EVIDENCE_TYPES.has(e.type) || named.has(`${e.source}\0${e.type}`);
-}
-
-/** The lab for one variant: the scenario's, with the variant's option overrides merged in. */
-function labFor(s: Scenario, v: Variant, netns?: NetnsPlacement, maxEvents?: number): LabDefinition {
-  return {
-    name: s.name,
-    ...(netns ? { netns } : {}),
-    timeline: { keep: verdictEvents(v), ...(maxEvents !== undefined ? { maxEvents } : {}) },
-    hosts: s.lab.hosts,
-    simulators: s.lab.simulators.map((sim) => ({
-      ...sim,
-      options: { ...sim.options, ...(v.simulators[sim.name] ?? {}) },
-    })),
-  };
 }
 
 /** The client with the variant's overrides applied (argv replaced, env merged); none for a load-only scenario. */
@@ -194,22 +156,12 @@ function loadVerdict(r: LoadResult): Verdict {
   return { ok: false, class: 'load.threshold', detail: `thresholds crossed: ${detail}` };
 }
 
-/** `p`, or a rejection with the signal's reason as soon as it aborts. */
-function orAbort<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return p;
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    if (signal.aborted) onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
-}
-
 async function runClient(
   lab: Lab,
+  network: BackendNetwork,
   client: ClientDecl,
+  clientHost: string,
   timeoutMs: number,
-  netns?: string,
   signal?: AbortSignal,
 ): Promise<ClientOutcome> {
   if (client.type === 'probe') {
@@ -248,20 +200,13 @@ async function runClient(
       lab.trackProcess(pid, argv.join(' '));
     },
   };
-  const inContainer = lab.containerPaths;
-  const result = inContainer
-    ? // Its container goes with the lab's (stop removes them), which ends the docker CLI.
-      await orAbort(runInContainer({ ...io, lab: { ...inContainer, hostDir: lab.dir } }), signal)
-    : await runCommand({
-        ...io,
-        // A process: ended (SIGTERM, then SIGKILL) and awaited, so none outlives the lab.
-        ...(signal ? { signal } : {}),
-        ...(netns
-          ? { netns }
-          : client.resolve === 'lab'
-            ? { namespace: { hostsFile: lab.hostsFile, resolvConf: lab.resolvConf } }
-            : {}),
-      });
+  // Where it runs (here, in its host's namespace, in a container) is the backend's.
+  const result = await network.runCommand(lab, {
+    ...io,
+    host: clientHost,
+    resolve: client.resolve,
+    ...(signal ? { signal } : {}),
+  });
   // It has exited: `fieldlab clean` must not look for it any more.
   if (spawned !== undefined) lab.untrackProcess(spawned);
   const { verdict, phases, ownTotalMs } = classifyCommand(client, argv, result, timeoutMs);
@@ -351,28 +296,27 @@ export async function runVariant(
   }
 
   let lab: Lab | undefined;
-  const network = opts.backend === 'netns' ? s.lab.network : undefined;
   const load = loadOf(s, v);
   try {
     // A bad load (unknown workload, a threshold k6 could not parse) fails before a lab starts.
     if (load) checkLoad(load);
-    // The lab stops the network with itself (startLab tears it down if it fails to start).
-    const dnsHost = s.lab.simulators.find((x) => x.type === 'geo-dns')?.host;
-    const placement = network ? await buildNetwork(network, v.network, dnsHost) : undefined;
-    lab =
-      opts.backend === 'container'
-        ? await startContainerLab(labFor(s, v, undefined, opts.maxEvents), {
-            image: opts.image ?? process.env.FIELDLAB_IMAGE ?? 'fieldlab:local',
-          })
-        : await startLab(labFor(s, v, placement, opts.maxEvents));
+    // The lab stops the network with itself (and releases it if it fails to start).
+    const timeline = {
+      keep: verdictEvents(v),
+      ...(opts.maxEvents !== undefined ? { maxEvents: opts.maxEvents } : {}),
+    };
+    const started = await startLabOn(backendFor(opts.backend), labFor(s, v, timeline), {
+      scenario: s,
+      variant: v,
+      ...(opts.image !== undefined ? { image: opts.image } : {}),
+    });
+    const network = started.network;
+    const running = started.lab;
+    lab = running;
     const t0 = preciseNow();
-    lab.timeline.openWindow(t0);
-    for (const f of v.faults) {
-      const { target, backends, ...spec } = f;
-      if (backends && !backends.includes(opts.backend)) continue;
-      applyFault(lab, target, spec);
-    }
-    await lab.faultsApplied();
+    running.timeline.openWindow(t0);
+    applyVariantFaults(v.faults, opts.backend, (target, spec) => network.applyFault(running, target, spec));
+    await running.faultsApplied();
     const client = clientFor(s, v);
     const timeoutMs = client?.timeout ?? s.timeout;
     const clientHost = clientHostOf(s);
@@ -380,18 +324,12 @@ export async function runVariant(
     const clientStart = preciseNow();
     opts.signal?.throwIfAborted();
     const ran = client
-      ? await runClient(
-          lab,
-          client,
-          timeoutMs,
-          placement ? placement.network.ns(clientHost) : undefined,
-          opts.signal,
-        )
+      ? await runClient(running, network, client, clientHost, timeoutMs, opts.signal)
       : undefined;
     opts.signal?.throwIfAborted();
     // The load runs after the client, in the same lab, while the faults apply; thresholds judge it.
     const loadResult =
-      load && (!ran || ran.verdict.ok) ? await orAbort(runLoad(lab, load, opts), opts.signal) : undefined;
+      load && (!ran || ran.verdict.ok) ? await orAbort(runLoad(running, load, opts), opts.signal) : undefined;
     const outcome: ClientOutcome = ran ?? {
       verdict: { ok: true },
       phases: [],
@@ -400,18 +338,17 @@ export async function runVariant(
     if (loadResult && outcome.verdict.ok) outcome.verdict = loadVerdict(loadResult);
     opts.signal?.throwIfAborted();
     // Bounded: a connection a toxic holds open is not waited for past a second.
-    await lab.settle(t0, 1_000);
-    const events = lab.eventsSince(t0);
-    if (network) events.push(...(await firewallEvents(lab, preciseNow())));
+    await running.settle(t0, 1_000);
+    const events = running.eventsSince(t0);
+    // What only the network saw (netns: the firewall rules that matched).
+    events.push(...(await network.observe(running, preciseNow())));
     const refined = explain(outcome.verdict, events);
     const verdict = refined.verdict;
     const explanation = [...refined.explanation];
     if (!verdict.ok) {
       explanation.push(`${FAILURE_CLASSES[verdict.class].summary}: ${verdict.detail}`);
-      if (network) {
-        const refs = client ? referencedSimulators(client) : [];
-        explanation.push(...(await explainRoutes(lab, clientHost, refs, events)));
-      }
+      const referenced = client ? referencedSimulators(client) : [];
+      explanation.push(...(await network.explain(running, { clientHost, referenced, events })));
     }
     const problems = checkExpectation(
       v.expect,
@@ -434,8 +371,8 @@ export async function runVariant(
       ...(outcome.client ? { client: outcome.client } : {}),
       ...(loadResult ? { load: loadResult } : {}),
       events,
-      ...droppedEvents(lab, lab.timeline.droppedInWindow),
-      ...containerLogs(lab),
+      ...droppedEvents(running, running.timeline.droppedInWindow),
+      ...containerLogs(running),
     };
   } catch (err) {
     const e =

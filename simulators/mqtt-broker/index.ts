@@ -4,7 +4,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createSecureContext, createServer as createTlsServer, type TLSSocket } from 'node:tls';
-import { Aedes } from 'aedes';
+import { Aedes, type Client } from 'aedes';
 import { createWebSocketStream, WebSocketServer } from 'ws';
 import { z } from 'zod';
 import { SimulatorEvents } from '../common/events.js';
@@ -25,7 +25,9 @@ import { guardDeliveryRecursion } from './delivery.js';
 import { type DirectDelivery, publishTo } from './direct.js';
 import { type BrokerFaults, brokerFaultsSchema, type FaultEvent, installFaults } from './faults.js';
 import { type BrokerHooks, type ClientInfo, installHooks } from './hooks.js';
+import { shapeOutbound } from './outbound.js';
 import { boundInboundQos2 } from './qos2-window.js';
+import { shareSubscriptions } from './shared-subscriptions.js';
 import { refuseInvalidFilters } from './topics.js';
 import { nullPrototypeBrokerMaps, nullPrototypeClientMaps } from './wire-keys.js';
 
@@ -40,6 +42,25 @@ const listenerSchema = z
     port: z.number().int().min(0).max(65535).default(0),
     /** WebSocket path (ws/wss). Any path is accepted when absent. */
     path: z.string().optional(),
+  })
+  .strict();
+
+const limitsSchema = z
+  .object({
+    /**
+     * Receive Maximum in a v5 CONNACK (MQTT 5 §3.2.2.3.3): QoS 1/2 PUBLISHes a client may have unacknowledged
+     * towards the broker. Advertised only (aedes acknowledges each at once).
+     */
+    receiveMaximum: z.number().int().min(1).max(65535).optional(),
+    /** Topic Alias Maximum in a v5 CONNACK (§3.2.2.3.8): aliases a client may send. Default 10. */
+    topicAliasMaximum: z.number().int().min(0).max(65535).optional(),
+    /**
+     * Most unacknowledged QoS 1/2 PUBLISHes the broker sends any one client, within the client's own
+     * Receive Maximum, MQTT 3.1.1 clients included. Default: the client's Receive Maximum alone.
+     */
+    outboundInflightMaximum: z.number().int().min(1).max(65535).optional(),
+    /** Most topic aliases the broker sends a client, within the client's Topic Alias Maximum. Default: its. */
+    outboundTopicAliasMaximum: z.number().int().min(0).max(65535).optional(),
   })
   .strict();
 
@@ -86,6 +107,8 @@ export const mqttBrokerOptionsSchema = z
     faults: brokerFaultsSchema.optional(),
     /** A cloud's connect throttle: CONNECTs over `perSecond` get CONNACK 0x03 (see connect-rate.ts). */
     connectRate: connectRateSchema.optional(),
+    /** MQTT 5 flow limits the broker advertises and keeps (a cloud persona's values); see MQTT5_LIMITS. */
+    limits: limitsSchema.optional(),
   })
   .strict()
   .superRefine((o, ctx) => {
@@ -133,6 +156,11 @@ export interface MqttBrokerEvents {
   publish: { clientId: string; topic: string; qos: number; retain: boolean; bytes: number };
   subscribe: { clientId: string; topics: string[] };
   closed: { id: string; bytesIn: number; bytesOut: number; durationMs: number };
+  /**
+   * A QoS 1/2 message to a client was dropped: its Receive Maximum window was full and as many messages were
+   * already waiting (see receive-maximum.ts).
+   */
+  'outbound-dropped': { clientId: string; topic: string; qos: number };
   /** A connection closed without an answer for breaking MQTT (a wildcard will topic, a bad filter). */
   'protocol-violation': { clientId: string; reason: string };
   /** A protocol fault acted on a client (refused CONNACK, withheld PUBACK, dropped connection). */
@@ -194,8 +222,32 @@ export async function start(options: MqttBrokerOptions = {}): Promise<MqttBroker
   const opts = parseOptions(mqttBrokerOptionsSchema, options, 'mqtt-broker');
   const events = new SimulatorEvents<MqttBrokerEvents>(opts.name);
   const stats: MqttBrokerStats = { connections: 0, clients: 0, published: 0, rejected: 0, faults: 0 };
-  const broker = await Aedes.createBroker(MQTT5_LIMITS);
+  const broker = await Aedes.createBroker({
+    ...MQTT5_LIMITS,
+    ...(opts.limits?.topicAliasMaximum !== undefined
+      ? { topicAliasMaximum: opts.limits.topicAliasMaximum }
+      : {}),
+    ...(opts.limits?.receiveMaximum !== undefined ? { receiveMaximum: opts.limits.receiveMaximum } : {}),
+  });
   nullPrototypeBrokerMaps(broker);
+  const shared = shareSubscriptions(broker);
+  const outboundLimits = {
+    inflightMaximum: opts.limits?.outboundInflightMaximum,
+    topicAliasMaximum: opts.limits?.outboundTopicAliasMaximum,
+    sharedSubscriptions: true,
+  };
+  /** Everything a connection needs before aedes reads its first packet. */
+  const prepare = (client: Client) => {
+    nullPrototypeClientMaps(client);
+    shared.attach(client);
+    shapeOutbound(client, outboundLimits, (c, p) =>
+      events.emitEvent('outbound-dropped', {
+        clientId: c.id,
+        topic: p.cmd === 'publish' ? p.topic : '',
+        qos: p.cmd === 'publish' ? p.qos : 0,
+      }),
+    );
+  };
   guardDeliveryRecursion(broker);
   let faults: BrokerFaults = { ...opts.faults };
   const tracker = new ConnectionTracker();
@@ -296,7 +348,7 @@ export async function start(options: MqttBrokerOptions = {}): Promise<MqttBroker
       let server: NetServer | HttpServer;
       const handle = (s: Socket) => {
         coalesceWrites(s);
-        screen(s, () => nullPrototypeClientMaps(broker.handle(s)));
+        screen(s, () => prepare(broker.handle(s)));
       };
       if (l.protocol === 'mqtt') server = createNetServer(handle);
       else if (l.protocol === 'mqtts') {
@@ -320,7 +372,7 @@ export async function start(options: MqttBrokerOptions = {}): Promise<MqttBroker
         });
         wss.on('connection', (ws, req) => {
           const stream = createWebSocketStream(ws);
-          screen(stream, () => nullPrototypeClientMaps(broker.handle(stream, req)));
+          screen(stream, () => prepare(broker.handle(stream, req)));
         });
         wsServers.push(wss);
       }

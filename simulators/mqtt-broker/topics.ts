@@ -1,4 +1,5 @@
 import type { Aedes } from 'aedes';
+import { sharedFilterProblem } from './shared-subscriptions.js';
 
 /**
  * MQTT 3.1.1 §4.7 topic rules: what is wrong with a topic name (PUBLISH, will topic) or a topic filter
@@ -39,7 +40,7 @@ export function refuseInvalidFilters(
 ): void {
   const authorizeSubscribe = broker.authorizeSubscribe;
   broker.authorizeSubscribe = (client, sub, cb) => {
-    const problem = topicFilterProblem(sub.topic);
+    const problem = topicFilterProblem(sub.topic) ?? sharedFilterProblem(sub.topic);
     if (!problem) return authorizeSubscribe.call(broker, client, sub, cb);
     const reason = `the topic filter ${JSON.stringify(sub.topic)} ${problem}`;
     onViolation(client.id, reason);

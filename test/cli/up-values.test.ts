@@ -2,7 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { clientValues, startUpLab } from '../../harness/cli/up.js';
+import { clientValues } from '../../harness/cli/up.js';
+import { startUpLab } from '../../harness/lab/up-lab.js';
 import { assertBuilt, cliBackground } from '../helpers/cli.js';
 import { within } from '../helpers/within.js';
 

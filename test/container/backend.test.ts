@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { OWNER_LABEL } from '../../harness/lab/container-clean.js';
+import { OWNER_LABEL } from '../../harness/backends/container/clean.js';
 import { runAll } from '../../harness/runner/run.js';
 import { loadScenarios } from '../../harness/scenario/load.js';
 import { missing } from '../helpers/capability.js';

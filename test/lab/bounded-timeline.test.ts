@@ -1,8 +1,8 @@
 import { get } from 'node:https';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startUpLab } from '../../harness/cli/up.js';
 import { type Lab, startLab } from '../../harness/lab/lab.js';
+import { startUpLab } from '../../harness/lab/up-lab.js';
 import { runVariant } from '../../harness/runner/run-variant.js';
 import { loadScenarios } from '../../harness/scenario/load.js';
 import { missing } from '../helpers/capability.js';

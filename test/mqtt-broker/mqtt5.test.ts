@@ -82,8 +82,8 @@ describe('mqtt-broker MQTT 5 at the wire', () => {
     const b = await startBroker();
     const connack = await firstV5Packet(port(b), v5Connect({ properties: { sessionExpiryInterval: 10 } }));
     expect(connack).toMatchObject({ cmd: 'connack', reasonCode: 0, sessionPresent: false });
-    // §3.2.2.3.8 Topic Alias Maximum; §3.2.2.3.15: shared subscriptions are not available here
-    expect(connack.properties).toMatchObject({ topicAliasMaximum: 10, sharedSubscriptionAvailable: false });
+    // §3.2.2.3.8 Topic Alias Maximum; §3.2.2.3.13 Shared Subscription Available (shared-subscriptions.ts)
+    expect(connack.properties).toMatchObject({ topicAliasMaximum: 10, sharedSubscriptionAvailable: true });
   });
 
   it('assigns an identifier to an empty client id even with Clean Start 0 [MQTT-3.1.3-6]', async () => {
@@ -147,14 +147,9 @@ describe('mqtt-broker MQTT 5 with MQTT.js', () => {
     const again = await pub.publishAsync('a/2', 'still here', { qos: 1 });
     expect((again as IPubackPacket | undefined)?.reasonCode ?? 0).toBe(0);
   });
-  it('what the README says is not there: $share/ gets SUBACK 0x9E; UNSUBACK says 0x11 for a filter never subscribed', async () => {
+  it('UNSUBACK says 0x11 for a filter never subscribed (shared subscriptions: mqtt5-flow.test.ts)', async () => {
     const b = await startBroker();
     const c = await v5client(b, { clientId: 'gaps5' });
-    const suback = await c.subscribeAsync('$share/group/a/b', { qos: 1 }).then(
-      () => undefined,
-      (err: Error & { packet?: ISubackPacket }) => err.packet,
-    );
-    expect(suback?.granted).toEqual([0x9e]); // §3.9.3 Shared Subscriptions not supported
     const unsuback = await c.unsubscribeAsync('never/subscribed');
     expect(unsuback).toMatchObject({ cmd: 'unsuback', granted: [0x11] }); // §3.11.3 No subscription existed
   });

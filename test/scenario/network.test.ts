@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { hostOfName, topologyFor } from '../../harness/lab/netns-network.js';
-import { describeRule } from '../../harness/runner/netns-explain.js';
+import { describeRule } from '../../harness/backends/netns/explain.js';
+import { hostOfName, topologyFor } from '../../harness/backends/netns/network.js';
 import { neededCapabilities } from '../../harness/runner/run-variant.js';
 import { loadYamlScenario, ScenarioError } from '../../harness/scenario/load.js';
 import { clientHostOf } from '../../harness/scenario/model.js';

@@ -1,8 +1,8 @@
 import { spawnSync } from 'node:child_process';
-import { checkCapability } from '../capabilities.js';
-import { isAlive } from './state.js';
+import { checkCapability } from '../../capabilities.js';
+import { isAlive } from '../../lab/state.js';
 
-/** Labels every container and network of a container lab carries (see container-lab.ts). */
+/** Labels every container and network of a container lab carries (see network.ts). */
 export const LAB_LABEL = 'dev.fieldlab.lab';
 export const OWNER_LABEL = 'dev.fieldlab.owner';
 export const OWNER_START_LABEL = 'dev.fieldlab.owner-start';

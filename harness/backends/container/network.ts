@@ -1,21 +1,23 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, mkdirSync, writeFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
-import { FieldlabError } from '../../simulators/common/errors.js';
-import { type LabEvent, SimulatorEvents } from '../../simulators/common/events.js';
-import type { Endpoint } from '../../simulators/common/handle.js';
-import { authorityOf, start as startPki } from '../../simulators/pki/index.js';
-import { parseToxic, type RelayEvents, type RelayHandle } from '../faults/index.js';
-import type { ToxicSpecInput } from '../faults/spec.js';
-import type { LabSimulatorHandle } from './adapters.js';
-import { fixedBlock } from './addresses.js';
-import { LAB_LABEL, OWNER_LABEL, OWNER_START_LABEL } from './container-clean.js';
-import { CONTROL_PORT, type WorkerSpec } from './container-worker.js';
-import { type ContainerPaths, endpointTarget, Lab, type LabDefinition } from './lab.js';
-import { newLabDir, newLabRecord, writeRecord } from './state.js';
+import { FieldlabError } from '../../../simulators/common/errors.js';
+import { type LabEvent, SimulatorEvents } from '../../../simulators/common/events.js';
+import type { Endpoint } from '../../../simulators/common/handle.js';
+import { type Authority, authorityOf } from '../../../simulators/pki/index.js';
+import type { LabSimulatorHandle } from '../../adapters/index.js';
+import { type ContainerPaths, runInContainer } from '../../clients/container-command.js';
+import { fixedBlock } from '../../lab/addresses.js';
+import { endpointTarget, type Lab, type LabSimulator, type RunningSimulator } from '../../lab/lab.js';
+import { firstDnsServer } from '../../lab/loopback-network.js';
+import { processStartTicks } from '../../lab/state.js';
+import { orAbort } from '../abort.js';
+import { relayFaults, seesNothingMore } from '../common.js';
+import { httpControlChannel, type RemoteRelay, remoteRelay, type WorkerSpec } from '../remote/index.js';
+import type { BackendNetwork } from '../types.js';
+import { LAB_LABEL, OWNER_LABEL, OWNER_START_LABEL } from './clean.js';
 
 /**
  * The container backend (DESIGN.md "Network backends"): every simulator of a lab runs in its own
@@ -125,7 +127,8 @@ function consumeLogs(
   });
 }
 
-export async function startContainerLab(def: LabDefinition, opts: ContainerLabOptions): Promise<Lab> {
+/** Prepares a container lab's network: checks the image, then hands the steps to the lab (see `LabNetwork`). */
+export async function containerNetwork(opts: ContainerLabOptions): Promise<BackendNetwork> {
   const tc = await testcontainers();
   const client = await tc.getContainerRuntimeClient();
   // No registry here, and a pull would hide a missing build: the image must be local.
@@ -134,25 +137,13 @@ export async function startContainerLab(def: LabDefinition, opts: ContainerLabOp
       hint: 'build it: BASE_IMAGE=$(scripts/docker-base-image.sh) scripts/docker-image.sh (scripts/setup.sh does)',
     });
   }
-  const id = `${def.name}-${randomBytes(3).toString('hex')}`.slice(0, 40);
   // 0700, entered only by the containers' user (and root): the specs in it hold the lab CA's keys.
   const owner = labOwner();
-  const dir = newLabDir(id);
-  giveTo(owner, dir);
-  const record = newLabRecord(id, def.name, 'container');
-  writeRecord(dir, record);
   // The per-lab secret of the simulators' control APIs (toxics): only the specs carry it.
   const controlToken = randomBytes(32).toString('base64url');
-  const pki = await startPki({ name: 'pki', dir });
-  // Containers read the trust bundle (the keys in it stay 0600, this process's); the lab directory
-  // around it keeps everyone else out.
-  chmodSync(pki.dir, 0o755);
-  const authority = authorityOf(pki);
-  const block = fixedBlock('');
-  const labels = {
-    [LAB_LABEL]: id,
+  const labels: Record<string, string> = {
     [OWNER_LABEL]: String(process.pid),
-    [OWNER_START_LABEL]: String(record.pidStartTicks ?? ''),
+    [OWNER_START_LABEL]: String(processStartTicks(process.pid) ?? ''),
   };
   const paths: ContainerPaths = {
     dir: CONTAINER_DIR,
@@ -161,90 +152,174 @@ export async function startContainerLab(def: LabDefinition, opts: ContainerLabOp
     labels,
     ...(owner.user ? { user: owner.user } : {}),
   };
-  const lab = new Lab(id, def.name, dir, block, pki, record, { containerPaths: paths }, def.timeline);
-  // lab.stop() stops every simulator (its container), then removes the network, then the directory.
   let network: { name: string; remove(): Promise<unknown> } | undefined;
-  lab.onStopped(async () => network?.remove());
+  let authority: Authority | undefined;
+  let hostDir = '';
 
-  try {
-    network = await createNetwork(client, id, labels);
-    paths.network = network.name;
-    for (const decl of def.simulators) {
-      const options = lab.interpolate(decl.options ?? {});
-      const simDir = join(dir, decl.name);
-      const spec: WorkerSpec = {
-        lab: def.name,
-        simulator: { ...decl, options },
-        dir: `${CONTAINER_DIR}/${decl.name}`,
+  return {
+    backend: 'container',
+    block: fixedBlock(''),
+    writesNameFiles: false,
+    async open(lab) {
+      hostDir = lab.dir;
+      giveTo(owner, lab.dir);
+      // Containers read the trust bundle (the keys in it stay 0600, this process's); the lab directory
+      // around it keeps everyone else out.
+      chmodSync(lab.pki.dir, 0o755);
+      authority = authorityOf(lab.pki);
+      labels[LAB_LABEL] = lab.id;
+      network = await createNetwork(client, lab.id, labels);
+      paths.network = network.name;
+    },
+    // A host's address is its container's, known once the container runs.
+    place: () => undefined,
+    async startSimulator(lab, decl) {
+      if (!network || !authority) throw new Error('container lab: open() first');
+      await startContainer(tc, lab, decl, {
+        image: opts.image,
+        network: network.name,
+        labels,
+        owner,
         authority,
         controlToken,
-      };
-      mkdirSync(simDir, { mode: 0o700 });
-      giveTo(owner, simDir);
-      const specFile = join(dir, `${decl.name}.spec.json`);
-      // `wx`: a new file, never one that something else put there.
-      writeFileSync(specFile, JSON.stringify(spec), { mode: 0o600, flag: 'wx' });
-      giveTo(owner, specFile);
+      });
+      return undefined;
+    },
+    clientNames: (lab) => lab.hosts,
+    // Programs in the lab's containers see the lab directory at /lab and fieldlab at /app.
+    labPath: (path) =>
+      hostDir && path.startsWith(hostDir) ? `${CONTAINER_DIR}${path.slice(hostDir.length)}` : path,
+    labRoot: CONTAINER_ROOT,
+    dnsServer: firstDnsServer,
+    // lab.stop() stops every simulator (its container) first, then this removes the network.
+    close: async () => {
+      await network?.remove();
+    },
+    ...relayFaults,
+    ...seesNothingMore,
+    // Its container goes with the lab's (stop removes them), which ends the docker CLI.
+    runCommand: (lab, run) =>
+      orAbort(
+        runInContainer({
+          argv: run.argv,
+          env: run.env,
+          timeoutMs: run.timeoutMs,
+          ...(run.cwd !== undefined ? { cwd: run.cwd } : {}),
+          ...(run.stdin !== undefined ? { stdin: run.stdin } : {}),
+          ...(run.onSpawn ? { onSpawn: run.onSpawn } : {}),
+          lab: { ...paths, hostDir: lab.dir },
+        }),
+        run.signal,
+      ),
+  };
+}
 
-      const events = new SimulatorEvents<Record<string, unknown>>(decl.name);
-      let ready: { endpoints: Endpoint[]; vars: Record<string, string> } | undefined;
-      const logs: string[] = [];
-      const container = await labContainer(tc, opts.image, network.name, decl.host, owner.user)
-        .withCommand(['serve-lab', `${CONTAINER_DIR}/${decl.name}.spec.json`])
-        .withBindMounts([{ source: dir, target: CONTAINER_DIR, mode: 'rw' }])
-        .withLabels(labels)
-        .withLogConsumer((stream) =>
-          consumeLogs(
-            stream,
-            (o) => {
-              if (o.ready) ready = o as never;
-              else if (o.event) lab.addEvent(o.event);
-            },
-            (line) => {
-              logs.push(line);
-              if (logs.length > 200) logs.shift();
-            },
-          ),
-        )
-        .withWaitStrategy(tc.Wait.forHealthCheck())
-        .withStartupTimeout(STARTUP_TIMEOUT_MS)
-        .start()
-        .catch((err: Error) => {
-          throw new FieldlabError(
-            'E_CONTAINER_START',
-            `${decl.name} (${decl.type}) did not become healthy: ${err.message}`,
-            {
-              hint:
-                logs.slice(-5).join(' | ') || `is the image ${opts.image} built (scripts/docker-image.sh)?`,
-            },
-          );
-        });
-      const ip = container.getIpAddress(network.name);
-      const remote: LabSimulatorHandle = {
-        name: decl.name,
-        endpoints: [],
-        events,
-        stats: () => ({}),
-        stop: () => container.stop().then(() => undefined),
-      };
-      // Registered at once: lab.stop() stops it even if the rest of its start fails.
-      const running = { decl, handle: remote, endpoints: [], relays: new Map(), vars: {}, fronts: [], logs };
-      lab.simulators.set(decl.name, running);
-      const got = await waitFor(() => ready, 10_000, `${decl.name}: no ready line in its logs`);
-      // `${sim.address}` is the container's address; URLs keep the lab host name (certificates name it).
-      const endpoints = got.endpoints.map((e) => ({ ...e, host: ip }));
-      lab.hosts.set(decl.host, ip);
-      const relays = new Map<string, RelayHandle>();
-      for (const [i, ep] of got.endpoints.entries()) {
-        const target = endpointTarget(decl.name, ep.name, i === 0);
-        relays.set(ep.name, remoteRelay(lab, { ip, port: ep.port, token: controlToken }, target));
-      }
-      Object.assign(running, { endpoints, relays, vars: got.vars });
-    }
-    return lab;
-  } catch (err) {
-    await lab.stop();
-    throw err;
+interface ContainerStart {
+  image: string;
+  network: string;
+  labels: Record<string, string>;
+  owner: LabOwner;
+  authority: Authority;
+  controlToken: string;
+}
+
+/**
+ * Starts one simulator in its own container (`fieldlab serve-lab <spec>`), under its lab host name on
+ * the lab network, and registers it in the lab at once (so lab.stop() stops it even if the rest of its
+ * start fails). Its events come back on its logs; its relays' toxics go to its control API.
+ */
+async function startContainer(
+  tc: Testcontainers,
+  lab: Lab,
+  decl: LabSimulator,
+  c: ContainerStart,
+): Promise<void> {
+  const options = lab.interpolate(decl.options ?? {});
+  const simDir = join(lab.dir, decl.name);
+  const spec: WorkerSpec = {
+    lab: lab.name,
+    simulator: { ...decl, options },
+    dir: `${CONTAINER_DIR}/${decl.name}`,
+    authority: c.authority,
+    controlToken: c.controlToken,
+  };
+  mkdirSync(simDir, { mode: 0o700 });
+  giveTo(c.owner, simDir);
+  const specFile = join(lab.dir, `${decl.name}.spec.json`);
+  // `wx`: a new file, never one that something else put there.
+  writeFileSync(specFile, JSON.stringify(spec), { mode: 0o600, flag: 'wx' });
+  giveTo(c.owner, specFile);
+
+  const events = new SimulatorEvents<Record<string, unknown>>(decl.name);
+  const relays = new Map<string, RemoteRelay>();
+  let ready: { endpoints: Endpoint[]; vars: Record<string, string> } | undefined;
+  const logs: string[] = [];
+  const container = await labContainer(tc, c.image, c.network, decl.host, c.owner.user)
+    .withCommand(['serve-lab', `${CONTAINER_DIR}/${decl.name}.spec.json`])
+    .withBindMounts([{ source: lab.dir, target: CONTAINER_DIR, mode: 'rw' }])
+    .withLabels(c.labels)
+    .withLogConsumer((stream) =>
+      consumeLogs(
+        stream,
+        (o) => {
+          if (o.ready) ready = o as never;
+          else if (o.event) {
+            // A relay's events also move its handle's figures and toxics (one that expired is gone).
+            for (const r of relays.values()) r.ingest(o.event);
+            lab.addEvent(o.event);
+          }
+        },
+        (line) => {
+          logs.push(line);
+          if (logs.length > 200) logs.shift();
+        },
+      ),
+    )
+    .withWaitStrategy(tc.Wait.forHealthCheck())
+    .withStartupTimeout(STARTUP_TIMEOUT_MS)
+    .start()
+    .catch((err: Error) => {
+      throw new FieldlabError(
+        'E_CONTAINER_START',
+        `${decl.name} (${decl.type}) did not become healthy: ${err.message}`,
+        {
+          hint: logs.slice(-5).join(' | ') || `is the image ${c.image} built (scripts/docker-image.sh)?`,
+        },
+      );
+    });
+  const ip = container.getIpAddress(c.network);
+  const channel = httpControlChannel({ host: ip, token: c.controlToken });
+  const remote: LabSimulatorHandle = {
+    name: decl.name,
+    endpoints: [],
+    events,
+    stats: () => ({}),
+    stop: async () => {
+      channel.close();
+      await container.stop();
+    },
+  };
+  const running: RunningSimulator = {
+    decl,
+    handle: remote,
+    endpoints: [],
+    relays: new Map(),
+    vars: {},
+    fronts: [],
+    logs,
+  };
+  lab.simulators.set(decl.name, running);
+  const got = await waitFor(() => ready, 10_000, `${decl.name}: no ready line in its logs`);
+  // `${sim.address}` is the container's address; URLs keep the lab host name (certificates name it).
+  running.endpoints = got.endpoints.map((e) => ({ ...e, host: ip }));
+  running.vars = got.vars;
+  lab.hosts.set(decl.host, ip);
+  // Toxics, their updates and removal go to the container's control API (the lab's secret with them).
+  for (const [i, ep] of got.endpoints.entries()) {
+    const target = endpointTarget(decl.name, ep.name, i === 0);
+    const relay = remoteRelay({ target, endpoint: { host: ip, port: ep.port }, channel, faults: lab });
+    relays.set(ep.name, relay);
+    running.relays.set(ep.name, relay);
   }
 }
 
@@ -274,78 +349,4 @@ async function waitFor<T>(get: () => T | undefined, ms: number, what: string): P
     if (Date.now() > deadline) throw new FieldlabError('E_CONTAINER_START', what);
     await new Promise((r) => setTimeout(r, 50));
   }
-}
-
-/** Where a simulator container's control API is, and the lab's secret it wants. */
-interface ControlTarget {
-  ip: string;
-  /** The relay's own port (for the handle's `endpoint`). */
-  port: number;
-  token: string;
-}
-
-/**
- * POSTs to a simulator container's control API on a connection of its own: a pooled keep-alive socket
- * may lead to a container that is gone, its address since given to another lab's container (which
- * answers with a reset). Carries the lab's secret (RFC 6750 §2.1 bearer token). Bounded.
- */
-function postControl(to: ControlTarget, body: unknown): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(
-      {
-        host: to.ip,
-        port: CONTROL_PORT,
-        path: '/toxics',
-        method: 'POST',
-        agent: false,
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${to.token}` },
-        timeout: 10_000,
-      },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (text += d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error('no answer in 10 s')));
-    req.on('error', (err) =>
-      reject(
-        new FieldlabError('E_CONTAINER_CONTROL', `control API ${to.ip}:${CONTROL_PORT}: ${err.message}`, {
-          hint: "the simulator's container stopped or is not answering: see its logs in the report",
-        }),
-      ),
-    );
-    req.end(JSON.stringify(body));
-  });
-}
-
-/**
- * A relay in a container: toxics travel to its control API (checked here first, so a bad one fails at
- * once, as on loopback). Only `addToxic` is offered; the relay's events come back on the container's logs.
- */
-function remoteRelay(lab: Lab, to: ControlTarget, target: string): RelayHandle {
-  const unsupported = (): never => {
-    throw new FieldlabError('E_CONTAINER_RELAY', `${target}: only adding toxics reaches a container relay`);
-  };
-  return {
-    name: `${target}-relay`,
-    endpoint: { host: to.ip, port: to.port },
-    events: new SimulatorEvents<RelayEvents>(`${target}-relay`),
-    addToxic(input: ToxicSpecInput) {
-      const spec = parseToxic(input, target);
-      // Synchronous in the relay API; the request is awaited through `lab.faultsApplied()` before the client runs.
-      const sent = postControl(to, { target, toxic: input }).then((r) => {
-        if (r.status !== 200) throw new FieldlabError('E_BAD_FAULT', `${target}: ${r.body}`);
-      });
-      lab.trackFault(sent);
-      return spec;
-    },
-    updateToxic: unsupported,
-    removeToxic: unsupported,
-    toxics: () => [],
-    setUpstream: unsupported,
-    stats: () => ({ connections: 0, active: 0, bytesUp: 0, bytesDown: 0 }),
-    stop: async () => {},
-  };
 }

@@ -1,14 +1,14 @@
-import type { LabEvent } from '../../simulators/common/events.js';
-import { frontName, type Lab } from '../lab/lab.js';
-import { explainPath, type FirewallRule } from '../topology/netns/index.js';
+import type { LabEvent } from '../../../simulators/common/events.js';
+import type { Lab } from '../../lab/lab.js';
+import { explainPath, type FirewallRule } from '../../topology/netns/index.js';
+import type { NetnsPlacement } from './network.js';
+import { frontName } from './simulator.js';
 
 /**
  * What the kernel counted during a run on the netns backend, as lab events the evidence rules read:
  * one `firewall-match` per nftables rule that matched packets (`<host> firewall` as the source).
  */
-export async function firewallEvents(lab: Lab, time: number): Promise<LabEvent[]> {
-  const placement = lab.netns;
-  if (!placement) return [];
+export async function firewallEvents(placement: NetnsPlacement, time: number): Promise<LabEvent[]> {
   const out: LabEvent[] = [];
   // The rules as built (the scenario's, with the variant's patch): counters are indexed by them.
   for (const host of placement.network.plan.topology.hosts) {
@@ -38,13 +38,13 @@ export async function firewallEvents(lab: Lab, time: number): Promise<LabEvent[]
  */
 export async function explainRoutes(
   lab: Lab,
+  placement: NetnsPlacement,
   clientHost: string,
   referenced: readonly string[],
   events: readonly LabEvent[],
 ): Promise<string[]> {
-  const placement = lab.netns;
-  const wgIfname = placement?.network.host(clientHost).wgIfname;
-  if (!placement || !wgIfname) return [];
+  const wgIfname = placement.network.host(clientHost).wgIfname;
+  if (!wgIfname) return [];
   const ns = placement.network.ns(clientHost);
   const lines: string[] = [];
   const done = new Set<string>();

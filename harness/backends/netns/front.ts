@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { connect, createServer, type Socket } from 'node:net';
-import { SimulatorEvents } from '../../simulators/common/events.js';
-import { ConnectionTracker, closeServer, listenOnHandle } from '../../simulators/common/net.js';
+import { SimulatorEvents } from '../../../simulators/common/events.js';
+import { ConnectionTracker, closeServer, listenOnHandle } from '../../../simulators/common/net.js';
 
 /**
  * A simulator's public face inside a network namespace (the netns backend): a listening socket bound in

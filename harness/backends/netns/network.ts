@@ -1,7 +1,17 @@
 import { randomBytes } from 'node:crypto';
-import { type Network, type NetworkPatch, networkHostNamed, patchedHosts } from '../scenario/model.js';
-import { applyNetns, type TopologyInput } from '../topology/netns/index.js';
-import type { NetnsPlacement } from './lab.js';
+import { type Network, type NetworkPatch, networkHostNamed, patchedHosts } from '../../scenario/model.js';
+import { applyNetns, type NetnsLab, type TopologyInput } from '../../topology/netns/index.js';
+
+/**
+ * Where a lab's names live on the netns backend: the built network, which namespace host each lab name
+ * is on, and every name the namespaces resolve (their hosts files) with its address.
+ */
+export interface NetnsPlacement {
+  network: NetnsLab;
+  /** The network host a lab name is on, and the address it resolves to there. */
+  hostOf(name: string): { host: string; address: string } | undefined;
+  names: ReadonlyMap<string, string>;
+}
 
 /**
  * A scenario's `lab.network` (with a variant's patches) as a netns topology: every host's `names` resolve

@@ -1,0 +1,50 @@
+import { runCommand } from '../../clients/command.js';
+import { clean, cleanOwnSync } from '../../lab/clean.js';
+import { loopbackNetwork } from '../../lab/loopback-network.js';
+import { baseCapabilities, relayFaults, seesNothingMore } from '../common.js';
+import type { Backend } from '../types.js';
+
+/**
+ * The loopback backend (the default; unprivileged, any OS): each lab host is an address of the lab's own
+ * 127.A.B.0/24, simulators run in this process behind relays, and a command client runs here, in a
+ * private mount namespace where the lab's hosts file and resolv.conf stand in for the system's.
+ */
+export const loopback: Backend = {
+  name: 'loopback',
+  capabilities(s, v) {
+    const caps = baseCapabilities(s, v);
+    if (s.client?.type === 'command' && s.client.resolve === 'lab') caps.add('userns');
+    return [...caps];
+  },
+  async prepare() {
+    return {
+      ...loopbackNetwork(),
+      ...relayFaults,
+      ...seesNothingMore,
+      runCommand: (lab, run) =>
+        runCommand({
+          argv: run.argv,
+          env: run.env,
+          timeoutMs: run.timeoutMs,
+          ...(run.cwd !== undefined ? { cwd: run.cwd } : {}),
+          ...(run.stdin !== undefined ? { stdin: run.stdin } : {}),
+          ...(run.onSpawn ? { onSpawn: run.onSpawn } : {}),
+          // A process: ended (SIGTERM, then SIGKILL) and awaited, so none outlives the lab.
+          ...(run.signal ? { signal: run.signal } : {}),
+          ...(run.resolve === 'lab'
+            ? { namespace: { hostsFile: lab.hostsFile, resolvConf: lab.resolvConf } }
+            : {}),
+        }),
+    };
+  },
+  clean({ force }) {
+    const r = clean({ force });
+    const removed = r.labs.map((l) => {
+      const killed = l.killed.length > 0 ? `, ended processes ${l.killed.join(', ')}` : '';
+      return `removed lab ${l.labId} (${l.reason}${killed})`;
+    });
+    for (const b of r.blocks) removed.push(`released address block ${b}.0/24`);
+    return { removed, skippedLive: r.skippedLive };
+  },
+  cleanOwnSync,
+};
