@@ -387,24 +387,30 @@ const WRONG_REGION: EvidenceRule = {
 function wrongRegionFindings(events: readonly LabEvent[]): Finding[] {
   const out: Finding[] = [];
   const seen = new Set<string>();
-  const checks = events.filter((e) => e.type === 'answer-check' && dataOf(e).agrees === false);
-  for (const reached of events.filter((e) => e.type === 'domain-connection')) {
-    const r = dataOf(reached);
+  // The answer a device connected with is the last one the lab checked for that name before it connected.
+  const lastCheck = new Map<string, LabEvent>();
+  for (const e of events) {
+    if (e.type === 'answer-check') {
+      lastCheck.set(bare(dataOf(e).name), e);
+      continue;
+    }
+    if (e.type !== 'domain-connection') continue;
+    const r = dataOf(e);
+    const check = lastCheck.get(bare(r.servername));
+    const c = check ? dataOf(check) : undefined;
     const endpoint = bare(r.endpoint);
-    const check = checks.find((c) => {
-      const d = dataOf(c);
-      return (
-        bare(d.name) === bare(r.servername) &&
-        targets(d.answers).includes(endpoint) &&
-        !targets(d.expected).includes(endpoint)
-      );
-    });
-    if (!check) continue;
-    const c = dataOf(check);
+    if (
+      !c ||
+      c.agrees !== false ||
+      !targets(c.answers).includes(endpoint) ||
+      targets(c.expected).includes(endpoint)
+    ) {
+      continue;
+    }
     const sentence =
       `${s(c.resolver)} answered ${s(c.name)} ${s(c.type)} with ${answerText(c.answers)} to ${s(c.client)}, ` +
       `whose own location (${s(c.clientLocation)}) gets ${answerText(c.expected)} from ${s(c.server)}; ` +
-      `the device then connected to ${reached.source} (${s(r.endpoint)}, region ${s(r.region)}) asking for ${s(r.servername)}`;
+      `the device then connected to ${e.source} (${s(r.endpoint)}, region ${s(r.region)}) asking for ${s(r.servername)}`;
     if (seen.has(sentence)) continue;
     seen.add(sentence);
     out.push({ rule: WRONG_REGION, sentence });
