@@ -199,4 +199,27 @@ describe('a simulator process controlled over stdio', () => {
       code: 'E_REMOTE_CONTROL',
     });
   });
+
+  it('a worker that cannot start fails with E_WORKER_START and its own words, and leaves no process', async () => {
+    const before = spawner.children.length;
+    await expect(
+      startWorkerProcess({
+        network: spawner,
+        host: 'cloud',
+        lab: 'remote',
+        simulator: { name: 'odd', type: 'no-such-simulator', host: 'odd.iot.example.com' },
+        dir: join(dir, 'odd'),
+        authority: authorityOf(pki),
+        faults,
+        onEvent: () => undefined,
+        fieldlab: [process.execPath, BIN],
+      }),
+    ).rejects.toMatchObject({
+      code: 'E_WORKER_START',
+      message: expect.stringMatching(/odd \(no-such-simulator\) in cloud did not start: it exited/),
+      hint: expect.stringMatching(/unknown simulator type no-such-simulator/),
+    });
+    const child = spawner.children[before];
+    expect(child?.pid === undefined ? false : alive(child.pid)).toBe(false);
+  });
 });
