@@ -39,6 +39,18 @@ export { registeredEventTopic } from './jitp.js';
 export type { ProvisioningTemplate } from './provisioning.js';
 export type { CertificateRecord, CertificateStatus, ThingRecord } from './registry.js';
 
+/**
+ * AWS IoT Core's message broker limits as it documents them (AWS IoT Core endpoints and quotas, message
+ * broker): 100 unacknowledged outbound QoS 1 messages per client (and 100 inbound, its CONNACK Receive
+ * Maximum), and 8 topic aliases per connection.
+ */
+const AWS_MQTT_LIMITS = {
+  receiveMaximum: 100,
+  topicAliasMaximum: 8,
+  outboundInflightMaximum: 100,
+  outboundTopicAliasMaximum: 8,
+};
+
 const statusSchema = z.enum(['ACTIVE', 'INACTIVE', 'REVOKED', 'PENDING_ACTIVATION']);
 const templateSchema = z
   .object({
@@ -362,6 +374,7 @@ export async function start(options: AwsIotOptions): Promise<AwsIotHandle> {
     name: opts.name,
     host: opts.host,
     listeners: opts.listeners,
+    limits: AWS_MQTT_LIMITS,
     tls: {
       certPem: opts.tls.certPem,
       keyPem: opts.tls.keyPem,

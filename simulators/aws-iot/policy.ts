@@ -44,8 +44,14 @@ export function mayPublish(principal: Principal, topic: string): boolean {
   return thingPrefixes(principal.thingName).some((p) => topic.startsWith(p));
 }
 
-/** Whether `principal` may subscribe to the topic filter `filter`. */
+/**
+ * Whether `principal` may subscribe to the topic filter `filter`. A shared subscription
+ * (`$share/<ShareName>/<filter>`) is allowed when its filter is (the stand-in for a policy naming
+ * `topicfilter/$share/<ShareName>/<filter>`).
+ */
 export function maySubscribe(principal: Principal, filter: string): boolean {
+  const shared = /^\$share\/[^/]+\/(.+)$/.exec(filter);
+  if (shared) return maySubscribe(principal, shared[1]!);
   if (principal.accountEvents && filter.startsWith('$aws/events/')) return true;
   if (principal.claim) return CLAIM_SUBSCRIBE.some((re) => re.test(filter));
   if (principal.thingName === undefined) return false;

@@ -85,7 +85,11 @@ describe('aws-iot persona with the aws-iot-device-sdk-v2 MQTT 5 client', () => {
 
     const { client, connack } = await mqtt5Client(port, 'dev-5', device.chainPem, device.keyPem);
     expect(connack.reasonCode).toBe(mqtt5.ConnectReasonCode.Success);
-    expect(connack.topicAliasMaximum).toBe(10);
+    // AWS IoT Core's documented broker limits: 100 unacknowledged QoS 1 messages, 8 topic aliases; shared
+    // subscriptions available
+    expect(connack.receiveMaximum).toBe(100);
+    expect(connack.topicAliasMaximum).toBe(8);
+    expect(connack.sharedSubscriptionsAvailable).toBe(true);
 
     // One SUBSCRIBE, a reason code per filter (MQTT 5 §3.9.3): the thing's own topic granted at QoS 1,
     // another thing's refused with 0x87 Not authorized, as AWS IoT answers a policy denial.
@@ -205,5 +209,51 @@ describe('aws-iot persona with the aws-iot-device-sdk-v2 MQTT 5 client', () => {
     // The new certificate connects over MQTT 5 as the thing.
     const { connack } = await mqtt5Client(port, 'dev-0500', keys.certificatePem!, keys.privateKey!);
     expect(connack.reasonCode).toBe(mqtt5.ConnectReasonCode.Success);
+  }, 60_000);
+
+  it('shared subscription: two Mqtt5Clients in $share/workers/... split a QoS 1 stream, each message to exactly one', async () => {
+    const device = await pki.issueClient('dev-s');
+    const a = await startAws();
+    a.registerCertificate(device.certPem, { thingName: 'dev-s' });
+    const port = endpointOf(a, 'mqtts').port;
+    const got: Record<string, string[]> = { 'worker-1': [], 'worker-2': [] };
+    for (const id of ['worker-1', 'worker-2']) {
+      const { client } = await mqtt5Client(port, id, device.chainPem, device.keyPem);
+      client.on('messageReceived', ({ message }) =>
+        got[id]!.push(`${message.topicName}|${Buffer.from(message.payload as ArrayBuffer).toString()}`),
+      );
+      const suback = await client.subscribe({
+        subscriptions: [{ topicFilter: '$share/workers/things/dev-s/jobs', qos: mqtt5.QoS.AtLeastOnce }],
+      });
+      expect(suback.reasonCodes).toEqual([mqtt5.SubackReasonCode.GrantedQoS1]);
+    }
+    const pub = await mqttjs.connectAsync(`mqtts://localhost:${port}`, {
+      protocolVersion: 5,
+      clientId: 'dev-s-pub',
+      ca: [pki.root.certPem],
+      cert: device.chainPem,
+      key: device.keyPem,
+      reconnectPeriod: 0,
+      connectTimeout: 5000,
+    });
+    cleanups.push(() => pub.endAsync(true));
+    const n = 30;
+    for (let i = 0; i < n; i++) await pub.publishAsync('things/dev-s/jobs', `j${i}`, { qos: 1 });
+    const all = () => [...got['worker-1']!, ...got['worker-2']!];
+    await within(
+      new Promise<void>((resolve) => {
+        const timer = setInterval(() => {
+          if (all().length < n) return;
+          clearInterval(timer);
+          resolve();
+        }, 20);
+        cleanups.push(async () => clearInterval(timer));
+      }),
+      10_000,
+      `${n} messages across the group`,
+    );
+    expect(all().sort()).toEqual(Array.from({ length: n }, (_, i) => `things/dev-s/jobs|j${i}`).sort());
+    expect(got['worker-1']!.length).toBeGreaterThan(0);
+    expect(got['worker-2']!.length).toBeGreaterThan(0);
   }, 60_000);
 });
