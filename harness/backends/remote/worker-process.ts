@@ -7,7 +7,7 @@ import { FieldlabError } from '../../../simulators/common/errors.js';
 import { type LabEvent, SimulatorEvents } from '../../../simulators/common/events.js';
 import type { Endpoint } from '../../../simulators/common/handle.js';
 import type { Authority } from '../../../simulators/pki/index.js';
-import type { LabSimulatorHandle } from '../../lab/adapters.js';
+import type { LabSimulatorHandle } from '../../adapters/index.js';
 import { endpointTarget, type LabSimulator } from '../../lab/lab.js';
 import { type ControlChannel, controlReplySchema } from './protocol.js';
 import { type FaultTracker, type RemoteRelay, remoteRelay } from './relay.js';
@@ -112,6 +112,13 @@ export async function startWorkerProcess(opts: StartWorkerOptions): Promise<Work
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   const what = `${decl.name} (${decl.type}) in ${opts.host}`;
+  const { stdout, stderr } = child;
+  if (!stdout || !stderr) {
+    child.kill('SIGKILL');
+    throw new FieldlabError('E_WORKER_START', `${what}: spawned without pipes`, {
+      hint: 'spawnIn must keep the default stdio (pipes)',
+    });
+  }
   const logs: string[] = [];
   const log = (line: string) => {
     logs.push(line);
@@ -141,7 +148,7 @@ export async function startWorkerProcess(opts: StartWorkerOptions): Promise<Work
   const wake = () => {
     for (const w of [...waiters]) w();
   };
-  createInterface({ input: child.stdout as NonNullable<ChildProcess['stdout']> }).on('line', (line) => {
+  createInterface({ input: stdout }).on('line', (line) => {
     const obj = line.startsWith('{') ? parseJson(line) : undefined;
     if (obj === undefined) return log(line);
     if ('event' in obj) {
@@ -167,24 +174,26 @@ export async function startWorkerProcess(opts: StartWorkerOptions): Promise<Work
     }
     log(line);
   });
-  createInterface({ input: child.stderr as NonNullable<ChildProcess['stderr']> }).on('line', log);
+  createInterface({ input: stderr }).on('line', log);
 
   let exited: { code: number | null; signal: string | null } | undefined;
   let stopping = false;
   const exit = new Promise<void>((done) => {
-    child.once('exit', (code, signal) => {
+    const ended = (code: number | null, signal: string | null) => {
+      if (exited) return;
       exited = { code, signal };
       channel.close(`the simulator process exited (${signal ?? `code ${code}`})`);
       rmSync(specFile, { force: true });
       wake();
       done();
       if (!stopping && ready) opts.onExit?.({ ...exited, logs: [...logs] });
+    };
+    child.once('exit', ended);
+    // It never ran (no `exit` follows): ended all the same.
+    child.once('error', (err) => {
+      log(`spawn: ${err.message}`);
+      if (child.pid === undefined) ended(null, null);
     });
-  });
-  child.once('error', (err) => {
-    log(`spawn: ${err.message}`);
-    exited ??= { code: null, signal: null };
-    wake();
   });
 
   const stop = async (): Promise<void> => {
