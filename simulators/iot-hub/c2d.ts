@@ -10,7 +10,14 @@ export interface C2dMessage {
   attempts: number;
   /** A module input message: the input it is for (`devices/<d>/modules/<m>/inputs/<inputName>/`). */
   inputName?: string;
+  /** An edge route's priority (0 first, 9 last): a waiting message goes ahead of lower-priority ones. */
+  priority?: number;
+  /** Epoch ms after which a waiting message is dropped (an edge route's time-to-live). */
+  expiresAt?: number;
 }
+
+/** What a queued message may carry besides its body and properties. */
+export type QueuedExtras = Pick<C2dMessage, 'inputName' | 'priority' | 'expiresAt'>;
 
 /** Something that can deliver to one device now: an AMQP link with credit, an MQTT subscription. */
 export interface C2dSink {
@@ -33,13 +40,14 @@ export class C2dQueues {
   constructor(
     private readonly onSent: (deviceId: string, transport: string, msg: C2dMessage) => void,
     private readonly maxDepth = Number.POSITIVE_INFINITY,
+    private readonly onExpired: (deviceId: string, msg: C2dMessage) => void = () => undefined,
   ) {}
 
   enqueue(
     deviceId: string,
     body: Buffer,
     properties: Record<string, string> = {},
-    inputName?: string,
+    extras: QueuedExtras = {},
   ): C2dMessage {
     const q = this.queueOf(deviceId);
     if (q.length >= this.maxDepth) {
@@ -50,8 +58,14 @@ export class C2dQueues {
       );
     }
     const msg: C2dMessage = { messageId: randomUUID(), body, properties, attempts: 0 };
-    if (inputName !== undefined) msg.inputName = inputName;
-    q.push(msg);
+    for (const k of ['inputName', 'priority', 'expiresAt'] as const) {
+      if (extras[k] !== undefined) Object.assign(msg, { [k]: extras[k] });
+    }
+    // After every waiting message of the same or a higher priority (no priority: plain FIFO).
+    const rank = (m: C2dMessage) => m.priority ?? 0;
+    let at = q.length;
+    while (at > 0 && rank(q[at - 1]!) > rank(msg)) at--;
+    q.splice(at, 0, msg);
     this.flush(deviceId);
     return msg;
   }
@@ -72,6 +86,7 @@ export class C2dQueues {
     const q = this.queues.get(deviceId);
     const sinks = this.sinks.get(deviceId);
     if (!q || !sinks) return;
+    this.dropExpired(deviceId, q);
     while (q.length > 0) {
       const msg = q[0]!;
       const sink = [...sinks].find((s) => s.deliver(msg));
@@ -84,7 +99,9 @@ export class C2dQueues {
 
   /** HTTP poll: the next message under a fresh lock token, or undefined. */
   take(deviceId: string): { msg: C2dMessage; lockToken: string } | undefined {
-    const msg = this.queues.get(deviceId)?.shift();
+    const q = this.queues.get(deviceId);
+    if (q) this.dropExpired(deviceId, q);
+    const msg = q?.shift();
     if (!msg) return undefined;
     msg.attempts++;
     const lockToken = randomUUID();
@@ -114,6 +131,17 @@ export class C2dQueues {
 
   pending(deviceId: string): number {
     return this.queues.get(deviceId)?.length ?? 0;
+  }
+
+  /** Drops waiting messages past their time-to-live. */
+  private dropExpired(deviceId: string, q: C2dMessage[], now = Date.now()): void {
+    for (let i = q.length - 1; i >= 0; i--) {
+      const m = q[i]!;
+      if (m.expiresAt !== undefined && m.expiresAt < now) {
+        q.splice(i, 1);
+        this.onExpired(deviceId, m);
+      }
+    }
   }
 
   private queueOf(deviceId: string): C2dMessage[] {

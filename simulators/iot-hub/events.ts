@@ -41,6 +41,8 @@ export interface IotHubEvents extends FrontEvents {
   'c2d-settled': { deviceId: string; transport: string; messageId: string; outcome: string };
   /** An input message went to the module `deviceId` (`<d>/<m>`) on `inputName`. */
   'input-sent': { deviceId: string; transport: string; messageId: string; inputName: string };
+  /** An input message waited past its route's time-to-live and was dropped. */
+  'input-expired': { deviceId: string; messageId: string; inputName: string };
   /** The module settled an input message (AMQP disposition). */
   'input-settled': { deviceId: string; transport: string; messageId: string; outcome: string };
   /**

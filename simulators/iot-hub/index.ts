@@ -271,11 +271,18 @@ export async function start(options: IotHubOptions): Promise<IotHubHandle> {
     stats.c2dSent++;
     events.emitEvent('c2d-sent', { deviceId, transport, messageId: msg.messageId });
   });
-  const inputs = new C2dQueues((deviceId, transport, msg) => {
-    stats.inputsSent++;
-    const inputName = msg.inputName ?? '';
-    events.emitEvent('input-sent', { deviceId, transport, messageId: msg.messageId, inputName });
-  }, MAX_PENDING_INPUTS);
+  const inputs = new C2dQueues(
+    (deviceId, transport, msg) => {
+      stats.inputsSent++;
+      const inputName = msg.inputName ?? '';
+      events.emitEvent('input-sent', { deviceId, transport, messageId: msg.messageId, inputName });
+    },
+    MAX_PENDING_INPUTS,
+    (deviceId, msg) => {
+      const inputName = msg.inputName ?? '';
+      events.emitEvent('input-expired', { deviceId, messageId: msg.messageId, inputName });
+    },
+  );
   const twins = new TwinStore();
   const reject: HubCore['reject'] = (deviceId, transport, reason) => {
     stats.authRejected++;
@@ -343,7 +350,11 @@ export async function start(options: IotHubOptions): Promise<IotHubHandle> {
       else {
         try {
           // Kept for the module even before it is registered or connects, as edgeHub stores it.
-          inputs.enqueue(`${deviceId}/${r.sink.module}`, body, forwarded, r.sink.input);
+          inputs.enqueue(`${deviceId}/${r.sink.module}`, body, forwarded, {
+            inputName: r.sink.input,
+            priority: r.priority,
+            expiresAt: Date.now() + r.timeToLiveSecs * 1000,
+          });
         } catch {
           events.emitEvent('message-routed', { ...routed, dropped: 'queue-full' });
           continue;
@@ -467,7 +478,7 @@ export async function start(options: IotHubOptions): Promise<IotHubHandle> {
       }
       const identity = `${deviceId}/${moduleId}`;
       if (!identities.has(identity)) throw unknown(identity);
-      const msg = inputs.enqueue(identity, Buffer.from(body), properties, inputName);
+      const msg = inputs.enqueue(identity, Buffer.from(body), properties, { inputName });
       return { messageId: msg.messageId };
     },
     setRoutes(deviceId, r) {

@@ -21,6 +21,10 @@ export type RouteSink = { upstream: true } | { module: string; input: string };
 
 export interface Route {
   name: string;
+  /** 0 (first) to 9: waiting messages of a higher priority go first (default 0, the highest). */
+  priority: number;
+  /** How long a message waits for its module before it is dropped (edgeHub's default 7200 s). */
+  timeToLiveSecs: number;
   /** The sending module (`*` any), and the output (`*` any output, undefined any output or none). */
   from: { module: string; output?: string };
   sink: RouteSink;
@@ -28,6 +32,9 @@ export interface Route {
 
 /** A route as the manifest has it: the string, or (schema 1.1) `{ route, priority, timeToLiveSecs }`. */
 export type RouteSpec = string | { route: string; priority?: number; timeToLiveSecs?: number };
+
+/** edgeHub's `storeAndForwardConfiguration.timeToLiveSecs` default. */
+const DEFAULT_TTL_SECS = 7200;
 
 const ROUTE = /^\s*FROM\s+(\S+)\s+(?:WHERE\s+(.+?)\s+)?INTO\s+(.+?)\s*;?\s*$/is;
 const SOURCE = /^\/messages\/modules\/([^/*]+)(?:\/outputs\/([^/]+)|\/\*)$/;
@@ -89,7 +96,14 @@ export function parseRoute(name: string, spec: RouteSpec, where: string): Route 
     }
     sink = { module: b[1]!, input: b[2]! };
   }
-  return { name, from, sink };
+  const extra: { priority?: number; timeToLiveSecs?: number } = typeof spec === 'string' ? {} : spec;
+  return {
+    name,
+    from,
+    sink,
+    priority: extra.priority ?? 0,
+    timeToLiveSecs: extra.timeToLiveSecs ?? DEFAULT_TTL_SECS,
+  };
 }
 
 /** Parses a manifest's `routes` map. */

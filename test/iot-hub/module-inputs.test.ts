@@ -1,5 +1,5 @@
 import device from 'azure-iot-device';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type IotHubEvents, start as startHub } from '../../simulators/iot-hub/index.js';
 import { type PkiHandle, start as startPki } from '../../simulators/pki/index.js';
 import {
@@ -196,6 +196,51 @@ describe('iot-hub edge routes (edgeHub) between modules', () => {
       'edge-r/filter:alerts:filterToUpstream',
     ]);
     expect(unrouted).toEqual([{ deviceId: 'edge-r/sensor' }]);
+  });
+
+  it('messages wait for their module in route priority order (0 first) and expire after the route time-to-live', async () => {
+    lab = await startHubLab(pki, {
+      devices: [
+        {
+          deviceId: 'edge-p',
+          modules: [{ moduleId: 'sensor' }, { moduleId: 'filter' }],
+          routes: {
+            bulk: {
+              route:
+                'FROM /messages/modules/sensor/outputs/bulk INTO BrokeredEndpoint("/modules/filter/inputs/bulk")',
+              priority: 5,
+            },
+            alarm:
+              'FROM /messages/modules/sensor/outputs/alarm INTO BrokeredEndpoint("/modules/filter/inputs/alarm")',
+            stale: {
+              route:
+                'FROM /messages/modules/sensor/outputs/stale INTO BrokeredEndpoint("/modules/filter/inputs/stale")',
+              timeToLiveSecs: 60,
+            },
+          },
+        },
+      ],
+    });
+    const expired: IotHubEvents['input-expired'][] = [];
+    lab.hub.events.onEvent('input-expired', (e) => expired.push(e));
+    const sensor = await moduleClient(lab, 'Mqtt', 'edge-p', 'sensor');
+    await within(sensor.open(), 8000, 'sensor open');
+    await within(sensor.sendOutputEvent('stale', new Message('old')), 8000, 'stale');
+    await within(sensor.sendOutputEvent('bulk', new Message('b1')), 8000, 'bulk 1');
+    await within(sensor.sendOutputEvent('alarm', new Message('a1')), 8000, 'alarm');
+    await within(sensor.sendOutputEvent('bulk', new Message('b2')), 8000, 'bulk 2');
+    // Only the clock moves (no timers are faked): the filter comes online 2 minutes later.
+    vi.useFakeTimers({ toFake: ['Date'], now: Date.now() + 120_000 });
+    try {
+      const filter = await moduleClient(lab, 'MqttWs', 'edge-p', 'filter');
+      const inputs = inputsOf(filter);
+      await within(filter.open(), 8000, 'filter open');
+      const got = await inputs.next(3);
+      expect(got.map((m) => `${m.inputName}:${m.body}`)).toEqual(['alarm:a1', 'bulk:b1', 'bulk:b2']);
+      expect(expired).toMatchObject([{ deviceId: 'edge-p/filter', inputName: 'stale' }]);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('routes are read as the manifest writes them; what is not modelled is refused, naming the route', async () => {
