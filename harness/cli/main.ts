@@ -1,7 +1,7 @@
 import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { isFieldlabError } from '../../simulators/common/errors.js';
 import { buildLocalproxyCommand } from '../localproxy/cli.js';
-import { toolVersion } from './version.js';
+import { toolVersion } from '../version.js';
 
 /**
  * The fieldlab CLI. Exit codes: 0 all good; 1 a scenario variant failed or errored; 2 bad input (a
@@ -197,10 +197,7 @@ export function buildProgram(): Command {
     .description(
       'run one simulator as its own process (in a namespace or container), configured with its options as JSON',
     )
-    .argument(
-      '<simulator>',
-      'https-server, connect-proxy, tls-inspector, mqtt-broker, geo-dns, tunnel-service, iot-hub or dps',
-    )
+    .argument('<simulator>', 'a simulator type, as `fieldlab list --simulators` lists them')
     .option('--options <json>', "the simulator's options as a JSON object (see its README section)")
     .option('--options-file <file>', 'the same, from a file')
     .option('--host <address>', 'address to bind (overrides options.host)')

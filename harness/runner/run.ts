@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
-import { toolVersion } from '../cli/version.js';
 import type { LoadedScenario } from '../scenario/load.js';
 import type { Backend, Variant } from '../scenario/model.js';
+import { toolVersion } from '../version.js';
 import type { RunResult, Status, VariantResult } from './result.js';
 import { runVariant } from './run-variant.js';
 
