@@ -400,8 +400,7 @@ function wrongRegionFindings(events: readonly LabEvent[]): Finding[] {
     const c = check ? dataOf(check) : undefined;
     const endpoint = bare(r.endpoint);
     if (
-      !c ||
-      c.agrees !== false ||
+      c?.agrees !== false ||
       !targets(c.answers).includes(endpoint) ||
       targets(c.expected).includes(endpoint)
     ) {

@@ -13,10 +13,10 @@
 import { DnsFaultSet, type DnsFaultSpecInput, type DnsFaultTarget } from '../common/dns-faults.js';
 import type { Endpoint, SimulatorHandle } from '../common/index.js';
 import { SimulatorEvents as Events, errorCode, FieldlabError, parseOptions } from '../common/index.js';
-import type { GeoDnsEvents, GeoDnsStats } from './events.js';
+import type { AnswerInfo, GeoDnsEvents, GeoDnsStats } from './events.js';
+import { locationText } from './geo.js';
 import { HealthChecks } from './health.js';
 import { ipBytes, LocationTable } from './ip.js';
-import { locationText } from './geo.js';
 import {
   type FaultInput,
   faultSchema,
@@ -33,7 +33,6 @@ import { rdataText, TYPE } from './wire.js';
 import { latencyRows, normName, ownerName, ZoneStore } from './zone.js';
 
 export type { AnswerInfo, GeoDnsEvents, GeoDnsStats } from './events.js';
-import type { AnswerInfo } from './events.js';
 export { bestGeo, type GeoMatch, geoSpecificity, parseGeo } from './geo.js';
 export { type ClientLocation, LocationTable } from './ip.js';
 export * from './options.js';
