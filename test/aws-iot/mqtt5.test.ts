@@ -256,4 +256,23 @@ describe('aws-iot persona with the aws-iot-device-sdk-v2 MQTT 5 client', () => {
     expect(got['worker-1']!.length).toBeGreaterThan(0);
     expect(got['worker-2']!.length).toBeGreaterThan(0);
   }, 60_000);
+
+  it('enhanced authentication is not offered: a CONNECT with an Authentication Method gets CONNACK 0x8C (MQTT.js, mTLS)', async () => {
+    const device = await pki.issueClient('dev-auth');
+    const a = await startAws();
+    a.registerCertificate(device.certPem, { thingName: 'dev-auth' });
+    const port = endpointOf(a, 'mqtts').port;
+    await expect(
+      mqttjs.connectAsync(`mqtts://localhost:${port}`, {
+        protocolVersion: 5,
+        clientId: 'dev-auth',
+        ca: [pki.root.certPem],
+        cert: device.chainPem,
+        key: device.keyPem,
+        reconnectPeriod: 0,
+        connectTimeout: 5000,
+        properties: { authenticationMethod: 'SCRAM-SHA-256' },
+      }),
+    ).rejects.toMatchObject({ code: 0x8c }); // MQTT 5 §3.2.2.2 Bad authentication method
+  }, 30_000);
 });
