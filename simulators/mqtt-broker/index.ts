@@ -45,7 +45,8 @@ const listenerSchema = z
   })
   .strict();
 
-const limitsSchema = z
+/** MQTT 5 flow limits (`limits`): what the broker advertises in a v5 CONNACK and keeps towards clients. */
+export const mqttBrokerLimitsSchema = z
   .object({
     /**
      * Receive Maximum in a v5 CONNACK (MQTT 5 §3.2.2.3.3): QoS 1/2 PUBLISHes a client may have unacknowledged
@@ -108,7 +109,7 @@ export const mqttBrokerOptionsSchema = z
     /** A cloud's connect throttle: CONNECTs over `perSecond` get CONNACK 0x03 (see connect-rate.ts). */
     connectRate: connectRateSchema.optional(),
     /** MQTT 5 flow limits the broker advertises and keeps (a cloud persona's values); see MQTT5_LIMITS. */
-    limits: limitsSchema.optional(),
+    limits: mqttBrokerLimitsSchema.optional(),
   })
   .strict()
   .superRefine((o, ctx) => {
