@@ -3,6 +3,9 @@ import { performance } from 'node:perf_hooks';
 import { execa } from 'execa';
 import { dieWithParent } from '../../simulators/common/parent-death.js';
 import { which } from '../capabilities.js';
+import type { CommandResult } from '../probe/command-result.js';
+
+export type { CommandResult };
 
 /** How much of each output stream a result keeps: the last 64 KiB (errors are printed last). */
 export const OUTPUT_CAP_BYTES = 64 * 1024;
@@ -30,20 +33,6 @@ export interface CommandSpec {
   netns?: string;
   onSpawn?: (pid: number) => void;
   signal?: AbortSignal;
-}
-
-export interface CommandResult {
-  argv: string[];
-  exitCode: number | null;
-  signal: string | null;
-  /** The last 64 KiB of stdout. */
-  stdout: string;
-  /** The last 64 KiB of stderr. */
-  stderr: string;
-  durationMs: number;
-  timedOut: boolean;
-  /** Set when the command could not be started at all (missing executable, bad cwd...). */
-  spawnError?: string;
 }
 
 /**

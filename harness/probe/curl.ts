@@ -1,5 +1,5 @@
-import type { CommandResult } from '../clients/command.js';
 import type { FailureClass, Verdict } from './classes.js';
+import type { CommandResult } from './command-result.js';
 import type { Phase, PhaseName } from './phases.js';
 
 /**

@@ -1,5 +1,5 @@
-import type { CommandResult } from '../clients/command.js';
 import type { Verdict } from './classes.js';
+import type { CommandResult } from './command-result.js';
 
 /**
  * dig's outcome. dig exits 0 for any answer, SERVFAIL and NXDOMAIN included (the status is in the
