@@ -206,6 +206,31 @@ describe.skipIf(missing('cmd:mosquitto_pub'))(
       ]);
       expect(lab.hub.messages('edge-ca/filter')).toHaveLength(1);
     });
+
+    it('mosquitto_sub as the module takes its input messages on devices/<d>/modules/<m>/inputs/#', async () => {
+      lab = await caLab();
+      const cert = await pki.issueClient('edge-ca/filter');
+      const listening = new Promise<void>((resolve) =>
+        lab!.hub.events.onEvent('listening', (e) => e.feature === 'inputs' && resolve()),
+      );
+      const sub = run('mosquitto_sub', [
+        ...['-h', HUB_HOST, '-p', String(endpointOf(lab.hub, 'mqtts').port), '-V', 'mqttv311'],
+        ...['--cafile', pki.trust.bundlePath, '--cert', cert.chainPath, '--key', cert.keyPath],
+        ...['-i', 'edge-ca/filter', '-u', `${HUB_HOST}/edge-ca/filter/?api-version=2021-04-12`],
+        ...['-t', 'devices/edge-ca/modules/filter/inputs/#', '-q', '1', '-C', '1', '-v', '-W', '10'],
+      ]);
+      await within(listening, 8000, 'mosquitto_sub subscribed to the inputs');
+      const { messageId } = lab.hub.sendToModuleInput('edge-ca', 'filter', 'input1', 'to-mosquitto', {
+        k: 'v',
+      });
+      const out = await sub;
+      expect(out).toMatchObject({ status: 0 });
+      const [topic = '', payload] = out.stdout.trim().split(' ');
+      expect(payload).toBe('to-mosquitto');
+      expect(topic).toMatch(/^devices\/edge-ca\/modules\/filter\/inputs\/input1\//);
+      const props = new URLSearchParams(topic.split('/inputs/input1/')[1]);
+      expect(Object.fromEntries(props)).toEqual({ k: 'v', '$.mid': messageId });
+    });
   },
 );
 
