@@ -3,9 +3,12 @@ import { FieldlabError } from '../../simulators/common/errors.js';
 import { type Authority, authoritySchema } from '../../simulators/pki/index.js';
 import { startControlApi } from '../backends/remote/http-server.js';
 import { CONTROL_PORT } from '../backends/remote/protocol.js';
+import { localBinder } from '../backends/remote/public-binder.js';
 import { type WorkerReady, type WorkerSpec, workerSpecSchema } from '../backends/remote/spec.js';
 import { serveStdioControl } from '../backends/remote/stdio-server.js';
+import { startInProcess } from '../lab/in-process.js';
 import { startLab } from '../lab/lab.js';
+import { workerNetwork } from '../lab/worker-network.js';
 import { announceReady, stopOnSignals, writeLine } from './serving.js';
 
 /**
@@ -53,13 +56,26 @@ function specAuthority(spec: WorkerSpec): Authority {
 export async function serveLabCommand(specFile: string): Promise<void> {
   const spec = readSpec(specFile);
   const bind = spec.bind ?? '0.0.0.0';
-  const lab = await startLab({
-    name: spec.lab,
-    simulators: [spec.simulator],
-    container: { bind, dir: spec.dir, authority: specAuthority(spec) },
-    // The host keeps the lab's timeline (events go to it as lines): here only a short one.
-    timeline: { maxEvents: 1000 },
-  });
+  const placement = { bind, dir: spec.dir, authority: specAuthority(spec) };
+  // In a namespace the simulator binds its public ports itself (see `bindsPublic`).
+  const worker = workerNetwork(placement);
+  const binder = spec.bindsPublic ? localBinder(bind) : undefined;
+  const lab = await startLab(
+    {
+      name: spec.lab,
+      simulators: [spec.simulator],
+      container: placement,
+      // The host keeps the lab's timeline (events go to it as lines): here only a short one.
+      timeline: { maxEvents: 1000 },
+    },
+    binder
+      ? {
+          ...worker,
+          startSimulator: async (l, decl, index) =>
+            (await startInProcess(l, decl, index, { interpolate: false, binder })).labReady,
+        }
+      : worker,
+  );
   lab.onEvent((e) => writeLine({ event: e }));
 
   const stop = async () => {

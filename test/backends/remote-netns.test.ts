@@ -22,12 +22,14 @@ import { alive, faultLog } from './remote-helpers.js';
 const labId = `rw${process.pid}`.slice(0, 10);
 const CLOUD = '198.51.100.20';
 const NAME = 'api.iot.example.com';
+const NS = '198.51.100.30';
 
-describe.skipIf(missing('netns', 'cmd:curl'))('a simulator process in a network namespace', () => {
+describe.skipIf(missing('netns', 'cmd:curl', 'cmd:dig'))('a simulator process in a network namespace', () => {
   let dir = '';
   let lab: NetnsLab | undefined;
   let pki: PkiHandle;
   let worker: WorkerSimulator | undefined;
+  let dns: WorkerSimulator | undefined;
   const events: LabEvent[] = [];
   const faults = faultLog();
 
@@ -41,6 +43,7 @@ describe.skipIf(missing('netns', 'cmd:curl'))('a simulator process in a network 
       hosts: [
         { name: 'device', segments: [{ segment: 'lan', address: '198.51.100.10' }] },
         { name: 'cloud', segments: [{ segment: 'lan', address: CLOUD }] },
+        { name: 'ns', segments: [{ segment: 'lan', address: NS }] },
       ],
     });
     pki = await startPki({ name: 'pki', dir: join(dir, 'pki') });
@@ -55,14 +58,39 @@ describe.skipIf(missing('netns', 'cmd:curl'))('a simulator process in a network 
       onEvent: (e) => events.push(e),
       fieldlab: [process.execPath, BIN],
     });
+    dns = await startWorkerProcess({
+      network: lab,
+      host: 'ns',
+      lab: 'remote-netns',
+      simulator: {
+        name: 'dns',
+        type: 'geo-dns',
+        host: 'ns1.iot.example.com',
+        options: {
+          zones: [
+            {
+              origin: 'iot.example.com',
+              soa: { mname: 'ns1.iot.example.com', rname: 'hostmaster.iot.example.com', minimum: 60 },
+              records: [{ name: 'us-east-1', type: 'A', value: CLOUD }],
+            },
+          ],
+        },
+      },
+      dir: join(dir, 'dns'),
+      authority: authorityOf(pki),
+      faults,
+      onEvent: (e) => events.push(e),
+      fieldlab: [process.execPath, BIN],
+    });
   }, 60_000);
 
   afterAll(async () => {
-    const pid = worker?.pid;
+    const pids = [worker?.pid, dns?.pid];
     await worker?.handle.stop();
+    await dns?.handle.stop();
     await lab?.teardown();
     // Teardown leaves no process and no namespace.
-    if (pid !== undefined) expect(alive(pid)).toBe(false);
+    for (const pid of pids) if (pid !== undefined) expect(alive(pid)).toBe(false);
     expect(namespacesOf(labId)).toEqual([]);
     await pki?.stop?.();
     delete process.env.FIELDLAB_STATE_DIR;
@@ -146,5 +174,20 @@ describe.skipIf(missing('netns', 'cmd:curl'))('a simulator process in a network 
       'toxic-removed',
     );
     expect(await curl()).toMatchObject({ code: 0, out: '200' });
+  });
+
+  it('a DNS server binds port 53 on its host’s address itself, and dig in another namespace gets its answer', async () => {
+    const d = dns as WorkerSimulator;
+    // Its own sockets (not relayed): resolv.conf takes no port, so 53 it is.
+    expect(d.endpoints.find((e) => e.name === 'dns-udp')).toMatchObject({ host: NS, port: 53 });
+    expect(d.relays.has('dns-udp')).toBe(false);
+    const udp = runSync(['ip', 'netns', 'exec', (lab as NetnsLab).ns('ns'), 'ss', '-ulnp']).stdout;
+    expect(udp.split('\n').find((l) => l.includes(`${NS}:53`)) ?? '').toContain(`pid=${d.pid},`);
+    const r = await (lab as NetnsLab).execIn(
+      'device',
+      ['dig', `@${NS}`, '+short', '+time=2', '+tries=1', 'us-east-1.iot.example.com', 'A'],
+      { timeoutMs: 15_000 },
+    );
+    expect(r.stdout.trim()).toBe(CLOUD);
   });
 });

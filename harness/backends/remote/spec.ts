@@ -23,6 +23,11 @@ export const workerSpecSchema = z.strictObject({
    * (`0.0.0.0`); in a network namespace, the host's own address there (a host may have several).
    */
   bind: z.string().min(1).optional(),
+  /**
+   * The simulator binds its public ports itself on `bind` (it runs where its clients are: a namespace),
+   * as the netns backend's in-process simulators do through `bindPublic`: a DNS server on 53, etc.
+   */
+  bindsPublic: z.boolean().optional(),
   /** The lab's secret for the HTTP control API (Authorization: Bearer); without it, no HTTP control API. */
   controlToken: z.string().min(32).optional(),
   /** Take control requests as JSON lines on stdin (answers on stdout); the worker stops when stdin closes. */

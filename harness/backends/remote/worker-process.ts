@@ -104,6 +104,7 @@ export async function startWorkerProcess(opts: StartWorkerOptions): Promise<Work
     dir: opts.dir,
     authority: opts.authority,
     bind: address,
+    bindsPublic: true,
     stdioControl: true,
   };
   writeFileSync(specFile, JSON.stringify(spec), { mode: 0o600 });
