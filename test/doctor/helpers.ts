@@ -59,6 +59,14 @@ export async function reproduce(
     files.push(join(dir, `${name}-dns.yaml`));
     writeFileSync(files[1]!, dns);
   }
+  return runScenarioFiles(files, name);
+}
+
+/**
+ * Runs every variant of these scenario files in a loopback lab; each must meet its own expectation.
+ * Returns variant → the class it failed with (or `pass`); a `<name>-dns` scenario's as `dns:<variant>`.
+ */
+export async function runScenarioFiles(files: string[], name: string): Promise<Record<string, string>> {
   const { loaded, errors } = await loadScenarios(files);
   expect(errors.map((e) => e.message)).toEqual([]);
   const seen: Record<string, string> = {};
