@@ -5,7 +5,6 @@ import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { FieldlabError } from '../../../simulators/common/errors.js';
 import { type LabEvent, SimulatorEvents } from '../../../simulators/common/events.js';
-import type { Endpoint } from '../../../simulators/common/handle.js';
 import { type Authority, authorityOf } from '../../../simulators/pki/index.js';
 import type { LabSimulatorHandle } from '../../adapters/index.js';
 import { type ContainerPaths, runInContainer } from '../../clients/container-command.js';
@@ -15,7 +14,14 @@ import { firstDnsServer } from '../../lab/loopback-network.js';
 import { processStartTicks } from '../../lab/state.js';
 import { orAbort } from '../abort.js';
 import { relayFaults, seesNothingMore } from '../common.js';
-import { httpControlChannel, type RemoteRelay, remoteRelay, type WorkerSpec } from '../remote/index.js';
+import {
+  httpControlChannel,
+  type RemoteRelay,
+  remoteRelay,
+  type WorkerReady,
+  type WorkerSpec,
+  workerReadySchema,
+} from '../remote/index.js';
 import type { BackendNetwork } from '../types.js';
 import { LAB_LABEL, OWNER_LABEL, OWNER_START_LABEL } from './clean.js';
 
@@ -252,7 +258,7 @@ async function startContainer(
 
   const events = new SimulatorEvents<Record<string, unknown>>(decl.name);
   const relays = new Map<string, RemoteRelay>();
-  let ready: { endpoints: Endpoint[]; vars: Record<string, string> } | undefined;
+  let ready: WorkerReady | undefined;
   const logs: string[] = [];
   const container = await labContainer(tc, c.image, c.network, decl.host, c.owner.user)
     .withCommand(['serve-lab', `${CONTAINER_DIR}/${decl.name}.spec.json`])
@@ -262,7 +268,7 @@ async function startContainer(
       consumeLogs(
         stream,
         (o) => {
-          if (o.ready) ready = o as never;
+          if (o.ready) ready = workerReadySchema.safeParse(o).data;
           else if (o.event) {
             // A relay's events also move its handle's figures and toxics (one that expired is gone).
             for (const r of relays.values()) r.ingest(o.event);
@@ -316,6 +322,8 @@ async function startContainer(
   lab.hosts.set(decl.host, ip);
   // Toxics, their updates and removal go to the container's control API (the lab's secret with them).
   for (const [i, ep] of got.endpoints.entries()) {
+    // Only endpoints the worker fronts with a relay take toxics (not UDP, not ones it binds itself).
+    if (!got.relayed.includes(ep.name)) continue;
     const target = endpointTarget(decl.name, ep.name, i === 0);
     const relay = remoteRelay({ target, endpoint: { host: ip, port: ep.port }, channel, faults: lab });
     relays.set(ep.name, relay);

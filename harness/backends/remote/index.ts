@@ -12,6 +12,6 @@ export {
   type RelayStats,
 } from './protocol.js';
 export { type FaultTracker, type RemoteRelay, remoteRelay } from './relay.js';
-export { type WorkerReady, type WorkerSpec, workerSpecSchema } from './spec.js';
+export { type WorkerReady, type WorkerSpec, workerReadySchema, workerSpecSchema } from './spec.js';
 export { StdioControlChannel } from './stdio-channel.js';
 export { type StartWorkerOptions, startWorkerProcess, type WorkerSimulator } from './worker-process.js';
