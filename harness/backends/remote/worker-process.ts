@@ -153,7 +153,8 @@ export async function startWorkerProcess(opts: StartWorkerOptions): Promise<Work
     const obj = line.startsWith('{') ? parseJson(line) : undefined;
     if (obj === undefined) return log(line);
     if ('event' in obj) {
-      const e = obj.event as LabEvent;
+      const e = asLabEvent(obj.event);
+      if (!e) return log(line);
       if (offset === undefined) {
         if (early.length < 10_000) early.push(e);
       } else deliver(e);
@@ -236,9 +237,6 @@ export async function startWorkerProcess(opts: StartWorkerOptions): Promise<Work
     });
     const got = ready as WorkerReady;
 
-    offset = await clockOffset(channel, got, readyAt);
-    for (const e of early.splice(0)) deliver(e);
-
     for (const [i, ep] of got.endpoints.entries()) {
       if (!got.relayed.includes(ep.name)) continue;
       const target = endpointTarget(decl.name, ep.name, i === 0);
@@ -247,6 +245,9 @@ export async function startWorkerProcess(opts: StartWorkerOptions): Promise<Work
         remoteRelay({ target, endpoint: { host: ep.host, port: ep.port }, channel, faults: opts.faults }),
       );
     }
+    // Events held back until the offset is known reach the relays' handles too.
+    offset = await clockOffset(channel, got, readyAt);
+    for (const e of early.splice(0)) deliver(e);
     const endpoints = got.endpoints.map((e) => ({ ...e }));
     return {
       name: decl.name,
@@ -305,4 +306,13 @@ function parseJson(line: string): Record<string, unknown> | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** A lab event as the worker prints it (`{time, source, type, data}`), or undefined. */
+function asLabEvent(v: unknown): LabEvent | undefined {
+  if (typeof v !== 'object' || v === null) return undefined;
+  const e = v as Partial<LabEvent>;
+  return typeof e.time === 'number' && typeof e.source === 'string' && typeof e.type === 'string'
+    ? { time: e.time, source: e.source, type: e.type, data: e.data }
+    : undefined;
 }
