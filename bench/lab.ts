@@ -117,7 +117,7 @@ async function largestCatalogueLab(): Promise<{ name: string; def: LabDefinition
 export async function run(): Promise<BenchReport> {
   const rounds = quick() ? 2 : 5;
   const notes: string[] = [];
-  const { adapterTypes } = await import('../harness/lab/adapters.js');
+  const { adapterTypes } = await import('../harness/adapters/index.js');
   const perType: Record<string, LabDefinition> = {};
   for (const type of adapterTypes()) {
     const needs = NEEDS[type] ?? [];

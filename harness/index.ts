@@ -16,8 +16,16 @@ import type { Backend, ScenarioInput } from './scenario/model.js';
 
 export { FieldlabError, isFieldlabError } from '../simulators/common/errors.js';
 export type { LabEvent } from '../simulators/common/events.js';
+export {
+  type AdapterContext,
+  defineAdapter,
+  listAdapters,
+  peerOf,
+  registerAdapter,
+  type SimulatorAdapter,
+  type StartedSimulator,
+} from './adapters/index.js';
 export { type Capability, checkCapability } from './capabilities.js';
-export { listAdapters, registerAdapter, type SimulatorAdapter } from './lab/adapters.js';
 export { Lab, type LabDefinition, startLab as lab, startLab } from './lab/lab.js';
 export { FAILURE_CLASSES, type FailureClass, type Verdict } from './probe/classes.js';
 export type { Phase, PhaseName } from './probe/phases.js';

@@ -163,7 +163,7 @@ describe.skipIf(missing('cmd:dig'))('DNS faults on a lab geo-dns, seen by dig', 
   });
 
   it('the options fault list is sugar over the same faults (and shows the same events)', async () => {
-    // The lab's handle is the geo-dns handle itself (harness/lab/adapters.ts).
+    // The lab's handle is the geo-dns handle itself (harness/adapters/geo-dns.ts).
     const handle = lab.sim('dns').handle as unknown as GeoDnsHandle;
     handle.setFault(NAME, 'servfail');
     expect(
