@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import {
   connectRateSchema,
+  mqttBrokerLimitsSchema,
   mqttBrokerOptionsSchema,
   start as startMqttBroker,
 } from '../../simulators/mqtt-broker/index.js';
@@ -24,6 +25,8 @@ export const mqttBroker = defineAdapter({
       alpn: z.array(z.string()).optional(),
       /** A cloud's connect throttle (AWS IoT: 500/s per account; IoT Hub S1: 100/s): CONNACK 0x03 over it. */
       connectRate: connectRateSchema.optional(),
+      /** MQTT 5 flow limits: Receive Maximum, Topic Alias Maximum, and what the broker keeps towards a client. */
+      limits: mqttBrokerLimitsSchema.optional(),
     })
     .strict(),
   async start(ctx, o) {
@@ -49,6 +52,7 @@ export const mqttBroker = defineAdapter({
         : {}),
       ...(o.users ? { users: o.users } : {}),
       ...(o.connectRate ? { connectRate: o.connectRate } : {}),
+      ...(o.limits ? { limits: o.limits } : {}),
     });
     return { handle };
   },

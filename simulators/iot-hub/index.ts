@@ -90,7 +90,7 @@ const moduleSchema = z
     message: 'a module authenticates with a primaryKey (SAS) or x509, not both',
   });
 
-const routeSpecSchema = z.union([
+export const routeSpecSchema = z.union([
   z.string().min(1),
   z
     .object({

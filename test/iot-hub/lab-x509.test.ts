@@ -108,4 +108,69 @@ describe('iot-hub and dps lab options for X.509 and modules', () => {
     const hub = lab.simulators.get('hub')?.handle as IotHubHandle;
     expect(hub.messages('cam-1').map((m) => m.body.toString())).toEqual(['by-cert']);
   });
+
+  it('a CA-signed lab module connects by its certificate (CN <device>/<module>); routes reach the hub', async () => {
+    lab = await startLab({
+      name: 'x509-module',
+      simulators: [
+        {
+          name: 'hub',
+          type: 'iot-hub',
+          host: 'hub.iot.example.com',
+          options: {
+            devices: [
+              {
+                deviceId: 'edge-1',
+                modules: [{ moduleId: 'sensor', x509: { ca: true } }],
+                routes: { up: 'FROM /messages/modules/sensor/* INTO $upstream' },
+              },
+            ],
+          },
+        },
+      ],
+    });
+    const certFile = lab.resolveRef('hub.cert-edge-1/sensor');
+    const keyFile = lab.resolveRef('hub.certKey-edge-1/sensor');
+    expect(lab.resolveRef('hub.cs-edge-1/sensor')).toBe(
+      'HostName=hub.iot.example.com;DeviceId=edge-1;ModuleId=sensor;x509=true',
+    );
+    const c = await within(
+      mqtt.connectAsync({
+        protocol: 'mqtts',
+        host: lab.resolveRef('hub.mqtts.address'),
+        port: Number(lab.resolveRef('hub.mqtts.port')),
+        servername: 'hub.iot.example.com',
+        ca: lab.pki.root.certPem,
+        cert: readFileSync(certFile),
+        key: readFileSync(keyFile),
+        clientId: 'edge-1/sensor',
+        username: 'hub.iot.example.com/edge-1/sensor/?api-version=2021-04-12',
+        protocolVersion: 4,
+        reconnectPeriod: 0,
+      }),
+      8000,
+      'CONNACK for the lab-issued module certificate',
+    );
+    await c.publishAsync('devices/edge-1/modules/sensor/messages/events/', 'from-module', { qos: 1 });
+    await c.endAsync();
+    // The route took the module's message to $upstream: the hub's telemetry.
+    expect(lab.events.some((e) => e.source === 'hub' && e.type === 'message-routed')).toBe(true);
+
+    // A route the simulator does not model is refused at start, naming the route.
+    await expect(
+      startLab({
+        name: 'x509-bad-route',
+        simulators: [
+          {
+            name: 'hub',
+            type: 'iot-hub',
+            host: 'hub.iot.example.com',
+            options: {
+              devices: [{ deviceId: 'e', routes: { r: 'FROM /messages/* WHERE a = 1 INTO $upstream' } }],
+            },
+          },
+        ],
+      }),
+    ).rejects.toMatchObject({ message: expect.stringContaining('routes') });
+  });
 });
