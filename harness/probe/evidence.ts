@@ -1,3 +1,4 @@
+import { DNS_FAULT_TYPES } from '../../simulators/common/dns-faults.js';
 import type { LabEvent } from '../../simulators/common/events.js';
 import type { FailureClass, Verdict } from './classes.js';
 
@@ -49,6 +50,16 @@ const firewallMatch = (d: Data, e: LabEvent) => `${e.source}: ${s(d.rule)} match
 const RCODES: Record<number, string> = { 0: 'NOERROR', 2: 'SERVFAIL', 3: 'NXDOMAIN', 5: 'REFUSED' };
 const rcode = (d: Data): string =>
   typeof d.rcode === 'number' ? (RCODES[d.rcode] ?? String(d.rcode)) : s(d.rcode).toUpperCase();
+/** DNS fault types (simulators/common/dns-faults.ts): a toxic-applied of these is a DNS server's. */
+const DNS_FAULT_NAMES: ReadonlySet<string> = new Set(DNS_FAULT_TYPES);
+/** What a client reports of a failed lookup, whichever the cause: each is consistent with a DNS fault. */
+const DNS_CLASSES: FailureClass[] = [
+  'dns.nxdomain',
+  'dns.servfail',
+  'dns.timeout',
+  'dns.refused',
+  'dns.nodata',
+];
 const why = (d: Data) => (d.reason ? ` (${s(d.reason)})` : '');
 const noAnswers = (d: Data) => !Array.isArray(d.answers) || d.answers.length === 0;
 
@@ -332,6 +343,59 @@ export const EVIDENCE_RULES: readonly EvidenceRule[] = [
     explain: (d, e) => `the TLS handshake with ${e.source} failed: the client sent alert ${s(d.alert)}`,
   },
   {
+    // A DNS fault of a lab DNS server hit a query (the same toxic-* events as the relay's, DNS types).
+    id: 'dns-fault',
+    event: 'toxic-applied',
+    when: (d) => DNS_FAULT_NAMES.has(s(d.type)),
+    consistentWith: [...DNS_CLASSES, 'client.error', 'client.timeout'],
+    explain: (d, e) =>
+      `the DNS server ${e.source} applied its ${s(d.type)} fault (${toxicName(d)}) to the query ${s(d.query)} ` +
+      `from ${s(d.client)} over ${s(d.transport)}`,
+  },
+  {
+    // The device's resolver waited for the zone's server in vain: a client's "could not resolve" (curl
+    // exit 6), EAI_AGAIN, or an SDK's "Not authorized" wrapping it, was this timeout.
+    id: 'resolver-upstream-timeout',
+    event: 'upstream-timeout',
+    when: (d) => d.error === undefined,
+    class: 'dns.timeout',
+    refines: ['dns.nxdomain', 'auth.rejected'],
+    consistentWith: [...DNS_CLASSES, 'client.timeout'],
+    explain: (d, e) =>
+      `the resolver ${e.source} got no answer from ${s(d.server)} for ${s(d.name)} ${s(d.type)} within ` +
+      `${Math.round(Number(d.ms))} ms (attempt ${s(d.attempt)})`,
+  },
+  {
+    id: 'resolver-upstream-error',
+    event: 'upstream-timeout',
+    consistentWith: [...DNS_CLASSES, 'client.error', 'client.timeout'],
+    explain: (d, e) =>
+      `the resolver ${e.source} could not ask ${s(d.server)} for ${s(d.name)} ${s(d.type)}: ${s(d.error)} ` +
+      `(attempt ${s(d.attempt)})`,
+  },
+  {
+    // What the device's resolver told it: glibc turns SERVFAIL into EAI_AGAIN ("temporary failure"),
+    // curl into "Could not resolve host", azure-iot-device over MqttWs into "Not authorized".
+    id: 'resolver-servfail',
+    event: 'answer',
+    when: (d) => d.rcode === 'SERVFAIL',
+    class: 'dns.servfail',
+    refines: ['dns.nxdomain', 'dns.timeout', 'auth.rejected'],
+    consistentWith: ['client.error', 'client.timeout'],
+    explain: (d, e) =>
+      `the resolver ${e.source} answered SERVFAIL to ${s(d.client)} for ${s(d.name)} ${s(d.type)} ` +
+      `after ${Math.round(Number(d.ms))} ms (${s(d.reason)})`,
+  },
+  {
+    id: 'resolver-refused',
+    event: 'answer',
+    when: (d) => d.rcode === 'REFUSED',
+    class: 'dns.refused',
+    refines: ['dns.nxdomain', 'dns.timeout', 'auth.rejected'],
+    explain: (d, e) =>
+      `the resolver ${e.source} refused ${s(d.client)}'s query for ${s(d.name)} ${s(d.type)} (${s(d.reason)})`,
+  },
+  {
     id: 'dns-nxdomain',
     event: 'query',
     when: (d) => rcode(d) === 'NXDOMAIN',
@@ -484,6 +548,9 @@ export function explain(
   const narrowing = confirmed ? [] : all.filter((f) => f.rule.refines?.includes(verdict.class));
   const narrower = narrowing[0]?.rule.class;
   if (narrower) {
+    // What led up to it, in the order the lab saw it (e.g. the DNS fault that hit the query the
+    // resolver then failed): events with no class of their own that agree with the narrower class.
+    const context = all.filter((f) => !f.rule.class && !narrowing.includes(f) && agrees(f, narrower));
     return {
       verdict: {
         ok: false,
@@ -496,6 +563,7 @@ export function explain(
         ],
       },
       explanation: [
+        ...context.map((f) => f.sentence),
         ...narrowing.map((f) => f.sentence),
         `the client saw ${verdict.class}; the lab's evidence narrows it to ${narrower}`,
       ],

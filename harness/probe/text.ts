@@ -7,6 +7,9 @@ import type { FailureClass } from './classes.js';
  * ("UnauthorizedError ... connect ECONNREFUSED" is a refused port, not a bad key).
  */
 const RULES: ReadonlyArray<{ re: RegExp; class: FailureClass }> = [
+  // getaddrinfo's "temporary failure" (glibc's answer to SERVFAIL and to a resolver that never answers);
+  // curl's own name-resolution timeout (--connect-timeout covers it).
+  { re: /\bEAI_AGAIN\b|Temporary failure in name resolution|Resolving timed out/i, class: 'dns.timeout' },
   {
     re: /\b(ENOTFOUND|EAI_NONAME)\b|Could not resolve host|Name or service not known/i,
     class: 'dns.nxdomain',
