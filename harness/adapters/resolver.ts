@@ -83,7 +83,13 @@ export const resolver = defineAdapter({
       // ECS comes from the client's own address: no relay may stand in front
       direct: handle.endpoints.map((e) => e.name),
       async labReady(hosts) {
-        handle.setHosts(Object.fromEntries([...hosts].filter(([name]) => !(name in o.hosts))));
+        // Names inside a zone forwarded to a lab geo-dns are that server's (it serves the lab hosts too),
+        // so its records, routing and DNS faults reach the clients of this resolver.
+        const forwarded = (name: string) =>
+          checked.some((c) => c.zone === '.' || name === c.zone || name.endsWith(`.${c.zone}`));
+        handle.setHosts(
+          Object.fromEntries([...hosts].filter(([name]) => !(name in o.hosts) && !forwarded(name))),
+        );
       },
     };
   },

@@ -26,7 +26,9 @@ describe.skipIf(missing('root', 'userns', 'cmd:unshare'))('geo-endpoint-global s
     expectAllPassed(run.results);
     const wrong = run.results.find((r) => r.variant === 'broken-public-resolver-without-ecs');
     // The client said it registered; the lab's verdict is another region than the device's location's.
-    expect(wrong?.client?.stdout).toMatch(/registered dev-0102 via global\.iot\.example\.com \{"region":"us-east-1"\}/);
+    expect(wrong?.client?.stdout).toMatch(
+      /registered dev-0102 via global\.iot\.example\.com \{"region":"us-east-1"\}/,
+    );
     expect(wrong?.observed).toMatchObject({ result: 'fail', class: 'dns.wrong-region' });
   });
 });
