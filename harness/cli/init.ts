@@ -49,6 +49,11 @@ interface CloudProfile {
   arrived: Saw;
   /** Extra failures this cloud has (beyond blocked port, proxy, inspection). */
   extra?: VariantIn[];
+  /**
+   * The device's settings pointing it at UNRESOLVED, a name the lab's resolver does not answer: the
+   * site's DNS failing the endpoint's name (see `broken-dns-unanswered`).
+   */
+  unresolved: Env;
   /** Why proxy and inspection variants are left out, when they are. */
   noProxy?: string;
   /** The variables, explained in the file's header. */
@@ -56,6 +61,15 @@ interface CloudProfile {
 }
 
 const PROXY_USER = 'device';
+/**
+ * A name no lab serves: lab names resolve from the lab's hosts file, and the lab's resolv.conf points at
+ * an address of the lab's own block where nothing listens, so its lookup fails at once and never leaves
+ * the machine: what a program sees when the site's resolver answers SERVFAIL or not at all (glibc's
+ * EAI_AGAIN, "Temporary failure in name resolution").
+ */
+const UNRESOLVED = 'unresolved.iot.example.com';
+/** The lab device's symmetric key (a lab key), so a connection string can be written for another host. */
+const HUB_DEVICE_KEY = Buffer.from('fieldlab starter device key 0001').toString('base64');
 const PROXY_PASSWORD = 's3cret';
 
 const PROFILES: Record<Cloud, CloudProfile> = {
@@ -66,7 +80,7 @@ const PROFILES: Record<Cloud, CloudProfile> = {
       type: 'iot-hub',
       host: 'hub.iot.example.com',
       ports: { amqps: 5671, mqtts: 8883 },
-      options: { devices: [{ deviceId: 'device-1' }] },
+      options: { devices: [{ deviceId: 'device-1', primaryKey: HUB_DEVICE_KEY }] },
     },
     env: {
       UpstreamProtocol: 'Mqtt',
@@ -75,6 +89,9 @@ const PROFILES: Record<Cloud, CloudProfile> = {
       IOTHUB_TIMEOUT_MS: '10000',
     },
     caVar: 'IOTHUB_CA',
+    unresolved: {
+      IOTHUB_DEVICE_CONNECTION_STRING: `HostName=${UNRESOLVED};DeviceId=device-1;SharedAccessKey=${HUB_DEVICE_KEY}`,
+    },
     viaProxy: { UpstreamProtocol: 'MqttWs' },
     proxyMap: { 'hub.iot.example.com:443': '${hub.https.address}:${hub.https.port}' },
     port: { target: 'hub.mqtts', number: 8883 },
@@ -106,6 +123,7 @@ const PROFILES: Record<Cloud, CloudProfile> = {
       CRT_LOG: 'warn',
     },
     caVar: 'IOT_CA',
+    unresolved: { IOT_ENDPOINT: UNRESOLVED },
     port: { target: 'iot.mqtts', number: 8883 },
     arrived: { source: 'iot', type: 'publish', match: { clientId: 'sensor-1' } },
     extra: [
@@ -144,6 +162,7 @@ const PROFILES: Record<Cloud, CloudProfile> = {
       MQTT_CA: '${lab.ca}',
     },
     caVar: 'MQTT_CA',
+    unresolved: { MQTT_HOST: UNRESOLVED },
     viaProxy: { UPSTREAM_PROTOCOL: 'MqttWs' },
     proxyMap: { 'mqtt.iot.example.com:443': '${broker.wss.address}:${broker.wss.port}' },
     port: { target: 'broker.mqtts', number: 8883 },
@@ -160,6 +179,7 @@ const PROFILES: Record<Cloud, CloudProfile> = {
     cloud: { name: 'api', type: 'https-server', host: 'api.iot.example.com', port: 8443 },
     env: { API_URL: 'https://api.iot.example.com:8443/', API_CA: '${lab.ca}' },
     caVar: 'API_CA',
+    unresolved: { API_URL: `https://${UNRESOLVED}:8443/` },
     // Through a proxy the device asks for the usual 443, which the proxy maps to the lab endpoint.
     viaProxy: { API_URL: 'https://api.iot.example.com/' },
     proxyMap: { 'api.iot.example.com:443': '${api.address}:${api.port}' },
@@ -320,6 +340,15 @@ export function initScenario(flags: Pick<InitFlags, 'client' | 'cloud' | 'proxy'
       },
     );
   }
+  // Behind a proxy the proxy resolves the endpoint, not the device: its DNS failure is the proxy's 502.
+  if (!flags.proxy) {
+    variants.push({
+      name: 'broken-dns-unanswered',
+      description: `the site's resolver gives no answer for the endpoint's name (SERVFAIL or a timeout: getaddrinfo EAI_AGAIN); here the device is pointed at ${UNRESOLVED}, which the lab's resolver does not answer`,
+      client: { env: p.unresolved },
+      expect: { result: 'fail', class: 'dns.timeout' },
+    });
+  }
   variants.push(...(p.extra ?? []));
 
   return {
@@ -359,9 +388,12 @@ function header(flags: InitFlags, p: CloudProfile): string {
   if (p.noProxy) lines.push('', ...wrap(` ${p.noProxy}`));
   lines.push(
     '',
-    ' DNS failures (SERVFAIL, a dropped query) are not in this file: a program in the lab resolves the lab',
-    " names from the lab's hosts file, not through the lab DNS server, so a DNS fault cannot reach any",
-    ' program yet. scenarios/geo-endpoint-dns.yaml shows them for a client that queries the lab DNS itself.',
+    " DNS: a program in the lab resolves lab names from the lab's hosts file, and any other name through a",
+    ' lab resolver that answers nothing. broken-dns-unanswered (without --proxy: behind one, the proxy',
+    ' resolves) uses that: the device is given a name the lab does not serve, and fails as with a site',
+    " resolver's SERVFAIL or timeout (EAI_AGAIN). NXDOMAIN and the",
+    ' other DNS faults need a client that asks the lab DNS itself: see scenarios/geo-endpoint-dns.yaml, or',
+    ' the <name>-dns.yaml that `fieldlab doctor --emit-scenario` writes.',
   );
   return lines.join('\n');
 }

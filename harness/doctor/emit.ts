@@ -11,7 +11,10 @@ import { type DoctorCheck, type DoctorOptions, type DoctorReport, safeProxy } fr
  *   refused / dropped   → a `refuse` / `blackhole` fault on it (its broken variant)
  *   the proxy           → a connect-proxy with the same user (a lab password, never the real one) and the
  *                         same CONNECT port policy
- *   TLS inspection      → a tls-inspector behind that proxy, whose root the device does not trust
+ *   TLS inspection      → a tls-inspector behind that proxy, whose root the device does not trust, under
+ *                         the names doctor saw (rootName, intermediateName: a lab key, the site's subject)
+ *   a large record stalls → an `mtu_blackhole` on the device's direction, and a probe request as large
+ *   DNS failures        → a second scenario (emitDnsScenario): dig against a lab geo-dns with the same faults
  *   variants            → one `broken-…` per failure (the device's current settings, expected class),
  *                         and `fixed`: the documented fix (a port that works, credentials, the root)
  *

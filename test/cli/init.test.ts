@@ -31,6 +31,7 @@ const CASES: Array<{ cloud: string; proxy: boolean; program: string; verdicts: R
     verdicts: {
       fixed: 'pass',
       'broken-port-blocked': 'tcp.refused',
+      'broken-dns-unanswered': 'dns.timeout',
       'broken-proxy-auth': 'proxy.auth-required',
       'fixed-proxy-auth': 'pass',
       'broken-inspection-untrusted': 'tls.untrusted-root',
@@ -56,6 +57,7 @@ const CASES: Array<{ cloud: string; proxy: boolean; program: string; verdicts: R
     verdicts: {
       fixed: 'pass',
       'broken-port-blocked': 'tcp.refused',
+      'broken-dns-unanswered': 'dns.timeout',
       'broken-untrusted-root': 'tls.untrusted-root',
     },
   },
@@ -66,6 +68,7 @@ const CASES: Array<{ cloud: string; proxy: boolean; program: string; verdicts: R
     verdicts: {
       fixed: 'pass',
       'broken-port-blocked': 'tcp.refused',
+      'broken-dns-unanswered': 'dns.timeout',
       'broken-proxy-auth': 'proxy.auth-required',
       'fixed-proxy-auth': 'pass',
       'broken-inspection-untrusted': 'tls.untrusted-root',
@@ -79,6 +82,7 @@ const CASES: Array<{ cloud: string; proxy: boolean; program: string; verdicts: R
     verdicts: {
       fixed: 'pass',
       'broken-port-blocked': 'tcp.refused',
+      'broken-dns-unanswered': 'dns.timeout',
       'broken-proxy-auth': 'proxy.auth-required',
       'fixed-proxy-auth': 'pass',
       'broken-inspection-untrusted': 'tls.untrusted-root',

@@ -1,6 +1,8 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dnsScenarioPath } from '../../harness/cli/doctor.js';
 import { emitScenario } from '../../harness/doctor/emit.js';
 import { type DoctorOptions, runDoctor } from '../../harness/doctor/index.js';
 import { startRelay } from '../../harness/faults/relay.js';
@@ -9,6 +11,7 @@ import type { FieldlabError } from '../../simulators/common/errors.js';
 import { type PkiHandle, start as startPki } from '../../simulators/pki/index.js';
 import { start as startInspector } from '../../simulators/tls-inspector/index.js';
 import { missing } from '../helpers/capability.js';
+import { assertBuilt, cli } from '../helpers/cli.js';
 import { useTempStateDir } from '../helpers/state-dir.js';
 import { find, httpsEndpoint, nameServer, reproduce } from './helpers.js';
 
@@ -25,6 +28,7 @@ let pki: PkiHandle;
 const stops: Array<() => Promise<void>> = [];
 
 beforeAll(async () => {
+  assertBuilt();
   pki = await startPki();
   stops.push(() => pki.stop());
 });
@@ -175,6 +179,25 @@ describe.skipIf(missing('cmd:dig'))('a resolver that fails names', () => {
     expect(find(report, 'dns', 'flaky.site.example').details?.error).toBe('SERVFAIL');
     expect(find(report, 'dns', 'gone.site.example').details?.error).toBe('NXDOMAIN');
     expect(find(report, 'dns', 'slow.site.example').details?.error).toBe('TIMEOUT');
+
+    // The CLI writes the DNS failures beside the site scenario, and says so.
+    const out = join(stateDir(), 'cli-site.yaml');
+    const r = await cli(
+      [
+        'doctor',
+        '--dns-server',
+        o.dnsServer!,
+        '--timeout',
+        '1500',
+        '--endpoint',
+        'flaky.site.example:443',
+      ].concat(['--emit-scenario', out]),
+      { env: { FIELDLAB_STATE_DIR: stateDir(), https_proxy: '', HTTPS_PROXY: '' } },
+    );
+    expect(r.code, r.stderr).toBe(1);
+    expect(dnsScenarioPath(out)).toBe(join(stateDir(), 'cli-site-dns.yaml'));
+    expect(r.stderr).toContain(`wrote ${dnsScenarioPath(out)} (the DNS failures)`);
+    expect(readFileSync(dnsScenarioPath(out), 'utf8')).toContain('type: servfail');
 
     const seen = await reproduce(stateDir(), report, o, 'dns-site');
     expect(seen).toMatchObject({
