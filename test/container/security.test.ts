@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -143,5 +144,32 @@ describe.skipIf(missing('docker'))('container lab: private files and an authenti
     await within(lab.faultsApplied(), 15_000, 'the toxic to reach the container');
     await within(harnessAdded, 15_000, "the container's toxic-added event");
     expect(added).toEqual(['harness']);
+  });
+
+  it('the lab’s handle on a container relay removes toxics and counts connections (issue 14)', async () => {
+    const relay = lab.relay('api');
+    const removed = new Promise<void>((resolve) =>
+      lab.onEvent((e) => {
+        if (e.source === 'api-relay' && e.type === 'toxic-removed') resolve();
+      }),
+    );
+    relay.addToxic({ type: 'latency', latency: 1, name: 'gone-soon' });
+    relay.updateToxic('gone-soon', { latency: 2 });
+    expect(relay.toxics().find((t) => t.name === 'gone-soon')).toMatchObject({ latency: 2 });
+    relay.removeToxic('gone-soon');
+    expect(relay.toxics().map((t) => t.name)).not.toContain('gone-soon');
+    await within(lab.faultsApplied(), 15_000, 'add, update and remove to reach the container');
+    await within(removed, 15_000, "the container relay's toxic-removed event");
+    // Its figures follow the container relay's events.
+    const before = relay.stats().connections;
+    const closed = new Promise<void>((resolve) => relay.events.onceEvent('closed', () => resolve()));
+    await new Promise<void>((resolve, reject) => {
+      const s = connect({ host: relay.endpoint.host, port: relay.endpoint.port, timeout: 10_000 });
+      s.once('connect', () => s.end());
+      s.once('close', () => resolve());
+      s.once('error', reject);
+    });
+    await within(closed, 15_000, 'the closed event of the container relay');
+    expect(relay.stats().connections).toBe(before + 1);
   });
 });
