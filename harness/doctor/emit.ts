@@ -32,6 +32,8 @@ interface PortState {
   port: number;
   sim: string;
   failure?: { class: FailureClass; fault?: 'refuse' | 'blackhole' | 'mtu_blackhole'; why: string };
+  /** Its name did not resolve at the site: nothing past DNS was checked (the DNS scenario has it). */
+  unresolved?: boolean;
 }
 
 /** The path MTU the lab's `mtu_blackhole` stands for (doctor sees the stall, not the MTU itself). */
@@ -48,6 +50,12 @@ function portStates(report: DoctorReport, o: DoctorOptions): PortState[] {
       const at = (kind: DoctorCheck['check']) =>
         report.checks.find((c) => c.check === kind && c.host === t.host && c.port === port);
       const s: PortState = { host: t.host, port, sim: `ep${n}-${port}` };
+      if (
+        !at('tcp') &&
+        !at('proxy') &&
+        report.checks.some((c) => c.check === 'dns' && c.host === t.host && !c.ok)
+      )
+        s.unresolved = true;
       const tcp = at('tcp');
       const proxy = at('proxy');
       const tls = at('tls');
@@ -164,7 +172,8 @@ export function emitScenario(report: DoctorReport, o: DoctorOptions, name = 'sit
   // The fix: a port that worked, else the first one with its blocking removed (the port opened).
   const working = states.find(
     (s) =>
-      !s.failure || s.failure.class === 'proxy.auth-required' || s.failure.class === 'tls.untrusted-root',
+      !s.unresolved &&
+      (!s.failure || s.failure.class === 'proxy.auth-required' || s.failure.class === 'tls.untrusted-root'),
   );
   const target = working ?? states[0]!;
   const opened = working === undefined && target.failure?.class === 'proxy.connect-denied';

@@ -166,8 +166,8 @@ describe.skipIf(missing('cmd:dig'))('a resolver that fails names', () => {
     });
     const o: DoctorOptions = {
       targets: [
-        at('api.site.example', api.endpoints[0]!.port),
         at('flaky.site.example'),
+        at('api.site.example', api.endpoints[0]!.port),
         at('gone.site.example'),
         at('slow.site.example'),
       ],
@@ -179,6 +179,9 @@ describe.skipIf(missing('cmd:dig'))('a resolver that fails names', () => {
     expect(find(report, 'dns', 'flaky.site.example').details?.error).toBe('SERVFAIL');
     expect(find(report, 'dns', 'gone.site.example').details?.error).toBe('NXDOMAIN');
     expect(find(report, 'dns', 'slow.site.example').details?.error).toBe('TIMEOUT');
+    // The site scenario's fix is on the endpoint that resolved, not on a name that did not.
+    const site = emitScenario(report, o, 'dns-site');
+    expect(site.variants.find((v) => v.name === 'fixed')?.description).toContain('api.site.example');
 
     // The CLI writes the DNS failures beside the site scenario, and says so.
     const out = join(stateDir(), 'cli-site.yaml');
