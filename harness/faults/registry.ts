@@ -1,5 +1,5 @@
 import { FieldlabError } from '../../simulators/common/errors.js';
-import type { ToxicType } from './spec.js';
+import type { ToxicSpec, ToxicType } from './spec.js';
 import type { ToxicDefinition } from './toxic.js';
 import { bandwidth } from './toxics/bandwidth.js';
 import { blackhole } from './toxics/blackhole.js';
@@ -17,7 +17,31 @@ const registry = new Map<ToxicType, ToxicDefinition>();
 
 /** Registers (or replaces) the implementation of a toxic type. */
 export function registerToxic<T extends ToxicType>(def: ToxicDefinition<T>): void {
-  registry.set(def.type, def as unknown as ToxicDefinition);
+  registry.set(def.type, erased(def));
+}
+
+/**
+ * A definition for one toxic type, callable with any spec: each call checks that the spec is of its type
+ * (what the registry's key promises) before handing it on narrowed.
+ */
+function erased<T extends ToxicType>(def: ToxicDefinition<T>): ToxicDefinition {
+  const own = (spec: ToxicSpec): Extract<ToxicSpec, { type: T }> => {
+    if (spec.type !== def.type) {
+      throw new FieldlabError(
+        'E_BAD_TOXIC',
+        `a ${spec.type} toxic was handed to ${def.type}'s implementation`,
+      );
+    }
+    return spec as Extract<ToxicSpec, { type: T }>;
+  };
+  const { activate } = def;
+  return {
+    type: def.type,
+    directional: def.directional,
+    create: (spec) => def.create(own(spec)),
+    describe: (spec) => def.describe(own(spec)),
+    ...(activate ? { activate: (relay, spec) => activate.call(def, relay, own(spec)) } : {}),
+  };
 }
 
 /** The implementation of a toxic type; E_BAD_TOXIC when none is registered. */
