@@ -11,8 +11,10 @@ export type { BackendName };
 
 /** What a lab is started for: the scenario and variant it runs (a lab file of `fieldlab up` has no variant). */
 export interface LabContext {
-  scenario: Pick<Scenario, 'name' | 'lab'>;
-  variant?: Pick<Variant, 'network'>;
+  /** The client and load: a backend may refuse one it cannot place (netns: an in-process probe). */
+  scenario: Pick<Scenario, 'name' | 'lab'> & Partial<Pick<Scenario, 'client' | 'load'>>;
+  /** The variant's simulator options: a backend may need the lab's simulators before they start. */
+  variant?: Pick<Variant, 'network'> & Partial<Pick<Variant, 'simulators' | 'load'>>;
   /** Container backend: the fieldlab image its containers run (default $FIELDLAB_IMAGE, else fieldlab:local). */
   image?: string;
 }

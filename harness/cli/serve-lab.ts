@@ -60,21 +60,25 @@ export async function serveLabCommand(specFile: string): Promise<void> {
   // In a namespace the simulator binds its public ports itself (see `bindsPublic`).
   const worker = workerNetwork(placement);
   const binder = spec.bindsPublic ? localBinder(bind) : undefined;
+  // The lab's names as its hosts resolve them (netns), for the simulators' labReady hooks.
+  const names = spec.names && new Map(Object.entries(spec.names));
+  const network = names ? { ...worker, clientNames: () => names } : worker;
   const lab = await startLab(
     {
       name: spec.lab,
-      simulators: [spec.simulator],
+      // Peers after the first, in the order the lab declared them (a DPS after its hub).
+      simulators: [spec.simulator, ...(spec.peers ?? [])],
       container: placement,
       // The host keeps the lab's timeline (events go to it as lines): here only a short one.
       timeline: { maxEvents: 1000 },
     },
     binder
       ? {
-          ...worker,
+          ...network,
           startSimulator: async (l, decl, index) =>
             (await startInProcess(l, decl, index, { interpolate: false, binder })).labReady,
         }
-      : worker,
+      : network,
   );
   lab.onEvent((e) => writeLine({ event: e }));
 
@@ -86,16 +90,22 @@ export async function serveLabCommand(specFile: string): Promise<void> {
     ? await startControlApi(lab, { token: spec.controlToken, host: bind, port: CONTROL_PORT })
     : undefined;
 
-  const sim = lab.sim(spec.simulator.name);
+  const readyOf = (decl: WorkerSpec['simulator']) => {
+    const sim = lab.sim(decl.name);
+    return {
+      simulator: decl.type,
+      name: decl.name,
+      endpoints: sim.endpoints,
+      vars: sim.vars,
+      relayed: [...sim.relays.keys()],
+    };
+  };
   // `fieldlab health` reads the ready file: the container is healthy once every endpoint answers.
   const ready: WorkerReady = {
     ready: true,
-    simulator: spec.simulator.type,
-    name: spec.simulator.name,
+    ...readyOf(spec.simulator),
     pid: process.pid,
-    endpoints: sim.endpoints,
-    vars: sim.vars,
-    relayed: [...sim.relays.keys()],
+    peers: (spec.peers ?? []).map(readyOf),
     now: Date.now(),
   };
   announceReady(ready);

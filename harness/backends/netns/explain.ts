@@ -1,8 +1,7 @@
 import type { LabEvent } from '../../../simulators/common/events.js';
-import type { Lab } from '../../lab/lab.js';
-import { explainPath, type FirewallRule } from '../../topology/netns/index.js';
+import { endpointTarget, type Lab } from '../../lab/lab.js';
+import { explainPath, type FirewallRule, parseCidr } from '../../topology/netns/index.js';
 import type { NetnsPlacement } from './network.js';
-import { frontName } from './simulator.js';
 
 /**
  * What the kernel counted during a run on the netns backend, as lab events the evidence rules read:
@@ -60,10 +59,71 @@ export async function explainRoutes(
   return lines;
 }
 
-/** Whether the simulator (or its namespace front) saw a connection on that endpoint. */
+/**
+ * Which firewall stopped a simulator's own hop (a proxy's to its target): for each target a simulator
+ * could not reach (`upstream-error`), the drop or reject rules whose counters moved and that match that
+ * simulator's address and the target's (the lab name's address on netns). "proxy (198.51.100.3, on host
+ * proxy) could not reach hub.iot.example.com:443 (203.0.113.20): corp's firewall dropped the proxy's
+ * packets on its way out (drop all from 198.51.100.0/24 (forward), 3 packets)".
+ */
+export function explainBlockedHops(
+  lab: Lab,
+  placement: NetnsPlacement,
+  events: readonly LabEvent[],
+): string[] {
+  const drops = events.filter(
+    (e) => e.source.endsWith(' firewall') && e.type === 'firewall-match' && dropped(e.data),
+  );
+  if (drops.length === 0) return [];
+  const lines = new Set<string>();
+  for (const e of events) {
+    if (e.type !== 'upstream-error' || !lab.simulators.has(e.source)) continue;
+    const target = (e.data as { target?: unknown } | undefined)?.target;
+    if (typeof target !== 'string') continue;
+    const from = placement.hostOf(lab.sim(e.source).decl.host);
+    if (!from) continue;
+    const targetHost = target.replace(/:\d+$/, '');
+    const to = placement.names.get(targetHost) ?? targetHost;
+    for (const d of drops) {
+      const rule = ruleOf(placement, d);
+      if (!rule || !covers(rule.from, from.address) || !covers(rule.to, to)) continue;
+      const router = d.source.replace(/ firewall$/, '');
+      const data = d.data as { action: string; packets: number };
+      lines.add(
+        `${e.source} (${from.address}, on host ${from.host}) could not reach ${target} (${to}): ${router}'s firewall ${data.action === 'drop' ? 'dropped' : 'rejected'} ${e.source}'s packets on their way out (${describeRule(rule)}, ${data.packets} packet(s))`,
+      );
+    }
+  }
+  return [...lines];
+}
+
+function dropped(data: unknown): boolean {
+  const action = (data as { action?: unknown } | undefined)?.action;
+  return action === 'drop' || action === 'reject';
+}
+
+/** The rule a `firewall-match` event counted (by its host and index). */
+function ruleOf(placement: NetnsPlacement, e: LabEvent): FirewallRule | undefined {
+  const host = e.source.replace(/ firewall$/, '');
+  const index = (e.data as { index?: unknown } | undefined)?.index;
+  const h = placement.network.plan.topology.hosts.find((x) => x.name === host);
+  return typeof index === 'number' ? h?.firewall?.[index] : undefined;
+}
+
+/** Whether a rule's `from`/`to` (absent: any) holds an address. */
+function covers(cidr: string | undefined, address: string): boolean {
+  if (cidr === undefined) return true;
+  const outer = parseCidr(cidr);
+  const inner = parseCidr(address);
+  if (!outer || !inner) return false;
+  const mask = outer.prefix === 0 ? 0 : (0xffffffff << (32 - outer.prefix)) >>> 0;
+  return (inner.address & mask) >>> 0 === outer.network;
+}
+
+/** Whether the simulator (or the relay in front of it, in its namespace) saw a connection on that endpoint. */
 function reached(events: readonly LabEvent[], sim: string, endpoint: string, main?: string): boolean {
-  const front = frontName(sim, endpoint, endpoint === main);
-  return events.some((e) => e.type === 'connection' && (e.source === front || e.source === sim));
+  const relay = `${endpointTarget(sim, endpoint, endpoint === main)}-relay`;
+  return events.some((e) => e.type === 'connection' && (e.source === relay || e.source === sim));
 }
 
 /** "drop tcp to 203.0.113.67 port 8036 (forward)" */

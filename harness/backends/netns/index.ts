@@ -3,20 +3,23 @@ import type { Capability } from '../../capabilities.js';
 import { which } from '../../capabilities.js';
 import { runCommand } from '../../clients/command.js';
 import { claimBlock } from '../../lab/addresses.js';
+import { labFor } from '../../lab/variant-lab.js';
 import { patchedHosts } from '../../scenario/model.js';
 import { cleanNetns, listRecords } from '../../topology/netns/index.js';
 import { teardownRecord } from '../../topology/netns/teardown.js';
 import { baseCapabilities, relayFaults } from '../common.js';
 import type { Backend, BackendNetwork, LabContext } from '../types.js';
-import { explainRoutes, firewallEvents } from './explain.js';
-import { buildNetwork, type NetnsPlacement } from './network.js';
-import { startSimulator } from './simulator.js';
+import { explainBlockedHops, explainRoutes, firewallEvents } from './explain.js';
+import { buildNetwork, hostOfName, type NetnsPlacement } from './network.js';
+import { workerGroups } from './peers.js';
+import { NetnsSimulators } from './simulator.js';
 
 /**
  * The netns backend (Linux, root): every host of the scenario's `lab.network` is a network namespace,
- * joined by veths and bridges, with nftables firewalls, routes and WireGuard as the scenario says. The
- * client runs in its host's namespace (`ip netns exec`), so every hop it makes crosses the kernel's
- * network; failures are explained from the firewall counters and the routes.
+ * joined by veths and bridges, with nftables firewalls, routes and WireGuard as the scenario says. Every
+ * simulator runs as its own process in its host's namespace, and the client in its own host's
+ * (`ip netns exec`), so every hop crosses the kernel's network; failures are explained from the firewall
+ * counters and the routes.
  */
 export const netns: Backend = {
   name: 'netns',
@@ -69,9 +72,16 @@ async function prepare(context: LabContext): Promise<BackendNetwork> {
       hint: 'the netns backend builds the hosts of lab.network; run it on the loopback backend instead',
     });
   }
+  refuseInProcessClients(context);
+  // The simulators' own options (with the variant's) say which must share a process (peers).
+  const simulators = labFor(
+    scenario,
+    variant?.simulators ? { simulators: variant.simulators } : undefined,
+  ).simulators;
+  const groups = workerGroups(simulators, (name) => hostOfName(network, name)?.host);
   const dnsHost = scenario.lab.simulators.find((x) => x.type === 'geo-dns')?.host;
   const placement = await buildNetwork(network, variant?.network ?? {}, dnsHost);
-  // Simulators still run in this process, on loopback: their relays and the lab's files need a block.
+  // The lab's own files and a lab host outside lab.network take an address of a loopback block.
   let block: ReturnType<typeof claimBlock>;
   try {
     block = claimBlock();
@@ -79,23 +89,49 @@ async function prepare(context: LabContext): Promise<BackendNetwork> {
     await placement.network.teardown();
     throw err;
   }
-  return netnsNetwork(placement, block);
+  return netnsNetwork(placement, block, new NetnsSimulators(placement, groups));
 }
 
-function netnsNetwork(placement: NetnsPlacement, block: ReturnType<typeof claimBlock>): BackendNetwork {
+/**
+ * A probe client and a load run in the fieldlab process, outside every namespace of the lab, where no
+ * route reaches the simulators: refused before anything is built.
+ */
+function refuseInProcessClients({ scenario, variant }: LabContext): void {
+  const what =
+    scenario.client?.type === 'probe'
+      ? 'a probe client'
+      : scenario.load || variant?.load
+        ? 'a load'
+        : undefined;
+  if (what === undefined) return;
+  throw new FieldlabError(
+    'E_NETNS_UNSUPPORTED',
+    `${scenario.name}: ${what} runs in the fieldlab process, outside the lab's namespaces, so it cannot reach the simulators on the netns backend`,
+    {
+      hint: 'on netns use a command client on a lab host (e.g. curl on client.host), or run this scenario on the loopback backend',
+    },
+  );
+}
+
+function netnsNetwork(
+  placement: NetnsPlacement,
+  block: ReturnType<typeof claimBlock>,
+  simulators: NetnsSimulators,
+): BackendNetwork {
   return {
     backend: 'netns',
     block,
     writesNameFiles: true,
     open: async () => {},
-    place: (_host, index) => block.address(index),
-    startSimulator: (lab, decl, index) => startSimulator(lab, placement, decl, index),
+    // A host of lab.network is at its namespace address for the lab and the client alike.
+    place: (host, index) => placement.hostOf(host)?.address ?? block.address(index),
+    startSimulator: (lab, decl) => simulators.start(lab, decl),
     clientNames: () => placement.names,
     clientAddress: (name) => placement.names.get(name),
     // The lab's DNS server serves inside a namespace, for clients there: not from this process.
     dnsServer: () => undefined,
     async close() {
-      // After every socket bound in a namespace is closed (the lab stops its simulators first).
+      // After every worker has ended (the lab stops its simulators first).
       await placement.network.teardown();
       block.release();
     },
@@ -113,6 +149,9 @@ function netnsNetwork(placement: NetnsPlacement, block: ReturnType<typeof claimB
         netns: placement.network.ns(run.host),
       }),
     observe: (_lab, time) => firewallEvents(placement, time),
-    explain: (lab, f) => explainRoutes(lab, placement, f.clientHost, f.referenced, f.events),
+    explain: async (lab, f) => [
+      ...explainBlockedHops(lab, placement, f.events),
+      ...(await explainRoutes(lab, placement, f.clientHost, f.referenced, f.events)),
+    ],
   };
 }

@@ -1,84 +1,87 @@
-import { FieldlabError } from '../../../simulators/common/errors.js';
-import { publicPortOf, publicUrl, startInProcess, UDP_PROTOCOLS } from '../../lab/in-process.js';
-import { endpointTarget, type Lab, type LabSimulator, type RunningSimulator } from '../../lab/lab.js';
+import { join } from 'node:path';
+import { authorityOf } from '../../../simulators/pki/index.js';
+import type { Lab, LabSimulator, RunningSimulator } from '../../lab/lab.js';
 import type { LabReadyHook } from '../../lab/network.js';
-import { startNetnsFront } from './front.js';
+import { startWorkerProcess, type WorkerSimulator } from '../remote/worker-process.js';
 import type { NetnsPlacement } from './network.js';
 
-/** The event source of the namespace front of a simulator endpoint. */
-export function frontName(sim: string, endpoint: string, main: boolean): string {
-  return `${endpointTarget(sim, endpoint, main)}-front`;
-}
-
 /**
- * Starts a simulator on its netns host. For now it runs in this process on loopback (behind its relays,
- * where toxics apply), and each TCP endpoint gets a front bound in its host's namespace, which is what
- * clients in other namespaces reach across the kernel's network; an endpoint the simulator must own
- * (it sees clients' real addresses) it binds there itself (`bindPublic`). This one step is what moves
- * the simulator into its own process in its namespace later.
+ * The simulators of one netns lab, each group in its own `fieldlab serve-lab` process inside its network
+ * host's namespace (backends/remote/worker-process.ts): it binds the host's own address there, its relays
+ * (where toxics apply) included, so every hop to it and from it (a proxy's to the hub) crosses the veths,
+ * routes, nftables and WireGuard of the scenario. A group is one simulator, or peers that reach each
+ * other's handles (see peers.ts), all on one host.
  */
-export async function startSimulator(
-  lab: Lab,
-  placement: NetnsPlacement,
-  decl: LabSimulator,
-  index: number,
-): Promise<LabReadyHook | undefined> {
-  const placed = placement.hostOf(decl.host);
-  const binder = placed && {
-    bindPublic: async (port = decl.port ?? 0) =>
-      (await placement.network.bindIn(placed.host, placed.address, port)).handle,
-    bindPublicUdp: async (port: number) =>
-      (await placement.network.bindUdpIn(placed.host, placed.address, port)).socket,
-  };
-  const { running, direct, labReady } = await startInProcess(lab, decl, index, binder ? { binder } : {});
-  if (placed) await frontInNetns(lab, placement, running, placed, direct);
-  return labReady;
-}
+export class NetnsSimulators {
+  private readonly started = new Set<LabSimulator[]>();
 
-/**
- * Binds each TCP endpoint's public port on the simulator's namespace host and pipes it to the loopback
- * relay (so toxics still apply). Endpoints the simulator bound there itself (`direct`) are already the
- * client's; UDP has no front yet.
- */
-async function frontInNetns(
-  lab: Lab,
-  placement: NetnsPlacement,
-  running: RunningSimulator,
-  placed: { host: string; address: string },
-  direct: readonly string[],
-): Promise<void> {
-  const { decl } = running;
-  running.clientEndpoints = [];
-  for (const [i, ep] of running.endpoints.entries()) {
-    if (direct.includes(ep.name)) {
-      running.clientEndpoints.push(ep);
-      continue;
+  constructor(
+    private readonly placement: NetnsPlacement,
+    /** The lab's simulators in worker groups (the variant's options merged in), in declaration order. */
+    private readonly groups: readonly LabSimulator[][],
+  ) {}
+
+  /**
+   * Starts the worker of `decl`'s group with the first member (its peers declared later start with it:
+   * a reference to them in a later simulator's options resolves); the others' calls find it running. Its
+   * labReady hooks run in the worker, with the names the namespaces resolve.
+   */
+  async start(lab: Lab, decl: LabSimulator): Promise<LabReadyHook | undefined> {
+    const group = this.groups.find((g) => g.some((s) => s.name === decl.name)) ?? [decl];
+    if (this.started.has(group)) return undefined;
+    this.started.add(group);
+    const placed = this.placement.hostOf(decl.host);
+    if (!placed) {
+      throw new Error(`netns lab: ${decl.host} is on no host of lab.network (the plan checks this)`);
     }
-    if (UDP_PROTOCOLS.has(ep.protocol)) {
-      throw new FieldlabError(
-        'E_NETNS_UNSUPPORTED',
-        `${decl.name}: its ${ep.name} endpoint is UDP, which the netns backend does not carry yet`,
-        {
-          hint: 'on netns, names resolve from each host’s /etc/netns hosts file (lab.network.hosts[].names)',
-        },
-      );
+    // Filled in before the worker starts, as the namespaces see the lab (its addresses and public ports).
+    const [first, ...peers] = group
+      .map((s) => (s.name === decl.name ? decl : s))
+      .map((s) => interpolated(lab, s));
+    if (!first) return undefined;
+    const worker = await startWorkerProcess({
+      network: this.placement.network,
+      host: placed.host,
+      address: placed.address,
+      lab: lab.name,
+      simulator: first,
+      peers,
+      names: this.placement.names,
+      dir: join(lab.dir, first.name),
+      authority: authorityOf(lab.pki),
+      faults: lab,
+      onEvent: (e) => lab.addEvent(e),
+      onExit: ({ code, signal, logs }) =>
+        lab.addEvent({
+          time: Date.now(),
+          source: first.name,
+          type: 'worker-exited',
+          data: { code, signal, host: placed.host, last: logs.slice(-5) },
+        }),
+    });
+    for (const [i, sim] of [worker, ...worker.peers].entries()) {
+      const own = i === 0 ? first : peers[i - 1];
+      if (own) lab.simulators.set(own.name, running(own, sim));
     }
-    const wanted = publicPortOf(decl, ep.name, i === 0);
-    const { handle } = await placement.network.bindIn(placed.host, placed.address, wanted);
-    const front = await startNetnsFront({
-      name: frontName(decl.name, ep.name, i === 0),
-      handle,
-      upstream: { host: ep.host, port: ep.port },
-    });
-    front.events.onAny((e) => lab.addEvent(e));
-    running.fronts.push(front);
-    const url = publicUrl(ep, decl.host, front.port);
-    running.clientEndpoints.push({
-      name: ep.name,
-      host: placed.address,
-      port: front.port,
-      protocol: ep.protocol,
-      ...(url ? { url } : {}),
-    });
+    return undefined;
   }
+}
+
+/** A simulator's options with `${...}` filled in (the lab's view is the namespaces' on netns). */
+function interpolated(lab: Lab, decl: LabSimulator): LabSimulator {
+  return decl.options ? { ...decl, options: lab.interpolate(decl.options) } : decl;
+}
+
+/** What the lab keeps of a simulator in a worker: its endpoints are the namespace ones, for every view. */
+function running(decl: LabSimulator, sim: Omit<WorkerSimulator, 'peers'>): RunningSimulator {
+  return {
+    decl,
+    handle: sim.handle,
+    endpoints: sim.endpoints,
+    clientEndpoints: sim.endpoints,
+    relays: new Map(sim.relays),
+    vars: sim.vars,
+    fronts: [],
+    logs: sim.logs,
+  };
 }

@@ -13,6 +13,22 @@ export const workerSpecSchema = z.strictObject({
   simulator: z.custom<LabSimulator>(
     (v) => typeof v === 'object' && v !== null && typeof (v as LabSimulator).type === 'string',
   ),
+  /**
+   * More simulators of the same lab host, started after `simulator` in this one process, in this order:
+   * peers that reach each other's handles (`peer()`: a DPS's hub, Krypton's DPS). Netns backend.
+   */
+  peers: z
+    .array(
+      z.custom<LabSimulator>(
+        (v) => typeof v === 'object' && v !== null && typeof (v as LabSimulator).type === 'string',
+      ),
+    )
+    .optional(),
+  /**
+   * Every lab name with the address it resolves to for the lab's hosts (a namespace's hosts file): what
+   * the simulators' `labReady` hooks get (a geo-dns serves them, a proxy allows them). Default: its own.
+   */
+  names: z.record(z.string(), z.string()).optional(),
   /** This simulator's own directory (the container's share of the lab volume, or the lab's own). */
   dir: z.string().min(1),
   /** The lab CA, inline or as the file `fieldlab pki` writes (`authority.json`, compose's shared volume). */
@@ -35,12 +51,10 @@ export const workerSpecSchema = z.strictObject({
 });
 export type WorkerSpec = z.infer<typeof workerSpecSchema>;
 
-/** The worker's ready line (first JSON line with `ready: true` on its stdout). */
-export const workerReadySchema = z.object({
-  ready: z.literal(true),
+/** One simulator the worker runs, as its ready line gives it. */
+const readySimulator = {
   simulator: z.string(),
   name: z.string(),
-  pid: z.number(),
   endpoints: z.array(
     z.object({
       name: z.string(),
@@ -53,6 +67,15 @@ export const workerReadySchema = z.object({
   vars: z.record(z.string(), z.string()),
   /** Endpoint names fronted by a relay (faults apply there). */
   relayed: z.array(z.string()).default([]),
+};
+
+/** The worker's ready line (first JSON line with `ready: true` on its stdout). */
+export const workerReadySchema = z.object({
+  ready: z.literal(true),
+  ...readySimulator,
+  pid: z.number(),
+  /** The spec's `peers`, started in the same process, in order. */
+  peers: z.array(z.object(readySimulator)).default([]),
   /** The worker's `Date.now()` when it was ready. */
   now: z.number().optional(),
 });

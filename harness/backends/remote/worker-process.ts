@@ -30,6 +30,10 @@ export interface StartWorkerOptions {
   /** The lab's name, and the simulator with its options filled in as the namespaces see the lab. */
   lab: string;
   simulator: LabSimulator;
+  /** More simulators of the same host run in this process after it (peers: a DPS with its hub). */
+  peers?: readonly LabSimulator[];
+  /** Every lab name with its address as the namespaces resolve it, for the simulators' labReady hooks. */
+  names?: ReadonlyMap<string, string>;
   /** The simulator's own directory (made 0700); its spec, which holds the lab CA's keys, goes in it. */
   dir: string;
   authority: Authority;
@@ -63,6 +67,8 @@ export interface WorkerSimulator {
   clockOffsetMs: number;
   /** Its last stderr lines (and stdout lines that are not JSON), for the report. */
   logs: string[];
+  /** The `peers` it runs too, in order: the same process (pid, channel, logs, stop). */
+  peers: Omit<WorkerSimulator, 'peers'>[];
 }
 
 const MAX_LOG_LINES = 200;
@@ -106,6 +112,8 @@ export async function startWorkerProcess(opts: StartWorkerOptions): Promise<Work
     bind: address,
     bindsPublic: true,
     stdioControl: true,
+    ...(opts.peers?.length ? { peers: [...opts.peers] } : {}),
+    ...(opts.names ? { names: Object.fromEntries(opts.names) } : {}),
   };
   writeFileSync(specFile, JSON.stringify(spec), { mode: 0o600 });
 
@@ -137,11 +145,14 @@ export async function startWorkerProcess(opts: StartWorkerOptions): Promise<Work
   let offset: number | undefined;
   const early: LabEvent[] = [];
   const relays = new Map<string, RemoteRelay>();
-  const simEvents = new SimulatorEvents<Record<string, unknown>>(decl.name);
+  // Each simulator's own events, by name (the worker may run peers too).
+  const simEvents = new Map(
+    [decl, ...(opts.peers ?? [])].map((d) => [d.name, new SimulatorEvents<Record<string, unknown>>(d.name)]),
+  );
   const deliver = (raw: LabEvent) => {
     const e = offset ? { ...raw, time: raw.time + offset } : raw;
     for (const r of relays.values()) r.ingest(e);
-    if (e.source === decl.name) simEvents.emit('event', e);
+    simEvents.get(e.source)?.emit('event', e);
     opts.onEvent(e);
   };
 
@@ -237,36 +248,50 @@ export async function startWorkerProcess(opts: StartWorkerOptions): Promise<Work
     });
     const got = ready as WorkerReady;
 
-    for (const [i, ep] of got.endpoints.entries()) {
-      if (!got.relayed.includes(ep.name)) continue;
-      const target = endpointTarget(decl.name, ep.name, i === 0);
-      relays.set(
-        ep.name,
-        remoteRelay({ target, endpoint: { host: ep.host, port: ep.port }, channel, faults: opts.faults }),
-      );
-    }
+    // One simulator the worker runs, with a remote relay on each endpoint it relays.
+    const simulatorOf = (r: WorkerReady['peers'][number]): Omit<WorkerSimulator, 'peers'> => {
+      const own = new Map<string, RemoteRelay>();
+      for (const [i, ep] of r.endpoints.entries()) {
+        if (!r.relayed.includes(ep.name)) continue;
+        const target = endpointTarget(r.name, ep.name, i === 0);
+        const relay = remoteRelay({
+          target,
+          endpoint: { host: ep.host, port: ep.port },
+          channel,
+          faults: opts.faults,
+        });
+        own.set(ep.name, relay);
+        // Relay events are routed to every relay handle; each takes its own target's.
+        relays.set(target, relay);
+      }
+      const endpoints = r.endpoints.map((e) => ({ ...e }));
+      return {
+        name: r.name,
+        pid: got.pid,
+        endpoints,
+        vars: r.vars,
+        relays: own,
+        channel,
+        clockOffsetMs: 0,
+        logs,
+        handle: {
+          name: r.name,
+          endpoints,
+          events: simEvents.get(r.name) ?? new SimulatorEvents<Record<string, unknown>>(r.name),
+          // Its own figures stay in its process; the relays' are on the relay handles.
+          stats: () => ({ pid: got.pid, exited: exited !== undefined }),
+          // The worker's peers stop with it: the first stop ends the process, the others find it gone.
+          stop,
+        },
+      };
+    };
+    const main = simulatorOf(got);
+    const peers = got.peers.map(simulatorOf);
     // Events held back until the offset is known reach the relays' handles too.
     offset = await clockOffset(channel, got, readyAt);
     for (const e of early.splice(0)) deliver(e);
-    const endpoints = got.endpoints.map((e) => ({ ...e }));
-    return {
-      name: decl.name,
-      pid: got.pid,
-      endpoints,
-      vars: got.vars,
-      relays,
-      channel,
-      clockOffsetMs: offset,
-      logs,
-      handle: {
-        name: decl.name,
-        endpoints,
-        events: simEvents,
-        // Its own figures stay in its process; the relays' are on the relay handles.
-        stats: () => ({ pid: got.pid, exited: exited !== undefined }),
-        stop,
-      },
-    };
+    for (const s of [main, ...peers]) s.clockOffsetMs = offset;
+    return { ...main, peers };
   } catch (err) {
     await stop();
     throw err;
