@@ -14,13 +14,11 @@ export function createLabLookup(
 ): LookupFunction {
   let resolver: { server: string; r: Resolver } | undefined;
   return (hostname, options, callback) => {
-    const all = (options as { all?: boolean }).all === true;
+    const all = options.all === true;
     const answer = (address: string) => {
-      if (all) {
-        (callback as unknown as (e: null, a: Array<{ address: string; family: number }>) => void)(null, [
-          { address, family: 4 },
-        ]);
-      } else callback(null, address, 4);
+      // `all: true` wants every address as a list (Node's own lookup answers the same way).
+      if (all) callback(null, [{ address, family: 4 }]);
+      else callback(null, address, 4);
     };
     const fail = (code: string, message: string) =>
       callback(Object.assign(new Error(message), { code, syscall: 'getaddrinfo', hostname }), '', 4);
