@@ -30,6 +30,7 @@ import { boundInboundQos2 } from './qos2-window.js';
 import { shareSubscriptions } from './shared-subscriptions.js';
 import { refuseInvalidFilters } from './topics.js';
 import { nullPrototypeBrokerMaps, nullPrototypeClientMaps } from './wire-keys.js';
+import { writeWholePackets } from './wire-out.js';
 
 /**
  * An MQTT broker (aedes) on any mix of transports: mqtt (TCP), mqtts (TLS, optional mutual TLS and ALPN),
@@ -306,6 +307,8 @@ export async function start(options: MqttBrokerOptions = {}): Promise<MqttBroker
   broker.on('publish', (p, c) => {
     if (!c) return; // the broker's own $SYS and persona messages
     stats.published++;
+    // One event object per message is a cost on the broker's busiest path: built only when someone reads it.
+    if (events.listenerCount('publish') === 0 && events.listenerCount('event') === 0) return;
     events.emitEvent('publish', {
       clientId: c.id,
       topic: p.topic,
@@ -349,6 +352,7 @@ export async function start(options: MqttBrokerOptions = {}): Promise<MqttBroker
       let server: NetServer | HttpServer;
       const handle = (s: Socket) => {
         coalesceWrites(s);
+        writeWholePackets(s);
         screen(s, () => prepare(broker.handle(s)));
       };
       if (l.protocol === 'mqtt') server = createNetServer(handle);

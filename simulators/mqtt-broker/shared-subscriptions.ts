@@ -137,8 +137,13 @@ export function shareSubscriptions(
         if (flipped) c.version = 5;
         flipped = false;
       };
-      c._parser.prependListener('packet', (p: Packet) => flip(hasShared(p)));
-      c._parser.on('packet', restore);
+      // Only an MQTT 5 connection needs the flip: the listeners go on at its CONNECT (every packet after it
+      // passes them), so a 3.1.1 connection's packets pass aedes' listener alone.
+      c._parser.prependOnceListener('packet', (p: Packet) => {
+        if (p.cmd !== 'connect' || p.protocolVersion !== 5) return;
+        c._parser.prependListener('packet', (q: Packet) => flip(hasShared(q)));
+        c._parser.on('packet', restore);
+      });
       c.prependOnceListener('connected', () => flip((c._parser._queue ?? []).some(hasShared)));
       c.once('connected', restore);
     },
