@@ -19,6 +19,11 @@ export interface AdapterContext {
   address: string;
   pki: PkiHandle;
   labDir: string;
+  /**
+   * The directory every simulator of the lab shares: `labDir`, except in a worker (a container, a
+   * namespace's process), where `labDir` is the simulator's own and this is the lab's around it.
+   */
+  sharedDir?: string;
   /** Resolves lab names (and only those): for simulators that connect onwards, like proxies. */
   lookup: LookupFunction;
   /** Records a child process the simulator started, so `fieldlab clean` can end it after a crash. */

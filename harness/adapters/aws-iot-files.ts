@@ -10,7 +10,8 @@ import type { AdapterContext } from './adapter.js';
 export async function jitpFiles(
   ctx: AdapterContext,
 ): Promise<{ caPem: string; vars: Record<string, string> }> {
-  const p = (f: string) => join(ctx.labDir, f);
+  // Shared by every region of the lab, in a worker too: each region registers the same device CA.
+  const p = (f: string) => join(ctx.sharedDir ?? ctx.labDir, f);
   const vars = {
     jitpCa: p('jitp-ca.pem'),
     jitpCert: p('jitp-device-with-ca.pem'),
@@ -41,9 +42,9 @@ export async function jitpFiles(
 export async function fleetClaim(
   ctx: AdapterContext,
 ): Promise<{ certPath: string; keyPath: string; certPem: string }> {
-  const certPath = join(ctx.labDir, 'fleet-claim.pem');
-  const keyPath = join(ctx.labDir, 'fleet-claim-key.pem');
-  if (!existsSync(certPath))
-    await ctx.pki.issueClient('fleet-claim', { file: join(ctx.labDir, 'fleet-claim') });
+  const dir = ctx.sharedDir ?? ctx.labDir;
+  const certPath = join(dir, 'fleet-claim.pem');
+  const keyPath = join(dir, 'fleet-claim-key.pem');
+  if (!existsSync(certPath)) await ctx.pki.issueClient('fleet-claim', { file: join(dir, 'fleet-claim') });
   return { certPath, keyPath, certPem: readFileSync(certPath, 'utf8') };
 }

@@ -67,6 +67,7 @@ export async function startInProcess(
       address,
       pki: lab.pki,
       labDir: lab.dir,
+      sharedDir: lab.network.files?.shared ?? lab.dir,
       lookup: lab.lookup,
       trackProcess: (pid, what) => lab.trackProcess(pid, what),
       peer: (name) => {

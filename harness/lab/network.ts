@@ -20,7 +20,12 @@ export interface LabNetwork {
   /** The addresses simulators in this process bind (a claimed 127.A.B.0/24, or a fixed one). */
   readonly block: AddressBlock;
   /** The lab's files: where they go and whether the lab keeps them on stop (default: a new state dir, removed). */
-  readonly files?: { dir: string; keep: boolean };
+  readonly files?: {
+    dir: string;
+    keep: boolean;
+    /** The directory every simulator of the lab shares, when `dir` is one simulator's own (default `dir`). */
+    shared?: string;
+  };
   /** The lab CA to issue from (default: a new one). */
   readonly authority?: Authority;
   /** Names this lab's table lacks go here when there is no lab DNS server (default: they fail). */

@@ -1,5 +1,6 @@
 import { lookup as dnsLookup } from 'node:dns';
 import type { LookupFunction } from 'node:net';
+import { dirname } from 'node:path';
 import type { Authority } from '../../simulators/pki/index.js';
 import { fixedBlock } from './addresses.js';
 import { startInProcess } from './in-process.js';
@@ -27,7 +28,9 @@ export function workerNetwork(placement: WorkerPlacement): LabNetwork {
   return {
     backend: 'container',
     block,
-    files: { dir: placement.dir, keep: true },
+    // Its own directory is in the lab's (the lab volume, or the netns lab's directory): the parent is
+    // shared with the lab's other simulators (files made once per lab, e.g. the JITP device CA).
+    files: { dir: placement.dir, keep: true, shared: dirname(placement.dir) },
     authority: placement.authority,
     fallbackLookup: dnsLookup as LookupFunction,
     writesNameFiles: false,

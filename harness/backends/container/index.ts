@@ -2,6 +2,7 @@ import { basename } from 'node:path';
 import type { Capability } from '../../capabilities.js';
 import type { Lab, LabDefinition } from '../../lab/lab.js';
 import { startLab } from '../../lab/lab.js';
+import { labFor } from '../../lab/variant-lab.js';
 import { baseCapabilities, commandProgram } from '../common.js';
 import type { Backend } from '../types.js';
 import { cleanContainers } from './clean.js';
@@ -29,7 +30,15 @@ export const container: Backend = {
     caps.add('docker');
     return [...caps] as Capability[];
   },
-  prepare: (context) => containerNetwork({ image: context.image ?? defaultImage() }),
+  prepare: (context) =>
+    containerNetwork({
+      image: context.image ?? defaultImage(),
+      // The simulators' own options (with the variant's) say which share a container (groups.ts).
+      simulators: labFor(
+        context.scenario,
+        context.variant?.simulators ? { simulators: context.variant.simulators } : undefined,
+      ).simulators,
+    }),
   clean({ force }) {
     const c = cleanContainers({ force });
     const removed: string[] = [];
@@ -43,5 +52,8 @@ export const container: Backend = {
 
 /** Starts a lab on the container backend (for tests and scripts that hold one open). */
 export async function startContainerLab(def: LabDefinition, opts: { image?: string } = {}): Promise<Lab> {
-  return startLab(def, await containerNetwork({ image: opts.image ?? defaultImage() }));
+  return startLab(
+    def,
+    await containerNetwork({ image: opts.image ?? defaultImage(), simulators: def.simulators }),
+  );
 }

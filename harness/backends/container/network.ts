@@ -6,7 +6,6 @@ import type { Readable } from 'node:stream';
 import { FieldlabError } from '../../../simulators/common/errors.js';
 import { type LabEvent, SimulatorEvents } from '../../../simulators/common/events.js';
 import { type Authority, authorityOf } from '../../../simulators/pki/index.js';
-import type { LabSimulatorHandle } from '../../adapters/index.js';
 import { type ContainerPaths, runInContainer } from '../../clients/container-command.js';
 import { fixedBlock } from '../../lab/addresses.js';
 import { endpointTarget, type Lab, type LabSimulator, type RunningSimulator } from '../../lab/lab.js';
@@ -24,6 +23,7 @@ import {
 } from '../remote/index.js';
 import type { BackendNetwork } from '../types.js';
 import { LAB_LABEL, OWNER_LABEL, OWNER_START_LABEL } from './clean.js';
+import { containerGroups } from './groups.js';
 
 /**
  * The container backend (DESIGN.md "Network backends"): every simulator of a lab runs in its own
@@ -39,6 +39,8 @@ export const CONTAINER_ROOT = '/app';
 
 export interface ContainerLabOptions {
   image: string;
+  /** The lab's simulators (the variant's options merged in): which must share a container (groups.ts). */
+  simulators?: readonly LabSimulator[];
 }
 
 /** The image's own user (Dockerfile: `useradd --uid 10001 ... fieldlab`), which simulator containers run as. */
@@ -98,7 +100,11 @@ async function createNetwork(client: RuntimeClient, labId: string, labels: Recor
         IPAM: { Driver: 'default', Config: [{ Subnet: `198.18.${n}.0/24`, Gateway: `198.18.${n}.1` }] },
         Labels: labels,
       });
-      return { name, remove: () => client.network.remove(network).catch(() => undefined) };
+      return {
+        name,
+        prefix: `198.18.${n}`,
+        remove: () => client.network.remove(network).catch(() => undefined),
+      };
     } catch (err) {
       lastError = err;
       // Another lab (or compose) holds that subnet: try another.
@@ -158,9 +164,33 @@ export async function containerNetwork(opts: ContainerLabOptions): Promise<Backe
     labels,
     ...(owner.user ? { user: owner.user } : {}),
   };
-  let network: { name: string; remove(): Promise<unknown> } | undefined;
+  let network: { name: string; prefix: string; remove(): Promise<unknown> } | undefined;
   let authority: Authority | undefined;
   let hostDir = '';
+  const groups = containerGroups(opts.simulators ?? []);
+  const groupOf = (decl: LabSimulator) => groups.find((g) => g.some((s) => s.name === decl.name));
+  const started = new Set<LabSimulator[]>();
+  // Every lab host gets its container's address before anything starts (the lab interpolates
+  // `${sim.address}` and `${lab.host.x}` with it; certificates name it): hosts of one group share one.
+  let nextAddress = 2;
+  const place = (host: string): string => {
+    if (!network) throw new Error('container lab: open() first');
+    const group = groups.find((g) => g.some((s) => s.host === host)) ?? [];
+    for (const s of group) {
+      const mate = placed.get(s.host);
+      if (mate !== undefined) return mate;
+    }
+    // .1 is the network's gateway, .255 its broadcast.
+    if (nextAddress > 254) {
+      throw new FieldlabError('E_CONTAINER_NETWORK', `${host}: the lab network has no free address left`, {
+        hint: 'a container lab has at most 253 hosts: declare fewer hosts or simulators',
+      });
+    }
+    const address = `${network.prefix}.${nextAddress++}`;
+    placed.set(host, address);
+    return address;
+  };
+  const placed = new Map<string, string>();
 
   return {
     backend: 'container',
@@ -177,13 +207,20 @@ export async function containerNetwork(opts: ContainerLabOptions): Promise<Backe
       network = await createNetwork(client, lab.id, labels);
       paths.network = network.name;
     },
-    // A host's address is its container's, known once the container runs.
-    place: () => undefined,
+    // A host's address is its container's, fixed on the lab network before the container starts.
+    place,
     async startSimulator(lab, decl) {
       if (!network || !authority) throw new Error('container lab: open() first');
-      await startContainer(tc, lab, decl, {
+      // Peers declared later start with the first of their group; their own calls find it running.
+      const group = groupOf(decl) ?? [decl];
+      if (started.has(group)) return undefined;
+      started.add(group);
+      const [first, ...peers] = group.map((s) => (s.name === decl.name ? decl : s));
+      if (!first) return undefined;
+      await startContainer(tc, lab, first, peers, {
         image: opts.image,
         network: network.name,
+        address: lab.hosts.get(first.host) ?? place(first.host),
         labels,
         owner,
         authority,
@@ -223,6 +260,8 @@ export async function containerNetwork(opts: ContainerLabOptions): Promise<Backe
 interface ContainerStart {
   image: string;
   network: string;
+  /** The container's address on the lab network (every endpoint of its simulators listens on it). */
+  address: string;
   labels: Record<string, string>;
   owner: LabOwner;
   authority: Authority;
@@ -230,25 +269,35 @@ interface ContainerStart {
 }
 
 /**
- * Starts one simulator in its own container (`fieldlab serve-lab <spec>`), under its lab host name on
- * the lab network, and registers it in the lab at once (so lab.stop() stops it even if the rest of its
- * start fails). Its events come back on its logs; its relays' toxics go to its control API.
+ * Starts one simulator (and its peers: one process, see groups.ts) in a container of its own
+ * (`fieldlab serve-lab <spec>`) at its fixed address on the lab network, under every lab host name of
+ * its simulators, and registers them in the lab at once (so lab.stop() stops it even if the rest of its
+ * start fails). Their events come back on its logs; their relays' toxics go to its control API.
  */
 async function startContainer(
   tc: Testcontainers,
   lab: Lab,
   decl: LabSimulator,
+  peers: readonly LabSimulator[],
   c: ContainerStart,
 ): Promise<void> {
-  const options = lab.interpolate(decl.options ?? {});
-  const simDir = join(lab.dir, decl.name);
+  const interpolated = (d: LabSimulator): LabSimulator => ({
+    ...d,
+    options: lab.interpolate(d.options ?? {}),
+  });
   const spec: WorkerSpec = {
     lab: lab.name,
-    simulator: { ...decl, options },
+    simulator: interpolated(decl),
+    ...(peers.length > 0 ? { peers: peers.map(interpolated) } : {}),
+    // Every lab host's address (all fixed before any container starts), for the labReady hooks.
+    names: Object.fromEntries(lab.hosts),
     dir: `${CONTAINER_DIR}/${decl.name}`,
     authority: c.authority,
+    // Its own address, not 0.0.0.0: certificates name the address the lab and its clients dial.
+    bind: c.address,
     controlToken: c.controlToken,
   };
+  const simDir = join(lab.dir, decl.name);
   mkdirSync(simDir, { mode: 0o700 });
   giveTo(c.owner, simDir);
   const specFile = join(lab.dir, `${decl.name}.spec.json`);
@@ -256,11 +305,12 @@ async function startContainer(
   writeFileSync(specFile, JSON.stringify(spec), { mode: 0o600, flag: 'wx' });
   giveTo(c.owner, specFile);
 
-  const events = new SimulatorEvents<Record<string, unknown>>(decl.name);
+  const members = [decl, ...peers];
   const relays = new Map<string, RemoteRelay>();
   let ready: WorkerReady | undefined;
   const logs: string[] = [];
-  const container = await labContainer(tc, c.image, c.network, decl.host, c.owner.user)
+  const aliases = [...new Set(members.map((m) => m.host))];
+  const container = await labContainer(tc, c.image, c.network, aliases, c.address, c.owner.user)
     .withCommand(['serve-lab', `${CONTAINER_DIR}/${decl.name}.spec.json`])
     .withBindMounts([{ source: lab.dir, target: CONTAINER_DIR, mode: 'rw' }])
     .withLabels(c.labels)
@@ -295,52 +345,71 @@ async function startContainer(
     });
   const ip = container.getIpAddress(c.network);
   const channel = httpControlChannel({ host: ip, token: c.controlToken });
-  const remote: LabSimulatorHandle = {
-    name: decl.name,
-    endpoints: [],
-    events,
-    stats: () => ({}),
-    stop: async () => {
+  // The group's simulators stop with their one container: the first stop ends it, the others wait on it.
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    stopping ??= (async () => {
       channel.close();
       await container.stop();
-    },
+    })();
+    return stopping;
   };
-  const running: RunningSimulator = {
-    decl,
-    handle: remote,
+  const runningOf = (member: LabSimulator): RunningSimulator => ({
+    decl: member,
+    handle: {
+      name: member.name,
+      endpoints: [],
+      events: new SimulatorEvents<Record<string, unknown>>(member.name),
+      stats: () => ({}),
+      stop,
+    },
     endpoints: [],
     relays: new Map(),
     vars: {},
     fronts: [],
     logs,
-  };
-  lab.simulators.set(decl.name, running);
+  });
+  const running = new Map(members.map((m) => [m.name, runningOf(m)]));
+  for (const [name, r] of running) lab.simulators.set(name, r);
   const got = await waitFor(() => ready, 10_000, `${decl.name}: no ready line in its logs`);
-  // `${sim.address}` is the container's address; URLs keep the lab host name (certificates name it).
-  running.endpoints = got.endpoints.map((e) => ({ ...e, host: ip }));
-  running.vars = got.vars;
-  lab.hosts.set(decl.host, ip);
-  // Toxics, their updates and removal go to the container's control API (the lab's secret with them).
-  for (const [i, ep] of got.endpoints.entries()) {
-    // Only endpoints the worker fronts with a relay take toxics (not UDP, not ones it binds itself).
-    if (!got.relayed.includes(ep.name)) continue;
-    const target = endpointTarget(decl.name, ep.name, i === 0);
-    const relay = remoteRelay({ target, endpoint: { host: ip, port: ep.port }, channel, faults: lab });
-    relays.set(ep.name, relay);
-    running.relays.set(ep.name, relay);
+  for (const sim of [got, ...got.peers]) {
+    const r = running.get(sim.name);
+    if (!r) continue;
+    // `${sim.address}` is the container's address; URLs keep the lab host name (certificates name it).
+    r.endpoints = sim.endpoints.map((e) => ({ ...e, host: ip }));
+    r.vars = sim.vars;
+    lab.hosts.set(r.decl.host, ip);
+    // Toxics, their updates and removal go to the container's control API (the lab's secret with them).
+    for (const [i, ep] of sim.endpoints.entries()) {
+      // Only endpoints the worker fronts with a relay take toxics (not UDP, not ones it binds itself).
+      if (!sim.relayed.includes(ep.name)) continue;
+      const target = endpointTarget(sim.name, ep.name, i === 0);
+      const relay = remoteRelay({ target, endpoint: { host: ip, port: ep.port }, channel, faults: lab });
+      relays.set(target, relay);
+      r.relays.set(ep.name, relay);
+    }
   }
 }
 
 /**
- * A container attached only to the lab network, under its lab host name. testcontainers' own aliases
+ * A container attached only to the lab network at a fixed address, under its lab host names. testcontainers' own aliases
  * attach a container to the default bridge first and connect it to the network after, which fails on
  * an engine without a default bridge (`--bridge=none`): the alias goes into the create request instead.
  */
-function labContainer(tc: Testcontainers, image: string, network: string, alias: string, user?: string) {
+function labContainer(
+  tc: Testcontainers,
+  image: string,
+  network: string,
+  aliases: string[],
+  address: string,
+  user?: string,
+) {
   class LabContainer extends tc.GenericContainer {
     constructor() {
       super(image);
-      this.createOpts.NetworkingConfig = { EndpointsConfig: { [network]: { Aliases: [alias] } } };
+      this.createOpts.NetworkingConfig = {
+        EndpointsConfig: { [network]: { Aliases: aliases, IPAMConfig: { IPv4Address: address } } },
+      };
       this.withNetworkMode(network);
       if (user !== undefined) this.withUser(user);
     }
