@@ -1,7 +1,9 @@
 import { basename } from 'node:path';
+import { FieldlabError } from '../../simulators/common/errors.js';
 import type { LabEvent } from '../../simulators/common/events.js';
 import type { Capability } from '../capabilities.js';
 import { applyFault } from '../faults/dns.js';
+import { linkHosts } from '../faults/spec.js';
 import type { Lab } from '../lab/lab.js';
 import { loadOf, type Scenario, type Variant } from '../scenario/model.js';
 import type { BackendNetwork } from './types.js';
@@ -30,7 +32,17 @@ export function commandProgram(s: Scenario, v: Variant): string | undefined {
  * them so far, since each runs a relay in front of every TCP endpoint (in this process or its worker).
  */
 export const relayFaults: Pick<BackendNetwork, 'applyFault' | 'removeFault'> = {
-  applyFault: (lab, target, spec) => applyFault(lab, target, spec),
+  applyFault: (lab, target, spec) => {
+    if (linkHosts(target)) {
+      // A link between two network hosts exists only where hosts are namespaces.
+      throw new FieldlabError(
+        'E_LINK_FAULT_BACKEND',
+        `${target} is a link between two network hosts, which this backend does not have`,
+        { hint: 'run it on the netns backend: add `backends: [netns]` to the fault' },
+      );
+    }
+    applyFault(lab, target, spec);
+  },
   removeFault: (lab, target, name) => lab.relay(target).removeToxic(name),
 };
 

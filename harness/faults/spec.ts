@@ -79,3 +79,27 @@ export const TOXIC_TYPES: readonly ToxicType[] = [
   'blackhole',
   'refuse',
 ];
+
+/**
+ * A fault target that names the link between two network hosts of `lab.network` (netns backend):
+ * `proxy~hub`. Upstream is the first host → the second, downstream the second → the first (as a
+ * relay's client → server and back, when the client's host is named first).
+ */
+export const LINK_TARGET = /^([a-z][a-z0-9-]{0,19})~([a-z][a-z0-9-]{0,19})$/;
+
+/** The two hosts of a link target (`proxy~hub`), or undefined for a simulator target. */
+export function linkHosts(target: string): [string, string] | undefined {
+  const m = LINK_TARGET.exec(target);
+  return m ? [m[1] as string, m[2] as string] : undefined;
+}
+
+/** Toxics the kernel does on a link (tc for shaping, nftables for drop/reject); others stay on relays. */
+export const LINK_TOXIC_TYPES: readonly ToxicType[] = [
+  'latency',
+  'bandwidth',
+  'timeout',
+  'reset_peer',
+  'mtu_blackhole',
+  'blackhole',
+  'refuse',
+];

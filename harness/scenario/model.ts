@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { durationSchema } from '../../simulators/common/duration.js';
 import { adapterFor, listAdapters } from '../adapters/index.js';
 import { dnsFaultSpecSchema } from '../faults/dns.js';
-import { toxicSpecSchema } from '../faults/spec.js';
+import { LINK_TOXIC_TYPES, linkHosts, toxicSpecSchema } from '../faults/spec.js';
 import { FAILURE_CLASS_NAMES, type FailureClass } from '../probe/classes.js';
 import {
   bandwidthSchema,
@@ -84,19 +84,46 @@ export const networkPatchSchema = z.record(
   }),
 );
 
-export const faultSchema = z.intersection(
-  z.object({
-    /** Simulator name, or `name.endpoint` for another endpoint than its main one. */
-    target: z.string().regex(/^[a-z0-9][a-z0-9-]*(\.[a-z0-9-]+)?$/),
-    /**
-     * Backends it applies on (default all): e.g. a `refuse` that stands in on loopback for the
-     * firewall rule the variant's `network` sets on netns.
-     */
-    backends: z.array(z.enum(BACKENDS)).min(1).optional(),
-  }),
-  // A relay toxic on a TCP endpoint, or a DNS fault on a geo-dns/resolver (optionally one name/type).
-  z.union([toxicSpecSchema, dnsFaultSpecSchema]),
-);
+export const faultSchema = z
+  .intersection(
+    z.object({
+      /**
+       * Simulator name, or `name.endpoint` for another endpoint than its main one; or, on the netns
+       * backend, the link between two network hosts: `proxy~hub` (upstream = proxy → hub).
+       */
+      target: z
+        .string()
+        .regex(
+          /^([a-z0-9][a-z0-9-]*(\.[a-z0-9-]+)?|[a-z][a-z0-9-]{0,19}~[a-z][a-z0-9-]{0,19})$/,
+          'a simulator (`hub`), an endpoint (`hub.amqps`) or a link between two network hosts (`proxy~hub`)',
+        ),
+      /**
+       * Backends it applies on (default all): e.g. a `refuse` that stands in on loopback for the
+       * firewall rule the variant's `network` sets on netns.
+       */
+      backends: z.array(z.enum(BACKENDS)).min(1).optional(),
+    }),
+    // A relay toxic on a TCP endpoint, or a DNS fault on a geo-dns/resolver (optionally one name/type).
+    z.union([toxicSpecSchema, dnsFaultSpecSchema]),
+  )
+  .superRefine((f, ctx) => {
+    if (!linkHosts(f.target)) return;
+    // A link between two namespaces exists only on netns: elsewhere the fault would silently not apply.
+    if (!f.backends || f.backends.some((b) => b !== 'netns')) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['backends'],
+        message: `${f.target} is a link between two network hosts, which only the netns backend has: add \`backends: [netns]\` to this fault`,
+      });
+    }
+    if (!(LINK_TOXIC_TYPES as readonly string[]).includes(f.type)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['type'],
+        message: `${f.type} has no kernel equivalent on a link (${f.target}); a link takes ${LINK_TOXIC_TYPES.join(', ')}, or put ${f.type} on a simulator's relay (target: <simulator>)`,
+      });
+    }
+  });
 
 const commandClientSchema = z
   .object({

@@ -1,4 +1,5 @@
 import { adapterFor, adapterTypes } from '../adapters/index.js';
+import { linkHosts } from '../faults/spec.js';
 import { clientHostOf, networkHostNamed, type Scenario } from './model.js';
 
 /** Checks the schema cannot express: references between fields, the broken/fixed pairing. */
@@ -121,6 +122,18 @@ export function checkSemantics(s: Scenario): SemanticIssue[] {
     if (v.name.startsWith('broken')) broken++;
     else fixed++;
     v.faults.forEach((f, j) => {
+      const link = linkHosts(f.target);
+      if (link) {
+        // A link between two hosts of lab.network (netns): both must be there.
+        const hosts = s.lab.network?.hosts.map((h) => h.name) ?? [];
+        for (const h of link.filter((x) => !hosts.includes(x))) {
+          issues.push({
+            path: ['variants', i, 'faults', j, 'target'],
+            message: `fault target ${f.target}: lab.network has no host ${h} (hosts: ${hosts.join(', ') || 'none'})`,
+          });
+        }
+        return;
+      }
       const sim = f.target.split('.')[0] ?? '';
       if (!sims.has(sim)) {
         issues.push({

@@ -2,6 +2,8 @@ import { FieldlabError } from '../../../simulators/common/errors.js';
 import type { Capability } from '../../capabilities.js';
 import { which } from '../../capabilities.js';
 import { runCommand } from '../../clients/command.js';
+import { isDnsFault } from '../../faults/dns.js';
+import { linkHosts } from '../../faults/spec.js';
 import { claimBlock } from '../../lab/addresses.js';
 import { labFor } from '../../lab/variant-lab.js';
 import { patchedHosts } from '../../scenario/model.js';
@@ -10,6 +12,7 @@ import { teardownRecord } from '../../topology/netns/teardown.js';
 import { baseCapabilities, relayFaults } from '../common.js';
 import type { Backend, BackendNetwork, LabContext } from '../types.js';
 import { explainBlockedHops, explainRoutes, firewallEvents } from './explain.js';
+import { LinkFaults } from './link-faults.js';
 import { buildNetwork, hostOfName, type NetnsPlacement } from './network.js';
 import { workerGroups } from './peers.js';
 import { NetnsSimulators } from './simulator.js';
@@ -118,6 +121,8 @@ function netnsNetwork(
   block: ReturnType<typeof claimBlock>,
   simulators: NetnsSimulators,
 ): BackendNetwork {
+  // Faults on a link between two hosts (`proxy~hub`) are the kernel's; the rest go on relays.
+  const links = new LinkFaults(placement.network);
   return {
     backend: 'netns',
     block,
@@ -132,10 +137,24 @@ function netnsNetwork(
     dnsServer: () => undefined,
     async close() {
       // After every worker has ended (the lab stops its simulators first).
+      links.close();
       await placement.network.teardown();
       block.release();
     },
-    ...relayFaults,
+    applyFault(lab, target, spec) {
+      const link = linkHosts(target);
+      if (!link) return relayFaults.applyFault(lab, target, spec);
+      if (isDnsFault(spec)) {
+        throw new FieldlabError('E_LINK_FAULT', `${target}: ${spec.type} is a DNS fault, not one of a link`, {
+          hint: 'put it on the geo-dns or resolver simulator (target: <its name>)',
+        });
+      }
+      lab.trackFault(links.apply(link, spec));
+    },
+    removeFault(lab, target, name) {
+      if (!linkHosts(target)) return relayFaults.removeFault(lab, target, name);
+      lab.trackFault(links.remove(name));
+    },
     runCommand: (_lab, run) =>
       runCommand({
         argv: run.argv,
@@ -148,10 +167,14 @@ function netnsNetwork(
         // Its host's namespace, whose /etc/netns files make lab names resolve.
         netns: placement.network.ns(run.host),
       }),
-    observe: (_lab, time) => firewallEvents(placement, time),
+    observe: async (_lab, time) => [
+      ...(await firewallEvents(placement, time)),
+      ...(await links.events(time)),
+    ],
     explain: async (lab, f) => [
       ...explainBlockedHops(lab, placement, f.events),
       ...(await explainRoutes(lab, placement, f.clientHost, f.referenced, f.events)),
+      ...(await links.explain()),
     ],
   };
 }
