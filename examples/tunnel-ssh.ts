@@ -10,6 +10,9 @@
  *   DEVICE_SSH       the device's sshd host:port (destination localproxy -d)
  *   SSH_KEY, SSH_USER   the operator's key and the device user
  *   HTTPS_PROXY      the operator's corporate proxy (source side only)
+ *   DEVICE_HOST      netns backend: the device's network host; the destination localproxy then runs
+ *                    there (`ip netns exec`, `fieldlab localproxy`), trusting DEVICE_CA_DIR, while this
+ *                    client (the source localproxy and ssh) runs on the operator's host
  *   REUSE_SOURCE_TOKEN=1   connect a second source with the already used token (the field mistake)
  *   ROTATE=1         rotate the source token before that second connection (the fix)
  * A source localproxy the service refuses ends (as the AWS localproxy does) and ssh then finds nothing on
@@ -17,13 +20,14 @@
  */
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import {
   CloseTunnelCommand,
   IoTSecureTunnelingClient,
   OpenTunnelCommand,
   RotateTunnelAccessTokenCommand,
 } from '@aws-sdk/client-iotsecuretunneling';
-import { execa } from 'execa';
+import { execa, type ResultPromise } from 'execa';
 import { type LocalProxyHandle, startLocalProxy } from '../harness/localproxy/index.js';
 import { isFieldlabError } from '../simulators/common/errors.js';
 import { sshClientArgv } from '../simulators/sshd/index.js';
@@ -54,16 +58,22 @@ async function main(): Promise<void> {
     }),
   );
   const proxies: LocalProxyHandle[] = [];
+  let device: { child: ResultPromise } | undefined;
   try {
     const common = { endpoint, ca, maxRetries: 2, retryDelayMs: 200 };
-    proxies.push(
-      await startLocalProxy({
-        ...common,
-        mode: 'destination',
-        accessToken: opened.destinationAccessToken!,
-        destinationApp: { SSH: need('DEVICE_SSH') },
-      }),
-    );
+    const deviceNs = await deviceNamespace();
+    if (deviceNs) {
+      device = await destinationIn(deviceNs, opened.destinationAccessToken!, endpoint);
+    } else {
+      proxies.push(
+        await startLocalProxy({
+          ...common,
+          mode: 'destination',
+          accessToken: opened.destinationAccessToken!,
+          destinationApp: { SSH: need('DEVICE_SSH') },
+        }),
+      );
+    }
     const httpsProxy = env.HTTPS_PROXY ?? env.https_proxy;
     // The operator's `localproxy -s <port>`: a port chosen before it starts, so ssh goes there whatever
     // became of the localproxy.
@@ -115,11 +125,66 @@ async function main(): Promise<void> {
       fail('E_SSH', `ssh exited ${r.exitCode}: ${r.stderr.trim() || r.stdout.trim()}`);
     process.stdout.write('tunnel-ssh: ssh through the tunnel printed tunnel-ok\n');
   } finally {
-    await Promise.allSettled(proxies.map((p) => p.stop()));
+    device?.child.kill('SIGTERM');
+    await Promise.allSettled([...proxies.map((p) => p.stop()), ...(device ? [device.child] : [])]);
     await sdk
       .send(new CloseTunnelCommand({ tunnelId: opened.tunnelId!, delete: true }))
       .catch(() => undefined);
   }
+}
+
+/**
+ * netns backend: the device host's namespace, a sibling of the one this client runs in
+ * (`fl-<lab>-<host>`, harness/topology/netns/plan.ts); undefined elsewhere (loopback, a container).
+ */
+async function deviceNamespace(): Promise<string | undefined> {
+  const host = env.DEVICE_HOST;
+  if (!host) return undefined;
+  const r = await execa('ip', ['netns', 'identify', String(process.pid)], { reject: false });
+  const lab = /^(fl-[a-z0-9]{1,10})-[a-z][a-z0-9-]*$/.exec(String(r.stdout).trim())?.[1];
+  return lab === undefined ? undefined : `${lab}-${host}`;
+}
+
+/**
+ * The device's `localproxy -d SSH=<sshd>` in its own namespace (`fieldlab localproxy`, the AWS flags),
+ * resolved when it has its WebSocket to the service.
+ */
+async function destinationIn(ns: string, token: string, endpoint: string): Promise<{ child: ResultPromise }> {
+  const cli = fileURLToPath(new URL('../harness/cli/bin.js', import.meta.url));
+  const child = execa(
+    'ip',
+    [
+      ...['netns', 'exec', ns, process.execPath, cli, 'localproxy', '-e', endpoint],
+      ...['-d', `SSH=${need('DEVICE_SSH')}`, '-c', need('DEVICE_CA_DIR')],
+    ],
+    {
+      reject: false,
+      // The device's own environment: not the operator's proxy settings.
+      extendEnv: false,
+      env: { PATH: env.PATH ?? '/usr/bin:/bin', AWSIOT_TUNNEL_ACCESS_TOKEN: token },
+      timeout: 120_000,
+    },
+  );
+  let log = '';
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`destination localproxy in ${ns}: no connection in 20 s: ${log}`)),
+      20_000,
+    );
+    child.stderr?.on('data', (d: Buffer) => {
+      log += d.toString();
+      if (log.includes('Successfully established websocket connection')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    void child.then((r) => {
+      clearTimeout(timer);
+      reject(new Error(`destination localproxy in ${ns} exited ${r.exitCode}: ${log.trim()}`));
+    });
+  });
+  // Wrapped: an async function would wait for the process itself (it is a promise too).
+  return { child };
 }
 
 /** A free local port for the source localproxy (the operator's `-s 5555`). */
