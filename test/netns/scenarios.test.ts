@@ -23,8 +23,10 @@ describe.skipIf(missing('netns', 'cmd:wireguard-go', 'cmd:wg', 'cmd:curl'))(
       wgBefore = wireguardGoPids();
     });
 
+    // Every netns scenario of the catalogue: each simulator is a process of its own now (bounded generously:
+    // the machine is shared).
     it('arc-allowedips and amqp-port-blocked behave as expected, then leave nothing', {
-      timeout: 180_000,
+      timeout: 900_000,
     }, async () => {
       const { loaded, errors } = await loadScenarios(['scenarios']);
       expect(errors).toEqual([]);
