@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { FieldlabError } from '../../../simulators/common/errors.js';
 import { dieWithParent } from '../../../simulators/common/parent-death.js';
-import { processStartTicks } from '../../lab/state.js';
+import { processStartTicks } from '../../process-state.js';
 import { formatCidr, formatIp, labCidr } from './addresses.js';
 import { type ExecOptions, type ExecResult, run, runChecked } from './exec.js';
 import type { FirewallRule, TopologyInput } from './model.js';

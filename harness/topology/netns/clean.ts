@@ -1,5 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs';
-import { isAlive } from '../../lab/state.js';
+import { isAlive } from '../../process-state.js';
 import { runSync } from './exec.js';
 import { switchNamespace } from './plan.js';
 import { listRecords, type NetnsRecord, newRecord, OWNER_FILE, readRecord } from './state.js';

@@ -1,6 +1,6 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { processStartTicks, stateDir } from '../../lab/state.js';
+import { processStartTicks, stateDir } from '../../process-state.js';
 
 /**
  * The on-disk record of what a netns lab created, so that `cleanNetns` (and `fieldlab clean`) can
