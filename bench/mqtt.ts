@@ -271,6 +271,7 @@ export async function run(): Promise<BenchReport> {
     notes.push(
       `${n} messages of 100 bytes per sample (C clients at QoS 1: ${Math.min(n, C_QOS1_MAX)}), ` +
         `${rounds} round(s); fieldlab broker in a worker thread`,
+      'broker CPU per message: the broker thread’s CPU time (mosquitto: its process’s) over the messages received, 10 ms clock ticks',
     );
     return buildReport(
       'mqtt',
