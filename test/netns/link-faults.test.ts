@@ -7,6 +7,7 @@ import { labFor } from '../../harness/lab/variant-lab.js';
 import { runAll } from '../../harness/runner/run.js';
 import { loadYamlScenario } from '../../harness/scenario/load.js';
 import { applyNetns, detectNetem, listRecords } from '../../harness/topology/netns/index.js';
+import { renderLinkTable, shapeClassArgs } from '../../harness/topology/netns/links.js';
 import { missing } from '../helpers/capability.js';
 import { expectAllPassed } from '../helpers/results.js';
 import { useTempStateDir } from '../helpers/state-dir.js';
@@ -66,6 +67,53 @@ variants:
     faults: [{ target: device~proxy, type: blackhole, backends: [netns] }]
     expect: { result: fail, class: tcp.timeout, explains: 'link device~proxy: blackhole_downstream .drop all from' }
 `;
+
+describe('the kernel rules of a link fault (pure)', () => {
+  it('renders one table per fault: drops and resets on input from the peer, shaping marks on output to it', () => {
+    const script = renderLinkTable('fllink3', [
+      { kind: 'refuse', from: ['198.51.100.10'] },
+      { kind: 'classify', to: ['203.0.113.20', '100.64.0.2'], classid: '1:13' },
+    ]);
+    expect(script).toContain('delete table inet fllink3\n');
+    expect(script).toContain(
+      'ip saddr 198.51.100.10 tcp flags & (syn | ack) == syn counter reject with tcp reset comment "fl:0"',
+    );
+    expect(script).toContain(
+      'ip daddr { 203.0.113.20, 100.64.0.2 } counter meta priority set 1:13 comment "fl:1"',
+    );
+    expect(shapeClassArgs('eth0', '1:13', { delayMs: 200, jitterMs: 20 })).toEqual([
+      [
+        'class',
+        'replace',
+        'dev',
+        'eth0',
+        'parent',
+        '1:',
+        'classid',
+        '1:13',
+        'htb',
+        'rate',
+        '10gbit',
+        'ceil',
+        '10gbit',
+      ],
+      [
+        'qdisc',
+        'replace',
+        'dev',
+        'eth0',
+        'parent',
+        '1:13',
+        'handle',
+        '13:',
+        'netem',
+        'delay',
+        '200ms',
+        '20ms',
+      ],
+    ]);
+  });
+});
 
 describe('link fault targets in scenario files', () => {
   it('a link fault must be restricted to netns, and takes only the toxics the kernel has', () => {

@@ -34,7 +34,11 @@ export const netns: Backend = {
       caps.add('cmd:wireguard-go');
       caps.add('cmd:wg');
     }
-    if (hosts.some((h) => h.bandwidth?.length)) caps.add('cmd:tc');
+    // Host bandwidth, and a link fault's latency or bandwidth, are tc's (htb, netem).
+    const shapesLink = v.faults.some(
+      (f) => linkHosts(f.target) && (f.type === 'latency' || f.type === 'bandwidth'),
+    );
+    if (hosts.some((h) => h.bandwidth?.length) || shapesLink) caps.add('cmd:tc');
     return [...caps] as Capability[];
   },
   prepare,
