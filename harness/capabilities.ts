@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
 
@@ -7,7 +7,7 @@ import { delimiter, join } from 'node:path';
  * What a scenario or test may need from the machine. `cmd:NAME` means an executable on PATH (or in the
  * places the project's setup script installs to).
  */
-export type Capability = 'userns' | 'netns' | 'root' | 'docker' | 'k6' | `cmd:${string}`;
+export type Capability = 'userns' | 'netns' | 'root' | 'dns53' | 'docker' | 'k6' | `cmd:${string}`;
 
 export interface CapabilityCheck {
   capability: Capability;
@@ -43,6 +43,55 @@ function isExecutable(p: string): boolean {
   }
 }
 
+/** What decides whether this process may bind port 53 (read from the kernel, or given by a test). */
+export interface Port53Facts {
+  uid: number | undefined;
+  /** The effective capability set (`CapEff` of /proc/self/status), when readable. */
+  capEff: bigint | undefined;
+  /** net.ipv4.ip_unprivileged_port_start, when readable (ports from it up bind without privilege). */
+  unprivilegedPortStart: number | undefined;
+}
+
+/** CAP_NET_BIND_SERVICE's bit in the capability sets (linux/capability.h). */
+const CAP_NET_BIND_SERVICE = 10n;
+
+function readOr<T>(path: string, parse: (text: string) => T | undefined): T | undefined {
+  try {
+    return parse(readFileSync(path, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+export function port53Facts(): Port53Facts {
+  return {
+    uid: process.getuid?.(),
+    capEff: readOr('/proc/self/status', (t) => {
+      const hex = /^CapEff:\s*([0-9a-f]+)$/m.exec(t)?.[1];
+      return hex === undefined ? undefined : BigInt(`0x${hex}`);
+    }),
+    unprivilegedPortStart: readOr('/proc/sys/net/ipv4/ip_unprivileged_port_start', (t) => {
+      const n = Number.parseInt(t.trim(), 10);
+      return Number.isInteger(n) ? n : undefined;
+    }),
+  };
+}
+
+/**
+ * Whether the lab's DNS can listen on port 53 (resolv.conf takes no port): root, CAP_NET_BIND_SERVICE,
+ * or a kernel that lets anyone bind from 53 up. `reason` says how to get it when not.
+ */
+export function port53Check(facts: Port53Facts = port53Facts()): { ok: boolean; reason: string } {
+  const capable = facts.capEff !== undefined && ((facts.capEff >> CAP_NET_BIND_SERVICE) & 1n) === 1n;
+  const open = facts.unprivilegedPortStart !== undefined && facts.unprivilegedPortStart <= 53;
+  if (facts.uid === 0 || capable || open) return { ok: true, reason: '' };
+  return {
+    ok: false,
+    reason:
+      'the lab DNS needs port 53 (resolv.conf takes no port): run as root, give node CAP_NET_BIND_SERVICE (setcap cap_net_bind_service=+ep $(which node)), or sysctl net.ipv4.ip_unprivileged_port_start=53',
+  };
+}
+
 function runs(argv: string[]): boolean {
   const [cmd, ...args] = argv;
   if (!cmd) return false;
@@ -66,6 +115,10 @@ function probe(cap: Capability): CapabilityCheck {
   switch (cap) {
     case 'root':
       return ok(process.getuid?.() === 0, 'needs root (or CAP_NET_ADMIN); run as root, e.g. in CI');
+    case 'dns53': {
+      const c = port53Check();
+      return ok(c.ok, c.reason);
+    }
     case 'userns':
       return ok(
         which('unshare') !== undefined && runs(['unshare', '--user', '--map-root-user', '--mount', 'true']),

@@ -11,6 +11,7 @@ import type { LabSimulatorHandle } from '../adapters/index.js';
 import type { RelayHandle } from '../faults/index.js';
 import type { SimulatorDecl } from '../scenario/model.js';
 import type { AddressBlock } from './addresses.js';
+import { type LabDns, startLabDns } from './lab-dns.js';
 import { createLabLookup } from './lookup.js';
 import { loopbackNetwork } from './loopback-network.js';
 import type { LabNetwork, LabReadyHook } from './network.js';
@@ -72,6 +73,8 @@ export class Lab {
   readonly simulators = new Map<string, RunningSimulator>();
   readonly hosts = new Map<string, string>();
   readonly lookup: LookupFunction;
+  /** Where the client's resolv.conf points (the lab resolver), or the hosts-file fallback and why. */
+  dns: LabDns | undefined;
   private readonly listeners = new Set<(e: LabEvent) => void>();
   /** Faults still being put in place elsewhere (container relays), for `faultsApplied`. */
   private readonly pendingFaults = new Set<Promise<void>>();
@@ -354,12 +357,18 @@ export async function startLab(def: LabDefinition, network?: LabNetwork): Promis
     };
     for (const h of def.hosts ?? []) place(h.name);
     for (const s of def.simulators) place(s.host);
+    // Written before any simulator starts (their options may name the files), again once the lab DNS runs.
     if (net.writesNameFiles) writeNameFiles(lab);
 
     const ready: LabReadyHook[] = [];
     for (const [i, decl] of def.simulators.entries()) {
       const hook = await net.startSimulator(lab, decl, i);
       if (hook) ready.push(hook);
+    }
+    if (net.labDns) {
+      lab.dns = await startLabDns(lab, def);
+      if (lab.dns.kind === 'resolver' && lab.dns.hook) ready.push(lab.dns.hook);
+      if (net.writesNameFiles) writeNameFiles(lab);
     }
     // Hooks hand names to clients (DNS records): the names as the client resolves them.
     const names = net.clientNames(lab);
@@ -371,15 +380,20 @@ export async function startLab(def: LabDefinition, network?: LabNetwork): Promis
   }
 }
 
-/** The hosts file and resolv.conf that clients in the lab's private mount namespace see. */
+/**
+ * The hosts file and resolv.conf that clients in the lab's private mount namespace see. With the lab DNS
+ * running, resolv.conf names it (port 53) and the hosts file holds only localhost, so every lab name is a
+ * DNS query the lab answers (and faults). Otherwise the hosts file has the lab's names and resolv.conf
+ * points at an address in the lab's own block where nothing listens: a lookup of any other name fails at
+ * once and never leaves the machine.
+ */
 function writeNameFiles(lab: Lab): void {
   const lines = ['127.0.0.1\tlocalhost', '::1\tlocalhost ip6-localhost ip6-loopback'];
-  for (const [name, addr] of lab.hosts) lines.push(`${addr}\t${name}`);
+  const dns = lab.dns?.kind === 'resolver' ? lab.dns : undefined;
+  if (!dns) for (const [name, addr] of lab.hosts) lines.push(`${addr}\t${name}`);
   writeFileSync(lab.hostsFile, `# fieldlab lab ${lab.id}\n${lines.join('\n')}\n`);
-  // No lab DNS server yet on this backend: point the resolver at an address in the lab's own block where
-  // nothing listens, so a lookup of a non-lab name fails at once and never leaves the machine.
-  writeFileSync(
-    lab.resolvConf,
-    `# fieldlab lab ${lab.id}\nnameserver ${lab.block.address(250)}\noptions timeout:1 attempts:1\n`,
-  );
+  const resolv = dns
+    ? `nameserver ${dns.address}\n`
+    : `nameserver ${lab.block.address(250)}\noptions timeout:1 attempts:1\n`;
+  writeFileSync(lab.resolvConf, `# fieldlab lab ${lab.id}\n${resolv}`);
 }

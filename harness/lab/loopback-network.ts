@@ -14,6 +14,7 @@ export function loopbackNetwork(): LabNetwork {
     backend: 'loopback',
     block,
     writesNameFiles: true,
+    labDns: true,
     open: async () => {},
     place: (_host, index) => block.address(index),
     startSimulator: async (lab, decl, index) => (await startInProcess(lab, decl, index)).labReady,

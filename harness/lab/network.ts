@@ -32,6 +32,11 @@ export interface LabNetwork {
   readonly fallbackLookup?: LookupFunction;
   /** Whether clients in this process's private mount namespace read the lab's hosts file and resolv.conf. */
   readonly writesNameFiles: boolean;
+  /**
+   * Whether the lab runs its own resolver on port 53 of a lab address for the clients' resolv.conf (see
+   * harness/lab/lab-dns.ts); it falls back to the hosts file where port 53 cannot be bound.
+   */
+  readonly labDns?: boolean;
   /** Prepares what the lab needs around its directory and CA before any host is placed. */
   open(lab: Lab): Promise<void>;
   /** A host's address in this process (undefined: known only once a simulator runs on it). */

@@ -1,0 +1,92 @@
+import { port53Check } from '../capabilities.js';
+import { startInProcess } from './in-process.js';
+import type { Lab, LabDefinition, LabSimulator } from './lab.js';
+import type { LabReadyHook } from './network.js';
+
+/** The lab resolver's simulator name (its events' `source`) and host name, when the lab starts its own. */
+export const LAB_DNS_NAME = 'lab-dns';
+export const LAB_DNS_HOST = 'ns.fieldlab.internal';
+
+/** Where the client's resolv.conf points, or why the hosts file stands in. */
+export type LabDns =
+  | { kind: 'resolver'; address: string; name: string; hook?: LabReadyHook }
+  | { kind: 'hosts-file'; notice: string };
+
+/** What this process has already said about the fallback (said once per run, not per lab). */
+let noticeGiven = false;
+
+/**
+ * The lab's own DNS (issue 18.1): a `resolver` simulator on port 53 of a lab address (resolv.conf takes no
+ * port) that answers the lab's host names and forwards each geo-dns zone to its server; other names get
+ * REFUSED at once, so no query leaves the machine. A resolver the scenario declares on port 53 is that
+ * resolver. Where port 53 cannot be bound the lab's hosts file is the fallback, and the run says so once.
+ */
+export async function startLabDns(lab: Lab, def: LabDefinition): Promise<LabDns> {
+  const declared = def.simulators.find((s) => s.type === 'resolver' && s.port === 53);
+  const declaredAddress = declared && lab.hosts.get(declared.host);
+  if (declared && declaredAddress !== undefined) {
+    return { kind: 'resolver', address: declaredAddress, name: declared.name };
+  }
+  const check = port53Check();
+  if (!check.ok) return fallback(lab, check.reason);
+  if (lab.simulators.has(LAB_DNS_NAME) || lab.hosts.has(LAB_DNS_HOST)) {
+    return fallback(
+      lab,
+      `the scenario already uses ${LAB_DNS_NAME} / ${LAB_DNS_HOST}, the lab resolver's names`,
+    );
+  }
+  const address = lab.network.place(LAB_DNS_HOST, lab.hosts.size + 1);
+  if (address === undefined) return fallback(lab, 'this network places no lab resolver');
+  lab.hosts.set(LAB_DNS_HOST, address);
+  const decl: LabSimulator = {
+    name: LAB_DNS_NAME,
+    type: 'resolver',
+    host: LAB_DNS_HOST,
+    port: 53,
+    options: {
+      tls: false,
+      // Every query reaches the geo-dns, so a fault put on it (or taken off) acts on the next lookup.
+      cache: false,
+      forward: forwardZones(def),
+    },
+  };
+  try {
+    const started = await startInProcess(lab, decl, def.simulators.length);
+    return {
+      kind: 'resolver',
+      address,
+      name: LAB_DNS_NAME,
+      ...(started.labReady ? { hook: started.labReady } : {}),
+    };
+  } catch (err) {
+    lab.hosts.delete(LAB_DNS_HOST);
+    return fallback(lab, `the lab resolver could not listen on ${address}:53 (${(err as Error).message})`);
+  }
+}
+
+/** Each geo-dns zone goes to its server (the first declaring a zone wins, as in a delegation). */
+function forwardZones(def: LabDefinition): Array<{ zone: string; to: string[] }> {
+  const zones = new Map<string, string>();
+  for (const s of def.simulators) {
+    if (s.type !== 'geo-dns') continue;
+    const list = (s.options as { zones?: unknown } | undefined)?.zones;
+    if (!Array.isArray(list)) continue;
+    for (const z of list) {
+      const origin = (z as { origin?: unknown }).origin;
+      if (typeof origin !== 'string' || origin.includes('${')) continue;
+      const zone = origin.toLowerCase().replace(/\.$/, '');
+      if (!zones.has(zone)) zones.set(zone, s.name);
+    }
+  }
+  return [...zones].map(([zone, to]) => ({ zone, to: [to] }));
+}
+
+function fallback(lab: Lab, why: string): LabDns {
+  const notice = `lab DNS: clients resolve lab names from the lab's hosts file, not through a resolver on port 53 (${why}); DNS faults and resolver personas do not reach command clients`;
+  lab.addEvent({ time: Date.now(), source: LAB_DNS_NAME, type: 'fallback', data: { notice } });
+  if (!noticeGiven) {
+    noticeGiven = true;
+    process.stderr.write(`fieldlab: note: ${notice}\n`);
+  }
+  return { kind: 'hosts-file', notice };
+}
