@@ -88,7 +88,7 @@ export function port53Check(facts: Port53Facts = port53Facts()): { ok: boolean; 
   return {
     ok: false,
     reason:
-      'the lab DNS needs port 53 (resolv.conf takes no port): run as root, give node CAP_NET_BIND_SERVICE (setcap cap_net_bind_service=+ep $(which node)), or sysctl net.ipv4.ip_unprivileged_port_start=53',
+      'binding port 53 (resolv.conf takes no port) needs root, CAP_NET_BIND_SERVICE or a lower port start: run as root, give node CAP_NET_BIND_SERVICE (setcap cap_net_bind_service=+ep $(which node)), or sysctl net.ipv4.ip_unprivileged_port_start=53',
   };
 }
 

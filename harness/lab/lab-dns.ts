@@ -60,7 +60,7 @@ export async function startLabDns(lab: Lab, def: LabDefinition): Promise<LabDns>
     };
   } catch (err) {
     lab.hosts.delete(LAB_DNS_HOST);
-    return fallback(lab, `the lab resolver could not listen on ${address}:53 (${(err as Error).message})`);
+    return fallback(lab, `it could not listen on ${address}:53 (${(err as Error).message})`);
   }
 }
 
@@ -82,7 +82,7 @@ function forwardZones(def: LabDefinition): Array<{ zone: string; to: string[] }>
 }
 
 function fallback(lab: Lab, why: string): LabDns {
-  const notice = `lab DNS: clients resolve lab names from the lab's hosts file, not through a resolver on port 53 (${why}); DNS faults and resolver personas do not reach command clients`;
+  const notice = `lab DNS: no resolver on port 53: ${why}. Clients resolve lab names from the lab's hosts file; DNS faults and resolver personas do not reach command clients`;
   lab.addEvent({ time: Date.now(), source: LAB_DNS_NAME, type: 'fallback', data: { notice } });
   if (!noticeGiven) {
     noticeGiven = true;

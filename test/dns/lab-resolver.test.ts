@@ -1,11 +1,13 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLabOn } from '../../harness/backends/index.js';
 import { loopback } from '../../harness/backends/loopback/index.js';
 import type { BackendLab, CommandRun } from '../../harness/backends/types.js';
 import { port53Check } from '../../harness/capabilities.js';
+import { runCommand } from '../../harness/clients/command.js';
 import type { LabDefinition } from '../../harness/lab/lab.js';
 import { LAB_DNS_NAME } from '../../harness/lab/lab-dns.js';
 import { runAll } from '../../harness/runner/run.js';
@@ -21,6 +23,8 @@ import { useTempStateDir } from '../helpers/state-dir.js';
  * forwards the geo-dns zones (so DNS faults reach the client) and refuses every other name at once.
  */
 useTempStateDir('fl-labdns-');
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '');
 
 const DEF: LabDefinition = {
   name: 'lab-dns-test',
@@ -162,6 +166,73 @@ describe.skipIf(missing('dns53', 'userns', 'cmd:unshare', 'cmd:curl'))(
       expectAllPassed(run.results);
       const broken = run.results.find((r) => r.variant === 'broken-servfail');
       expect(broken?.client?.stderr).toMatch(/Could not resolve host: api\.iot\.example\.com/);
+    });
+  },
+);
+
+/** A lab started by an unprivileged user (nobody, no capabilities) from dist/: what it says and writes. */
+const UNPRIVILEGED_PROBE = `
+import { readFileSync } from 'node:fs';
+const { startLab } = await import(process.argv[2] + '/dist/harness/lab/lab.js');
+const def = { name: 'unpriv', simulators: [{ name: 'api', type: 'https-server', host: 'api.iot.example.com' }] };
+const lab = await startLab(def);
+try {
+  const events = lab.events.filter((e) => e.source === 'lab-dns').map((e) => e.type);
+  const files = { hosts: readFileSync(lab.hostsFile, 'utf8'), resolv: readFileSync(lab.resolvConf, 'utf8') };
+  console.log(JSON.stringify({ dns: lab.dns, events, ...files, again: (await startLab(def).then(async (l) => (await l.stop(), l.dns?.kind))) }));
+} finally {
+  await lab.stop();
+}
+`;
+
+describe.skipIf(missing('root', 'cmd:setpriv') || !existsSync(join(ROOT, 'dist/harness/lab/lab-dns.js')))(
+  'where port 53 cannot be bound',
+  () => {
+    it('the hosts file stays, and the run says so once (a notice, not an error)', {
+      timeout: 60_000,
+    }, async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'fl-labdns-nobody-'));
+      try {
+        chmodSync(dir, 0o777);
+        writeFileSync(join(dir, 'probe.mjs'), UNPRIVILEGED_PROBE);
+        const r = await runCommand({
+          argv: [
+            'setpriv',
+            '--reuid',
+            'nobody',
+            '--regid',
+            'nogroup',
+            '--clear-groups',
+            '--inh-caps=-all',
+            '--bounding-set=-all',
+            process.execPath,
+            join(dir, 'probe.mjs'),
+            ROOT,
+          ],
+          // A state directory of nobody's own (fieldlab refuses one another user owns).
+          env: { FIELDLAB_STATE_DIR: join(dir, 'state') },
+          timeoutMs: 45_000,
+        });
+        expect(r.exitCode, r.stderr).toBe(0);
+        const out = JSON.parse(r.stdout) as {
+          dns: { kind: string; notice: string };
+          events: string[];
+          hosts: string;
+          resolv: string;
+          again: string;
+        };
+        expect(out.dns.kind).toBe('hosts-file');
+        expect(out.dns.notice).toMatch(/no resolver on port 53: .*CAP_NET_BIND_SERVICE.*hosts file/);
+        expect(out.events).toEqual(['fallback']);
+        expect(out.hosts).toMatch(/^127\.\d+\.\d+\.\d+\tapi\.iot\.example\.com$/m);
+        expect(out.resolv).toMatch(/options timeout:1 attempts:1/);
+        // Two labs in one process: one notice on stderr, no stack trace.
+        expect(out.again).toBe('hosts-file');
+        expect(r.stderr.match(/fieldlab: note: lab DNS: no resolver on port 53/g)).toHaveLength(1);
+        expect(r.stderr).not.toMatch(/\n\s+at /);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     });
   },
 );
