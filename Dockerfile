@@ -35,6 +35,8 @@ COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
 COPY scenarios ./scenarios
+# The user's files some scenarios hand their client (IoT Edge's config.toml and deployment manifests).
+COPY examples/edge ./examples/edge
 ENV NODE_ENV=production FIELDLAB_READY_FILE=/tmp/fieldlab-ready.json
 USER fieldlab
 # Healthy once the simulator `serve` started answers on every TCP endpoint it reported.
