@@ -1,4 +1,5 @@
 import type { Socket as UdpSocket } from 'node:dgram';
+import { FieldlabError } from '../../simulators/common/errors.js';
 import { geoDnsOptionsSchema, start as startGeoDns } from '../../simulators/geo-dns/index.js';
 import { defineAdapter, servedBy } from './adapter.js';
 
@@ -17,6 +18,19 @@ function declaredNames(
   return out;
 }
 
+/** A port the geo-dns could not bind, said as what to do (port 53 needs privileges). */
+function listenError(name: string, address: string, port: number, err: unknown): unknown {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  if (code !== 'EACCES' && code !== 'EADDRINUSE') return err;
+  return new FieldlabError('E_LISTEN', `${name} (geo-dns): cannot listen on ${address}:${port}: ${code}`, {
+    hint:
+      code === 'EACCES'
+        ? 'port 53 (any port below 1024) needs root or CAP_NET_BIND_SERVICE: run with it (the capability dns53), or drop `port:` for a free one'
+        : 'another server holds that port: pick another, or drop `port:` for a free one',
+    cause: err,
+  });
+}
+
 export const geoDns = defineAdapter({
   type: 'geo-dns',
   summary:
@@ -26,18 +40,24 @@ export const geoDns = defineAdapter({
   async start(ctx, o) {
     // On netns it serves inside its host's namespace, on port 53 unless the scenario says otherwise
     // (resolv.conf, which every namespace's programs read, takes no port).
+    // Elsewhere on the scenario's `port:` (53 for clients that read resolv.conf), or a free one: a port
+    // that cannot be bound is an error, never silently another.
     let bound: { udp: UdpSocket; tcp: object } | undefined;
-    if (ctx.bindPublic && ctx.bindPublicUdp) {
-      const port = ctx.publicPort || 53;
-      const udp = await ctx.bindPublicUdp(port);
-      bound = { udp, tcp: await ctx.bindPublic(port) };
-    }
-    const handle = await startGeoDns({
-      ...o,
-      name: ctx.name,
-      host: ctx.address,
-      port: 0,
-      ...(bound ? { bound } : {}),
+    const port = ctx.bindPublic && ctx.bindPublicUdp ? ctx.publicPort || 53 : ctx.publicPort;
+    const handle = await (async () => {
+      if (ctx.bindPublic && ctx.bindPublicUdp) {
+        const udp = await ctx.bindPublicUdp(port);
+        bound = { udp, tcp: await ctx.bindPublic(port) };
+      }
+      return startGeoDns({
+        ...o,
+        name: ctx.name,
+        host: ctx.address,
+        port: bound ? 0 : port,
+        ...(bound ? { bound } : {}),
+      });
+    })().catch((err: unknown) => {
+      throw listenError(ctx.name, ctx.address, port, err);
     });
     const declared = declaredNames(o.zones);
     return {

@@ -69,8 +69,9 @@ export const resolver = defineAdapter({
       ...rest,
       name: ctx.name,
       host: ctx.address,
-      // The scenario's `port:` (53 for clients that read resolv.conf, which takes no port)
-      port: ctx.bindPublic ? 0 : ctx.publicPort,
+      // The scenario's `port:` (53 for clients that read resolv.conf, which takes no port) on every backend:
+      // it binds its host's own address (in a netns worker, the namespace's), or fails saying why.
+      port: ctx.publicPort,
       ...(checked.length > 0 ? { check } : {}),
       forward: forward.map((f, i) => ({
         zone: f.zone,

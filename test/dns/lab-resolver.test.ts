@@ -34,6 +34,8 @@ const DEF: LabDefinition = {
       name: 'dns',
       type: 'geo-dns',
       host: 'ns1.example.net',
+      // Honoured on loopback too (it used to be replaced by a free port without a word).
+      port: 53,
       options: {
         zones: [
           { origin: 'iot.example.com', soa: { mname: 'ns1.example.net', rname: 'hostmaster.example.net' } },
@@ -89,6 +91,8 @@ describe.skipIf(missing('dns53', 'userns', 'cmd:unshare', 'cmd:dig', 'cmd:curl')
       expect(readFileSync(b.lab.hostsFile, 'utf8')).not.toContain('api.iot.example.com');
       const udp = b.lab.sim(LAB_DNS_NAME).endpoints.find((e) => e.name === 'dns-udp');
       expect(udp).toMatchObject({ host: address, port: 53 });
+      const geo = b.lab.sim('dns').endpoints.find((e) => e.name === 'dns-udp');
+      expect(geo).toMatchObject({ host: b.lab.hosts.get('ns1.example.net'), port: 53 });
     });
 
     it('dig resolves a forwarded lab name and a lab host name through it', async () => {
@@ -179,7 +183,14 @@ const lab = await startLab(def);
 try {
   const events = lab.events.filter((e) => e.source === 'lab-dns').map((e) => e.type);
   const files = { hosts: readFileSync(lab.hostsFile, 'utf8'), resolv: readFileSync(lab.resolvConf, 'utf8') };
-  console.log(JSON.stringify({ dns: lab.dns, events, ...files, again: (await startLab(def).then(async (l) => (await l.stop(), l.dns?.kind))) }));
+  const again = await startLab(def).then(async (l) => (await l.stop(), l.dns?.kind));
+  // A geo-dns given port 53 is refused with a clear error, not moved to a free port.
+  const geo = { name: 'dns', type: 'geo-dns', host: 'ns1.example.net', port: 53, options: { zones: [] } };
+  const refused = await startLab({ name: 'unpriv53', simulators: [geo] }).then(
+    async (l) => (await l.stop(), 'started'),
+    (e) => ({ code: e.code, message: e.message, hint: e.hint }),
+  );
+  console.log(JSON.stringify({ dns: lab.dns, events, ...files, again, refused }));
 } finally {
   await lab.stop();
 }
@@ -220,6 +231,7 @@ describe.skipIf(missing('root', 'cmd:setpriv') || !existsSync(join(ROOT, 'dist/h
           hosts: string;
           resolv: string;
           again: string;
+          refused: { code: string; message: string; hint: string } | string;
         };
         expect(out.dns.kind).toBe('hosts-file');
         expect(out.dns.notice).toMatch(/no resolver on port 53: .*CAP_NET_BIND_SERVICE.*hosts file/);
@@ -230,6 +242,11 @@ describe.skipIf(missing('root', 'cmd:setpriv') || !existsSync(join(ROOT, 'dist/h
         expect(out.again).toBe('hosts-file');
         expect(r.stderr.match(/fieldlab: note: lab DNS: no resolver on port 53/g)).toHaveLength(1);
         expect(r.stderr).not.toMatch(/\n\s+at /);
+        expect(out.refused).toMatchObject({
+          code: 'E_LISTEN',
+          message: expect.stringMatching(/dns \(geo-dns\): cannot listen on 127\.\d+\.\d+\.\d+:53: EACCES/),
+          hint: expect.stringMatching(/CAP_NET_BIND_SERVICE.*dns53/),
+        });
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
