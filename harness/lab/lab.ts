@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import type { LookupFunction } from 'node:net';
+import { hostname } from 'node:os';
 import { join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FieldlabError } from '../../simulators/common/errors.js';
@@ -389,6 +390,10 @@ export async function startLab(def: LabDefinition, network?: LabNetwork): Promis
  */
 function writeNameFiles(lab: Lab): void {
   const lines = ['127.0.0.1\tlocalhost', '::1\tlocalhost ip6-localhost ip6-loopback'];
+  // The machine's own name, as Debian's /etc/hosts has it: programs look it up (a client id, a log line)
+  // and that lookup is no query for the lab's DNS.
+  const self = hostname();
+  if (self && self !== 'localhost' && !lab.hosts.has(self)) lines.push(`127.0.1.1\t${self}`);
   const dns = lab.dns?.kind === 'resolver' ? lab.dns : undefined;
   if (!dns) for (const [name, addr] of lab.hosts) lines.push(`${addr}\t${name}`);
   writeFileSync(lab.hostsFile, `# fieldlab lab ${lab.id}\n${lines.join('\n')}\n`);

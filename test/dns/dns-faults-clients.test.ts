@@ -7,13 +7,13 @@ import { useTempStateDir } from '../helpers/state-dir.js';
 
 /**
  * Issue 18.5: DNS faults on the authoritative server reach unmodified clients through their resolver
- * (resolv.conf → the lab resolver on port 53): curl, and azure-iot-device over MqttWs resolving its
+ * (resolv.conf → the lab resolver on port 53, the lab's DNS): curl, and azure-iot-device over MqttWs resolving its
  * proxy. Each broken variant fails with the class the lab's evidence gives, and the explanation keeps
  * what the client itself said.
  */
 useTempStateDir('fl-dnsfaults-');
 
-describe.skipIf(missing('root', 'userns', 'cmd:unshare', 'cmd:curl'))(
+describe.skipIf(missing('dns53', 'userns', 'cmd:unshare', 'cmd:curl'))(
   'dns-faults-clients scenario',
   async () => {
     const { loaded, errors } = await loadScenarios(['scenarios/dns-faults-clients.yaml']);
