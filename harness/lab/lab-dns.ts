@@ -90,3 +90,18 @@ function fallback(lab: Lab, why: string): LabDns {
   }
   return { kind: 'hosts-file', notice };
 }
+
+/**
+ * The lab host whose DNS server every namespace's resolv.conf names (netns, where each simulator serves in
+ * its host's namespace): the resolver the scenario declares on port 53, else a geo-dns on 53 (its default
+ * there), and whether it is a resolver (which answers every lab name, so the hosts files leave them to it).
+ * Undefined: no lab DNS, lookups of names outside the hosts file fail at once.
+ */
+export function labDnsHost(
+  simulators: ReadonlyArray<Pick<LabSimulator, 'type' | 'host' | 'port'>>,
+): { host: string; resolver: boolean } | undefined {
+  const resolver = simulators.find((s) => s.type === 'resolver' && s.port === 53);
+  if (resolver) return { host: resolver.host, resolver: true };
+  const geoDns = simulators.find((s) => s.type === 'geo-dns' && (!s.port || s.port === 53));
+  return geoDns && { host: geoDns.host, resolver: false };
+}

@@ -5,6 +5,7 @@ import { runCommand } from '../../clients/command.js';
 import { isDnsFault } from '../../faults/dns.js';
 import { linkHosts } from '../../faults/spec.js';
 import { claimBlock } from '../../lab/addresses.js';
+import { labDnsHost } from '../../lab/lab-dns.js';
 import { labFor } from '../../lab/variant-lab.js';
 import { patchedHosts } from '../../scenario/model.js';
 import { cleanNetns, listRecords } from '../../topology/netns/index.js';
@@ -86,8 +87,8 @@ async function prepare(context: LabContext): Promise<BackendNetwork> {
     variant?.simulators ? { simulators: variant.simulators } : undefined,
   ).simulators;
   const groups = workerGroups(simulators, (name) => hostOfName(network, name)?.host);
-  const dnsHost = scenario.lab.simulators.find((x) => x.type === 'geo-dns')?.host;
-  const placement = await buildNetwork(network, variant?.network ?? {}, dnsHost);
+  const dns = labDnsHost(scenario.lab.simulators);
+  const placement = await buildNetwork(network, variant?.network ?? {}, dns?.host, dns?.resolver);
   // The lab's own files and a lab host outside lab.network take an address of a loopback block.
   let block: ReturnType<typeof claimBlock>;
   try {

@@ -48,6 +48,8 @@ export async function buildNetwork(
   network: Network,
   patch: NetworkPatch,
   dnsHost?: string,
+  /** The lab DNS answers every lab name (a resolver): the namespaces' hosts files leave them to it. */
+  namesByDns = false,
 ): Promise<NetnsPlacement> {
   // Short: the id is part of every namespace and default interface name (15 characters at most).
   const labId = `v${randomBytes(3).toString('hex')}`;
@@ -55,6 +57,7 @@ export async function buildNetwork(
   const dns = dnsHost === undefined ? undefined : hostOfName(network, dnsHost);
   if (dns) topology.dns = { ...topology.dns, nameservers: [dns.address] };
   const names = new Map<string, string>(Object.entries(topology.dns?.hosts ?? {}));
+  if (dns && namesByDns) topology.dns = { ...topology.dns, hosts: {} };
   for (const h of network.hosts) {
     const first = firstAddress(h);
     if (first !== undefined && !names.has(h.name)) names.set(h.name, first);
