@@ -49,11 +49,6 @@ interface CloudProfile {
   arrived: Saw;
   /** Extra failures this cloud has (beyond blocked port, proxy, inspection). */
   extra?: VariantIn[];
-  /**
-   * The device's settings pointing it at UNRESOLVED, a name the lab's resolver does not answer: the
-   * site's DNS failing the endpoint's name (see `broken-dns-unanswered`).
-   */
-  unresolved: Env;
   /** Why proxy and inspection variants are left out, when they are. */
   noProxy?: string;
   /** The variables, explained in the file's header. */
@@ -62,12 +57,11 @@ interface CloudProfile {
 
 const PROXY_USER = 'device';
 /**
- * A name no lab serves: lab names resolve from the lab's hosts file, and the lab's resolv.conf points at
- * an address of the lab's own block where nothing listens, so its lookup fails at once and never leaves
- * the machine: what a program sees when the site's resolver answers SERVFAIL or not at all (glibc's
- * EAI_AGAIN, "Temporary failure in name resolution").
+ * The lab's authoritative DNS for the cloud's names (every cloud host is under this zone): the lab resolver
+ * on port 53 that the device's resolv.conf names forwards the zone to it, so a DNS fault on it reaches the
+ * device's own getaddrinfo (`broken-dns-servfail`).
  */
-const UNRESOLVED = 'unresolved.iot.example.com';
+const DNS_ZONE = 'iot.example.com';
 /** The lab device's symmetric key (a lab key), so a connection string can be written for another host. */
 const HUB_DEVICE_KEY = Buffer.from('fieldlab starter device key 0001').toString('base64');
 const PROXY_PASSWORD = 's3cret';
@@ -89,9 +83,6 @@ const PROFILES: Record<Cloud, CloudProfile> = {
       IOTHUB_TIMEOUT_MS: '10000',
     },
     caVar: 'IOTHUB_CA',
-    unresolved: {
-      IOTHUB_DEVICE_CONNECTION_STRING: `HostName=${UNRESOLVED};DeviceId=device-1;SharedAccessKey=${HUB_DEVICE_KEY}`,
-    },
     viaProxy: { UpstreamProtocol: 'MqttWs' },
     proxyMap: { 'hub.iot.example.com:443': '${hub.https.address}:${hub.https.port}' },
     port: { target: 'hub.mqtts', number: 8883 },
@@ -123,7 +114,6 @@ const PROFILES: Record<Cloud, CloudProfile> = {
       CRT_LOG: 'warn',
     },
     caVar: 'IOT_CA',
-    unresolved: { IOT_ENDPOINT: UNRESOLVED },
     port: { target: 'iot.mqtts', number: 8883 },
     arrived: { source: 'iot', type: 'publish', match: { clientId: 'sensor-1' } },
     extra: [
@@ -162,7 +152,6 @@ const PROFILES: Record<Cloud, CloudProfile> = {
       MQTT_CA: '${lab.ca}',
     },
     caVar: 'MQTT_CA',
-    unresolved: { MQTT_HOST: UNRESOLVED },
     viaProxy: { UPSTREAM_PROTOCOL: 'MqttWs' },
     proxyMap: { 'mqtt.iot.example.com:443': '${broker.wss.address}:${broker.wss.port}' },
     port: { target: 'broker.mqtts', number: 8883 },
@@ -179,7 +168,6 @@ const PROFILES: Record<Cloud, CloudProfile> = {
     cloud: { name: 'api', type: 'https-server', host: 'api.iot.example.com', port: 8443 },
     env: { API_URL: 'https://api.iot.example.com:8443/', API_CA: '${lab.ca}' },
     caVar: 'API_CA',
-    unresolved: { API_URL: `https://${UNRESOLVED}:8443/` },
     // Through a proxy the device asks for the usual 443, which the proxy maps to the lab endpoint.
     viaProxy: { API_URL: 'https://api.iot.example.com/' },
     proxyMap: { 'api.iot.example.com:443': '${api.address}:${api.port}' },
@@ -248,7 +236,17 @@ export function initScenario(flags: Pick<InitFlags, 'client' | 'cloud' | 'proxy'
   }
   const proxyUrl = (creds: boolean, via = 'proxy') =>
     `http://${creds ? `${PROXY_USER}:${PROXY_PASSWORD}@` : ''}\${${via}.hostport}`;
-  const simulators: Sim[] = [p.cloud];
+  const simulators: Sim[] = [
+    p.cloud,
+    {
+      name: 'dns',
+      type: 'geo-dns',
+      host: 'ns1.example.net',
+      options: {
+        zones: [{ origin: DNS_ZONE, soa: { mname: 'ns1.example.net', rname: 'hostmaster.example.net' } }],
+      },
+    },
+  ];
   if (p.viaProxy) {
     simulators.push(
       {
@@ -343,10 +341,10 @@ export function initScenario(flags: Pick<InitFlags, 'client' | 'cloud' | 'proxy'
   // Behind a proxy the proxy resolves the endpoint, not the device: its DNS failure is the proxy's 502.
   if (!flags.proxy) {
     variants.push({
-      name: 'broken-dns-unanswered',
-      description: `the site's resolver gives no answer for the endpoint's name (SERVFAIL or a timeout: getaddrinfo EAI_AGAIN); here the device is pointed at ${UNRESOLVED}, which the lab's resolver does not answer`,
-      client: { env: p.unresolved },
-      expect: { result: 'fail', class: 'dns.timeout' },
+      name: 'broken-dns-servfail',
+      description: `the DNS answers SERVFAIL for ${p.cloud.host} (a broken forwarder or DNSSEC failure; getaddrinfo says EAI_AGAIN): the lab's authoritative server fails the name and the device's resolver passes it on (needs the lab DNS on port 53: capability dns53)`,
+      faults: [{ target: 'dns', type: 'servfail', qname: p.cloud.host }],
+      expect: { result: 'fail', class: 'dns.servfail' },
     });
   }
   variants.push(...(p.extra ?? []));
@@ -374,8 +372,9 @@ function header(flags: InitFlags, p: CloudProfile): string {
     '',
     ' Your program runs as `client.argv` with these variables set (the lab fills in ${...}):',
     ...p.explainEnv.map((l) => `   ${l}`),
-    ' Lab host names resolve to the lab inside the program (a private /etc/hosts). Other trust variables',
-    ' (NODE_EXTRA_CA_CERTS, SSL_CERT_FILE, REQUESTS_CA_BUNDLE) can point at the lab CA the same way: ${lab.ca}.',
+    ' Lab host names resolve to the lab inside the program: its private resolv.conf names the lab DNS.',
+    ' Other trust variables (NODE_EXTRA_CA_CERTS, SSL_CERT_FILE, REQUESTS_CA_BUNDLE) can point at the lab',
+    ' CA the same way: ${lab.ca}.',
     '',
     ' To adapt it:',
     '   - rename the variables under client.env to the ones your program reads (or read these);',
@@ -388,12 +387,12 @@ function header(flags: InitFlags, p: CloudProfile): string {
   if (p.noProxy) lines.push('', ...wrap(` ${p.noProxy}`));
   lines.push(
     '',
-    " DNS: a program in the lab resolves lab names from the lab's hosts file, and any other name through a",
-    ' lab resolver that answers nothing. broken-dns-unanswered (without --proxy: behind one, the proxy',
-    ' resolves) uses that: the device is given a name the lab does not serve, and fails as with a site',
-    " resolver's SERVFAIL or timeout (EAI_AGAIN). NXDOMAIN and the",
-    ' other DNS faults need a client that asks the lab DNS itself: see scenarios/geo-endpoint-dns.yaml, or',
-    ' the <name>-dns.yaml that `fieldlab doctor --emit-scenario` writes.',
+    " DNS: the program's resolv.conf names the lab's resolver on port 53, which answers lab names and",
+    ` forwards ${DNS_ZONE} to the lab's authoritative server (dns), where DNS faults go: broken-dns-servfail`,
+    ' (without --proxy: behind one, the proxy resolves) makes it answer SERVFAIL for the endpoint. Other',
+    ' faults: servfail, nxdomain, refused, drop, delay, truncate, tcp-refused, stale, wrong-answer (README).',
+    ' Where port 53 cannot be bound (not root, no CAP_NET_BIND_SERVICE) names come from a hosts file and',
+    ' that variant is skipped (capability dns53).',
   );
   return lines.join('\n');
 }

@@ -31,7 +31,7 @@ const CASES: Array<{ cloud: string; proxy: boolean; program: string; verdicts: R
     verdicts: {
       fixed: 'pass',
       'broken-port-blocked': 'tcp.refused',
-      'broken-dns-unanswered': 'dns.timeout',
+      'broken-dns-servfail': 'dns.servfail',
       'broken-proxy-auth': 'proxy.auth-required',
       'fixed-proxy-auth': 'pass',
       'broken-inspection-untrusted': 'tls.untrusted-root',
@@ -57,7 +57,7 @@ const CASES: Array<{ cloud: string; proxy: boolean; program: string; verdicts: R
     verdicts: {
       fixed: 'pass',
       'broken-port-blocked': 'tcp.refused',
-      'broken-dns-unanswered': 'dns.timeout',
+      'broken-dns-servfail': 'dns.servfail',
       'broken-untrusted-root': 'tls.untrusted-root',
     },
   },
@@ -68,7 +68,7 @@ const CASES: Array<{ cloud: string; proxy: boolean; program: string; verdicts: R
     verdicts: {
       fixed: 'pass',
       'broken-port-blocked': 'tcp.refused',
-      'broken-dns-unanswered': 'dns.timeout',
+      'broken-dns-servfail': 'dns.servfail',
       'broken-proxy-auth': 'proxy.auth-required',
       'fixed-proxy-auth': 'pass',
       'broken-inspection-untrusted': 'tls.untrusted-root',
@@ -82,7 +82,7 @@ const CASES: Array<{ cloud: string; proxy: boolean; program: string; verdicts: R
     verdicts: {
       fixed: 'pass',
       'broken-port-blocked': 'tcp.refused',
-      'broken-dns-unanswered': 'dns.timeout',
+      'broken-dns-servfail': 'dns.servfail',
       'broken-proxy-auth': 'proxy.auth-required',
       'fixed-proxy-auth': 'pass',
       'broken-inspection-untrusted': 'tls.untrusted-root',

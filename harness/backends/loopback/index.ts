@@ -1,4 +1,5 @@
 import { runCommand } from '../../clients/command.js';
+import { isDnsFault } from '../../faults/dns.js';
 import { clean, cleanOwnSync } from '../../lab/clean.js';
 import { loopbackNetwork } from '../../lab/loopback-network.js';
 import { baseCapabilities, relayFaults, seesNothingMore } from '../common.js';
@@ -13,7 +14,11 @@ export const loopback: Backend = {
   name: 'loopback',
   capabilities(s, v) {
     const caps = baseCapabilities(s, v);
-    if (s.client?.type === 'command' && s.client.resolve === 'lab') caps.add('userns');
+    if (s.client?.type === 'command' && s.client.resolve === 'lab') {
+      caps.add('userns');
+      // A DNS fault reaches the client only through the lab DNS on port 53 (the hosts file is no DNS).
+      if (v.faults.some((f) => isDnsFault(f))) caps.add('dns53');
+    }
     return [...caps];
   },
   async prepare() {
