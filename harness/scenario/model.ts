@@ -324,8 +324,10 @@ export const scenarioSchema = z
     /** The field article or issue it reproduces. */
     seed: z.string().optional(),
     tags: z.array(z.string()).default([]),
-    /** Machine capabilities it needs: `userns`, `netns`, `docker`, `k6`, `cmd:<program>`. */
-    requires: z.array(z.string().regex(/^(userns|netns|root|dns53|docker|k6|cmd:[A-Za-z0-9_.+-]+)$/)).default([]),
+    /** Machine capabilities it needs: `userns`, `netns`, `root`, `dns53` (the lab DNS on port 53), `docker`, `k6`, `cmd:<program>`. */
+    requires: z
+      .array(z.string().regex(/^(userns|netns|root|dns53|docker|k6|cmd:[A-Za-z0-9_.+-]+)$/))
+      .default([]),
     /** Backends it can run on; the first is its default. */
     backends: z.array(z.enum(BACKENDS)).min(1).default(['loopback']),
     /** Default client timeout for every variant. */
