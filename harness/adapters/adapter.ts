@@ -76,6 +76,11 @@ export interface AdapterDefinition<S extends z.ZodType, H extends LabSimulatorHa
   optionsForClients?: boolean;
   /** What a scenario may write under `options:` (strict: an unknown key is an error). */
   options: S;
+  /**
+   * The lab simulators its options name whose handles it uses (`peerOf`), read from the scenario's raw
+   * options: a backend that runs simulators in other processes keeps peers in one.
+   */
+  peers?(options: Record<string, unknown>): unknown[];
   start(ctx: AdapterContext, options: z.output<S>): Promise<StartedSimulator<H>>;
   /**
    * `fieldlab serve <type>`: the simulator alone, on its own options (what its `start(options)` takes,
@@ -90,6 +95,8 @@ export interface SimulatorAdapter<H extends LabSimulatorHandle = LabSimulatorHan
   readonly summary: string;
   readonly optionsForClients: boolean;
   readonly options: z.ZodType;
+  /** Names of the simulators its (raw) options make peers of it (see `AdapterDefinition.peers`). */
+  peers(options: Record<string, unknown>): string[];
   /** Validates `options` (a scenario's, `${...}` filled in) against `this.options`, then starts. */
   start(ctx: AdapterContext, options: unknown): Promise<StartedSimulator>;
   /** The handle as this type's own, when this adapter started it (a peer's); undefined otherwise. */
@@ -112,6 +119,7 @@ export function defineAdapter<S extends z.ZodType, H extends LabSimulatorHandle>
     summary: def.summary,
     optionsForClients: def.optionsForClients ?? false,
     options: def.options,
+    peers: (options) => (def.peers?.(options) ?? []).filter((n): n is string => typeof n === 'string'),
     async start(ctx, options) {
       const s = await def.start(ctx, parseOptions(def.options, options, `${ctx.name} (${def.type})`));
       started.set(s.handle, s.handle);

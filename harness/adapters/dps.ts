@@ -60,6 +60,8 @@ export const dps = defineAdapter({
       allocationPolicy: z.enum(['hashed', 'static']).default('hashed'),
     })
     .strict(),
+  // Its hub and linked hubs: it registers devices in them.
+  peers: (o) => [o.hub, ...(Array.isArray(o.linkedHubs) ? o.linkedHubs : [])],
   async start(ctx, o) {
     refuseMainPort(ctx, 'dps');
     const hubNamed = (name: string, where: string): IotHubHandle => {

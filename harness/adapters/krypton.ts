@@ -27,6 +27,8 @@ export const krypton = defineAdapter({
       group: z.string().default('krypton'),
     })
     .strict(),
+  // The DPS it registers devices at.
+  peers: (o) => [o.dps],
   async start(ctx, o) {
     const cert = await ctx.pki.issueServer([ctx.hostName, ctx.address]);
     let dps: { target: KryptonDpsTarget; issue: IssueCertificateFn } | undefined;

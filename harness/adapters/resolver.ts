@@ -35,6 +35,13 @@ export const resolver = defineAdapter({
       tls: z.boolean().default(true),
     })
     .strict(),
+  // The lab geo-dns servers it forwards zones to, by name.
+  peers: (o) =>
+    Array.isArray(o.forward)
+      ? o.forward.flatMap((f: unknown) =>
+          typeof f === 'object' && f !== null && 'to' in f && Array.isArray(f.to) ? f.to : [],
+        )
+      : [],
   async start(ctx, o) {
     const { forward, tls, ...rest } = o;
     const upstream = (to: string, where: string): string => {

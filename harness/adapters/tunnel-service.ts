@@ -50,6 +50,8 @@ export const tunnelService = defineAdapter({
       notify: z.string().optional(),
     })
     .strict(),
+  // The broker it publishes tunnel notifications on.
+  peers: (o) => [o.notify],
   async start(ctx, o) {
     const cert = o.tls ? await ctx.pki.issueServer([ctx.hostName, ctx.address]) : undefined;
     // Looked up when a tunnel opens: the broker may be declared after the tunnel service.
