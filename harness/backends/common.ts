@@ -6,7 +6,7 @@ import { applyFault } from '../faults/dns.js';
 import { linkHosts } from '../faults/spec.js';
 import type { Lab } from '../lab/lab.js';
 import { loadOf, type Scenario, type Variant } from '../scenario/model.js';
-import type { BackendNetwork } from './types.js';
+import type { BackendNetwork, CommandRun } from './types.js';
 
 /**
  * Capabilities a variant needs on any backend: what the scenario declares, k6 for a k6 load, and the
@@ -51,3 +51,18 @@ export const seesNothingMore: Pick<BackendNetwork, 'observe' | 'explain'> = {
   observe: async (_lab: Lab, _time: number): Promise<LabEvent[]> => [],
   explain: async () => [],
 };
+
+/**
+ * What a command client's program gets wherever a backend runs it (here, in a namespace, in a
+ * container): argv, environment, directory, input, time limit, and the callback for its PID.
+ */
+export function programOf(run: CommandRun) {
+  return {
+    argv: run.argv,
+    env: run.env,
+    timeoutMs: run.timeoutMs,
+    ...(run.cwd !== undefined ? { cwd: run.cwd } : {}),
+    ...(run.stdin !== undefined ? { stdin: run.stdin } : {}),
+    ...(run.onSpawn ? { onSpawn: run.onSpawn } : {}),
+  };
+}

@@ -2,7 +2,7 @@ import { runCommand } from '../../clients/command.js';
 import { isDnsFault } from '../../faults/dns.js';
 import { clean, cleanOwnSync } from '../../lab/clean.js';
 import { loopbackNetwork } from '../../lab/loopback-network.js';
-import { baseCapabilities, relayFaults, seesNothingMore } from '../common.js';
+import { baseCapabilities, programOf, relayFaults, seesNothingMore } from '../common.js';
 import type { Backend } from '../types.js';
 
 /**
@@ -28,12 +28,7 @@ export const loopback: Backend = {
       ...seesNothingMore,
       runCommand: (lab, run) =>
         runCommand({
-          argv: run.argv,
-          env: run.env,
-          timeoutMs: run.timeoutMs,
-          ...(run.cwd !== undefined ? { cwd: run.cwd } : {}),
-          ...(run.stdin !== undefined ? { stdin: run.stdin } : {}),
-          ...(run.onSpawn ? { onSpawn: run.onSpawn } : {}),
+          ...programOf(run),
           // A process: ended (SIGTERM, then SIGKILL) and awaited, so none outlives the lab.
           ...(run.signal ? { signal: run.signal } : {}),
           ...(run.resolve === 'lab'

@@ -10,7 +10,7 @@ import { labFor } from '../../lab/variant-lab.js';
 import { patchedHosts } from '../../scenario/model.js';
 import { cleanNetns, listRecords } from '../../topology/netns/index.js';
 import { teardownRecord } from '../../topology/netns/teardown.js';
-import { baseCapabilities, relayFaults } from '../common.js';
+import { baseCapabilities, programOf, relayFaults } from '../common.js';
 import type { Backend, BackendNetwork, LabContext } from '../types.js';
 import { explainBlockedHops, explainRoutes, firewallEvents } from './explain.js';
 import { LinkFaults } from './link-faults.js';
@@ -162,12 +162,7 @@ function netnsNetwork(
     },
     runCommand: (_lab, run) =>
       runCommand({
-        argv: run.argv,
-        env: run.env,
-        timeoutMs: run.timeoutMs,
-        ...(run.cwd !== undefined ? { cwd: run.cwd } : {}),
-        ...(run.stdin !== undefined ? { stdin: run.stdin } : {}),
-        ...(run.onSpawn ? { onSpawn: run.onSpawn } : {}),
+        ...programOf(run),
         ...(run.signal ? { signal: run.signal } : {}),
         // Its host's namespace, whose /etc/netns files make lab names resolve.
         netns: placement.network.ns(run.host),
