@@ -191,6 +191,7 @@ export async function containerNetwork(opts: ContainerLabOptions): Promise<Backe
     return address;
   };
   const placed = new Map<string, string>();
+  const simulatorHosts = new Set(opts.simulators?.map((s) => s.host));
 
   return {
     backend: 'container',
@@ -207,8 +208,9 @@ export async function containerNetwork(opts: ContainerLabOptions): Promise<Backe
       network = await createNetwork(client, lab.id, labels);
       paths.network = network.name;
     },
-    // A host's address is its container's, fixed on the lab network before the container starts.
-    place,
+    // A host's address is its container's, fixed on the lab network before the container starts. A
+    // declared host no simulator runs on has none: a client container has only its own address.
+    place: (host) => (simulatorHosts.has(host) || !opts.simulators ? place(host) : undefined),
     async startSimulator(lab, decl) {
       if (!network || !authority) throw new Error('container lab: open() first');
       // Peers declared later start with the first of their group; their own calls find it running.
