@@ -92,7 +92,6 @@ export async function startInProcess(
     endpoints: [],
     relays: new Map(),
     vars: started.vars ?? {},
-    fronts: [],
   };
   lab.simulators.set(decl.name, running);
 

@@ -53,8 +53,6 @@ export interface RunningSimulator {
   vars: Record<string, string>;
   /** Endpoints as the client sees them, when its view differs (netns: the namespace addresses). */
   clientEndpoints?: Endpoint[];
-  /** What the backend put in front of the relays for clients (netns: namespace fronts), stopped first. */
-  fronts: Array<{ stop(): Promise<void> }>;
   /** The simulator's last log lines (what is not an event) when it runs elsewhere, for the report. */
   logs?: string[];
 }
@@ -294,7 +292,6 @@ export class Lab {
     this.stopping ??= (async () => {
       const sims = [...this.simulators.values()].reverse();
       for (const s of sims) {
-        await Promise.allSettled(s.fronts.map((f) => f.stop()));
         await Promise.allSettled([...s.relays.values()].map((r) => r.stop()));
         await s.handle.stop().catch(() => undefined);
       }

@@ -368,7 +368,6 @@ async function startContainer(
     endpoints: [],
     relays: new Map(),
     vars: {},
-    fronts: [],
     logs,
   });
   const running = new Map(members.map((m) => [m.name, runningOf(m)]));

@@ -81,7 +81,6 @@ function running(decl: LabSimulator, sim: Omit<WorkerSimulator, 'peers'>): Runni
     clientEndpoints: sim.endpoints,
     relays: new Map(sim.relays),
     vars: sim.vars,
-    fronts: [],
     logs: sim.logs,
   };
 }
