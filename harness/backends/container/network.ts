@@ -12,7 +12,7 @@ import { endpointTarget, type Lab, type LabSimulator, type RunningSimulator } fr
 import { firstDnsServer } from '../../lab/loopback-network.js';
 import { processStartTicks } from '../../lab/state.js';
 import { orAbort } from '../abort.js';
-import { relayFaults, seesNothingMore } from '../common.js';
+import { programOf, relayFaults, seesNothingMore } from '../common.js';
 import {
   httpControlChannel,
   type RemoteRelay,
@@ -246,12 +246,7 @@ export async function containerNetwork(opts: ContainerLabOptions): Promise<Backe
     runCommand: (lab, run) =>
       orAbort(
         runInContainer({
-          argv: run.argv,
-          env: run.env,
-          timeoutMs: run.timeoutMs,
-          ...(run.cwd !== undefined ? { cwd: run.cwd } : {}),
-          ...(run.stdin !== undefined ? { stdin: run.stdin } : {}),
-          ...(run.onSpawn ? { onSpawn: run.onSpawn } : {}),
+          ...programOf(run),
           lab: { ...paths, hostDir: lab.dir },
         }),
         run.signal,
