@@ -115,7 +115,7 @@ describe.skipIf(missing('docker', 'cmd:docker-compose'))('docker-compose.yml', (
   it('the AWS IoT persona takes the fleet claim certificate over mutual TLS', async () => {
     const r = await onDevice(
       'mosquitto_pub -h aws-iot.iot.example.com -p 8883 --cafile /lab/ca.pem -i claim-1 -q 1 ' +
-        "--cert /lab/aws-iot/fleet-claim.pem --key /lab/aws-iot/fleet-claim-key.pem -t '$aws/certificates/create/json' -m '{}'",
+        "--cert /lab/fleet-claim.pem --key /lab/fleet-claim-key.pem -t '$aws/certificates/create/json' -m '{}'",
     );
     expect(r, r.err).toMatchObject({ code: 0 });
     const without = await onDevice(
