@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,6 +31,26 @@ import {
  */
 const LAB = join(import.meta.dirname, 'fixtures', 'netns-lab.yaml');
 const isWireguard = (p: { what: string }): boolean => p.what.startsWith('wireguard-go');
+const isWorker = (p: { what: string }): boolean => p.what.includes('serve-lab');
+
+/**
+ * The processes named `comm` inside a lab's namespaces: sshd runs in its simulator's worker process (in
+ * the device's namespace), which records nothing of its own children in the host's records.
+ */
+function pidsInNamespaces(labId: string, comm: string): number[] {
+  const pids: number[] = [];
+  for (const ns of namespacesOf(labId)) {
+    const out = execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' });
+    for (const pid of out.split('\n').filter(Boolean).map(Number)) {
+      try {
+        if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === comm) pids.push(pid);
+      } catch {
+        // gone meanwhile
+      }
+    }
+  }
+  return pids;
+}
 
 describe.skipIf(missing('netns', 'cmd:wireguard-go', 'cmd:wg', 'cmd:sshd', 'cmd:ssh'))(
   'kill -9 of a netns run, then `fieldlab clean`',
@@ -129,16 +150,18 @@ describe.skipIf(missing('netns', 'cmd:wireguard-go', 'cmd:wg', 'cmd:sshd', 'cmd:
       await reached(c, () => marked('running'), 'the client to log in through the tunnel');
       const labId = theRecord()?.labId as string;
       const processes = recordedProcesses(state);
-      const sshd = processes.filter((p) => p.what.startsWith('sshd')).map((p) => p.pid);
+      const workers = processes.filter(isWorker).map((p) => p.pid);
+      const sshd = pidsInNamespaces(labId, 'sshd');
       const wireguard = processes.filter(isWireguard).map((p) => p.pid);
-      expect(sshd).toHaveLength(1);
+      expect(workers.length).toBeGreaterThan(0);
+      expect(sshd.length).toBeGreaterThan(0);
       expect(wireguard).toHaveLength(2);
       const client = Number(readFileSync(join(marks, 'running'), 'utf8'));
       await kill9(c);
 
-      // Before any clean: the servers the lab started and its client ended with it (parent-death
-      // signal; the client's survives `ip netns exec`)...
-      await untilGone([...sshd, ...wireguard, client], 15_000);
+      // Before any clean: the simulators' workers, the servers they started and the client ended with
+      // the owner (parent-death signals, down the chain; the client's survives `ip netns exec`)...
+      await untilGone([...workers, ...sshd, ...wireguard, client], 15_000);
       // ...while the namespaces and the records wait for clean.
       expect(namespacesOf(labId)).toHaveLength(5);
       expect(labRecords(state)).toHaveLength(1);
@@ -157,7 +180,8 @@ describe.skipIf(missing('netns', 'cmd:wireguard-go', 'cmd:wg', 'cmd:sshd', 'cmd:
       await reached(c, () => marked('running'), 'the client to log in through the tunnel');
       const labId = theRecord()?.labId as string;
       const processes = recordedProcesses(state);
-      const sshd = processes.filter((p) => p.what.startsWith('sshd')).map((p) => p.pid);
+      const sshd = pidsInNamespaces(labId, 'sshd');
+      expect(sshd.length).toBeGreaterThan(0);
       process.kill(c.pid as number, 'SIGTERM');
       await reached(c, () => marked('teardown'), 'the teardown to signal the client');
       // Frozen half-way: the teardown has signalled the lab's processes, its namespaces are still there.
