@@ -1,17 +1,9 @@
 import { z } from 'zod';
 import { httpsServerOptionsSchema, start as startHttpsServer } from '../../simulators/https-server/index.js';
-import type { BadCertKind } from '../../simulators/pki/index.js';
+import { BAD_CERT_KINDS } from '../../simulators/pki/index.js';
 import { defineAdapter, servedBy } from './adapter.js';
 
-const certKind = z.enum([
-  'valid',
-  'expired',
-  'not-yet-valid',
-  'wrong-host',
-  'self-signed',
-  'missing-intermediate',
-  'unknown-root',
-] as const satisfies ReadonlyArray<'valid' | BadCertKind>);
+const certKind = z.enum(['valid', ...BAD_CERT_KINDS]);
 
 export const httpsServer = defineAdapter({
   type: 'https-server',
