@@ -132,7 +132,10 @@ export function buildProgram(): Command {
     .option('--ca <file>', "PEM roots the device trusts (default Node's public roots)")
     .option('--timeout <ms>', 'per check', positiveInt, 5000)
     .option('--json', 'print the checks as JSON')
-    .option('--emit-scenario <file>', 'also write what it found as a scenario that reproduces it in the lab')
+    .option(
+      '--emit-scenario <file>',
+      'also write what it found as a scenario that reproduces it in the lab (and <name>-dns.yaml beside it for DNS failures)',
+    )
     .option('--force', 'overwrite the --emit-scenario file if it exists')
     .action(lazy(async () => (await import('./doctor.js')).doctorCommand));
 
@@ -195,7 +198,7 @@ export function buildProgram(): Command {
   program
     .command('serve')
     .description(
-      'run one simulator as its own process (in a namespace or container), configured with its options as JSON',
+      'run one simulator (any type `fieldlab list --simulators` shows) as its own process, configured with its options as JSON',
     )
     .argument('<simulator>', 'a simulator type, as `fieldlab list --simulators` lists them')
     .option('--options <json>', "the simulator's options as a JSON object (see its README section)")
@@ -214,7 +217,7 @@ export function buildProgram(): Command {
   program
     .command('serve-lab')
     .description(
-      'run one simulator of a lab in a process of its own (a container, a network namespace; the lab starts it)',
+      'run a simulator of a lab, with the peers it works with, in a process of its own (a container, a network namespace; the lab starts it)',
     )
     .argument('<spec>', 'the JSON spec the lab wrote (0600: it holds the lab CA)')
     .action(lazy(async () => (await import('./serve-lab.js')).serveLabCommand));
