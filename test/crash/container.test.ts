@@ -92,7 +92,9 @@ describe.skipIf(missing('docker', 'cmd:sshd') || process.platform !== 'linux')(
 
       const r = await cli(['clean'], { env: { FIELDLAB_STATE_DIR: state } });
       expect(r.code, r.stderr).toBe(0);
-      expect(r.stdout).toMatch(/removed containers .*fl-client-/);
+      // The simulators' containers at least: the client's (`--rm`) may have ended on its own meanwhile;
+      // either way none may be left (below).
+      expect(r.stdout).toMatch(/removed containers /);
       expect(r.stdout).toContain(`removed networks ${left.networks[0]}`);
       expect(await leftoversSettled({ stateDir: state, before, dockerOwner: pid })).toEqual(NOTHING_LEFT);
     });
