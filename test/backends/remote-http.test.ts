@@ -1,12 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { httpControlChannel } from '../../harness/backends/remote/http-channel.js';
-import { startControlApi } from '../../harness/backends/remote/http-server.js';
 import { CONTROL_PATH } from '../../harness/backends/remote/protocol.js';
 import { remoteRelay } from '../../harness/backends/remote/relay.js';
-import { type Lab, startLab } from '../../harness/lab/lab.js';
+import { startControlledLab } from '../helpers/control-api.js';
 import { useTempStateDir } from '../helpers/state-dir.js';
 import { within } from '../helpers/within.js';
 import { tcpOutcome } from './remote-helpers.js';
@@ -23,17 +21,7 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function setUp(): Promise<{ lab: Lab; port: number; token: string }> {
-  const lab = await startLab({
-    name: 'remote-http',
-    simulators: [{ name: 'api', type: 'https-server', host: 'api.iot.example.com', port: 0 }],
-  });
-  cleanups.push(() => lab.stop());
-  const token = randomBytes(32).toString('base64url');
-  const server = await startControlApi(lab, { token, host: '127.0.0.1', port: 0 });
-  cleanups.push(() => new Promise((r) => server.close(r)));
-  return { lab, port: (server.address() as AddressInfo).port, token };
-}
+const setUp = () => startControlledLab('remote-http', cleanups);
 
 function post(
   port: number,
