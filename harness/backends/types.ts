@@ -30,6 +30,11 @@ export interface CommandRun {
   timeoutMs: number;
   /** `lab`: lab names resolve for the program; `none`: it resolves as the machine does. */
   resolve: 'lab' | 'none';
+  /**
+   * With `resolve: lab`: the resolver simulator (port 53) the program's resolv.conf names instead of the
+   * lab's own DNS (already checked to exist in the lab).
+   */
+  resolver?: string;
   onSpawn?: (pid: number) => void;
   /** Ends the program (SIGTERM, then SIGKILL) or its container. */
   signal?: AbortSignal;

@@ -113,6 +113,7 @@ function clientFor(s: Scenario, v: Variant): ClientDecl | undefined {
       argv: o.argv ?? c.argv,
       env: { ...c.env, ...o.env },
       timeout: o.timeout ?? c.timeout,
+      ...(o.resolver !== undefined || c.resolver !== undefined ? { resolver: o.resolver ?? c.resolver } : {}),
     };
   }
   return {
@@ -205,6 +206,7 @@ async function runClient(
     ...io,
     host: clientHost,
     resolve: client.resolve,
+    ...(client.resolver !== undefined ? { resolver: client.resolver } : {}),
     ...(signal ? { signal } : {}),
   });
   // It has exited: `fieldlab clean` must not look for it any more.

@@ -135,6 +135,11 @@ const commandClientSchema = z
     stdin: z.string().optional(),
     /** `lab`: run in a private namespace where lab names resolve (hosts file); `none`: as is. */
     resolve: z.enum(['lab', 'none']).default('lab'),
+    /**
+     * With `resolve: lab`: the resolver simulator (on port 53) that the client's resolv.conf names, in
+     * place of the lab's own DNS: the device's ISP, office or public resolver. A variant may pick another.
+     */
+    resolver: z.string().optional(),
     /** netns backend: the network host it runs on (`ip netns exec`); default the host named `device`. */
     host: z.string().optional(),
     /**
@@ -162,11 +167,12 @@ const probeClientSchema = z
 
 export const clientSchema = z.discriminatedUnion('type', [commandClientSchema, probeClientSchema]);
 
-/** Fields a variant may change in the client: replace argv, add env, change timeout, url, proxy, trust. */
+/** Fields a variant may change in the client: replace argv, add env, change resolver, timeout, url, proxy, trust. */
 export const clientOverrideSchema = z
   .object({
     argv: z.array(z.string()).min(1).optional(),
     env: z.record(z.string(), z.string()).optional(),
+    resolver: z.string().optional(),
     url: z.string().optional(),
     proxy: z.string().optional(),
     trust: z.union([z.enum(['lab', 'system']), z.array(z.string())]).optional(),

@@ -80,6 +80,21 @@ export function checkSemantics(s: Scenario): SemanticIssue[] {
     }
   };
   forEachString(s.client, checkRefs, ['client']);
+  const checkResolver = (resolver: string | undefined, path: PropertyKey[]) => {
+    if (resolver === undefined) return;
+    const onPort53 = s.lab.simulators.filter((x) => x.type === 'resolver' && x.port === 53);
+    // resolv.conf takes an address, never a port: only a resolver on port 53 can be the client's.
+    if (!onPort53.some((x) => x.name === resolver)) {
+      const have = onPort53;
+      issues.push({
+        path,
+        message: `client resolver ${resolver} is not a resolver simulator on port 53 (have: ${have.map((x) => x.name).join(', ') || 'none'}); declare one with type: resolver and port: 53`,
+      });
+    }
+  };
+  if (s.client?.type === 'command') checkResolver(s.client.resolver, ['client', 'resolver']);
+  for (const [i, v] of s.variants.entries())
+    checkResolver(v.client?.resolver, ['variants', i, 'client', 'resolver']);
   // A load's options resolve like the client's references (its path through the lab).
   forEachString(s.load?.options, checkRefs, ['load', 'options']);
   for (const [i, v] of s.variants.entries())
