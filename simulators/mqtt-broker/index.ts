@@ -23,8 +23,10 @@ import { ConnectThrottle, connectRateSchema } from './connect-rate.js';
 import { CONNECT_TIMEOUT_MS, type ScreenVerdict, screenConnect } from './connect-screen.js';
 import { guardDeliveryRecursion } from './delivery.js';
 import { type DirectDelivery, publishTo } from './direct.js';
+import { parseClientPacketsFast } from './fast-parse.js';
 import { type BrokerFaults, brokerFaultsSchema, type FaultEvent, installFaults } from './faults.js';
 import { type BrokerHooks, type ClientInfo, installHooks } from './hooks.js';
+import { cacheTopicMatches } from './match-cache.js';
 import { shapeOutbound } from './outbound.js';
 import { boundInboundQos2 } from './qos2-window.js';
 import { shareSubscriptions } from './shared-subscriptions.js';
@@ -232,6 +234,7 @@ export async function start(options: MqttBrokerOptions = {}): Promise<MqttBroker
     ...(opts.limits?.receiveMaximum !== undefined ? { receiveMaximum: opts.limits.receiveMaximum } : {}),
   });
   nullPrototypeBrokerMaps(broker);
+  cacheTopicMatches(broker);
   const shared = shareSubscriptions(broker);
   const outboundLimits = {
     inflightMaximum: opts.limits?.outboundInflightMaximum,
@@ -241,6 +244,7 @@ export async function start(options: MqttBrokerOptions = {}): Promise<MqttBroker
   /** Everything a connection needs before aedes reads its first packet. */
   const prepare = (client: Client) => {
     nullPrototypeClientMaps(client);
+    parseClientPacketsFast(client);
     shared.attach(client);
     shapeOutbound(client, outboundLimits, (c, p) =>
       events.emitEvent('outbound-dropped', {

@@ -85,8 +85,72 @@ class PacketChunks extends EventEmitter implements NodeJS.WritableStream {
 // Encoding is synchronous: one collector serves every packet of the thread.
 const collector = new PacketChunks();
 
+/** mqtt-packet's VARBYTEINT_MAX: the largest Remaining Length (MQTT 3.1.1 §2.2.3). */
+const MAX_REMAINING_LENGTH = 268_435_455;
+
+/**
+ * A PUBLISH as mqtt-packet 9 encodes it for MQTT 3.1 and 3.1.1 (§3.3: fixed header, Remaining Length, topic
+ * as a UTF-8 string, packet identifier at QoS 1 and 2, payload), in one buffer; undefined for anything
+ * mqtt-packet must see (MQTT 5 properties, a string payload or Buffer topic, an invalid field it rejects).
+ * The broker's most frequent packet by far: this skips the encoder's chunks and its `debug()` calls.
+ */
+export function encodePlainPublish(packet: Packet, protocolVersion: number | undefined): Buffer | undefined {
+  if (packet.cmd !== 'publish' || protocolVersion === 5) return undefined;
+  const { topic, payload } = packet;
+  const qos = packet.qos || 0;
+  const id = packet.messageId;
+  if (typeof topic !== 'string' || !Buffer.isBuffer(payload)) return undefined;
+  if (qos !== 0 && qos !== 1 && qos !== 2) return undefined;
+  if (qos > 0 && !(typeof id === 'number' && Number.isInteger(id) && id >= 0 && id <= 0xffff))
+    return undefined;
+  const topicBytes = Buffer.byteLength(topic);
+  const length = 2 + topicBytes + (qos > 0 ? 2 : 0) + payload.length;
+  if (length > MAX_REMAINING_LENGTH) return undefined;
+  const lengthBytes = length < 0x80 ? 1 : length < 0x4000 ? 2 : length < 0x200000 ? 3 : 4;
+  const out = Buffer.allocUnsafe(1 + lengthBytes + length);
+  out[0] = 0x30 | (packet.dup ? 0x08 : 0) | (qos << 1) | (packet.retain ? 0x01 : 0);
+  let at = 1;
+  let rest = length;
+  do {
+    const digit = rest % 0x80;
+    rest = Math.floor(rest / 0x80);
+    out[at++] = rest > 0 ? digit | 0x80 : digit;
+  } while (rest > 0);
+  out.writeUInt16BE(topicBytes, at);
+  at += 2;
+  at += out.write(topic, at);
+  if (qos > 0) {
+    out.writeUInt16BE(id as number, at);
+    at += 2;
+  }
+  out.set(payload, at);
+  return out;
+}
+
+/** First byte of PUBACK, PUBREC, PUBREL (reserved flags 0010, MQTT 3.1.1 §3.6.1) and PUBCOMP. */
+const ACK_HEADERS: Record<string, number> = { puback: 0x40, pubrec: 0x50, pubrel: 0x62, pubcomp: 0x70 };
+
+/**
+ * A PUBACK, PUBREC, PUBREL or PUBCOMP as mqtt-packet 9 encodes it for MQTT 3.1 and 3.1.1 (§3.4 to §3.7: four
+ * bytes, the packet identifier last); undefined for MQTT 5 (reason codes, properties) or an identifier
+ * mqtt-packet would reject.
+ */
+export function encodePlainAck(packet: Packet, protocolVersion: number | undefined): Buffer | undefined {
+  if (protocolVersion === 5) return undefined;
+  const header = ACK_HEADERS[packet.cmd];
+  if (header === undefined || !('messageId' in packet)) return undefined;
+  const id = packet.messageId;
+  if (!(typeof id === 'number' && Number.isInteger(id) && id >= 0 && id <= 0xffff)) return undefined;
+  // mqtt-packet 9 throws on a PUBREL with dup set (its ACKS table has no entry): left to it, as before
+  if (packet.cmd === 'pubrel' && (packet as { dup?: boolean }).dup) return undefined;
+  return Buffer.from([header, 2, id >> 8, id & 0xff]);
+}
+
 /** Encodes `packet` whole, then writes it; an invalid packet destroys the stream as mqtt-packet would. */
 function writeWhole(write: WriteToStream, packet: Packet, stream: Stream, opts: Options): boolean {
+  const version = (opts as { protocolVersion?: number } | undefined)?.protocolVersion;
+  const plain = encodePlainPublish(packet, version) ?? encodePlainAck(packet, version);
+  if (plain) return stream.write(plain);
   collector.reset();
   write(packet, collector, opts);
   const err = collector.error;
