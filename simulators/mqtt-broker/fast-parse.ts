@@ -18,22 +18,20 @@ import type { Packet } from 'mqtt-packet';
  *              plain PUBLISH (MQTT 3.1, 3.1.1; 5 without properties), whole ──▶ decoded here, 'packet'
  *              PUBACK / PUBREC / PUBREL / PUBCOMP (MQTT 3.1, 3.1.1), whole ──────▶ decoded here, 'packet'
  *              any other whole packet, or anything odd ─────────────────────────▶ mqtt-packet, that packet alone
- *              a packet cut by the read's end ──▶ held for the next read (up to HOLD_MAX, else mqtt-packet)
+ *              a packet cut by the read's end ──▶ mqtt-packet, which is handed the rest of it alone at the next read
  *
  * Everything else stays mqtt-packet's: CONNECT (and so the protocol version), every other packet type, MQTT 5
  * properties, and every malformed input (it gets mqtt-packet's own error: a PUBLISH with both QoS bits set, a
- * topic or packet identifier past the packet's end, a bad length). The fast path is used only while
- * mqtt-packet holds no bytes of its own, so the two never split one packet.
+ * topic or packet identifier past the packet's end, a bad length). The fast path decodes only while
+ * mqtt-packet holds no bytes of its own, so the two never split one packet; a read that ends inside a packet
+ * leaves that packet to mqtt-packet's buffer list, and the next read gives it the rest of that packet alone.
  */
-
-/** A packet cut by the end of a read is held for the next one up to this size; larger ones go to bl. */
-export const HOLD_MAX = 64 * 1024;
 
 /** mqtt-packet's Parser internals read here (mqtt-packet 9). */
 type ParserInternals = EventEmitter & {
   parse(buf: Buffer): number;
   error: Error | null;
-  packet: object;
+  packet: { length: number };
   settings: { protocolVersion?: number };
   _stateCounter: number;
   _list: { length: number };
@@ -50,6 +48,8 @@ type PublishFields = {
   messageId?: number;
 };
 
+/** mqtt-packet's parser states: header, length, payload, new packet. */
+const PAYLOAD_STATE = 2;
 const PUBLISH_TYPE = 3;
 const PUBACK_TYPE = 4;
 const PUBREL_TYPE = 6;
@@ -133,7 +133,6 @@ export function parseCommonPacketsFast(parser: EventEmitter): void {
     return packet as Packet;
   };
 
-  const idle = () => p.error === null && p._stateCounter === 0 && p._list.length === 0;
   const versionOf = () => {
     const v = p.settings.protocolVersion;
     return v === 3 || v === 4 || v === 5 ? v : undefined;
@@ -147,20 +146,30 @@ export function parseCommonPacketsFast(parser: EventEmitter): void {
       held = undefined;
     }
     let at = 0;
+    const rest = () => (at === 0 ? data : data.subarray(at));
     while (at < data.length) {
       const version = versionOf();
-      // before the CONNECT, after an error, or while mqtt-packet holds part of a packet: all of it is its
-      if (version === undefined || !idle()) return original.call(p, at === 0 ? data : data.subarray(at));
+      // before the CONNECT (it sets the version) and after an error: all of it is mqtt-packet's
+      if (version === undefined || p.error !== null) return original.call(p, rest());
+      if (p._stateCounter !== 0 || p._list.length !== 0) {
+        // mqtt-packet holds the start of a packet cut by the last read: it gets the rest of that packet alone
+        // (known once it has the packet's length), and is idle again after it
+        const need = p._stateCounter === PAYLOAD_STATE ? p.packet.length - p._list.length : -1;
+        if (need <= 0 || need >= data.length - at) return original.call(p, rest());
+        original.call(p, data.subarray(at, at + need));
+        if (p.error) return p._list.length; // as mqtt-packet: the rest of the read is not parsed
+        at += need;
+        continue;
+      }
       const length = remainingLength(data, at + 1);
-      if (length === 'bad') return original.call(p, data.subarray(at));
-      if (length === 'short' || at + 1 + length[1] + length[0] > data.length) {
-        const declared = length === 'short' ? 0 : 1 + length[1] + length[0];
-        if (declared > HOLD_MAX) return original.call(p, data.subarray(at));
-        held = Buffer.from(data.subarray(at)); // a copy: the read's buffer is not kept alive for a tail
+      if (length === 'bad') return original.call(p, rest());
+      if (length === 'short') {
+        held = Buffer.from(data.subarray(at)); // a fixed header cut short: at most 4 bytes, kept for the next read
         return held.length;
       }
       const body = at + 1 + length[1];
       const end = body + length[0];
+      if (end > data.length) return original.call(p, rest()); // cut by the read's end: see above
       const type = data[at]! >> 4;
       const packet =
         type === PUBLISH_TYPE
@@ -172,7 +181,7 @@ export function parseCommonPacketsFast(parser: EventEmitter): void {
       else {
         // one whole packet: mqtt-packet parses it, emits it (or its error) and is idle again
         original.call(p, data.subarray(at, end));
-        if (p.error) return p._list.length; // as mqtt-packet: the rest of the read is not parsed
+        if (p.error) return p._list.length;
       }
       at = end;
     }
