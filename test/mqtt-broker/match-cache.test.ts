@@ -47,7 +47,7 @@ const matcherOf = (b: MqttBrokerHandle) => (b.broker as unknown as { mq: { _matc
 describe('mqtt-broker topic match cache', () => {
   it('a subscriber added or removed between two messages on a cached topic is honoured at the next one', async () => {
     broker = await start({ name: 'cache', listeners: [{ protocol: 'mqtt' }] });
-    const url = broker.endpoints[0]!.url;
+    const url = `mqtt://127.0.0.1:${broker.endpoints[0]!.port}`;
     const a = await client(url, 'a');
     const b = await client(url, 'b');
     const p = await client(url, 'p');
