@@ -26,7 +26,7 @@ import { type DirectDelivery, publishTo } from './direct.js';
 import { parseClientPacketsFast } from './fast-parse.js';
 import { type BrokerFaults, brokerFaultsSchema, type FaultEvent, installFaults } from './faults.js';
 import { type BrokerHooks, type ClientInfo, installHooks } from './hooks.js';
-import { cacheTopicMatches } from './match-cache.js';
+import { cacheOfflineMatches, cacheTopicMatches } from './match-cache.js';
 import { shapeOutbound } from './outbound.js';
 import { boundInboundQos2 } from './qos2-window.js';
 import { shareSubscriptions } from './shared-subscriptions.js';
@@ -235,6 +235,7 @@ export async function start(options: MqttBrokerOptions = {}): Promise<MqttBroker
   });
   nullPrototypeBrokerMaps(broker);
   cacheTopicMatches(broker);
+  cacheOfflineMatches(broker);
   const shared = shareSubscriptions(broker);
   const outboundLimits = {
     inflightMaximum: opts.limits?.outboundInflightMaximum,

@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import { Aedes } from 'aedes';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -81,6 +82,43 @@ describe('mqtt-broker topic match cache', () => {
     expect(await b.next()).toBe('c/t m4');
     expect(a.got).toEqual(['c/t m1', 'c/t m2', 'marker/a after m3', 'c/t m4']);
     expect(b.got).toEqual(['c/t m2', 'c/t m3', 'c/t m4']);
+  });
+
+  it('a persistent session that unsubscribes between two messages on a cached topic gets no copy queued', async () => {
+    broker = await start({ name: 'cache-offline', listeners: [{ protocol: 'mqtt' }] });
+    const url = `mqtt://127.0.0.1:${broker.endpoints[0]!.port}`;
+    const p = await client(url, 'p');
+    const got: string[] = [];
+    const arrived: Array<() => void> = [];
+    /** O's persistent session (clean session 0), listening before it connects: queued messages come at once. */
+    const connectO = async () => {
+      const c = mqtt.connect(url, { clientId: 'o', clean: false, reconnectPeriod: 0, connectTimeout: 5000 });
+      clients.push(c);
+      c.on('message', (t, m) => {
+        got.push(`${t} ${m.toString()}`);
+        arrived.shift()?.();
+      });
+      await within(once(c, 'connect'), 5000, 'O to connect');
+      return c;
+    };
+    const nextMessage = (what: string) => within(new Promise<void>((r) => arrived.push(r)), 5000, what);
+
+    let o = await connectO();
+    await o.subscribeAsync(['o/t', 'marker/o'], { qos: 1 });
+    await o.endAsync();
+    await p.c.publishAsync('o/t', 'm1', { qos: 1 }); // queued for O, and o/t's offline matches cached
+    let next = nextMessage('m1 queued for O');
+    o = await connectO();
+    await next;
+    // O leaves o/t, goes offline again; m2 must not be queued for it, the marker after it must
+    await o.unsubscribeAsync('o/t');
+    await o.endAsync();
+    await p.c.publishAsync('o/t', 'm2', { qos: 1 });
+    await p.c.publishAsync('marker/o', 'after m2', { qos: 1 });
+    next = nextMessage('the first message queued for O');
+    await connectO();
+    await next;
+    expect(got).toEqual(['o/t m1', 'marker/o after m2']);
   });
 
   it('keeps at most its limit of topics, starting over past it; a new subscription is matched at once', async () => {
