@@ -1,4 +1,3 @@
-import { once } from 'node:events';
 import { Aedes } from 'aedes';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -98,7 +97,7 @@ describe('mqtt-broker topic match cache', () => {
         got.push(`${t} ${m.toString()}`);
         arrived.shift()?.();
       });
-      await within(once(c, 'connect'), 5000, 'O to connect');
+      await within(new Promise((r) => c.once('connect', r)), 5000, 'O to connect');
       return c;
     };
     const nextMessage = (what: string) => within(new Promise<void>((r) => arrived.push(r)), 5000, what);
