@@ -1,13 +1,12 @@
 import { FieldlabError, isFieldlabError } from '../../../simulators/common/errors.js';
 import { formatPath } from '../../../simulators/common/options.js';
+import { type DnsFaultSpecInput, dnsFaultTarget, type FaultableLab } from '../../faults/dns.js';
 import type { RelayHandle } from '../../faults/relay.js';
 import type { ToxicSpecInput } from '../../faults/spec.js';
 import { CONTROL_OPS, type ControlReply, type ControlRequest, controlRequestSchema } from './protocol.js';
 
-/** What the worker side needs of its lab: its relays by fault target. */
-export interface RelayDirectory {
-  relay(target: string): RelayHandle;
-}
+/** What the worker side needs of its lab: its relays by fault target, its simulators (DNS faults) by name. */
+export type RelayDirectory = FaultableLab;
 
 /** The id of a request, when it has a usable one (to answer even a malformed request by its id). */
 function idOf(raw: unknown): string | number | null {
@@ -55,6 +54,9 @@ export function answerControl(lab: RelayDirectory, raw: unknown): ControlReply {
   }
   const reply = req.id ?? null;
   if (req.op === 'clock') return { reply, ok: true, now: Date.now() };
+  if (req.op === 'addDnsFault' || req.op === 'removeDnsFault' || req.op === 'listDnsFaults') {
+    return answerDnsFault(lab, req);
+  }
   let relay: RelayHandle;
   try {
     relay = lab.relay(req.target);
@@ -75,7 +77,22 @@ export function answerControl(lab: RelayDirectory, raw: unknown): ControlReply {
   }
 }
 
-function operate(relay: RelayHandle, req: Exclude<ControlRequest, { op: 'clock' }>) {
+type DnsFaultRequest = Extract<ControlRequest, { op: 'addDnsFault' | 'removeDnsFault' | 'listDnsFaults' }>;
+
+/** A DNS fault request on a DNS simulator of the worker (the simulator validates the fault itself). */
+function answerDnsFault(lab: RelayDirectory, req: DnsFaultRequest): ControlReply {
+  const reply = req.id ?? null;
+  try {
+    const target = dnsFaultTarget(lab, req.target);
+    const fault = req.op === 'addDnsFault' ? target.addDnsFault(req.fault as DnsFaultSpecInput) : undefined;
+    if (req.op === 'removeDnsFault') target.removeDnsFault(req.name);
+    return { reply, ok: true, ...(fault ? { fault } : {}), faults: target.dnsFaults() };
+  } catch (err) {
+    return errorReply(reply, err);
+  }
+}
+
+function operate(relay: RelayHandle, req: Exclude<ControlRequest, { op: 'clock' } | DnsFaultRequest>) {
   switch (req.op) {
     case 'add':
       // The relay validates the toxic (E_BAD_TOXIC naming the field).

@@ -25,8 +25,10 @@ function statusOf(reply: ControlReply): number {
     case 'E_NO_RELAY':
     case 'E_NO_SUCH_SIMULATOR':
     case 'E_NO_SUCH_TOXIC':
+    case 'E_NO_SUCH_FAULT':
       return 404;
     case 'E_TOXIC_EXISTS':
+    case 'E_FAULT_EXISTS':
       return 409; // RFC 9110 §15.5.10
     case 'E_INTERNAL':
       return 500;

@@ -2,6 +2,7 @@
  * Simulators in other processes (a container, a network namespace): the worker's control protocol, its
  * two transports, the lab's side of a relay it runs, and the worker process itself.
  */
+export { type RemoteDnsFaults, remoteDnsFaults } from './dns-faults.js';
 export { type HttpControlTarget, httpControlChannel } from './http-channel.js';
 export {
   CONTROL_PATH,

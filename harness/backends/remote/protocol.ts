@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { DnsFaultSpec } from '../../faults/dns.js';
 import type { ToxicSpec } from '../../faults/spec.js';
 
 /**
@@ -12,7 +13,11 @@ import type { ToxicSpec } from '../../faults/spec.js';
  *            {reply: id | null, ok: false, error: {code, message, hint?}, toxics?, stats?}
  *
  * Every reply about a relay carries its toxics and counters as they are after the request, so the other
- * side's mirror stays current. `clock` answers the worker's `Date.now()`, for the clock offset.
+ * side's mirror stays current. `clock` answers the worker's `Date.now()`, for the clock offset. DNS
+ * faults go to a DNS simulator (geo-dns, resolver) by its name, as `DnsFaultTarget` has them:
+ *
+ *   request  {id?, op: addDnsFault, target, fault} | {op: removeDnsFault, target, name} | {op: listDnsFaults, target}
+ *   reply    {reply: id, ok: true, fault?, faults}
  */
 
 /** Where a container worker serves its HTTP control API. */
@@ -46,6 +51,10 @@ export const controlRequestSchema = z.discriminatedUnion('op', [
     upstream: z.strictObject({ host: z.string().min(1), port: z.number().int().min(1).max(65535) }),
   }),
   z.strictObject({ id: id.optional(), op: z.literal('clock') }),
+  // DNS faults are checked by the DNS simulator itself (`parseDnsFault`), which names the bad field.
+  z.strictObject({ id: id.optional(), op: z.literal('addDnsFault'), target, fault: attrs }),
+  z.strictObject({ id: id.optional(), op: z.literal('removeDnsFault'), target, name: z.string().min(1) }),
+  z.strictObject({ id: id.optional(), op: z.literal('listDnsFaults'), target }),
 ]);
 export type ControlRequest = z.infer<typeof controlRequestSchema>;
 export type ControlOp = ControlRequest['op'];
@@ -57,6 +66,9 @@ export const CONTROL_OPS: readonly ControlOp[] = [
   'stats',
   'setUpstream',
   'clock',
+  'addDnsFault',
+  'removeDnsFault',
+  'listDnsFaults',
 ];
 
 export interface RelayStats {
@@ -76,6 +88,9 @@ const statsSchema = z.object({
 const toxicSchema = z.custom<ToxicSpec>(
   (v) => typeof v === 'object' && v !== null && typeof (v as { type?: unknown }).type === 'string',
 );
+const dnsFaultSchema = z.custom<DnsFaultSpec>(
+  (v) => typeof v === 'object' && v !== null && typeof (v as { name?: unknown }).name === 'string',
+);
 
 export const controlReplySchema = z.union([
   z.object({
@@ -85,6 +100,8 @@ export const controlReplySchema = z.union([
     toxics: z.array(toxicSchema).optional(),
     stats: statsSchema.optional(),
     now: z.number().optional(),
+    fault: dnsFaultSchema.optional(),
+    faults: z.array(dnsFaultSchema).optional(),
   }),
   z.object({
     reply: id.nullable(),
@@ -92,6 +109,7 @@ export const controlReplySchema = z.union([
     error: z.object({ code: z.string(), message: z.string(), hint: z.string().optional() }),
     toxics: z.array(toxicSchema).optional(),
     stats: statsSchema.optional(),
+    faults: z.array(dnsFaultSchema).optional(),
   }),
 ]);
 export type ControlReply = z.infer<typeof controlReplySchema>;
