@@ -10,6 +10,7 @@ import {
   type TLSSocket,
   connect as tlsConnect,
 } from 'node:tls';
+import { peerChain } from '../../simulators/common/x509.js';
 
 /**
  * The network probes `fieldlab doctor` runs, each bounded by a timeout and each resolving to what it
@@ -254,22 +255,16 @@ const cn = (dn: { CN?: string | string[]; O?: string | string[] } | undefined): 
 };
 
 function chainOf(peer: DetailedPeerCertificate): TlsChainCert[] {
-  const out: TlsChainCert[] = [];
-  let c: DetailedPeerCertificate | undefined = peer;
-  const seen = new Set<string>();
-  while (c?.raw && !seen.has(c.fingerprint256)) {
-    seen.add(c.fingerprint256);
+  return peerChain(peer).map((c) => {
     const x = new X509Certificate(c.raw);
-    out.push({
+    return {
       subject: cn(c.subject),
       issuer: cn(c.issuer),
       fingerprint256: c.fingerprint256,
       selfSigned: x.checkIssued(x),
       pem: x.toString(),
-    });
-    c = c.issuerCertificate;
-  }
-  return out;
+    };
+  });
 }
 
 /**

@@ -1,5 +1,6 @@
 import { X509Certificate } from 'node:crypto';
-import type { DetailedPeerCertificate, PeerCertificate } from 'node:tls';
+import type { PeerCertificate } from 'node:tls';
+import { dnAttributes, dnLabel, peerChain } from '../common/x509.js';
 import { expandTemplate } from './policy.js';
 import type { CaRecord, CertificateRecord, Registry, ThingRecord } from './registry.js';
 
@@ -67,25 +68,14 @@ export type JitpOutcome =
 
 /** Whether the chain the client presented (leaf first) carries the CA certificate itself. */
 export function presentedCa(peer: PeerCertificate, ca: CaRecord): boolean {
-  const seen = new Set<string>();
-  for (
-    let c: DetailedPeerCertificate | undefined = (peer as DetailedPeerCertificate).issuerCertificate;
-    c?.raw && !seen.has(c.fingerprint256);
-    c = c.issuerCertificate
-  ) {
-    seen.add(c.fingerprint256);
-    if (c.raw.equals(ca.x509.raw)) return true;
-  }
-  return false;
+  return peerChain(peer)
+    .slice(1)
+    .some((c) => c.raw.equals(ca.x509.raw));
 }
 
 /** The template's certificate parameters (AWS::IoT::Certificate::*), with the short names the lab also takes. */
 function certificateParameters(x509: X509Certificate, certificateId: string): Record<string, string> {
-  const subject = new Map<string, string>();
-  for (const line of x509.subject.split('\n')) {
-    const eq = line.indexOf('=');
-    if (eq > 0) subject.set(line.slice(0, eq), line.slice(eq + 1));
-  }
+  const subject = dnAttributes(x509.subject);
   const short: Record<string, string | undefined> = {
     CommonName: subject.get('CN'),
     SerialNumber: x509.serialNumber,
@@ -125,7 +115,7 @@ export class JustInTimeProvisioning {
       return {
         kind: 'refused',
         reason:
-          `issued by the registered CA ${subjectCn(ca.x509)} but presented without it: the first connection ` +
+          `issued by the registered CA ${dnLabel(ca.x509.subject)} but presented without it: the first connection ` +
           'must present the device certificate followed by the CA certificate (cat device.pem ca.pem)',
       };
     }
@@ -180,8 +170,4 @@ export class JustInTimeProvisioning {
     });
     return { kind: 'provisioned', record, thingName };
   }
-}
-
-export function subjectCn(x509: X509Certificate): string {
-  return /(?:^|\n)CN=([^\n]+)/.exec(x509.subject)?.[1] ?? x509.subject;
 }

@@ -1,5 +1,6 @@
-import { createHash, X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
+import { dnLabel, sha256Fingerprint } from '../common/x509.js';
 
 /** Certificate states of the AWS IoT registry (CertificateDescription.status). */
 export type CertificateStatus = 'ACTIVE' | 'INACTIVE' | 'REVOKED' | 'PENDING_ACTIVATION';
@@ -46,13 +47,7 @@ export type Verdict =
   | { kind: 'unknown'; reason: string };
 
 export function certificateIdOf(pemOrDer: string | Buffer): string {
-  const der = typeof pemOrDer === 'string' ? new X509Certificate(pemOrDer).raw : pemOrDer;
-  return createHash('sha256').update(der).digest('hex');
-}
-
-export function toPem(der: Buffer): string {
-  const b64 = der.toString('base64').replace(/(.{64})/g, '$1\n');
-  return `-----BEGIN CERTIFICATE-----\n${b64.replace(/\n$/, '')}\n-----END CERTIFICATE-----\n`;
+  return sha256Fingerprint(typeof pemOrDer === 'string' ? new X509Certificate(pemOrDer).raw : pemOrDer);
 }
 
 /** The region's registry: CA certificates, device certificates and things. */
@@ -80,7 +75,7 @@ export class Registry {
 
   /** Looks the presented certificate up: registered, issued by a registered CA, or unknown. */
   verify(peer: PeerCertificate): Verdict {
-    const certificateId = createHash('sha256').update(peer.raw).digest('hex');
+    const certificateId = certificateIdOf(peer.raw);
     const record = this.certificates.get(certificateId);
     if (record) return { kind: 'known', record };
     const leaf = new X509Certificate(peer.raw);
@@ -90,14 +85,13 @@ export class Registry {
         if (!ca.autoRegistration) {
           return { kind: 'unknown', reason: 'issued by a registered CA without auto-registration' };
         }
-        return { kind: 'auto-register', ca, pem: toPem(peer.raw), certificateId, peer };
+        return { kind: 'auto-register', ca, pem: leaf.toString(), certificateId, peer };
       }
     }
     // Name the issuer: "issued by X, not registered here" is what a user with a second region needs to read.
-    const issuer = /(?:^|\n)CN=([^\n]+)/.exec(leaf.issuer)?.[1] ?? leaf.issuer.replace(/\n/g, ', ');
     return {
       kind: 'unknown',
-      reason: `certificate neither registered nor issued by a registered CA (its issuer ${issuer} is not registered in this region)`,
+      reason: `certificate neither registered nor issued by a registered CA (its issuer ${dnLabel(leaf.issuer)} is not registered in this region)`,
     };
   }
 }

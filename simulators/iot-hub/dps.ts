@@ -24,6 +24,7 @@ import { FieldlabError } from '../common/errors.js';
 import { SimulatorEvents } from '../common/events.js';
 import type { SimulatorHandle } from '../common/handle.js';
 import { parseOptions } from '../common/options.js';
+import { commonName, hasPeerCertificate, presentedChain } from '../common/x509.js';
 import type { BrokerHooks, MqttBrokerHandle } from '../mqtt-broker/index.js';
 import type { AuthRejectReason, DpsEvents, DpsStats } from './events.js';
 import { amqpPeerOf, readBody, sendJson, startFront } from './front.js';
@@ -32,11 +33,9 @@ import { deriveDeviceKey, generateKey, verifySas } from './sas.js';
 import {
   type CertVerdict,
   checkCertificate,
-  commonName,
   isThumbprint,
   normalizeThumbprint,
   parseCaCertificates,
-  presentedChain,
   type X509Credential,
 } from './x509.js';
 
@@ -340,8 +339,6 @@ export async function startDps(options: DpsOptions): Promise<DpsHandle> {
     events.emitEvent('auth-rejected', { registrationId: regId, transport, reason });
     return undefined;
   };
-  const hasCert = (peer: PeerCertificate | undefined) => peer !== undefined && Object.keys(peer).length > 0;
-
   const register = (regId: string, attestation: Attestation | undefined, transport: string): Answer => {
     if (!attestation) return { status: 401, body: { errorCode: 401002, message: 'Unauthorized' } };
     stats.registrations++;
@@ -442,7 +439,7 @@ export async function startDps(options: DpsOptions): Promise<DpsHandle> {
       }
       // X.509 attestation: no password, the TLS client certificate.
       const ok =
-        password === undefined && hasCert(client.peerCertificate)
+        password === undefined && hasPeerCertificate(client.peerCertificate)
           ? authenticateCert(client.clientId, client.peerCertificate, 'mqtt')
           : authenticate(client.clientId, password?.toString(), 'mqtt');
       return ok ? true : { returnCode: 5, reason: 'credentials refused' };
@@ -505,7 +502,7 @@ export async function startDps(options: DpsOptions): Promise<DpsHandle> {
     if (known !== undefined) return known === path;
     const peer = amqpPeerOf(conn)?.peerCertificate;
     const prefix = `${opts.idScope}/registrations/`;
-    if (!hasCert(peer) || !path.startsWith(prefix)) return false;
+    if (!hasPeerCertificate(peer) || !path.startsWith(prefix)) return false;
     if (!authenticateCert(path.slice(prefix.length), peer, 'amqp')) return false;
     proven.set(conn, path);
     return true;
@@ -563,7 +560,7 @@ export async function startDps(options: DpsOptions): Promise<DpsHandle> {
       const socket = req.socket as Partial<TLSSocket>;
       const peer = socket.getPeerCertificate?.(true);
       const ok =
-        req.headers.authorization === undefined && hasCert(peer)
+        req.headers.authorization === undefined && hasPeerCertificate(peer)
           ? authenticateCert(regId, peer, 'https')
           : authenticate(regId, req.headers.authorization, 'https');
       if (!ok) {

@@ -20,6 +20,7 @@ import {
   type ConnectionEvents,
   describeTlsClientError,
 } from '../common/server-events.js';
+import { hasPeerCertificate } from '../common/x509.js';
 import { type BrokerHooks, type MqttBrokerHandle, start as startBroker } from '../mqtt-broker/index.js';
 
 /**
@@ -185,7 +186,7 @@ function peerOptions(socket: TLSSocket, transport: AmqpPeer['transport']): { amq
   const cert = socket.getPeerCertificate?.(true);
   const amqpPeer: AmqpPeer = {
     transport,
-    ...(cert && Object.keys(cert).length > 0 ? { peerCertificate: cert } : {}),
+    ...(hasPeerCertificate(cert) ? { peerCertificate: cert } : {}),
   };
   return { amqpPeer };
 }

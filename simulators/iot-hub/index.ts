@@ -13,6 +13,7 @@ import { FieldlabError } from '../common/errors.js';
 import { SimulatorEvents } from '../common/events.js';
 import type { SimulatorHandle } from '../common/handle.js';
 import { parseOptions } from '../common/options.js';
+import { hasPeerCertificate, presentedChain } from '../common/x509.js';
 import { hubAmqpContainer } from './amqp-hub.js';
 import { C2dQueues } from './c2d.js';
 import { type Credentials, type HubCore, sasResourcePath } from './core.js';
@@ -24,13 +25,7 @@ import { registeredKey, registeredThumbprint } from './registry.js';
 import { matchRoutes, parseRoutes, type Route, type RouteSpec, sinkText } from './routes.js';
 import { generateKey, verifySas } from './sas.js';
 import { type MethodResult, TwinStore } from './twin.js';
-import {
-  checkCertificate,
-  isThumbprint,
-  parseCaCertificates,
-  presentedChain,
-  type X509Credential,
-} from './x509.js';
+import { checkCertificate, isThumbprint, parseCaCertificates, type X509Credential } from './x509.js';
 
 export * from './dps.js';
 export type {
@@ -297,7 +292,7 @@ export async function start(options: IotHubOptions): Promise<IotHubHandle> {
       if (thumbprint && isThumbprint(thumbprint)) known = { x509: { thumbprint } };
     }
     const key = known?.key ?? (known || id.includes('/') ? undefined : registeredKey(opts.registryDir, id));
-    const hasCert = cred.peer !== undefined && Object.keys(cred.peer).length > 0;
+    const hasCert = hasPeerCertificate(cred.peer);
     if (known?.x509) {
       // An X.509 identity has no keys: a SAS token cannot prove it.
       if (!hasCert) {

@@ -1,5 +1,5 @@
 import { X509Certificate } from 'node:crypto';
-import type { DetailedPeerCertificate, PeerCertificate } from 'node:tls';
+import { commonName } from '../common/x509.js';
 
 /**
  * X.509 authentication as IoT Hub and DPS do it (Microsoft Learn, "Authenticate identities with X.509
@@ -37,27 +37,6 @@ export function normalizeThumbprint(t: string): string {
 /** Whether a string is a SHA-1 (40 hex digits) or SHA-256 (64) thumbprint, separators allowed. */
 export function isThumbprint(t: string): boolean {
   return /^([0-9A-F]{40}|[0-9A-F]{64})$/.test(normalizeThumbprint(t));
-}
-
-/**
- * The certificates a TLS peer sent, leaf first, as `getPeerCertificate(true)` gives them (each linked to
- * the next by `issuerCertificate`, the last pointing at itself). Empty when the peer sent none.
- */
-export function presentedChain(peer: PeerCertificate | undefined): X509Certificate[] {
-  const out: X509Certificate[] = [];
-  let cur = peer as DetailedPeerCertificate | undefined;
-  const seen = new Set<DetailedPeerCertificate>();
-  while (cur?.raw && !seen.has(cur) && out.length < 8) {
-    seen.add(cur);
-    out.push(new X509Certificate(cur.raw));
-    cur = cur.issuerCertificate;
-  }
-  return out;
-}
-
-/** The subject CN of a certificate, if any. */
-export function commonName(cert: X509Certificate): string | undefined {
-  return /(?:^|\n)CN=([^\n]*)/.exec(cert.subject)?.[1];
 }
 
 const valid = (c: X509Certificate, now: number) =>

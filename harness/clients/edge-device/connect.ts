@@ -21,6 +21,7 @@ import phttp from 'azure-iot-provisioning-device-http';
 import symkey from 'azure-iot-security-symmetric-key';
 import x509 from 'azure-iot-security-x509';
 import { HttpsProxyAgent } from 'https-proxy-agent';
+import { commonName } from '../../../simulators/common/x509.js';
 import type { IdentityPlan, ModulePlan, UpstreamProtocol } from './derive.js';
 
 const TRANSPORTS = { Amqp: amqp.Amqp, AmqpWs: amqp.AmqpWs, Mqtt: mqtt.Mqtt, MqttWs: mqtt.MqttWs } as const;
@@ -154,7 +155,8 @@ export async function registerWithDps(
     } else {
       const cert = readFileSync(a.certFile, 'utf8');
       const certKey = readFileSync(a.keyFile, 'utf8');
-      const cn = a.registrationId ?? commonName(cert);
+      // DPS X.509: the registration id is the certificate's CN when config.toml names none.
+      const cn = a.registrationId ?? commonName(new X509Certificate(cert)) ?? '';
       security = new x509.X509Security(cn, { cert, key: certKey });
     }
     const client = provisioning.ProvisioningDeviceClient.create(
@@ -171,12 +173,6 @@ export async function registerWithDps(
   } catch (err) {
     return { ...failed(err), ok: false };
   }
-}
-
-/** The subject CN of a PEM certificate (DPS X.509: the registration id when config.toml names none). */
-function commonName(pem: string): string {
-  const subject = new X509Certificate(pem).subject;
-  return /(?:^|\n)CN=([^\n]+)/.exec(subject)?.[1] ?? '';
 }
 
 /**
