@@ -1,6 +1,7 @@
+import { FieldlabError } from '../../simulators/common/errors.js';
 import { port53Check } from '../capabilities.js';
 import { startInProcess } from './in-process.js';
-import type { Lab, LabDefinition, LabSimulator } from './lab.js';
+import type { Lab, LabDefinition, LabSimulator, RunningSimulator } from './lab.js';
 import type { LabReadyHook } from './network.js';
 
 /** The lab resolver's simulator name (its events' `source`) and host name, when the lab starts its own. */
@@ -10,7 +11,7 @@ export const LAB_DNS_HOST = 'ns.fieldlab.internal';
 /** Where the client's resolv.conf points, or why the hosts file stands in. */
 export type LabDns =
   | { kind: 'resolver'; address: string; name: string; hook?: LabReadyHook }
-  | { kind: 'hosts-file'; notice: string };
+  | { kind: 'hosts-file'; notice: string; reason: string };
 
 /** What this process has already said about the fallback (said once per run, not per lab). */
 let noticeGiven = false;
@@ -65,7 +66,7 @@ export async function startLabDns(lab: Lab, def: LabDefinition): Promise<LabDns>
 }
 
 /** Each geo-dns zone goes to its server (the first declaring a zone wins, as in a delegation). */
-function forwardZones(def: LabDefinition): Array<{ zone: string; to: string[] }> {
+export function forwardZones(def: LabDefinition): Array<{ zone: string; to: string[] }> {
   const zones = new Map<string, string>();
   for (const s of def.simulators) {
     if (s.type !== 'geo-dns') continue;
@@ -88,7 +89,48 @@ function fallback(lab: Lab, why: string): LabDns {
     noticeGiven = true;
     process.stderr.write(`fieldlab: note: ${notice}\n`);
   }
-  return { kind: 'hosts-file', notice };
+  return { kind: 'hosts-file', notice, reason: why };
+}
+
+/**
+ * The address the client's resolv.conf names when the scenario picks the device's resolver
+ * (`client.resolver`): that resolver persona's own, on port 53. Never the hosts file in its place: where
+ * the lab has no DNS on port 53 the pick would not reach the client and the run's DNS evidence would be
+ * about a resolver it never asked, so the run is refused, saying how to get port 53.
+ */
+export function pickedResolverAddress(
+  dns: LabDns | undefined,
+  resolver: string,
+  sim: Pick<RunningSimulator, 'decl' | 'endpoints' | 'clientEndpoints'> | undefined,
+): string {
+  if (dns?.kind !== 'resolver') {
+    const why = dns?.reason ?? 'this lab network runs no DNS for its clients';
+    throw new FieldlabError(
+      'E_NO_LAB_DNS',
+      `client resolver ${resolver}: the lab has no DNS on port 53, so no resolver can be the client's (${why})`,
+      {
+        hint: "run as root or give node CAP_NET_BIND_SERVICE (setcap cap_net_bind_service=+ep $(which node)), and add dns53 to the scenario's requires: so a machine without it skips it",
+      },
+    );
+  }
+  if (sim?.decl.type !== 'resolver') {
+    const what = sim
+      ? `${resolver} is a ${sim.decl.type}, not a resolver`
+      : `the lab has no simulator ${resolver}`;
+    throw new FieldlabError('E_NO_SUCH_RESOLVER', `client resolver ${resolver}: ${what}`, {
+      hint: 'name a simulator of type resolver with port: 53 in client.resolver',
+    });
+  }
+  const udp = (sim.clientEndpoints ?? sim.endpoints).find((e) => e.name === 'dns-udp');
+  // resolv.conf(5): `nameserver` takes an address, never a port: the client asks port 53.
+  if (udp?.port !== 53) {
+    throw new FieldlabError(
+      'E_NO_SUCH_RESOLVER',
+      `client resolver ${resolver} listens on port ${udp?.port ?? 'none'}, and resolv.conf takes no port`,
+      { hint: `give ${resolver} port: 53` },
+    );
+  }
+  return udp.host;
 }
 
 /**

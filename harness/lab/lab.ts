@@ -12,7 +12,7 @@ import type { LabSimulatorHandle } from '../adapters/index.js';
 import type { RelayHandle } from '../faults/index.js';
 import type { SimulatorDecl } from '../scenario/model.js';
 import type { AddressBlock } from './addresses.js';
-import { type LabDns, startLabDns } from './lab-dns.js';
+import { type LabDns, pickedResolverAddress, startLabDns } from './lab-dns.js';
 import { createLabLookup } from './lookup.js';
 import { loopbackNetwork } from './loopback-network.js';
 import type { LabNetwork, LabReadyHook } from './network.js';
@@ -104,6 +104,20 @@ export class Lab {
 
   get resolvConf(): string {
     return join(this.dir, 'resolv.conf');
+  }
+
+  /**
+   * The resolv.conf a client in the lab's private mount namespace reads: the lab's own, or with `resolver`
+   * (the scenario's `client.resolver`) one naming that resolver persona, written as `resolv-<name>.conf`.
+   * Either way the hosts file holds only localhost, so every lab name is a query to that resolver. Throws
+   * where the lab has no DNS on port 53 (see `pickedResolverAddress`).
+   */
+  resolvConfFor(resolver?: string): string {
+    if (resolver === undefined) return this.resolvConf;
+    const address = pickedResolverAddress(this.dns, resolver, this.simulators.get(resolver));
+    const file = join(this.dir, `resolv-${resolver}.conf`);
+    writeFileSync(file, `# fieldlab lab ${this.id}: the resolver ${resolver}\nnameserver ${address}\n`);
+    return file;
   }
 
   /** Records an event on the lab timeline (and tells live listeners). */
