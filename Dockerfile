@@ -37,6 +37,9 @@ COPY --from=build /src/dist ./dist
 COPY scenarios ./scenarios
 # The user's files some scenarios hand their client (IoT Edge's config.toml and deployment manifests).
 COPY examples/edge ./examples/edge
+# fieldlab-tls-front (aws-iot `maxFragmentLength: ignore`): the static binary scripts/build-tls-front.sh
+# left in tools/tls-front/bin, when it was built (the simulators look for it there).
+COPY tools/tls-front ./tools/tls-front
 ENV NODE_ENV=production FIELDLAB_READY_FILE=/tmp/fieldlab-ready.json
 USER fieldlab
 # Healthy once the simulator `serve` started answers on every TCP endpoint it reported.

@@ -2,12 +2,21 @@ import { spawnSync } from 'node:child_process';
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
+import { locateTlsFront, TLS_FRONT_BINARY, TLS_FRONT_MISSING_HINT } from '../simulators/common/tls-front.js';
 
 /**
  * What a scenario or test may need from the machine. `cmd:NAME` means an executable on PATH (or in the
  * places the project's setup script installs to).
  */
-export type Capability = 'userns' | 'netns' | 'root' | 'dns53' | 'docker' | 'k6' | `cmd:${string}`;
+export type Capability =
+  | 'userns'
+  | 'netns'
+  | 'root'
+  | 'dns53'
+  | 'docker'
+  | 'k6'
+  | 'tls-front'
+  | `cmd:${string}`;
 
 export interface CapabilityCheck {
   capability: Capability;
@@ -138,6 +147,11 @@ function probe(cap: Capability): CapabilityCheck {
       return ok(
         which('k6') !== undefined,
         'k6 is not installed; scripts/setup.sh builds it with `go install`',
+      );
+    case 'tls-front':
+      return ok(
+        locateTlsFront() !== undefined,
+        `${TLS_FRONT_BINARY} (a TLS front that ignores max_fragment_length) is not built: ${TLS_FRONT_MISSING_HINT}`,
       );
     default:
       return ok(false, `unknown capability ${cap}`);

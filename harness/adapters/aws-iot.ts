@@ -26,6 +26,12 @@ export const awsIot = defineAdapter({
         .default([{ protocol: 'mqtts' }]),
       /** Only clients offering ALPN `x-amzn-mqtt-ca` (MQTT on 443). */
       requireAlpn: z.boolean().default(false),
+      /**
+       * A device's TLS max_fragment_length (RFC 6066 §4) on mqtts: `honour` (echoed, records kept to it) or
+       * `ignore`, as AWS IoT Core does: not echoed, records of up to 16 KB (Device Advisor's "TLS Receive
+       * Maximum Size Fragments"). `ignore` needs fieldlab-tls-front (capability `tls-front`).
+       */
+      maxFragmentLength: z.enum(['honour', 'ignore']).default('honour'),
       /** Fleet provisioning templates: `{ FleetTemplate: { thingNameTemplate: 'dev-${SerialNumber}' } }`. */
       templates: z
         .record(
@@ -113,6 +119,7 @@ export const awsIot = defineAdapter({
       listeners: o.listeners.map((l) => ({ protocol: l.protocol, port: 0 })),
       tls: { certPem: server.chainPem, keyPem: server.keyPem },
       requireAlpn: o.requireAlpn,
+      maxFragmentLength: o.maxFragmentLength,
       issuer,
       templates: o.templates,
       certificates: [

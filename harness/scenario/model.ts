@@ -330,9 +330,12 @@ export const scenarioSchema = z
     /** The field article or issue it reproduces. */
     seed: z.string().optional(),
     tags: z.array(z.string()).default([]),
-    /** Machine capabilities it needs: `userns`, `netns`, `root`, `dns53` (the lab DNS on port 53), `docker`, `k6`, `cmd:<program>`. */
+    /**
+     * Machine capabilities it needs: `userns`, `netns`, `root`, `dns53` (the lab DNS on port 53), `docker`,
+     * `k6`, `tls-front` (fieldlab-tls-front built), `cmd:<program>`.
+     */
     requires: z
-      .array(z.string().regex(/^(userns|netns|root|dns53|docker|k6|cmd:[A-Za-z0-9_.+-]+)$/))
+      .array(z.string().regex(/^(userns|netns|root|dns53|docker|k6|tls-front|cmd:[A-Za-z0-9_.+-]+)$/))
       .default([]),
     /** Backends it can run on; the first is its default. */
     backends: z.array(z.enum(BACKENDS)).min(1).default(['loopback']),

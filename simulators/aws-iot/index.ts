@@ -13,7 +13,9 @@ import { z } from 'zod';
 import { FieldlabError } from '../common/errors.js';
 import { SimulatorEvents } from '../common/events.js';
 import type { Endpoint, SimulatorHandle } from '../common/handle.js';
+import { hostPort } from '../common/net.js';
 import { parseOptions } from '../common/options.js';
+import { startTlsFront, type TlsFront, type TlsFrontEvents } from '../common/tls-front.js';
 import {
   type ClientInfo,
   type ConnectRefusal,
@@ -101,6 +103,13 @@ export const awsIotOptionsSchema = z
       .default([]),
     /** Drop TLS connections that did not negotiate ALPN `x-amzn-mqtt-ca` (MQTT on port 443). */
     requireAlpn: z.boolean().default(false),
+    /**
+     * A client's TLS max_fragment_length extension (RFC 6066 §4) on the mqtts listeners: `honour` (Node's
+     * TLS server: echoed, records kept to it) or `ignore`, as AWS IoT Core does (not echoed, records of up to
+     * 16 KB; Device Advisor's "TLS Receive Maximum Size Fragments"). `ignore` serves them through
+     * fieldlab-tls-front (Go's crypto/tls), which must be built (scripts/build-tls-front.sh).
+     */
+    maxFragmentLength: z.enum(['honour', 'ignore']).default('honour'),
     /** The region's CA: issues the certificates of fleet provisioning (CreateKeysAndCertificate). */
     issuer: z
       .custom<CertificateAuthority>(
@@ -143,6 +152,9 @@ export const awsIotOptionsSchema = z
 export type AwsIotOptions = z.input<typeof awsIotOptionsSchema>;
 
 export interface AwsIotEvents extends MqttBrokerEvents {
+  /** A connection through the TLS front (`maxFragmentLength: ignore`) closed: the MFL asked, the records sent. */
+  'tls-front': TlsFrontEvents['tls-front'];
+  'tls-front-exit': TlsFrontEvents['tls-front-exit'];
   'certificate-created': {
     certificateId: string;
     origin: CertificateRecord['origin'];
@@ -370,10 +382,14 @@ export async function start(options: AwsIotOptions): Promise<AwsIotHandle> {
     });
   };
 
+  // maxFragmentLength ignore: each mqtts listener becomes a plain one behind a TLS front (see tls-front.ts).
+  const fronted = opts.maxFragmentLength === 'ignore';
   broker = await startBroker({
     name: opts.name,
     host: opts.host,
-    listeners: opts.listeners,
+    listeners: opts.listeners.map((l) =>
+      fronted && l.protocol === 'mqtts' ? { protocol: 'mqtt' as const, port: 0, proxyProtocol: true } : l,
+    ),
     limits: AWS_MQTT_LIMITS,
     tls: {
       certPem: opts.tls.certPem,
@@ -421,7 +437,43 @@ export async function start(options: AwsIotOptions): Promise<AwsIotHandle> {
   // Relay the broker's events (connection, closed, tls-client-error, publish...) under this persona.
   b.events.onAny((e) => events.emitEvent(e.type as keyof AwsIotEvents & string, e.data as never));
 
-  const endpoints: Endpoint[] = b.endpoints.map((e) => ({ ...e }));
+  const fronts: TlsFront[] = [];
+  const endpoints: Endpoint[] = [];
+  try {
+    for (const [i, l] of opts.listeners.entries()) {
+      const inner = b.endpoints[i]!;
+      if (!fronted || l.protocol !== 'mqtts') {
+        endpoints.push({ ...inner });
+        continue;
+      }
+      const front = await startTlsFront(opts.name, events, {
+        host: opts.host,
+        port: l.port,
+        upstream: { host: inner.host, port: inner.port },
+        certPem: opts.tls.certPem,
+        keyPem: opts.tls.keyPem,
+        sni: opts.domainConfigurations.map((d) => ({
+          servername: d.domainName,
+          certPem: d.certPem,
+          keyPem: d.keyPem,
+        })),
+        alpn: ['x-amzn-mqtt-ca', 'mqtt'],
+        transport: 'mqtts',
+      });
+      fronts.push(front);
+      endpoints.push({
+        name: 'mqtts',
+        host: opts.host,
+        port: front.port,
+        protocol: 'mqtts',
+        url: `mqtts://${hostPort(opts.host, front.port)}`,
+      });
+    }
+  } catch (err) {
+    await Promise.all(fronts.map((f) => f.stop()));
+    await b.stop();
+    throw err;
+  }
   return {
     name: opts.name,
     region: opts.region,
@@ -447,7 +499,10 @@ export async function start(options: AwsIotOptions): Promise<AwsIotHandle> {
       ...counts,
       broker: b.stats(),
     }),
-    stop: () => b.stop(),
+    stop: async () => {
+      await Promise.all(fronts.map((f) => f.stop()));
+      await b.stop();
+    },
   };
 }
 

@@ -1,5 +1,6 @@
 import type { PeerCertificate, TLSSocket } from 'node:tls';
 import type { Aedes, Client } from 'aedes';
+import { proxiedTlsOf } from './proxied-tls.js';
 
 /**
  * Hooks a cloud persona (IoT Hub, AWS IoT Core) plugs into the broker: who may connect, publish and
@@ -68,6 +69,15 @@ export function clientInfo(client: Client, username?: string): ClientInfo {
   const info: ClientInfo = { clientId: client.id, connection: client };
   const user = username ?? (client as Client & { fieldlabUser?: string }).fieldlabUser;
   if (user !== undefined) info.username = user;
+  // TLS terminated by a front (a proxyProtocol listener): the facts its PROXY v2 header carried.
+  const proxied = proxiedTlsOf(client.conn);
+  if (proxied) {
+    if (proxied.peerCertificate) info.peerCertificate = proxied.peerCertificate;
+    if (proxied.alpn !== undefined) info.alpn = proxied.alpn;
+    if (proxied.servername !== undefined) info.servername = proxied.servername;
+    info.authorized = false;
+    return info;
+  }
   if (cert && Object.keys(cert).length > 0) info.peerCertificate = cert;
   if (tls && typeof conn.alpnProtocol === 'string') info.alpn = conn.alpnProtocol;
   if (tls && typeof conn.servername === 'string') info.servername = conn.servername;

@@ -11,6 +11,7 @@ import { SimulatorEvents } from '../common/events.js';
 import type { Endpoint, SimulatorHandle } from '../common/handle.js';
 import { ConnectionTracker, closeServer, hostPort, listen } from '../common/net.js';
 import { parseOptions } from '../common/options.js';
+import { proxiedTlsFacts, readProxyV2 } from '../common/proxy-v2.js';
 import {
   announceConnection,
   announceTlsEstablished,
@@ -28,6 +29,7 @@ import { type BrokerFaults, brokerFaultsSchema, type FaultEvent, installFaults }
 import { type BrokerHooks, type ClientInfo, installHooks } from './hooks.js';
 import { cacheOfflineMatches, cacheTopicMatches } from './match-cache.js';
 import { shapeOutbound } from './outbound.js';
+import { attachProxiedTls } from './proxied-tls.js';
 import { boundInboundQos2 } from './qos2-window.js';
 import { shareSubscriptions } from './shared-subscriptions.js';
 import { refuseInvalidFilters } from './topics.js';
@@ -45,8 +47,18 @@ const listenerSchema = z
     port: z.number().int().min(0).max(65535).default(0),
     /** WebSocket path (ws/wss). Any path is accepted when absent. */
     path: z.string().optional(),
+    /**
+     * mqtt only: the listener behind a TLS front (fieldlab-tls-front). Each connection starts with a PROXY
+     * protocol v2 header whose TLVs carry the TLS facts the hooks read (client certificates, ALPN, SNI); the
+     * front announces the connection and its TLS, so this listener does not.
+     */
+    proxyProtocol: z.boolean().optional(),
   })
-  .strict();
+  .strict()
+  .refine((l) => !l.proxyProtocol || l.protocol === 'mqtt', {
+    message: 'proxyProtocol is for an mqtt listener (the front terminates the TLS)',
+    path: ['proxyProtocol'],
+  });
 
 /** MQTT 5 flow limits (`limits`): what the broker advertises in a v5 CONNACK and keeps towards clients. */
 export const mqttBrokerLimitsSchema = z
@@ -326,12 +338,12 @@ export async function start(options: MqttBrokerOptions = {}): Promise<MqttBroker
     events.emitEvent('subscribe', { clientId: c.id, topics: subs.map((s) => s.topic) }),
   );
 
-  const trackSocket = (socket: Socket, transport: string) => {
+  const trackSocket = (socket: Socket, transport: string, announce: boolean) => {
     stats.connections++;
     // Small MQTT packets must not wait for Nagle's algorithm (a QoS 1 round trip would stall ~40 ms).
     socket.setNoDelay(true);
     tracker.track(socket);
-    announceConnection(events, socket, `${transport}-${randomUUID().slice(0, 8)}`);
+    if (announce) announceConnection(events, socket, `${transport}-${randomUUID().slice(0, 8)}`);
   };
   const onTlsError = (err: Error, tls: TLSSocket) =>
     events.emitEvent('tls-client-error', describeTlsClientError(err, tls));
@@ -360,7 +372,26 @@ export async function start(options: MqttBrokerOptions = {}): Promise<MqttBroker
         writeWholePackets(s);
         screen(s, () => prepare(broker.handle(s)));
       };
-      if (l.protocol === 'mqtt') server = createNetServer(handle);
+      if (l.protocol === 'mqtt' && l.proxyProtocol) {
+        // The TLS front's header first (bounded like a CONNECT), then MQTT as on any connection.
+        server = createNetServer((s) => {
+          readProxyV2(s, CONNECT_TIMEOUT_MS).then(
+            (h) => {
+              try {
+                attachProxiedTls(s, proxiedTlsFacts(h));
+              } catch (err) {
+                onViolation('', `PROXY v2 header: a client certificate that does not parse (${String(err)})`);
+                return s.destroy();
+              }
+              handle(s);
+            },
+            (err: Error) => {
+              onViolation('', err.message);
+              s.destroy();
+            },
+          );
+        });
+      } else if (l.protocol === 'mqtt') server = createNetServer(handle);
       else if (l.protocol === 'mqtts') {
         const tlsServer = createTlsServer(tlsOptions!, handle);
         tlsServer.on('tlsClientError', onTlsError);
@@ -386,7 +417,7 @@ export async function start(options: MqttBrokerOptions = {}): Promise<MqttBroker
         });
         wsServers.push(wss);
       }
-      server.on('connection', (s: Socket) => trackSocket(s, l.protocol));
+      server.on('connection', (s: Socket) => trackSocket(s, l.protocol, !l.proxyProtocol));
       servers.push(server);
       const port = await listen(server, opts.host, l.port);
       const path = l.protocol === 'ws' || l.protocol === 'wss' ? (l.path ?? '/mqtt') : '';

@@ -1,0 +1,3 @@
+module fieldlab/tools/tls-front
+
+go 1.21
