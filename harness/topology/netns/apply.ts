@@ -1,6 +1,6 @@
 import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
 import type { Socket as UdpSocket } from 'node:dgram';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { FieldlabError } from '../../../simulators/common/errors.js';
 import { dieWithParent } from '../../../simulators/common/parent-death.js';
@@ -215,6 +215,39 @@ export class NetnsLab {
       child.once('exit', (c) => fail(`helper exited ${c}: ${stderr.trim()}`));
       child.once('error', (err) => fail(err.message));
     });
+  }
+
+  /**
+   * Puts other /etc/netns files in place for the programs started in a host from now on (`ip netns exec`
+   * bind-mounts them as it execs; processes already running keep theirs), e.g. for a run whose client asks
+   * another resolver. Returns what puts the lab's own back. A file is replaced by a rename, never
+   * rewritten in place, so the mount of a running process (a simulator on that host) never sees a change.
+   */
+  replaceNameFiles(host: string, files: { hosts?: string; resolvConf?: string }): () => void {
+    this.assertLive();
+    const dir = `${this.plan.etcNetns}/${this.ns(host)}`;
+    const put = (file: string, content: string): void => {
+      const tmp = `${file}.fieldlab-${process.pid}`;
+      writeFileSync(tmp, content, { mode: 0o644 });
+      renameSync(tmp, file);
+    };
+    const saved: Array<[string, string]> = [];
+    for (const [name, content] of [
+      ['hosts', files.hosts],
+      ['resolv.conf', files.resolvConf],
+    ] as const) {
+      if (content === undefined) continue;
+      const file = `${dir}/${name}`;
+      saved.push([file, readFileSync(file, 'utf8')]);
+      put(file, content);
+    }
+    let restored = false;
+    return () => {
+      // Torn down: the directory is gone with the lab.
+      if (restored || this.done) return;
+      restored = true;
+      for (const [file, content] of saved) put(file, content);
+    };
   }
 
   /** Counters of the host's `table inet fieldlab`, one per rule and chain. */

@@ -123,6 +123,14 @@ export const topologySchema = z.strictObject({
       /** Extra /etc/hosts entries: name → address. Lab hosts are always listed under their names. */
       hosts: z.record(z.string(), z.string()).default({}),
       search: z.string().optional(),
+      /**
+       * The machine's own name, at 127.0.1.1 as Debian's /etc/hosts has it: a program that looks itself up
+       * (a client id, a log line) asks no lab DNS, whose answer would read as the lab's DNS failing it.
+       */
+      localName: z
+        .string()
+        .regex(/^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$/)
+        .optional(),
     })
     .default({ nameservers: [], hosts: {} }),
 });

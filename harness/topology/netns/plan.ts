@@ -1,6 +1,6 @@
 import { FieldlabError } from '../../../simulators/common/errors.js';
 import { parseOptions } from '../../../simulators/common/options.js';
-import { type Cidr, contains, formatCidr, formatIp, labCidr } from './addresses.js';
+import { type Cidr, contains, containsIp, formatCidr, formatIp, labCidr } from './addresses.js';
 import {
   type FirewallRule,
   type HostConfig,
@@ -52,6 +52,8 @@ export interface NetnsPlan {
   hosts: PlannedHost[];
   /** Directory for generated files (WireGuard configs). */
   workDir: string;
+  /** Root of the per-namespace files (`/etc/netns`). */
+  etcNetns: string;
   steps: PlanStep[];
   topology: Topology;
 }
@@ -168,10 +170,9 @@ export function planNetns(input: TopologyInput, opts: PlanOptions = {}): NetnsPl
 
   // 2. /etc/netns/<ns>/{hosts,resolv.conf}: `ip netns exec` bind-mounts them over /etc.
   const hostsFile = renderHostsFile(topo, hosts);
-  const resolv = renderResolvConf(topo);
   for (const h of hosts) {
     steps.push({ kind: 'file', path: `${etc}/${h.ns}/hosts`, content: hostsFile });
-    steps.push({ kind: 'file', path: `${etc}/${h.ns}/resolv.conf`, content: resolv });
+    steps.push({ kind: 'file', path: `${etc}/${h.ns}/resolv.conf`, content: renderResolvConf(topo, h) });
   }
 
   // 3. Bridges in the switch namespace.
@@ -226,7 +227,7 @@ export function planNetns(input: TopologyInput, opts: PlanOptions = {}): NetnsPl
     }
   });
 
-  return { labId, switchNs, hosts, workDir, steps, topology: topo };
+  return { labId, switchNs, hosts, workDir, etcNetns: etc, steps, topology: topo };
 }
 
 function routeLine(
@@ -446,17 +447,25 @@ function renderHostsFile(topo: Topology, hosts: PlannedHost[]): string {
   for (const [name, addr] of Object.entries(topo.dns.hosts)) {
     lines.push(`${formatIp(labCidr(addr, `dns.hosts.${name}`).address)}\t${name}`);
   }
+  const self = topo.dns.localName;
+  if (self && !hosts.some((h) => h.name === self) && !(self in topo.dns.hosts))
+    lines.push(`127.0.1.1\t${self}`);
   return `${lines.join('\n')}\n`;
 }
 
-function renderResolvConf(topo: Topology): string {
+/**
+ * A host's resolv.conf. Of the nameservers, the first on one of the host's own segments when there is
+ * one (a server with an address on every segment, as the lab's own resolver has, is asked on-link and
+ * once: a second address of the same server would only repeat a timeout), else all of them in order.
+ */
+export function renderResolvConf(topo: Topology, host: Pick<PlannedHost, 'interfaces'>): string {
   const lines = ['# fieldlab netns lab'];
-  topo.dns.nameservers.forEach((n, i) => {
-    lines.push(`nameserver ${formatIp(labCidr(n, `dns.nameservers[${i}]`).address)}`);
-  });
+  const servers = topo.dns.nameservers.map((n, i) => labCidr(n, `dns.nameservers[${i}]`).address);
+  const onLink = servers.find((a) => host.interfaces.some((i) => containsIp(i.address, a)));
+  for (const a of onLink !== undefined ? [onLink] : servers) lines.push(`nameserver ${formatIp(a)}`);
   if (topo.dns.search) lines.push(`search ${topo.dns.search}`);
   // No nameserver: lookups fail at once instead of leaking to the host's resolver.
-  if (topo.dns.nameservers.length === 0) lines.push('options attempts:1 timeout:1');
+  if (servers.length === 0) lines.push('options attempts:1 timeout:1');
   return `${lines.join('\n')}\n`;
 }
 
