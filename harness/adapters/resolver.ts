@@ -91,10 +91,12 @@ export const resolver = defineAdapter({
       // ECS comes from the client's own address: no relay may stand in front
       direct: handle.endpoints.map((e) => e.name),
       async labReady(hosts) {
-        // Names inside a zone forwarded to a lab geo-dns are that server's (it serves the lab hosts too),
-        // so its records, routing and DNS faults reach the clients of this resolver.
+        // Names inside a forwarded zone are its server's (a lab geo-dns serves the lab hosts too, named
+        // or given as address:port, as a netns lab's own resolver gives it), so its records, routing and
+        // DNS faults reach the clients of this resolver.
+        const zones = forward.map((f) => f.zone.toLowerCase().replace(/\.$/, '') || '.');
         const forwarded = (name: string) =>
-          checked.some((c) => c.zone === '.' || name === c.zone || name.endsWith(`.${c.zone}`));
+          zones.some((z) => z === '.' || name === z || name.endsWith(`.${z}`));
         handle.setHosts(
           Object.fromEntries([...hosts].filter(([name]) => !(name in o.hosts) && !forwarded(name))),
         );
