@@ -9,6 +9,7 @@ import type { Endpoint } from '../../../simulators/common/handle.js';
 import type { Authority } from '../../../simulators/pki/index.js';
 import type { LabSimulatorHandle } from '../../adapters/index.js';
 import { endpointTarget, type LabSimulator } from '../../lab/lab.js';
+import { type RemoteDnsFaults, remoteDnsFaults } from './dns-faults.js';
 import { type ControlChannel, controlReplySchema } from './protocol.js';
 import { type FaultTracker, type RemoteRelay, remoteRelay } from './relay.js';
 import { type WorkerReady, type WorkerSpec, workerReadySchema } from './spec.js';
@@ -72,6 +73,8 @@ export interface WorkerSimulator {
 }
 
 const MAX_LOG_LINES = 200;
+/** Simulator types that take DNS faults (harness/faults/dns.ts): through the worker's control channel. */
+const DNS_SIMULATOR_TYPES: readonly string[] = ['geo-dns', 'resolver'];
 /** Clocks closer than this are the same clock (namespaces share the kernel's): no offset. */
 const CLOCK_SKEW_MS = 5;
 
@@ -149,9 +152,12 @@ export async function startWorkerProcess(opts: StartWorkerOptions): Promise<Work
   const simEvents = new Map(
     [decl, ...(opts.peers ?? [])].map((d) => [d.name, new SimulatorEvents<Record<string, unknown>>(d.name)]),
   );
+  // The DNS simulators' faults (a fault that expires in the worker is gone from the mirror too).
+  const dnsFaults: RemoteDnsFaults[] = [];
   const deliver = (raw: LabEvent) => {
     const e = offset ? { ...raw, time: raw.time + offset } : raw;
     for (const r of relays.values()) r.ingest(e);
+    for (const d of dnsFaults) d.ingest(e);
     simEvents.get(e.source)?.emit('event', e);
     opts.onEvent(e);
   };
@@ -265,6 +271,11 @@ export async function startWorkerProcess(opts: StartWorkerOptions): Promise<Work
         relays.set(target, relay);
       }
       const endpoints = r.endpoints.map((e) => ({ ...e }));
+      // A DNS simulator takes DNS faults over the same channel (faults/dns.ts finds them on its handle).
+      const dns = DNS_SIMULATOR_TYPES.includes(r.simulator)
+        ? remoteDnsFaults({ target: r.name, channel, faults: opts.faults })
+        : undefined;
+      if (dns) dnsFaults.push(dns);
       return {
         name: r.name,
         pid: got.pid,
@@ -282,6 +293,13 @@ export async function startWorkerProcess(opts: StartWorkerOptions): Promise<Work
           stats: () => ({ pid: got.pid, exited: exited !== undefined }),
           // The worker's peers stop with it: the first stop ends the process, the others find it gone.
           stop,
+          ...(dns
+            ? {
+                addDnsFault: dns.addDnsFault,
+                removeDnsFault: dns.removeDnsFault,
+                dnsFaults: dns.dnsFaults,
+              }
+            : {}),
         },
       };
     };
