@@ -1,5 +1,6 @@
 import { DNS_FAULT_TYPES } from '../../simulators/common/dns-faults.js';
 import type { LabEvent } from '../../simulators/common/events.js';
+import { RCODE_NAMES } from '../../simulators/geo-dns/wire.js';
 import type { FailureClass, Verdict } from './classes.js';
 
 /**
@@ -47,9 +48,8 @@ const toxicName = (d: Data) => s(d.toxic ?? d.name ?? d.id);
 const isRelayToxic = (types: string[]) => (d: Data) => types.includes(s(d.type));
 const firewallMatch = (d: Data, e: LabEvent) => `${e.source}: ${s(d.rule)} matched ${s(d.packets)} packet(s)`;
 
-const RCODES: Record<number, string> = { 0: 'NOERROR', 2: 'SERVFAIL', 3: 'NXDOMAIN', 5: 'REFUSED' };
 const rcode = (d: Data): string =>
-  typeof d.rcode === 'number' ? (RCODES[d.rcode] ?? String(d.rcode)) : s(d.rcode).toUpperCase();
+  typeof d.rcode === 'number' ? (RCODE_NAMES[d.rcode] ?? String(d.rcode)) : s(d.rcode).toUpperCase();
 /** DNS fault types (simulators/common/dns-faults.ts): a toxic-applied of these is a DNS server's. */
 const DNS_FAULT_NAMES: ReadonlySet<string> = new Set(DNS_FAULT_TYPES);
 /** What a client reports of a failed lookup, whichever the cause: each is consistent with a DNS fault. */

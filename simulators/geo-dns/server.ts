@@ -33,8 +33,8 @@ import {
   parseOptOptions,
   type Query,
   RCODE,
-  RCODE_NAMES,
   type Rr,
+  rcodeName,
   rdataText,
   typeName,
   validateMessage,
@@ -297,7 +297,7 @@ export class DnsServer {
   }
 
   private count(rcode: number): void {
-    const name = RCODE_NAMES[rcode] ?? String(rcode);
+    const name = rcodeName(rcode);
     this.counters.byRcode[name] = (this.counters.byRcode[name] ?? 0) + 1;
   }
 
@@ -335,7 +335,7 @@ export class DnsServer {
       const rcode = what === 'formerr' ? RCODE.FORMERR : RCODE.NOTIMP;
       send(errorResponse(msg, rcode));
       this.count(rcode);
-      action = RCODE_NAMES[rcode] ?? what;
+      action = rcodeName(rcode);
     } else this.counters.dropped++;
     if (this.d.events.listenerCount('malformed') > 0 || this.d.events.listenerCount('event') > 0) {
       this.d.events.emitEvent('malformed', {
@@ -518,17 +518,7 @@ export class DnsServer {
     send(buf);
     if (truncated) this.counters.truncated++;
     this.count(entry.rcode);
-    this.emitQuery(
-      q,
-      addr,
-      port,
-      t,
-      ecs,
-      loc,
-      RCODE_NAMES[entry.rcode] ?? String(entry.rcode),
-      entry.res,
-      truncated,
-    );
+    this.emitQuery(q, addr, port, t, ecs, loc, rcodeName(entry.rcode), entry.res, truncated);
   }
 
   /** Resolves (with the fault's changes) and encodes the cacheable body. */

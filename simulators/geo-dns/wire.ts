@@ -15,10 +15,26 @@ export function typeName(t: number): string {
   return TYPE_NAMES[t] ?? `TYPE${t}`;
 }
 
-export const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5, BADVERS: 16 };
-export const RCODE_NAMES: Record<number, string> = Object.fromEntries(
+/**
+ * RCODEs (RFC 1035 §4.1.1, RFC 6895 §2.3; BADVERS is the extended RCODE of RFC 6891 §6.1.3): the one
+ * table of the project's DNS servers (geo-dns, resolver) and of the reports.
+ */
+export const RCODE = {
+  NOERROR: 0,
+  FORMERR: 1,
+  SERVFAIL: 2,
+  NXDOMAIN: 3,
+  NOTIMP: 4,
+  REFUSED: 5,
+  BADVERS: 16,
+} as const;
+export const RCODE_NAMES: Readonly<Record<number, string>> = Object.fromEntries(
   Object.entries(RCODE).map(([k, v]) => [v, k]),
 );
+/** An RCODE's name (`NXDOMAIN`), or `RCODE<n>` for one the table lacks. */
+export function rcodeName(rcode: number): string {
+  return RCODE_NAMES[rcode] ?? `RCODE${rcode}`;
+}
 
 export interface SrvData {
   priority: number;

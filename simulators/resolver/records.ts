@@ -5,12 +5,6 @@ import type { Dns2Packet } from './upstream.js';
 
 export type Dns2Resource = Dns2Packet['answers'][number];
 
-export const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 } as const;
-const RCODE_NAMES: Record<number, string> = Object.fromEntries(Object.entries(RCODE).map(([k, v]) => [v, k]));
-export function rcodeName(rcode: number): string {
-  return RCODE_NAMES[rcode] ?? `RCODE${rcode}`;
-}
-
 const TYPE_NAMES: Record<number, string> = Object.fromEntries(
   Object.entries(dns2.Packet.TYPE).map(([k, v]) => [v, k === 'EDNS' ? 'OPT' : k]),
 );

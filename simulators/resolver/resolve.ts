@@ -12,6 +12,7 @@ import { isIP } from 'node:net';
 import dns2 from 'dns2';
 import { preciseNow, type SimulatorEvents } from '../common/index.js';
 import { type Cidr, formatIp, ipBytes } from '../geo-dns/ip.js';
+import { RCODE, rcodeName } from '../geo-dns/wire.js';
 import { type CacheEntry, ResolverCache } from './cache.js';
 import type {
   AnswerSource,
@@ -21,7 +22,7 @@ import type {
   ResolverTransport,
 } from './events.js';
 import type { ForwardZone } from './options.js';
-import { answerInfo, type Dns2Resource, RCODE, rcodeName, typeName, withTtl } from './records.js';
+import { answerInfo, type Dns2Resource, typeName, withTtl } from './records.js';
 import {
   acceptAnswer,
   askTcp,
