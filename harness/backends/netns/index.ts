@@ -5,14 +5,15 @@ import { runCommand } from '../../clients/command.js';
 import { isDnsFault } from '../../faults/dns.js';
 import { linkHosts } from '../../faults/spec.js';
 import { claimBlock } from '../../lab/addresses.js';
-import { labDnsHost } from '../../lab/lab-dns.js';
 import { labFor } from '../../lab/variant-lab.js';
 import { patchedHosts } from '../../scenario/model.js';
 import { cleanNetns, listRecords } from '../../topology/netns/index.js';
 import { teardownRecord } from '../../topology/netns/teardown.js';
 import { baseCapabilities, programOf, relayFaults } from '../common.js';
 import type { Backend, BackendNetwork, LabContext } from '../types.js';
+import { clientNameFiles } from './client-resolver.js';
 import { explainBlockedHops, explainRoutes, firewallEvents } from './explain.js';
+import { type NetnsLabDns, netnsLabDns } from './lab-dns.js';
 import { LinkFaults } from './link-faults.js';
 import { buildNetwork, hostOfName, type NetnsPlacement } from './network.js';
 import { workerGroups } from './peers.js';
@@ -86,9 +87,10 @@ async function prepare(context: LabContext): Promise<BackendNetwork> {
     scenario,
     variant?.simulators ? { simulators: variant.simulators } : undefined,
   ).simulators;
-  const groups = workerGroups(simulators, (name) => hostOfName(network, name)?.host);
-  const dns = labDnsHost(scenario.lab.simulators);
-  const placement = await buildNetwork(network, variant?.network ?? {}, dns?.host, dns?.resolver);
+  // The lab's DNS: the scenario's server on port 53, else the lab's own resolver on a host of its own.
+  const dns = netnsLabDns(network, simulators, [scenario.lab, scenario.client, scenario.load, variant]);
+  const groups = workerGroups(simulators, (name) => hostOfName(dns.network, name)?.host);
+  const placement = await buildNetwork(dns.network, variant?.network ?? {}, dns);
   // The lab's own files and a lab host outside lab.network take an address of a loopback block.
   let block: ReturnType<typeof claimBlock>;
   try {
@@ -97,7 +99,7 @@ async function prepare(context: LabContext): Promise<BackendNetwork> {
     await placement.network.teardown();
     throw err;
   }
-  return netnsNetwork(placement, block, new NetnsSimulators(placement, groups));
+  return netnsNetwork(placement, block, new NetnsSimulators(placement, groups), dns);
 }
 
 /**
@@ -125,6 +127,7 @@ function netnsNetwork(
   placement: NetnsPlacement,
   block: ReturnType<typeof claimBlock>,
   simulators: NetnsSimulators,
+  dns: NetnsLabDns,
 ): BackendNetwork {
   // Faults on a link between two hosts (`proxy~hub`) are the kernel's; the rest go on relays.
   const links = new LinkFaults(placement.network);
@@ -132,7 +135,16 @@ function netnsNetwork(
     backend: 'netns',
     block,
     writesNameFiles: true,
-    open: async () => {},
+    async open(lab) {
+      // The lab's own resolver first: simulators that look a lab name up as they start ask it too.
+      const resolver = dns.resolver;
+      if (resolver && dns.server) {
+        lab.hosts.set(resolver.host, dns.server.address);
+        await simulators.start(lab, resolver);
+      }
+      // The server every namespace's resolv.conf names (on its own segment, when it has an address there).
+      if (dns.server) lab.dns = { kind: 'resolver', ...dns.server };
+    },
     // A host of lab.network is at its namespace address for the lab and the client alike.
     place: (host, index) => placement.hostOf(host)?.address ?? block.address(index),
     startSimulator: (lab, decl) => simulators.start(lab, decl),
@@ -160,13 +172,26 @@ function netnsNetwork(
       if (!linkHosts(target)) return relayFaults.removeFault(lab, target, name);
       lab.trackFault(links.remove(name));
     },
-    runCommand: (_lab, run) =>
-      runCommand({
-        ...programOf(run),
-        ...(run.signal ? { signal: run.signal } : {}),
-        // Its host's namespace, whose /etc/netns files make lab names resolve.
-        netns: placement.network.ns(run.host),
-      }),
+    async runCommand(lab, run) {
+      // The device's resolver picked for this run: its namespace's files name it while the program starts.
+      const restore =
+        run.resolver !== undefined
+          ? placement.network.replaceNameFiles(
+              run.host,
+              clientNameFiles(lab, { resolve: run.resolve, resolver: run.resolver }),
+            )
+          : undefined;
+      try {
+        return await runCommand({
+          ...programOf(run),
+          ...(run.signal ? { signal: run.signal } : {}),
+          // Its host's namespace, whose /etc/netns files make lab names resolve.
+          netns: placement.network.ns(run.host),
+        });
+      } finally {
+        restore?.();
+      }
+    },
     observe: async (_lab, time) => [
       ...(await firewallEvents(placement, time)),
       ...(await links.events(time)),

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { type Network, type NetworkPatch, networkHostNamed, patchedHosts } from '../../scenario/model.js';
 import { applyNetns, type NetnsLab, type TopologyInput } from '../../topology/netns/index.js';
 
@@ -41,23 +42,33 @@ export function hostOfName(network: Network, name: string): { host: string; addr
 }
 
 /**
- * Builds the network for one variant (root): namespaces, links, firewalls, WireGuard. `dnsHost`: the lab
- * name the lab's DNS server runs on; every namespace's resolv.conf points at it.
+ * Builds the network for one variant (root): namespaces, links, firewalls, WireGuard. `dns`: the lab DNS
+ * server's addresses, which every namespace's resolv.conf names (see lab-dns.ts), and whether it answers
+ * every lab name (then the namespaces' hosts files leave the lab names to it).
  */
 export async function buildNetwork(
   network: Network,
   patch: NetworkPatch,
-  dnsHost?: string,
-  /** The lab DNS answers every lab name (a resolver): the namespaces' hosts files leave them to it. */
-  namesByDns = false,
+  dns: { nameservers: readonly string[]; answersLabNames: boolean } = {
+    nameservers: [],
+    answersLabNames: false,
+  },
 ): Promise<NetnsPlacement> {
   // Short: the id is part of every namespace and default interface name (15 characters at most).
   const labId = `v${randomBytes(3).toString('hex')}`;
   const topology = topologyFor(network, patch, labId);
-  const dns = dnsHost === undefined ? undefined : hostOfName(network, dnsHost);
-  if (dns) topology.dns = { ...topology.dns, nameservers: [dns.address] };
+  const nameservers = dns.nameservers.map((a) => a.split('/')[0] ?? a);
+  if (nameservers.length > 0) {
+    const self = hostname();
+    topology.dns = {
+      ...topology.dns,
+      nameservers,
+      // A program looking up the machine's own name asks no lab DNS (plan.ts, `localName`).
+      ...(/^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$/.test(self) && self !== 'localhost' ? { localName: self } : {}),
+    };
+  }
   const names = new Map<string, string>(Object.entries(topology.dns?.hosts ?? {}));
-  if (dns && namesByDns) topology.dns = { ...topology.dns, hosts: {} };
+  if (nameservers.length > 0 && dns.answersLabNames) topology.dns = { ...topology.dns, hosts: {} };
   for (const h of network.hosts) {
     const first = firstAddress(h);
     if (first !== undefined && !names.has(h.name)) names.set(h.name, first);
