@@ -82,8 +82,8 @@ function bar(p: Phase, from: number, end: number): string {
   const d = phaseDuration(p);
   const left = pct(((p.start - from) / span) * 100);
   const name = esc(p.name);
-  const who =
-    `data-source="${esc(phaseSource(p))}"` + (p.connection ? ` data-connection="${esc(p.connection)}"` : '');
+  const connection = p.connection ? ` data-connection="${esc(p.connection)}"` : '';
+  const who = `data-source="${esc(phaseSource(p))}"${connection}`;
   if (d === undefined) {
     const title = esc(`${p.name} (${whoText(p)}): started at ${formatMs(p.start)}, never finished`);
     return (
