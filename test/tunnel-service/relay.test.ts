@@ -5,7 +5,8 @@ import {
   OpenTunnelCommand,
 } from '@aws-sdk/client-iotsecuretunneling';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { MAX_PAYLOAD_BYTES, MessageType as T } from '../../simulators/tunnel-service/index.js';
+import { joined } from '../../simulators/tunnel-service/data-plane.js';
+import { encodeMessage, MAX_PAYLOAD_BYTES, MessageType as T } from '../../simulators/tunnel-service/index.js';
 import {
   CLIENT_TOKEN_A,
   connect,
@@ -141,6 +142,41 @@ describe('tunnel-service relay', () => {
     expect([back.streamId, back.payload.toString()]).toEqual([5, 'back']);
     src.close();
     dst.close();
+  });
+
+  it('forwards a frame of messages as the bytes it came as, and without a stale message in between', async () => {
+    lab = await startLab();
+    const t = await openTunnel(lab);
+    const { src, dst } = await connectPair(lab, t);
+    const frames: Buffer[] = [];
+    dst.ws.on('message', (d: Buffer) => frames.push(Buffer.from(d)));
+    const data = (streamId: number, text: string) =>
+      encodeMessage({ type: T.DATA, streamId, serviceId: 'SSH', payload: Buffer.from(text) });
+    const start = encodeMessage({ type: T.STREAM_START, streamId: 2, serviceId: 'SSH' });
+    src.ws.send(Buffer.concat([start, data(2, 'a'), data(2, 'b')]));
+    for (let i = 0; i < 3; i++) await dst.next();
+    // Stream 1 is not the active stream: its DATA is stale and dropped, the rest goes on as one frame.
+    src.ws.send(Buffer.concat([data(2, 'c'), data(1, 'stale'), data(2, 'd')]));
+    for (let i = 0; i < 2; i++) await dst.next();
+    expect(frames).toEqual([
+      Buffer.concat([start, data(2, 'a'), data(2, 'b')]),
+      Buffer.concat([data(2, 'c'), data(2, 'd')]),
+    ]);
+    expect(lab.svc.stats().framesDropped).toBe(1);
+    src.close();
+    dst.close();
+  });
+
+  it('joins back-to-back messages as a view of the received bytes, others as a copy', () => {
+    const received = Buffer.alloc(10, '0123456789'); // not from the shared pool: its own memory
+    const view = joined([received.subarray(2, 5), received.subarray(5, 9)], 7);
+    expect(view.toString()).toBe('2345678');
+    expect(view.buffer).toBe(received.buffer);
+    const copy = joined([received.subarray(0, 2), received.subarray(5, 9)], 6);
+    expect(copy.toString()).toBe('015678');
+    expect(copy.buffer).not.toBe(received.buffer);
+    const apart = joined([received.subarray(0, 2), Buffer.from('xy')], 4);
+    expect(apart.toString()).toBe('01xy');
   });
 
   it('relays ignorable messages of unknown types and answers pings', async () => {
