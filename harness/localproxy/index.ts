@@ -215,6 +215,7 @@ class LocalProxy implements LocalProxyHandle {
         version: this.o.destinationClientType,
         destinations: this.dests,
         highWaterMark: this.o.highWaterMark,
+        zeroMask: this.o.zeroMask,
       },
       this.events,
       this.st,

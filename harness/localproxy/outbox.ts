@@ -8,9 +8,11 @@ import { MAX_PAYLOAD_BYTES, MAX_WS_FRAME_BYTES } from '../../simulators/tunnel-s
  *
  * ```
  * tcp chunks ─▶ DATA entries (views, coalesced up to 63 KiB per message) ─┐
- * control messages (encoded) ─────────────────────────────────────────────┴▶ pack ─▶ ws.send(frame)
+ * control messages (encoded) ─────────────────────────────────────────────┴▶ pack ─▶ frame
  * ```
- * Each byte is copied once, into the frame; with zero-key masking `ws` sends that buffer as is.
+ * With the zero masking key (the default) a frame goes to the socket as its pieces in one `writev`:
+ * header and message fields from one small buffer, the TCP payloads as the views they arrived as, never
+ * copied. With random keys each byte is copied once, into the frame `ws` masks and sends.
  */
 
 /** Where a DATA message goes (V2 guide: serviceId; V3 guide: connectionId, 0 = omitted). */
@@ -58,7 +60,8 @@ function dataBodySize(e: DataEntry): number {
   return n + 1 + varintSize(e.bytes) + e.bytes;
 }
 
-function writeData(target: Buffer, pos: number, e: DataEntry, body: number): number {
+/** Writes a DATA message's length prefix and fields up to its payload; returns the payload's offset. */
+function writeDataHead(target: Buffer, pos: number, e: DataEntry, body: number): number {
   target.writeUInt16BE(body, pos);
   pos += 2;
   target[pos++] = 0x08; // field 1 type, varint
@@ -76,9 +79,59 @@ function writeData(target: Buffer, pos: number, e: DataEntry, body: number): num
     pos = writeVarint(target, pos, e.route.connectionId);
   }
   target[pos++] = 0x22; // field 4 payload
-  pos = writeVarint(target, pos, e.bytes);
-  for (const p of e.pieces) pos += p.copy(target, pos);
-  return pos;
+  return writeVarint(target, pos, e.bytes);
+}
+
+/** Bytes of a DATA message that are not payload (prefix and fields). */
+const dataHeadSize = (e: DataEntry, body: number): number => 2 + body - e.bytes;
+
+/**
+ * RFC 6455 §5.2 header of a final binary frame from a client, masked (§5.3) with the zero key, which
+ * leaves the payload as it is: 2 bytes, the extended length (§5.2: 16 bits from 126, 64 from 65536),
+ * then the 4-byte key.
+ */
+function wsHeaderSize(payload: number): number {
+  return 2 + (payload < 126 ? 0 : payload < 65_536 ? 2 : 8) + 4;
+}
+
+function writeWsHeader(target: Buffer, payload: number): number {
+  target[0] = 0x82; // FIN, opcode 2 (binary)
+  let pos = 2;
+  if (payload < 126) target[1] = 0x80 | payload;
+  else if (payload < 65_536) {
+    target[1] = 0x80 | 126;
+    target.writeUInt16BE(payload, 2);
+    pos = 4;
+  } else {
+    target[1] = 0x80 | 127;
+    target.writeUInt32BE(0, 2);
+    target.writeUInt32BE(payload, 6);
+    pos = 10;
+  }
+  target.writeUInt32BE(0, pos); // the zero masking key
+  return pos + 4;
+}
+
+interface Packed {
+  e: Entry;
+  /** Bytes in the frame: the message with its length prefix. */
+  size: number;
+  /** A DATA message's protobuf body size (0 for a control message). */
+  body: number;
+}
+
+/** The frame's payload as one buffer (each payload byte copied once), for `ws.send`. */
+function packFrame(batch: Packed[], bytes: number): Buffer {
+  const frame = Buffer.allocUnsafe(bytes);
+  let pos = 0;
+  for (const b of batch) {
+    if (Buffer.isBuffer(b.e)) pos += b.e.copy(frame, pos);
+    else {
+      pos = writeDataHead(frame, pos, b.e, b.body);
+      for (const p of b.e.pieces) pos += p.copy(frame, pos);
+    }
+  }
+  return frame;
 }
 
 export interface OutboxCounters {
@@ -98,6 +151,8 @@ export class Outbox {
     private readonly raw: Socket,
     private readonly highWaterMark: number,
     private readonly counters: OutboxCounters,
+    /** Frames are masked with the zero key: they can be written without `ws` (see `writeFrame`). */
+    private readonly zeroMask = false,
   ) {
     raw.on('drain', this.onDrain);
   }
@@ -164,17 +219,12 @@ export class Outbox {
     const entries = this.entries;
     this.entries = [];
     if (this.ws.readyState !== this.ws.OPEN) return;
-    let batch: Array<{ e: Entry; size: number; body: number }> = [];
+    let batch: Packed[] = [];
     let batchBytes = 0;
     const send = () => {
       if (batch.length === 0) return;
-      const frame = Buffer.allocUnsafe(batchBytes);
-      let pos = 0;
-      for (const b of batch) {
-        if (Buffer.isBuffer(b.e)) pos += b.e.copy(frame, pos);
-        else pos = writeData(frame, pos, b.e, b.body);
-      }
-      this.ws.send(frame, { binary: true });
+      if (this.zeroMask) this.writeFrame(batch, batchBytes);
+      else this.ws.send(packFrame(batch, batchBytes), { binary: true });
       this.counters.wsMessagesOut++;
       this.counters.tunnelMessagesOut += batch.length;
       batch = [];
@@ -195,6 +245,35 @@ export class Outbox {
     }
     send();
     if (this.ws.bufferedAmount > this.highWaterMark) this.congested = true;
+  }
+
+  /**
+   * Writes one frame of messages straight to the socket under the WebSocket, as its pieces in one corked
+   * burst (one `writev`): the frame header and the messages' own bytes from one small buffer, the TCP
+   * payloads as the views they arrived as. With the zero key the frame is byte for byte what `ws` would
+   * send for the packed frame, without copying the payloads into it. Safe beside `ws`'s own writes
+   * (pings, close): its sender writes to the socket at once too (no compression, no queue), so order holds.
+   */
+  private writeFrame(batch: Packed[], payload: number): void {
+    let small = wsHeaderSize(payload);
+    for (const b of batch) small += Buffer.isBuffer(b.e) ? b.size : dataHeadSize(b.e, b.body);
+    const head = Buffer.allocUnsafe(small);
+    let pos = writeWsHeader(head, payload);
+    let from = 0;
+    const raw = this.raw;
+    raw.cork();
+    for (const b of batch) {
+      if (Buffer.isBuffer(b.e)) {
+        pos += b.e.copy(head, pos);
+        continue;
+      }
+      pos = writeDataHead(head, pos, b.e, b.body);
+      raw.write(head.subarray(from, pos));
+      from = pos;
+      for (const p of b.e.pieces) raw.write(p);
+    }
+    if (pos > from) raw.write(head.subarray(from, pos));
+    raw.uncork();
   }
 
   private readonly onDrain = (): void => {

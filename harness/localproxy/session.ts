@@ -45,6 +45,8 @@ export interface SessionConfig {
   version: ProtocolVersion;
   destinations: ReadonlyMap<string, Target>;
   highWaterMark: number;
+  /** Client frames masked with the zero key (the outbox then writes DATA payloads without a copy). */
+  zeroMask: boolean;
 }
 
 let nextStreamId = 1;
@@ -67,7 +69,7 @@ export class Session {
     private readonly stats: LocalProxyStats,
     private readonly onServiceIds: (ids: string[]) => void,
   ) {
-    this.outbox = new Outbox(ws, raw, cfg.highWaterMark, stats);
+    this.outbox = new Outbox(ws, raw, cfg.highWaterMark, stats, cfg.zeroMask);
     ws.on('message', (data: Buffer) => this.receive(data));
     ws.resume();
   }
