@@ -223,6 +223,24 @@ async function openRate(
   return { perSecond: count / seconds, perCpuSecond: count / (((await server.cpuMs()) - cpu0) / 1000) };
 }
 
+const GiB = 1024 * 1024 * 1024;
+const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+
+/** Runs `fn` and returns the thread CPU each worker used meanwhile (ms). */
+async function withCpu<T>(
+  workers: Record<string, { cpuMs(): Promise<number> }>,
+  fn: () => Promise<T>,
+): Promise<{ result: T; cpuMs: Record<string, number> }> {
+  const entries = Object.entries(workers);
+  const before = await Promise.all(entries.map(([, w]) => w.cpuMs()));
+  const result = await fn();
+  const after = await Promise.all(entries.map(([, w]) => w.cpuMs()));
+  return {
+    result,
+    cpuMs: Object.fromEntries(entries.map(([name], i) => [name, (after[i] ?? 0) - (before[i] ?? 0)])),
+  };
+}
+
 const inWorker = (job: Role) => startInWorker<Serving>(fileURLToPath(import.meta.url), job);
 
 export async function run(): Promise<BenchReport> {
@@ -245,7 +263,7 @@ export async function run(): Promise<BenchReport> {
     const t = await openTunnel(service.api!, keepAlive);
     const common = { endpoint: `ws://${HOST}:${service.data}`, destinationClientType: 'V2' as const };
     // The destination side only has to run: the source side's streams end at its app.
-    await begin(
+    const dst = await begin(
       inWorker({
         role: 'localproxy',
         options: {
@@ -263,17 +281,38 @@ export async function run(): Promise<BenchReport> {
       }),
     );
     let chainPort = s.port;
+    const hops: Array<Serving & { cpuMs(): Promise<number> }> = [];
     for (let i = 0; i < 3; i++) {
-      chainPort = (await begin(inWorker({ role: 'relay', upstreamPort: chainPort }))).port!;
+      const hop = await begin(inWorker({ role: 'relay', upstreamPort: chainPort }));
+      hops.push(hop);
+      chainPort = hop.port!;
     }
+    const parts = { service, 'source localproxy': src, 'destination localproxy': dst };
+    const cpu: Record<string, number[]> = {};
+    const record = (name: string, ms: number) => {
+      cpu[name] = [...(cpu[name] ?? []), (ms / bytes) * GiB];
+    };
     const stream = await interleave(
       {
-        fieldlab: () => bulkOnce(() => connectDirect(HOST, src.port!), bytes),
+        fieldlab: async () => {
+          const r = await withCpu(parts, () => bulkOnce(() => connectDirect(HOST, src.port!), bytes));
+          for (const [name, ms] of Object.entries(r.cpuMs)) record(name, ms);
+          record('fieldlab', sum(Object.values(r.cpuMs)));
+          return r.result;
+        },
         direct: () => bulkOnce(() => connectDirect(HOST, s.port), bytes),
-        'tcp-relay-chain': () => bulkOnce(() => connectDirect(HOST, chainPort), bytes),
+        'tcp-relay-chain': async () => {
+          const hopsByName = Object.fromEntries(hops.map((h, i) => [`hop ${i}`, h]));
+          const r = await withCpu(hopsByName, () => bulkOnce(() => connectDirect(HOST, chainPort), bytes));
+          const each = Object.values(r.cpuMs);
+          record('relay hop', sum(each) / each.length);
+          record('tcp-relay-chain', sum(each));
+          return r.result;
+        },
       },
       rounds,
     );
+    const cpuSamples = (names: string[]) => Object.fromEntries(names.map((n) => [n, cpu[n] ?? []]));
 
     const o = await interleave<OpenRound>(
       {
@@ -293,6 +332,18 @@ export async function run(): Promise<BenchReport> {
       [
         { metric: 'one tunnel stream', unit: 'MiB/s', better: 'higher', samples: stream },
         {
+          metric: 'stream CPU, whole path',
+          unit: 'ms/GiB',
+          better: 'lower',
+          samples: cpuSamples(['fieldlab', 'tcp-relay-chain']),
+        },
+        {
+          metric: 'stream CPU, per part',
+          unit: 'ms/GiB',
+          better: 'lower',
+          samples: cpuSamples(['service', 'source localproxy', 'destination localproxy', 'relay hop']),
+        },
+        {
           metric: 'tunnel opens+connects',
           unit: 'per s',
           better: 'higher',
@@ -309,6 +360,10 @@ export async function run(): Promise<BenchReport> {
         { metric: 'one tunnel stream', subject: 'fieldlab', reference: 'direct', target: 0.5 },
         { metric: 'one tunnel stream', subject: 'fieldlab', reference: 'tcp-relay-chain' },
         { metric: 'one tunnel stream', subject: 'tcp-relay-chain', reference: 'direct' },
+        { metric: 'stream CPU, whole path', subject: 'fieldlab', reference: 'tcp-relay-chain' },
+        { metric: 'stream CPU, per part', subject: 'service', reference: 'relay hop' },
+        { metric: 'stream CPU, per part', subject: 'source localproxy', reference: 'relay hop' },
+        { metric: 'stream CPU, per part', subject: 'destination localproxy', reference: 'relay hop' },
         { metric: 'tunnel opens+connects', subject: 'fieldlab', reference: 'target', target: 1 },
         { metric: 'tunnel opens+connects', subject: 'fieldlab', reference: 'bare' },
         {
@@ -322,6 +377,7 @@ export async function run(): Promise<BenchReport> {
       [
         `stream: ${bytes / 1024 / 1024} MiB per round, -y V2 over subprotocol 3.0, ws (no TLS); each localproxy, the service and each relay hop in its own worker thread`,
         'tcp-relay-chain: three plain TCP relays, the tunnel path without the protocol; with fewer cores than hops it, not the protocol, sets the ceiling',
+        'stream CPU: each part’s thread CPU time over the bytes streamed (the whole path: the service and both localproxies, against the three relays), 10 ms clock ticks',
         `opens: ${opens} per round, 16 at a time, client in the main thread; bare = an http + ws server with no tunnel logic`,
         'per second of server CPU: opens divided by the server thread’s CPU time (/proc/thread-self): its rate with a core of its own',
       ],
