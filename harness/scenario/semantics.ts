@@ -92,7 +92,17 @@ export function checkSemantics(s: Scenario): SemanticIssue[] {
       });
     }
   };
-  if (s.client?.type === 'command') checkResolver(s.client.resolver, ['client', 'resolver']);
+  if (s.client?.type === 'command') {
+    checkResolver(s.client.resolver, ['client', 'resolver']);
+    const picks = s.client.resolver !== undefined || s.variants.some((v) => v.client?.resolver !== undefined);
+    // `resolve: none` leaves the machine's resolv.conf in place: a picked resolver would never be asked.
+    if (picks && s.client.resolve === 'none')
+      issues.push({
+        path: ['client', 'resolve'],
+        message:
+          "client.resolver needs resolve: lab (with resolve: none the client keeps the machine's resolv.conf)",
+      });
+  }
   for (const [i, v] of s.variants.entries())
     checkResolver(v.client?.resolver, ['variants', i, 'client', 'resolver']);
   // A load's options resolve like the client's references (its path through the lab).
