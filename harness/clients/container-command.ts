@@ -31,6 +31,11 @@ export async function runInContainer(spec: {
   stdin?: string;
   timeoutMs: number;
   onSpawn?: (pid: number) => void;
+  /**
+   * The lab's resolv.conf for the program (a file on this side): mounted over /etc/resolv.conf, which
+   * Docker then leaves alone, so lookups go to the lab's DNS and not Docker's own (127.0.0.11).
+   */
+  resolvConf?: string;
 }): Promise<CommandResult> {
   shareDirectories(spec.lab.hostDir);
   const [program, ...args] = spec.argv;
@@ -38,6 +43,7 @@ export async function runInContainer(spec: {
   const docker = ['docker', 'run', '--rm', '--name', name, '--network', spec.lab.network ?? 'none'];
   for (const [k, v] of Object.entries(spec.lab.labels)) docker.push('--label', `${k}=${v}`);
   docker.push('-v', `${spec.lab.hostDir}:${spec.lab.dir}`);
+  if (spec.resolvConf) docker.push('-v', `${spec.resolvConf}:/etc/resolv.conf:ro`);
   // The lab directory's owner (0700): the image's user, or the invoking user's uid:gid (see labOwner).
   if (spec.lab.user) docker.push('--user', spec.lab.user);
   for (const [k, v] of Object.entries(spec.env)) docker.push('-e', `${k}=${v}`);

@@ -10,12 +10,15 @@ import { type ContainerPaths, runInContainer } from '../../clients/container-com
 import { fixedBlock } from '../../lab/addresses.js';
 import { endpointTarget, type Lab, type LabSimulator, type RunningSimulator } from '../../lab/lab.js';
 import { firstDnsServer } from '../../lab/loopback-network.js';
+import type { LabReadyHook } from '../../lab/network.js';
 import { processStartTicks } from '../../lab/state.js';
 import { orAbort } from '../abort.js';
 import { programOf, relayFaults, seesNothingMore } from '../common.js';
 import {
   httpControlChannel,
+  type RemoteDnsFaults,
   type RemoteRelay,
+  remoteDnsFaults,
   remoteRelay,
   type WorkerReady,
   type WorkerSpec,
@@ -24,13 +27,15 @@ import {
 import type { BackendNetwork } from '../types.js';
 import { LAB_LABEL, OWNER_LABEL, OWNER_START_LABEL } from './clean.js';
 import { containerGroups } from './groups.js';
+import { type ContainerLabDns, ownResolver, planLabDns } from './lab-dns.js';
 
 /**
  * The container backend (DESIGN.md "Network backends"): every simulator of a lab runs in its own
  * container of the fieldlab image (`fieldlab serve-lab`), on a Docker network of the lab's own
  * (198.18.N.0/24, labelled), under its lab host name as a network alias, sharing the lab directory as
- * `/lab`. Containers are started with testcontainers and waited on by their healthcheck; their events
- * come back on their logs; toxics go to each container's control API. Without Ryuk (its image cannot be
+ * `/lab`. Every container resolves names through the lab's DNS (lab-dns.ts), not Docker's. Containers
+ * are started with testcontainers and waited on by their healthcheck; their events come back on their
+ * logs; toxics and DNS faults go to each container's control API. Without Ryuk (its image cannot be
  * pulled here), the lab removes its containers and network itself, and `fieldlab clean` removes what a
  * killed run left (by label).
  */
@@ -70,6 +75,12 @@ export function labOwner(): LabOwner {
 function giveTo(owner: LabOwner, path: string): void {
   if (owner.user === undefined) chownSync(path, owner.uid, owner.gid);
 }
+
+/** Simulator types that take DNS faults (harness/faults/dns.ts), through their container's control API. */
+const DNS_SIMULATOR_TYPES: readonly string[] = ['geo-dns', 'resolver'];
+
+/** The worker's ready line on its logs (`{"ready":true,...}`, harness/cli/serve-lab.ts). */
+const READY_LINE = /^\{"ready":true[,}]/;
 
 /** Bound on each simulator container's start (image pull excluded: the image must exist). */
 const STARTUP_TIMEOUT_MS = 60_000;
@@ -192,12 +203,28 @@ export async function containerNetwork(opts: ContainerLabOptions): Promise<Backe
   };
   const placed = new Map<string, string>();
   const simulatorHosts = new Set(opts.simulators?.map((s) => s.host));
+  // Decided at the first simulator's start, once every host has its address (lab-dns.ts).
+  let dns: ContainerLabDns | undefined;
+  // The lab's own resolver's container, started beside the simulators' once the geo-dns servers it
+  // forwards to run (their ports are known then); awaited by the lab's labReady hooks, and by close().
+  let dnsStarted: Promise<void> | undefined;
+  let openLab: Lab | undefined;
+  const startOwnResolver = (lab: Lab, c: Omit<ContainerStart, 'address' | 'dns'>): void => {
+    if (!dns?.own || dnsStarted) return;
+    const geoDns = (opts.simulators ?? []).filter((s) => s.type === 'geo-dns');
+    if (!geoDns.every((s) => (lab.simulators.get(s.name)?.endpoints.length ?? 0) > 0)) return;
+    const own = ownResolver(lab, opts.simulators ?? []);
+    dnsStarted = startContainer(tc, lab, own, [], { ...c, address: dns.address, dns });
+    // Its failure is the lab's when the hook awaits it (or close(), if the lab failed first).
+    dnsStarted.catch(() => undefined);
+  };
 
   return {
     backend: 'container',
     block: fixedBlock(''),
     writesNameFiles: false,
     async open(lab) {
+      openLab = lab;
       hostDir = lab.dir;
       giveTo(owner, lab.dir);
       // Containers read the trust bundle (the keys in it stay 0600, this process's); the lab directory
@@ -213,22 +240,33 @@ export async function containerNetwork(opts: ContainerLabOptions): Promise<Backe
     place: (host) => (simulatorHosts.has(host) || !opts.simulators ? place(host) : undefined),
     async startSimulator(lab, decl) {
       if (!network || !authority) throw new Error('container lab: open() first');
+      const c = { image: opts.image, network: network.name, labels, owner, authority, controlToken };
+      // The first start decides the lab's DNS (before any container: each reads its resolv.conf). The
+      // lab's own resolver is up before the lab is ready: its hook waits for it.
+      let hook: LabReadyHook | undefined;
+      if (!dns) {
+        dns = planLabDns(lab, opts.simulators ?? [], place);
+        if (dns.own) {
+          hook = async () => {
+            startOwnResolver(lab, c);
+            await dnsStarted;
+          };
+        }
+      }
+      startOwnResolver(lab, c);
       // Peers declared later start with the first of their group; their own calls find it running.
       const group = groupOf(decl) ?? [decl];
-      if (started.has(group)) return undefined;
+      if (started.has(group)) return hook;
       started.add(group);
       const [first, ...peers] = group.map((s) => (s.name === decl.name ? decl : s));
-      if (!first) return undefined;
+      if (!first) return hook;
       await startContainer(tc, lab, first, peers, {
-        image: opts.image,
-        network: network.name,
+        ...c,
         address: lab.hosts.get(first.host) ?? place(first.host),
-        labels,
-        owner,
-        authority,
-        controlToken,
+        dns,
       });
-      return undefined;
+      startOwnResolver(lab, c);
+      return hook;
     },
     clientNames: (lab) => lab.hosts,
     // Programs in the lab's containers see the lab directory at /lab and fieldlab at /app.
@@ -238,19 +276,36 @@ export async function containerNetwork(opts: ContainerLabOptions): Promise<Backe
     dnsServer: firstDnsServer,
     // lab.stop() stops every simulator (its container) first, then this removes the network.
     close: async () => {
+      // A lab that failed while its resolver's container was starting: that one too (stop is idempotent).
+      if (dnsStarted && dns) {
+        await dnsStarted.catch(() => undefined);
+        await openLab?.simulators
+          .get(dns.name)
+          ?.handle.stop()
+          .catch(() => undefined);
+      }
       await network?.remove();
     },
     ...relayFaults,
     ...seesNothingMore,
     // Its container goes with the lab's (stop removes them), which ends the docker CLI.
-    runCommand: (lab, run) =>
-      orAbort(
+    runCommand: (lab, run) => {
+      // `resolve: lab`: the lab's DNS, or the resolver the run names (`client.resolver`); `none`: Docker's.
+      const resolvConf =
+        run.resolve !== 'lab'
+          ? undefined
+          : run.resolver !== undefined
+            ? lab.resolvConfFor(run.resolver)
+            : dns?.resolvConf;
+      return orAbort(
         runInContainer({
           ...programOf(run),
           lab: { ...paths, hostDir: lab.dir },
+          ...(resolvConf !== undefined ? { resolvConf } : {}),
         }),
         run.signal,
-      ),
+      );
+    },
   };
 }
 
@@ -263,6 +318,8 @@ interface ContainerStart {
   owner: LabOwner;
   authority: Authority;
   controlToken: string;
+  /** The lab's DNS, whose resolv.conf the container reads. */
+  dns?: ContainerLabDns;
 }
 
 /**
@@ -304,12 +361,17 @@ async function startContainer(
 
   const members = [decl, ...peers];
   const relays = new Map<string, RemoteRelay>();
+  const dnsTargets: RemoteDnsFaults[] = [];
   let ready: WorkerReady | undefined;
   const logs: string[] = [];
   const aliases = [...new Set(members.map((m) => m.host))];
   const container = await labContainer(tc, c.image, c.network, aliases, c.address, c.owner.user)
     .withCommand(['serve-lab', `${CONTAINER_DIR}/${decl.name}.spec.json`])
-    .withBindMounts([{ source: lab.dir, target: CONTAINER_DIR, mode: 'rw' }])
+    .withBindMounts([
+      { source: lab.dir, target: CONTAINER_DIR, mode: 'rw' },
+      // Its lookups (a proxy's of the hub) go to the lab's DNS, where DNS faults reach them.
+      ...(c.dns ? [{ source: c.dns.resolvConf, target: '/etc/resolv.conf', mode: 'ro' as const }] : []),
+    ])
     .withLabels(c.labels)
     .withLogConsumer((stream) =>
       consumeLogs(
@@ -319,6 +381,7 @@ async function startContainer(
           else if (o.event) {
             // A relay's events also move its handle's figures and toxics (one that expired is gone).
             for (const r of relays.values()) r.ingest(o.event);
+            for (const d of dnsTargets) d.ingest(o.event);
             lab.addEvent(o.event);
           }
         },
@@ -328,13 +391,15 @@ async function startContainer(
         },
       ),
     )
-    .withWaitStrategy(tc.Wait.forHealthCheck())
+    // Its ready line, printed once every simulator listens (what the image's healthcheck tests too, but
+    // from a `node` started every 2 s: a healthcheck's first run waits its interval, and each run costs CPU).
+    .withWaitStrategy(tc.Wait.forLogMessage(READY_LINE))
     .withStartupTimeout(STARTUP_TIMEOUT_MS)
     .start()
     .catch((err: Error) => {
       throw new FieldlabError(
         'E_CONTAINER_START',
-        `${decl.name} (${decl.type}) did not become healthy: ${err.message}`,
+        `${decl.name} (${decl.type}) did not become ready: ${err.message}`,
         {
           hint: logs.slice(-5).join(' | ') || `is the image ${c.image} built (scripts/docker-image.sh)?`,
         },
@@ -351,20 +416,34 @@ async function startContainer(
     })();
     return stopping;
   };
-  const runningOf = (member: LabSimulator): RunningSimulator => ({
-    decl: member,
-    handle: {
-      name: member.name,
+  const runningOf = (member: LabSimulator): RunningSimulator => {
+    // A DNS simulator's faults go to its container's control API (harness/faults/dns.ts finds them here).
+    const dnsFaults = DNS_SIMULATOR_TYPES.includes(member.type)
+      ? remoteDnsFaults({ target: member.name, channel, faults: lab })
+      : undefined;
+    if (dnsFaults) dnsTargets.push(dnsFaults);
+    return {
+      decl: member,
+      handle: {
+        name: member.name,
+        endpoints: [],
+        events: new SimulatorEvents<Record<string, unknown>>(member.name),
+        stats: () => ({}),
+        stop,
+        ...(dnsFaults
+          ? {
+              addDnsFault: dnsFaults.addDnsFault,
+              removeDnsFault: dnsFaults.removeDnsFault,
+              dnsFaults: dnsFaults.dnsFaults,
+            }
+          : {}),
+      },
       endpoints: [],
-      events: new SimulatorEvents<Record<string, unknown>>(member.name),
-      stats: () => ({}),
-      stop,
-    },
-    endpoints: [],
-    relays: new Map(),
-    vars: {},
-    logs,
-  });
+      relays: new Map(),
+      vars: {},
+      logs,
+    };
+  };
   const running = new Map(members.map((m) => [m.name, runningOf(m)]));
   for (const [name, r] of running) lab.simulators.set(name, r);
   const got = await waitFor(() => ready, 10_000, `${decl.name}: no ready line in its logs`);
@@ -407,6 +486,8 @@ function labContainer(
         EndpointsConfig: { [network]: { Aliases: aliases, IPAMConfig: { IPv4Address: address } } },
       };
       this.withNetworkMode(network);
+      // The image's HEALTHCHECK is for `docker run`/compose users; the lab waits on the ready line instead.
+      this.createOpts.Healthcheck = { Test: ['NONE'] };
       if (user !== undefined) this.withUser(user);
     }
   }
