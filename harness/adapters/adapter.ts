@@ -5,6 +5,7 @@ import type { LabEvent } from '../../simulators/common/events.js';
 import type { Endpoint } from '../../simulators/common/handle.js';
 import { parseOptions } from '../../simulators/common/options.js';
 import type { PkiHandle } from '../../simulators/pki/index.js';
+import type { Capability } from '../capabilities.js';
 
 /**
  * How a scenario's `type:` becomes a running simulator: each adapter validates the options a scenario
@@ -81,6 +82,12 @@ export interface AdapterDefinition<S extends z.ZodType, H extends LabSimulatorHa
    * options: a backend that runs simulators in other processes keeps peers in one.
    */
   peers?(options: Record<string, unknown>): unknown[];
+  /**
+   * Machine capabilities these options need (a scenario's raw options, a variant's overrides merged), so a
+   * variant that needs a missing one is skipped with its reason: e.g. aws-iot `maxFragmentLength: ignore`
+   * needs `tls-front`.
+   */
+  requires?(options: Record<string, unknown>): Capability[];
   start(ctx: AdapterContext, options: z.output<S>): Promise<StartedSimulator<H>>;
   /**
    * `fieldlab serve <type>`: the simulator alone, on its own options (what its `start(options)` takes,
@@ -97,6 +104,8 @@ export interface SimulatorAdapter<H extends LabSimulatorHandle = LabSimulatorHan
   readonly options: z.ZodType;
   /** Names of the simulators its (raw) options make peers of it (see `AdapterDefinition.peers`). */
   peers(options: Record<string, unknown>): string[];
+  /** See `AdapterDefinition.requires`. */
+  requires(options: Record<string, unknown>): Capability[];
   /** Validates `options` (a scenario's, `${...}` filled in) against `this.options`, then starts. */
   start(ctx: AdapterContext, options: unknown): Promise<StartedSimulator>;
   /** The handle as this type's own, when this adapter started it (a peer's); undefined otherwise. */
@@ -120,6 +129,7 @@ export function defineAdapter<S extends z.ZodType, H extends LabSimulatorHandle>
     optionsForClients: def.optionsForClients ?? false,
     options: def.options,
     peers: (options) => (def.peers?.(options) ?? []).filter((n): n is string => typeof n === 'string'),
+    requires: (options) => def.requires?.(options) ?? [],
     async start(ctx, options) {
       const s = await def.start(ctx, parseOptions(def.options, options, `${ctx.name} (${def.type})`));
       started.set(s.handle, s.handle);

@@ -91,6 +91,7 @@ export const awsIot = defineAdapter({
         .default([]),
     })
     .strict(),
+  requires: (options) => (options.maxFragmentLength === 'ignore' ? ['tls-front'] : []),
   async start(ctx, o) {
     const names = [ctx.hostName, ctx.address];
     const server =
@@ -128,6 +129,7 @@ export const awsIot = defineAdapter({
       ],
       cas: o.jitp ? [{ pem: jitp.caPem, autoRegistration: true, ...o.jitp }] : [],
     });
+    for (const pid of handle.frontPids) ctx.trackProcess(pid, `fieldlab-tls-front for ${ctx.name}`);
     const vars: Record<string, string> = {
       ...jitp.vars,
       ...(claim ? { claimCert: claim.certPath, claimKey: claim.keyPath } : {}),

@@ -1,6 +1,7 @@
 import { basename } from 'node:path';
 import { FieldlabError } from '../../simulators/common/errors.js';
 import type { LabEvent } from '../../simulators/common/events.js';
+import { adapterFor } from '../adapters/index.js';
 import type { Capability } from '../capabilities.js';
 import { applyFault } from '../faults/dns.js';
 import { linkHosts } from '../faults/spec.js';
@@ -9,14 +10,19 @@ import { loadOf, type Scenario, type Variant } from '../scenario/model.js';
 import type { BackendNetwork, CommandRun } from './types.js';
 
 /**
- * Capabilities a variant needs on any backend: what the scenario declares, k6 for a k6 load, and the
- * command client's program (`cmd:<name>`) when it runs on this machine.
+ * Capabilities a variant needs on any backend: what the scenario declares, k6 for a k6 load, the command
+ * client's program (`cmd:<name>`) when it runs on this machine, and what its simulators' options need.
  */
 export function baseCapabilities(s: Scenario, v: Variant): Set<Capability> {
   const caps = new Set<Capability>(s.requires as Capability[]);
   if (loadOf(s, v)?.driver === 'k6') caps.add('k6');
   const argv0 = commandProgram(s, v);
   if (argv0 !== undefined) caps.add(`cmd:${basename(argv0)}`);
+  // What the simulators' options need (aws-iot `maxFragmentLength: ignore`: tls-front).
+  for (const sim of s.lab.simulators) {
+    const options = { ...sim.options, ...(v.simulators[sim.name] ?? {}) };
+    for (const cap of adapterFor(sim.type)?.requires(options) ?? []) caps.add(cap);
+  }
   return caps;
 }
 

@@ -230,6 +230,8 @@ export interface AwsIotHandle extends SimulatorHandle<AwsIotEvents, AwsIotStats>
   setCertificateStatus(certificateId: string, status: CertificateStatus): void;
   things(): ThingRecord[];
   certificates(): CertificateRecord[];
+  /** The fieldlab-tls-front processes serving the mqtts listeners (`maxFragmentLength: ignore`). */
+  readonly frontPids: readonly number[];
 }
 
 export async function start(options: AwsIotOptions): Promise<AwsIotHandle> {
@@ -480,6 +482,7 @@ export async function start(options: AwsIotOptions): Promise<AwsIotHandle> {
     endpoints,
     events,
     broker: b,
+    frontPids: fronts.map((f) => f.pid),
     registerCertificate,
     registerCa,
     setCertificateStatus(certificateId, status) {
