@@ -207,6 +207,8 @@ func serve(raw net.Conn, id int, conf *tls.Config, upstream string, conns *connS
 		line := map[string]any{"event": "handshake-error", "id": id, "remote": remote, "message": err.Error()}
 		if n, ok := receivedAlert(err); ok {
 			line["alert"] = n
+		} else if rec.in.gotAlert {
+			line["alert"] = rec.in.alert
 		}
 		log.line(line)
 		return
@@ -305,6 +307,7 @@ func versionName(v uint16) string {
 type recordConn struct {
 	net.Conn
 	r        *bufio.Reader
+	in       inbound
 	bytesIn  int64
 	bytesOut int64
 	// After the handshake: application records sent, the largest (wire length and plaintext).
@@ -322,7 +325,51 @@ type recordConn struct {
 func (c *recordConn) Read(b []byte) (int, error) {
 	n, err := c.r.Read(b)
 	c.bytesIn += int64(n)
+	c.in.scan(b[:n])
 	return n, err
+}
+
+// inbound follows the client's records for one thing crypto/tls cannot report: an alert sent in the
+// clear during a TLS 1.3 handshake (OpenSSL rejects the server's certificate before it has handshake
+// keys to send with; crypto/tls, expecting an encrypted record, reports "bad record MAC").
+type inbound struct {
+	hdr    [5]byte
+	hdrLen int
+	body   int
+	// The description byte of a plaintext alert (RFC 8446 §6), once seen.
+	alert    int
+	alertAt  int // position within the alert record's 2-byte body
+	inAlert  bool
+	gotAlert bool
+}
+
+func (in *inbound) scan(p []byte) {
+	for len(p) > 0 {
+		if in.body > 0 {
+			k := min(in.body, len(p))
+			if in.inAlert {
+				for _, b := range p[:k] {
+					if in.alertAt == 1 && !in.gotAlert {
+						in.alert, in.gotAlert = int(b), true
+					}
+					in.alertAt++
+				}
+			}
+			in.body -= k
+			p = p[k:]
+			continue
+		}
+		k := copy(in.hdr[in.hdrLen:], p)
+		in.hdrLen += k
+		p = p[k:]
+		if in.hdrLen < 5 {
+			continue
+		}
+		in.hdrLen = 0
+		in.body = int(binary.BigEndian.Uint16(in.hdr[3:5]))
+		// RFC 8446 §5.1: content type 21 (alert) in the clear is 2 bytes: level, description.
+		in.inAlert, in.alertAt = in.hdr[0] == 21 && in.body == 2, 0
+	}
 }
 
 // startCounting: from now on, records are application data; `overhead` is what encryption adds to each.
