@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { type RawData, type WebSocket, WebSocketServer } from 'ws';
@@ -13,6 +13,7 @@ import {
   messageTypeName as typeName,
 } from './frame.js';
 import type { ResolvedTunnelServiceOptions } from './options.js';
+import { pooledRandomBytes } from './random.js';
 import { type Peer, type PeerMode, servicesOf, type Tunnel, type TunnelRegistry } from './tunnels.js';
 
 /**
@@ -61,7 +62,7 @@ const TOKEN_CODES: Record<TokenRejectReason, string> = {
 
 /** A session id shaped like the real service's (hex groups). */
 function channelId(): string {
-  const h = randomBytes(28).toString('hex');
+  const h = pooledRandomBytes(28).toString('hex');
   return `${h.slice(0, 16)}-${h.slice(16, 24)}-${h.slice(24, 32)}-${h.slice(32, 48)}-${h.slice(48)}`;
 }
 
@@ -126,6 +127,20 @@ function cookie(req: IncomingMessage, name: string): string | undefined {
   return undefined;
 }
 
+/**
+ * Path and query of the request target. `/tunnel?...`, what every localproxy asks for, is split without
+ * a full URL parse; anything else (or a fragment) goes through `URL`, as before.
+ */
+function requestTarget(raw: string): { pathname: string; query: URLSearchParams } {
+  const q = raw.indexOf('?');
+  const path = q < 0 ? raw : raw.slice(0, q);
+  if (path === '/tunnel' && !raw.includes('#')) {
+    return { pathname: path, query: new URLSearchParams(q < 0 ? '' : raw.slice(q + 1)) };
+  }
+  const url = new URL(raw, 'http://tunnel.invalid');
+  return { pathname: url.pathname, query: url.searchParams };
+}
+
 /** Handshake size: request line + raw headers as sent. */
 function handshakeBytes(req: IncomingMessage): number {
   let n = (req.method?.length ?? 0) + (req.url?.length ?? 0) + 12;
@@ -168,6 +183,7 @@ export class DataPlane {
     },
   });
   private readonly peers = new Set<Peer>();
+  private readonly serviceIdsMessages = new WeakMap<readonly string[], Buffer>();
 
   constructor(
     private readonly registry: TunnelRegistry,
@@ -221,11 +237,11 @@ export class DataPlane {
     });
     if (handshakeBytes(req) > MAX_HANDSHAKE_BYTES)
       return { status: 431, reason: 'handshake request over 4 KB' };
-    const url = new URL(req.url ?? '/', 'http://tunnel.invalid');
-    if (req.method !== 'GET' || url.pathname !== '/tunnel') {
-      return { status: 400, reason: `no such path ${url.pathname}` };
+    const target = requestTarget(req.url ?? '/');
+    if (req.method !== 'GET' || target.pathname !== '/tunnel') {
+      return { status: 400, reason: `no such path ${target.pathname}` };
     }
-    const mode = url.searchParams.get('local-proxy-mode');
+    const mode = target.query.get('local-proxy-mode');
     if (mode !== 'source' && mode !== 'destination') {
       return { status: 400, reason: 'local-proxy-mode must be source|destination' };
     }
@@ -292,8 +308,7 @@ export class DataPlane {
       replaced,
     });
     // V2/V3 guides: the service sends SERVICE_IDS first; localproxy waits for it. V1 has no service ids.
-    if (protocol >= 2)
-      ws.send(encodeMessage({ type: MessageType.SERVICE_IDS, availableServiceIds: servicesOf(t) }));
+    if (protocol >= 2) ws.send(this.serviceIdsMessage(t));
 
     const splitter = new FrameSplitter();
     ws.on('message', (data: RawData, isBinary: boolean) => {
@@ -329,6 +344,20 @@ export class DataPlane {
         reason: reason.toString(),
       });
     });
+  }
+
+  /**
+   * The SERVICE_IDS message of a tunnel, encoded once per list of services: both sides get the same
+   * one, and a rotation with a new destinationConfig brings a new list (a WeakMap key).
+   */
+  private serviceIdsMessage(t: Tunnel): Buffer {
+    const services = servicesOf(t);
+    let message = this.serviceIdsMessages.get(services);
+    if (!message) {
+      message = encodeMessage({ type: MessageType.SERVICE_IDS, availableServiceIds: [...services] });
+      this.serviceIdsMessages.set(services, message);
+    }
+    return message;
   }
 
   /** Checks each message against the tunnel's state and forwards the valid ones' original bytes. */

@@ -2,6 +2,7 @@ import { createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypt
 import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 import type { Clock } from './clock.js';
+import { pooledRandomBytes } from './random.js';
 
 /** Tunnel state kept by the simulator: what DescribeTunnel shows plus the data plane's relay state. */
 
@@ -105,7 +106,7 @@ export class TokenSealer {
     const body = Buffer.concat([
       uuidBytes(tunnelId),
       Buffer.from([mode === 'source' ? 0 : 1]),
-      randomBytes(TOKEN_BYTES - 17 - MAC_BYTES),
+      pooledRandomBytes(TOKEN_BYTES - 17 - MAC_BYTES),
     ]);
     return `${TOKEN_PREFIX}${Buffer.concat([body, this.mac(body)]).toString('base64url')}`;
   }
@@ -121,9 +122,11 @@ export class TokenSealer {
   }
 }
 
+const NO_SERVICES: readonly string[] = [];
+
 /** The tunnel's service ids (empty for a tunnel without destinationConfig). */
-export function servicesOf(t: Tunnel): string[] {
-  return t.destinationConfig?.services ?? [];
+export function servicesOf(t: Tunnel): readonly string[] {
+  return t.destinationConfig?.services ?? NO_SERVICES;
 }
 
 /** What a presented access token is. */

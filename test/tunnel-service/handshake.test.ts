@@ -3,7 +3,7 @@ import { RotateTunnelAccessTokenCommand } from '@aws-sdk/client-iotsecuretunneli
 import { afterEach, describe, expect, it } from 'vitest';
 import { endpointOf } from '../../simulators/common/handle.js';
 import { start as startPki } from '../../simulators/pki/index.js';
-import type { TunnelServiceEvents } from '../../simulators/tunnel-service/index.js';
+import { MessageType, type TunnelServiceEvents } from '../../simulators/tunnel-service/index.js';
 import {
   CLIENT_TOKEN_A,
   connect,
@@ -30,6 +30,22 @@ function tokenRejections(l: Lab): Array<TunnelServiceEvents['token-rejected']> {
 }
 
 describe('tunnel-service data plane handshake', () => {
+  it('reads local-proxy-mode from the query as a URL parser does: in any place, percent-encoded', async () => {
+    lab = await startLab();
+    const t = await openTunnel(lab);
+    const src = await connect(lab, { path: '/tunnel?x=1&local-proxy-mode=source', token: t.source });
+    const dst = await connect(lab, { path: '/tunnel?local-proxy-mode=destin%61tion', token: t.destination });
+    expect((await src.next()).type).toBe(MessageType.SERVICE_IDS);
+    expect((await dst.next()).availableServiceIds).toEqual(['SSH']);
+    src.close();
+    dst.close();
+    const t2 = await openTunnel(lab);
+    expect(await refusal(connect(lab, { path: '/tunnel/?local-proxy-mode=source', token: t2.source }))).toBe(
+      400,
+    );
+    expect(await refusal(connect(lab, { path: '/tunnel?local-proxy-mode=', token: t2.source }))).toBe(400);
+  });
+
   it('refuses bad requests before the upgrade, each with its status', async () => {
     lab = await startLab();
     const t = await openTunnel(lab);
@@ -83,6 +99,28 @@ describe('tunnel-service data plane handshake', () => {
       req.end();
     });
     expect(status).toBe(400);
+  });
+
+  it("SERVICE_IDS names the tunnel's services as they are now: after a rotation that changes them too", async () => {
+    lab = await startLab();
+    const t = await openTunnel(lab, ['SSH']);
+    const first = await connect(lab, { mode: 'source', token: t.source });
+    expect((await first.next()).availableServiceIds).toEqual(['SSH']);
+    const rotated = await lab.sdk.send(
+      new RotateTunnelAccessTokenCommand({
+        tunnelId: t.tunnelId,
+        clientMode: 'ALL',
+        destinationConfig: { thingName: 'thing-1', services: ['RDP', 'HTTP'] },
+      }),
+    );
+    const src = await connect(lab, { mode: 'source', token: rotated.sourceAccessToken as string });
+    const dst = await connect(lab, { mode: 'destination', token: rotated.destinationAccessToken as string });
+    expect((await src.next()).availableServiceIds).toEqual(['RDP', 'HTTP']);
+    expect((await dst.next()).availableServiceIds).toEqual(['RDP', 'HTTP']);
+    const none = await openTunnel(lab, []);
+    const bare = await connect(lab, { mode: 'source', token: none.source });
+    expect((await bare.next()).availableServiceIds).toEqual([]);
+    for (const p of [first, src, dst, bare]) p.close();
   });
 
   it('accepts the token in the cookie, echoes the highest offered subprotocol, sends SERVICE_IDS first', async () => {
