@@ -1,6 +1,7 @@
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LAB_LABEL } from '../../harness/backends/container/clean.js';
+import { containerGroups } from '../../harness/backends/container/groups.js';
 import { containerNetwork } from '../../harness/backends/container/network.js';
 import type { BackendNetwork, CommandRun } from '../../harness/backends/types.js';
 import { dnsFaultTarget } from '../../harness/faults/dns.js';
@@ -184,4 +185,35 @@ describe.skipIf(missing('docker'))('a container lab whose scenario declares its 
     expect(answers(s.lab, 'public', 'resolver.public.example.org').length).toBe(1);
     expect(answers(s.lab, 'isp', 'resolver.public.example.org').length).toBe(1);
   }, 60_000);
+});
+
+describe('container groups and ports', () => {
+  it('refuses two resolvers on port 53 that share the geo-dns’s container (one address), naming them', () => {
+    const resolver = (name: string, host: string): LabSimulator => ({
+      name,
+      type: 'resolver',
+      host,
+      port: 53,
+      options: { tls: false, forward: [{ zone: 'iot.example.com', to: ['dns'] }] },
+    });
+    const dns: LabSimulator = {
+      name: 'dns',
+      type: 'geo-dns',
+      host: 'ns1.example.net',
+      options: { zones: [{ origin: 'iot.example.com', soa }] },
+    };
+    expect(containerGroups([dns, resolver('isp', 'resolver.isp.example.net')])).toHaveLength(1);
+    expect(() =>
+      containerGroups([
+        dns,
+        resolver('isp', 'resolver.isp.example.net'),
+        resolver('public', 'resolver.public.example.org'),
+      ]),
+    ).toThrow(
+      expect.objectContaining({
+        code: 'E_CONTAINER_PEERS',
+        message: expect.stringMatching(/isp and public .*53/),
+      }),
+    );
+  });
 });
