@@ -18,7 +18,8 @@ function defaultImage(): string {
 /**
  * The container backend (Docker via testcontainers): every simulator of a lab in its own container of
  * the fieldlab image on a Docker network of the lab's own, under its lab host name; a command client in
- * a container of its own on that network, with the program from the image.
+ * a container of its own on that network, with the program from the image. Every container resolves
+ * names through the lab's resolver on port 53 (lab-dns.ts), so DNS faults reach them.
  */
 export const container: Backend = {
   name: 'container',
