@@ -1,8 +1,7 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { deriveDeviceKey, type IotHubHandle, start as startHub } from '../../simulators/iot-hub/index.js';
-import { type PkiHandle, start as startPki } from '../../simulators/pki/index.js';
-import { type DpsLab, startDpsLab } from './dps-helpers.js';
-import { HUB_HOST } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { deriveDeviceKey, start as startHub } from '../../simulators/iot-hub/index.js';
+import { startDpsLab } from './dps-helpers.js';
+import { HUB_HOST, hubTestBench } from './helpers.js';
 
 /**
  * DPS allocation across linked hubs and reprovisioning, with the official provisioning SDK: `hashed` spreads
@@ -11,27 +10,14 @@ import { HUB_HOST } from './helpers.js';
  * reprovision policy (deviceDataMigrated, deviceDataReset), or stays (updateHubAssignment: false).
  */
 const HUB2 = 'hub2.iot.example.com';
-let pki: PkiHandle;
-let env: DpsLab | undefined;
-let hub2: IotHubHandle | undefined;
-beforeAll(async () => {
-  pki = await startPki({ name: 'pki' });
-});
-afterAll(() => pki.stop());
-afterEach(async () => {
-  await env?.stop();
-  await hub2?.stop();
-  env = hub2 = undefined;
-});
+const bench = hubTestBench();
 
 async function twoHubs(extra: { allocationPolicy?: 'hashed' | 'static' } = {}) {
-  const cert = await pki.issueServer([HUB2], { file: 'hub2' });
-  hub2 = await startHub({
-    name: 'hub2',
-    hostName: HUB2,
-    tls: { certPem: cert.chainPem, keyPem: cert.keyPem },
-  });
-  env = await startDpsLab(pki, { linkedHubs: [hub2], ...extra });
+  const cert = await bench.pki.issueServer([HUB2], { file: 'hub2' });
+  const hub2 = bench.own(
+    await startHub({ name: 'hub2', hostName: HUB2, tls: { certPem: cert.chainPem, keyPem: cert.keyPem } }),
+  );
+  const env = bench.own(await startDpsLab(bench.pki, { linkedHubs: [hub2], ...extra }));
   return { env, hub1: env.lab.hub, hub2 };
 }
 

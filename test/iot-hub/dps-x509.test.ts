@@ -2,9 +2,9 @@ import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type DpsHandle, normalizeThumbprint, registeredThumbprint } from '../../simulators/iot-hub/index.js';
-import { type IssuedCertFiles, type PkiHandle, start as startPki } from '../../simulators/pki/index.js';
+import type { IssuedCertFiles } from '../../simulators/pki/index.js';
 import { type DpsLab, type ProvisionTransport, startDpsLab } from './dps-helpers.js';
 import {
   Client,
@@ -12,6 +12,7 @@ import {
   HUB_HOST,
   type HubLab,
   hostFor,
+  hubTestBench,
   Message,
   NoRetry,
   TRANSPORT_CTORS,
@@ -24,22 +25,12 @@ import {
  * thumbprint, a group enrollment its signing certificate (here the lab intermediate, the device sending its
  * chain). The assigned device then connects to the hub with the same certificate.
  */
-let pki: PkiHandle;
+const bench = hubTestBench();
+/** The test's DPS lab (stopped after it by the bench). */
 let env: DpsLab | undefined;
-let client: InstanceType<typeof Client> | undefined;
-beforeAll(async () => {
-  pki = await startPki({ name: 'pki' });
-});
-afterAll(() => pki.stop());
-afterEach(async () => {
-  await client?.close().catch(() => undefined);
-  client = undefined;
-  await env?.stop();
-  env = undefined;
-});
 
 async function startAll(): Promise<{ lab: HubLab; dps: DpsHandle }> {
-  env = await startDpsLab(pki);
+  env = bench.own(await startDpsLab(bench.pki));
   return env;
 }
 
@@ -50,8 +41,7 @@ const provisionX509 = (transport: ProvisionTransport, regId: string, cert: Issue
 /** The provisioned device connects to the hub with its certificate and sends. */
 async function connectsToHub(l: HubLab, deviceId: string, cert: IssuedCertFiles): Promise<void> {
   const cs = `HostName=${hostFor(l, 'Mqtt')};DeviceId=${deviceId};x509=true`;
-  const c = Client.fromConnectionString(cs, TRANSPORT_CTORS.Mqtt);
-  client = c;
+  const c = bench.own(Client.fromConnectionString(cs, TRANSPORT_CTORS.Mqtt));
   c.setRetryPolicy(new NoRetry());
   await configure(c, l, 1, { cert: cert.chainPem, key: cert.keyPem });
   await within(c.open(), 8000, 'open with the provisioned certificate');
@@ -64,7 +54,7 @@ describe('dps X.509 attestation with the Azure IoT provisioning SDK', () => {
     it(`${transport}: an individual enrollment (device certificate thumbprint) is assigned; the device connects with it`, async () => {
       const { lab: l, dps: d } = await startAll();
       const regId = `x509-ind-${transport.toLowerCase()}`;
-      const cert = await pki.issueClient(regId);
+      const cert = await bench.pki.issueClient(regId);
       d.addX509Enrollment(regId, new X509Certificate(cert.certPem).fingerprint);
       const out = await provisionX509(transport, regId, cert);
       expect(out.error).toBeUndefined();
@@ -74,9 +64,9 @@ describe('dps X.509 attestation with the Azure IoT provisioning SDK', () => {
 
     it(`${transport}: a group enrollment by the intermediate CA accepts a device whose chain leads to it`, async () => {
       const { lab: l, dps: d } = await startAll();
-      d.addX509Group('fleet', pki.intermediate.certPem);
+      d.addX509Group('fleet', bench.pki.intermediate.certPem);
       const regId = `x509-grp-${transport.toLowerCase()}`;
-      const cert = await pki.issueClient(regId);
+      const cert = await bench.pki.issueClient(regId);
       const out = await provisionX509(transport, regId, cert);
       expect(out.error).toBeUndefined();
       expect(out.result).toMatchObject({ assignedHub: HUB_HOST, deviceId: regId });
@@ -86,9 +76,9 @@ describe('dps X.509 attestation with the Azure IoT provisioning SDK', () => {
 
   it('Mqtt: a certificate from another CA is refused and nothing is assigned', async () => {
     const { dps: d } = await startAll();
-    d.addX509Group('fleet', pki.intermediate.certPem);
-    const foreign = await pki.createAuthority('Other Root', { intermediate: true });
-    const leaf = await pki.writeFiles(
+    d.addX509Group('fleet', bench.pki.intermediate.certPem);
+    const foreign = await bench.pki.createAuthority('Other Root', { intermediate: true });
+    const leaf = await bench.pki.writeFiles(
       'foreign-dev',
       await foreign.issueLeaf({ commonName: 'dev-z', usage: 'client' }),
     );
@@ -103,8 +93,8 @@ describe('dps X.509 attestation with the Azure IoT provisioning SDK', () => {
 
   it('Http: a certificate whose CN is not the registration id is refused', async () => {
     const { dps: d } = await startAll();
-    d.addX509Group('fleet', pki.intermediate.certPem);
-    const cert = await pki.issueClient('dev-cn');
+    d.addX509Group('fleet', bench.pki.intermediate.certPem);
+    const cert = await bench.pki.issueClient('dev-cn');
     const rejected = new Promise<{ reason: string }>((resolve) =>
       d.events.onceEvent('auth-rejected', resolve),
     );
@@ -118,9 +108,11 @@ describe('dps X.509 attestation with the Azure IoT provisioning SDK', () => {
     const dir = mkdtempSync(join(tmpdir(), 'fl-registry-x509-'));
     try {
       // The DPS assigns by host name only (no hub handle), as when DPS and hub run in different containers.
-      env = await startDpsLab(pki, { hub: HUB_HOST, registryDir: dir }, { registryDir: dir });
-      env.dps.addX509Group('fleet', pki.intermediate.certPem);
-      const cert = await pki.issueClient('remote-x509');
+      env = bench.own(
+        await startDpsLab(bench.pki, { hub: HUB_HOST, registryDir: dir }, { registryDir: dir }),
+      );
+      env.dps.addX509Group('fleet', bench.pki.intermediate.certPem);
+      const cert = await bench.pki.issueClient('remote-x509');
       const out = await provisionX509('Mqtt', 'remote-x509', cert);
       expect(out.result).toMatchObject({ assignedHub: HUB_HOST, deviceId: 'remote-x509' });
       expect(registeredThumbprint(dir, 'remote-x509')).toBe(

@@ -1,33 +1,22 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   type DpsOptions,
   deriveDeviceKey,
   registeredKey,
   registerKey,
 } from '../../simulators/iot-hub/index.js';
-import { type PkiHandle, start as startPki } from '../../simulators/pki/index.js';
 import { type DpsLab, type ProvisionTransport, startDpsLab } from './dps-helpers.js';
-import { configure, type DeviceClient, deviceClient, HUB_HOST, Message, within } from './helpers.js';
+import { configure, deviceClient, HUB_HOST, hubTestBench, Message, within } from './helpers.js';
 
-let pki: PkiHandle;
+const bench = hubTestBench();
+/** The test's DPS lab (stopped after it by the bench). */
 let env: DpsLab | undefined;
-let client: DeviceClient | undefined;
-beforeAll(async () => {
-  pki = await startPki({ name: 'pki' });
-});
-afterAll(() => pki.stop());
-afterEach(async () => {
-  await client?.close().catch(() => undefined);
-  client = undefined;
-  await env?.stop();
-  env = undefined;
-});
 
 async function startAll(extra: Partial<DpsOptions> = {}): Promise<DpsLab> {
-  env = await startDpsLab(pki, extra);
+  env = bench.own(await startDpsLab(bench.pki, extra));
   return env;
 }
 
@@ -54,8 +43,7 @@ describe('dps with the Azure IoT provisioning SDK', () => {
       });
       // The hub now knows the device, with the enrollment's key.
       expect(l.hub.deviceKey(out.result!.deviceId)).toBe(key);
-      const c = deviceClient(l, 'Mqtt', out.result!.deviceId, key);
-      client = c;
+      const c = bench.own(deviceClient(l, 'Mqtt', out.result!.deviceId, key));
       await configure(c, l);
       await within(c.open(), 8000, 'open');
       await within(c.sendEvent(new Message('provisioned')), 8000, 'sendEvent');

@@ -4,10 +4,12 @@ import amqp from 'azure-iot-device-amqp';
 import http from 'azure-iot-device-http';
 import mqtt from 'azure-iot-device-mqtt';
 import { HttpsProxyAgent } from 'https-proxy-agent';
+import { afterAll, afterEach, beforeAll } from 'vitest';
 import { endpointOf } from '../../simulators/common/handle.js';
 import { type ConnectProxyHandle, start as startProxy } from '../../simulators/connect-proxy/index.js';
 import { type IotHubHandle, type IotHubOptions, start as startHub } from '../../simulators/iot-hub/index.js';
-import type { PkiHandle } from '../../simulators/pki/index.js';
+import { type PkiHandle, start as startPki } from '../../simulators/pki/index.js';
+import { within } from '../helpers/within.js';
 
 export const { Client, Message } = device;
 export const { errors, NoRetry } = common;
@@ -96,6 +98,64 @@ export async function configure(
   } as never);
 }
 
-import { within } from '../helpers/within.js';
+/** Opens and sends one message; resolves with the error the SDK reports, or undefined when it went through. */
+export function openAndSend(c: Pick<DeviceClient, 'open' | 'sendEvent'>, what: string): Promise<unknown> {
+  return within(
+    c
+      .open()
+      .then(() => c.sendEvent(new Message('x')))
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      ),
+    8000,
+    what,
+  );
+}
+
+/** Something a test starts and the bench ends after it: a lab or simulator (`stop`), an SDK client (`close`). */
+export type Owned = { stop(): Promise<unknown> } | { close(): Promise<unknown> };
+
+/** The set-up the hub and DPS test files share: see `hubTestBench`. */
+export interface HubTestBench {
+  /** The file's lab PKI (started before its first test, stopped after its last). */
+  readonly pki: PkiHandle;
+  /**
+   * Ends `x` after the current test, the newest first (a client before the hub it talks to); returns `x`.
+   * A client's close may fail (it may have closed already); a lab's stop may not.
+   */
+  own<T extends Owned>(x: T): T;
+  /** `startHubLab` with the bench PKI, stopped after the test. */
+  hubLab(extra?: Partial<IotHubOptions>): Promise<HubLab>;
+}
+
+/** Registers the file's hooks: one lab PKI for the file, and what each test `own`s ended after it. */
+export function hubTestBench(): HubTestBench {
+  let pki: PkiHandle | undefined;
+  const owned: Owned[] = [];
+  beforeAll(async () => {
+    pki = await startPki({ name: 'pki' });
+  });
+  afterAll(() => pki?.stop());
+  afterEach(async () => {
+    for (const x of owned.splice(0).reverse()) {
+      if ('stop' in x) await x.stop();
+      else await x.close().catch(() => undefined);
+    }
+  });
+  return {
+    get pki() {
+      if (!pki) throw new Error('the bench PKI starts in beforeAll: read it inside a test or hook');
+      return pki;
+    },
+    own(x) {
+      owned.push(x);
+      return x;
+    },
+    async hubLab(extra) {
+      return this.own(await startHubLab(this.pki, extra));
+    },
+  };
+}
 
 export { within };

@@ -1,38 +1,24 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type PkiHandle, start as startPki } from '../../simulators/pki/index.js';
+import { describe, expect, it } from 'vitest';
 import {
   configure,
-  type DeviceClient,
   deviceClient,
   errors,
   type HubLab,
+  hubTestBench,
   Message,
-  startHubLab,
+  openAndSend,
   TRANSPORTS,
   within,
 } from './helpers.js';
 
-let pki: PkiHandle;
-let lab: HubLab | undefined;
-let client: DeviceClient | undefined;
-beforeAll(async () => {
-  pki = await startPki({ name: 'pki' });
-});
-afterAll(() => pki.stop());
-afterEach(async () => {
-  await client?.close().catch(() => undefined);
-  client = undefined;
-  await lab?.stop();
-  lab = undefined;
-});
+const bench = hubTestBench();
 
 describe('iot-hub with the Azure IoT device SDK', () => {
   for (const transport of TRANSPORTS) {
     it(`${transport}: telemetry reaches the hub and a C2D message reaches the device`, async () => {
-      lab = await startHubLab(pki);
+      const lab = await bench.hubLab();
       lab.hub.addDevice('dev-1');
-      const c = deviceClient(lab, transport, 'dev-1');
-      client = c;
+      const c = bench.own(deviceClient(lab, transport, 'dev-1'));
       await configure(c, lab);
       await within(c.open(), 8000, 'open');
 
@@ -60,25 +46,14 @@ describe('iot-hub with the Azure IoT device SDK', () => {
     });
 
     it(`${transport}: a wrong device key fails with UnauthorizedError`, async () => {
-      lab = await startHubLab(pki);
+      const lab = await bench.hubLab();
       lab.hub.addDevice('dev-2');
       const rejected = new Promise<{ reason: string; transport: string }>((resolve) =>
-        lab!.hub.events.onceEvent('auth-rejected', resolve),
+        lab.hub.events.onceEvent('auth-rejected', resolve),
       );
-      const c = deviceClient(lab, transport, 'dev-2', Buffer.alloc(32, 7).toString('base64'));
-      client = c;
+      const c = bench.own(deviceClient(lab, transport, 'dev-2', Buffer.alloc(32, 7).toString('base64')));
       await configure(c, lab);
-      const err = await within(
-        c
-          .open()
-          .then(() => c.sendEvent(new Message('x')))
-          .then(
-            () => undefined,
-            (e: unknown) => e,
-          ),
-        8000,
-        'open with a wrong key',
-      );
+      const err = await openAndSend(c, 'open with a wrong key');
       expect(err).toBeInstanceOf(errors.UnauthorizedError);
       expect(await within(rejected, 2000, 'auth-rejected')).toMatchObject({ reason: 'bad-signature' });
       expect(lab.hub.messages('dev-2')).toHaveLength(0);

@@ -1,15 +1,14 @@
 import device from 'azure-iot-device';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { type IotHubEvents, start as startHub } from '../../simulators/iot-hub/index.js';
-import { type PkiHandle, start as startPki } from '../../simulators/pki/index.js';
 import {
   configure,
   HUB_HOST,
   type HubLab,
   hostFor,
+  hubTestBench,
   Message,
   NoRetry,
-  startHubLab,
   TRANSPORT_CTORS,
   type TransportName,
   within,
@@ -26,27 +25,15 @@ const { ModuleClient } = device;
 type Module = InstanceType<typeof ModuleClient>;
 type InputMessage = { inputName: string; body: string; properties: Record<string, string> };
 
-let pki: PkiHandle;
-let lab: HubLab | undefined;
-const clients: Module[] = [];
-beforeAll(async () => {
-  pki = await startPki({ name: 'pki' });
-});
-afterAll(() => pki.stop());
-afterEach(async () => {
-  for (const c of clients.splice(0)) await c.close().catch(() => undefined);
-  await lab?.stop();
-  lab = undefined;
-});
+const bench = hubTestBench();
 
-/** A SAS ModuleClient for `<deviceId>/<moduleId>` on `transport`. */
+/** A SAS ModuleClient for `<deviceId>/<moduleId>` on `transport` (closed after the test). */
 async function moduleClient(l: HubLab, transport: TransportName, deviceId: string, moduleId: string) {
   const key = l.hub.deviceKey(`${deviceId}/${moduleId}`);
   const cs = `HostName=${hostFor(l, transport)};DeviceId=${deviceId};ModuleId=${moduleId};SharedAccessKey=${key}`;
-  const c = ModuleClient.fromConnectionString(cs, TRANSPORT_CTORS[transport]);
+  const c = bench.own(ModuleClient.fromConnectionString(cs, TRANSPORT_CTORS[transport]));
   c.setRetryPolicy(new NoRetry());
   await configure(c as never, l);
-  clients.push(c);
   return c;
 }
 
@@ -86,7 +73,7 @@ const listeningFor = (l: HubLab, deviceId: string) =>
 describe('iot-hub module input messages with the Azure IoT device SDK (ModuleClient on inputMessage)', () => {
   for (const transport of ['Mqtt', 'MqttWs', 'Amqp', 'AmqpWs'] as const) {
     it(`${transport}: input messages reach the module on their input, with their properties; one sent before it listened waits for it`, async () => {
-      lab = await startHubLab(pki);
+      const lab = await bench.hubLab();
       lab.hub.addDevice('edge-in');
       lab.hub.addModule('edge-in', 'filter');
       const sent: IotHubEvents['input-sent'][] = [];
@@ -115,11 +102,11 @@ describe('iot-hub module input messages with the Azure IoT device SDK (ModuleCli
   }
 
   it('Amqp: the module settles its input messages (accepted), which the hub reports', async () => {
-    lab = await startHubLab(pki);
+    const lab = await bench.hubLab();
     lab.hub.addDevice('edge-in');
     lab.hub.addModule('edge-in', 'filter');
     const settled = new Promise<IotHubEvents['input-settled']>((resolve) =>
-      lab!.hub.events.onceEvent('input-settled', resolve),
+      lab.hub.events.onceEvent('input-settled', resolve),
     );
     const c = await moduleClient(lab, 'Amqp', 'edge-in', 'filter');
     const inputs = inputsOf(c);
@@ -134,19 +121,19 @@ describe('iot-hub module input messages with the Azure IoT device SDK (ModuleCli
   });
 
   it('modules get no C2D, and input messages name a registered module and a valid input', async () => {
-    lab = await startHubLab(pki);
+    const lab = await bench.hubLab();
     lab.hub.addDevice('edge-in');
     lab.hub.addModule('edge-in', 'filter');
-    expect(() => lab!.hub.sendC2D('edge-in/filter', 'x')).toThrow(
+    expect(() => lab.hub.sendC2D('edge-in/filter', 'x')).toThrow(
       expect.objectContaining({
         code: 'E_BAD_DEVICE_ID',
         hint: expect.stringContaining('sendToModuleInput'),
       }),
     );
-    expect(() => lab!.hub.sendToModuleInput('edge-in', 'nope', 'input1', 'x')).toThrow(
+    expect(() => lab.hub.sendToModuleInput('edge-in', 'nope', 'input1', 'x')).toThrow(
       expect.objectContaining({ code: 'E_UNKNOWN_DEVICE' }),
     );
-    expect(() => lab!.hub.sendToModuleInput('edge-in', 'filter', 'in/#', 'x')).toThrow(
+    expect(() => lab.hub.sendToModuleInput('edge-in', 'filter', 'in/#', 'x')).toThrow(
       expect.objectContaining({ code: 'E_BAD_OPTION' }),
     );
   });
@@ -161,7 +148,7 @@ const ROUTES = {
 
 describe('iot-hub edge routes (edgeHub) between modules', () => {
   it('sensor (Mqtt) output → filter (Amqp) input → filter output → $upstream; an unrouted message goes nowhere', async () => {
-    lab = await startHubLab(pki, {
+    const lab = await bench.hubLab({
       devices: [
         { deviceId: 'edge-r', modules: [{ moduleId: 'sensor' }, { moduleId: 'filter' }], routes: ROUTES },
       ],
@@ -199,7 +186,7 @@ describe('iot-hub edge routes (edgeHub) between modules', () => {
   });
 
   it('messages wait for their module in route priority order (0 first) and expire after the route time-to-live', async () => {
-    lab = await startHubLab(pki, {
+    const lab = await bench.hubLab({
       devices: [
         {
           deviceId: 'edge-p',
@@ -244,7 +231,7 @@ describe('iot-hub edge routes (edgeHub) between modules', () => {
   });
 
   it('routes are read as the manifest writes them; what is not modelled is refused, naming the route', async () => {
-    const cert = await pki.issueServer([HUB_HOST]);
+    const cert = await bench.pki.issueServer([HUB_HOST]);
     const withRoutes = (routes: Record<string, unknown>) =>
       startHub({
         hostName: HUB_HOST,

@@ -1,15 +1,9 @@
 import { execFile } from 'node:child_process';
 import device from 'azure-iot-device';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { endpointOf } from '../../simulators/common/handle.js';
 import type { IotHubEvents } from '../../simulators/iot-hub/index.js';
-import {
-  type CertificateAuthority,
-  type IssuedCert,
-  type IssuedCertFiles,
-  type PkiHandle,
-  start as startPki,
-} from '../../simulators/pki/index.js';
+import type { CertificateAuthority, IssuedCert, IssuedCertFiles } from '../../simulators/pki/index.js';
 import { missing } from '../helpers/capability.js';
 import {
   configure,
@@ -17,9 +11,10 @@ import {
   HUB_HOST,
   type HubLab,
   hostFor,
+  hubTestBench,
   Message,
   NoRetry,
-  startHubLab,
+  openAndSend,
   TRANSPORT_CTORS,
   type TransportName,
   within,
@@ -38,33 +33,26 @@ const { ModuleClient, X509AuthenticationProvider } = device;
 type Module = InstanceType<typeof ModuleClient>;
 type Rejected = IotHubEvents['auth-rejected'];
 
-let pki: PkiHandle;
+const bench = hubTestBench();
 let foreign: CertificateAuthority;
-let lab: HubLab | undefined;
-let client: Module | undefined;
 beforeAll(async () => {
-  pki = await startPki({ name: 'pki' });
   // A CA the hub has not registered (and so never verified), with its own intermediate.
-  foreign = await pki.createAuthority('Unregistered Root', { intermediate: true });
-});
-afterAll(() => pki.stop());
-afterEach(async () => {
-  await client?.close().catch(() => undefined);
-  client = undefined;
-  await lab?.stop();
-  lab = undefined;
+  foreign = await bench.pki.createAuthority('Unregistered Root', { intermediate: true });
 });
 
 /** A hub whose verified CA is the lab root, with device `edge-ca` and its CA-signed module `filter`. */
 async function caLab(): Promise<HubLab> {
-  const l = await startHubLab(pki, { caCertificates: [pki.root.certPem] });
+  const l = await bench.hubLab({ caCertificates: [bench.pki.root.certPem] });
   l.hub.addDevice('edge-ca');
   l.hub.addModule('edge-ca', 'filter', { x509: { ca: true } });
   l.hub.addModule('edge-ca', 'other', { x509: { ca: true } });
   return l;
 }
 
-/** A ModuleClient for `<deviceId>/<moduleId>` authenticating with `cert` (the chain it sends, and the key). */
+/**
+ * A ModuleClient for `<deviceId>/<moduleId>` authenticating with `cert` (the chain it sends, and the key),
+ * closed after the test.
+ */
 async function x509Module(
   l: HubLab,
   transport: TransportName,
@@ -76,7 +64,7 @@ async function x509Module(
     moduleId: 'filter',
     x509: { cert: cert.chainPem, key: cert.keyPem },
   });
-  const c = ModuleClient.fromAuthenticationProvider(provider, TRANSPORT_CTORS[transport]);
+  const c = bench.own(ModuleClient.fromAuthenticationProvider(provider, TRANSPORT_CTORS[transport]));
   c.setRetryPolicy(new NoRetry());
   await configure(c as never, l);
   return c;
@@ -88,33 +76,20 @@ function rejections(l: HubLab): Rejected[] {
   return seen;
 }
 
-/** Opens and sends; resolves with the error the SDK reports, or undefined when it went through. */
-function openAndSend(c: Module): Promise<unknown> {
-  return within(
-    c
-      .open()
-      .then(() => c.sendEvent(new Message('x')))
-      .then(
-        () => undefined,
-        (e: unknown) => e,
-      ),
-    8000,
-    'open and send with a module certificate',
-  );
-}
+const refused = (c: Module) => openAndSend(c, 'open and send with a module certificate');
 
 const TRANSPORTS = ['Mqtt', 'MqttWs', 'Amqp', 'AmqpWs'] as const;
 
 describe('iot-hub CA-signed module certificates with the Azure IoT device SDK (ModuleClient)', () => {
   for (const transport of TRANSPORTS) {
     it(`${transport}: a module certificate with CN <device>/<module>, chained through the intermediate, connects and sends as the module`, async () => {
-      lab = await caLab();
+      const lab = await caLab();
       const authed = new Promise<IotHubEvents['device-authenticated']>((resolve) =>
-        lab!.hub.events.onceEvent('device-authenticated', resolve),
+        lab.hub.events.onceEvent('device-authenticated', resolve),
       );
       // The module sends leaf + lab intermediate; the hub has registered only the root.
-      const cert = await pki.issueClient('edge-ca/filter');
-      client = await x509Module(lab, transport, cert);
+      const cert = await bench.pki.issueClient('edge-ca/filter');
+      const client = await x509Module(lab, transport, cert);
       await within(client.open(), 8000, 'module open');
       await within(client.sendEvent(new Message('from-x509-module')), 8000, 'module sendEvent');
       expect(lab.hub.messages('edge-ca/filter').map((m) => m.body.toString())).toEqual(['from-x509-module']);
@@ -126,18 +101,17 @@ describe('iot-hub CA-signed module certificates with the Azure IoT device SDK (M
     });
 
     it(`${transport}: another module's certificate, the device's own, and one from an unregistered CA are refused`, async () => {
-      lab = await caLab();
+      const lab = await caLab();
       const seen = rejections(lab);
       const candidates: IssuedCert[] = [
-        await pki.issueClient('edge-ca/other'),
-        await pki.issueClient('edge-ca'),
+        await bench.pki.issueClient('edge-ca/other'),
+        await bench.pki.issueClient('edge-ca'),
         await foreign.issueLeaf({ commonName: 'edge-ca/filter', usage: 'client' }),
       ];
       for (const cert of candidates) {
-        client = await x509Module(lab, transport, cert);
-        expect(await openAndSend(client)).toBeInstanceOf(errors.UnauthorizedError);
+        const client = await x509Module(lab, transport, cert);
+        expect(await refused(client)).toBeInstanceOf(errors.UnauthorizedError);
         await client.close().catch(() => undefined);
-        client = undefined;
       }
       expect(seen.map((e) => `${e.deviceId}:${e.reason}`)).toEqual([
         'edge-ca/filter:subject-mismatch',
@@ -149,12 +123,12 @@ describe('iot-hub CA-signed module certificates with the Azure IoT device SDK (M
   }
 
   it('a device certificate does not open its modules: a CA-signed device and module each need their own CN', async () => {
-    lab = await startHubLab(pki, { caCertificates: [pki.root.certPem] });
+    const lab = await bench.hubLab({ caCertificates: [bench.pki.root.certPem] });
     lab.hub.addX509Device('edge-ca', { ca: true });
     lab.hub.addModule('edge-ca', 'filter', { x509: { ca: true } });
     const seen = rejections(lab);
-    client = await x509Module(lab, 'Mqtt', await pki.issueClient('edge-ca'));
-    expect(await openAndSend(client)).toBeInstanceOf(errors.UnauthorizedError);
+    const client = await x509Module(lab, 'Mqtt', await bench.pki.issueClient('edge-ca'));
+    expect(await refused(client)).toBeInstanceOf(errors.UnauthorizedError);
     expect(seen).toMatchObject([{ deviceId: 'edge-ca/filter', reason: 'subject-mismatch' }]);
   });
 });
@@ -180,24 +154,24 @@ describe.skipIf(missing('cmd:mosquitto_pub'))(
     const pub = (l: HubLab, cert: IssuedCertFiles) =>
       run('mosquitto_pub', [
         ...['-h', HUB_HOST, '-p', String(endpointOf(l.hub, 'mqtts').port), '-V', 'mqttv311'],
-        ...['--cafile', pki.trust.bundlePath, '--cert', cert.chainPath, '--key', cert.keyPath],
+        ...['--cafile', bench.pki.trust.bundlePath, '--cert', cert.chainPath, '--key', cert.keyPath],
         ...['-i', 'edge-ca/filter', '-u', `${HUB_HOST}/edge-ca/filter/?api-version=2021-04-12`],
         ...['-t', 'devices/edge-ca/modules/filter/messages/events/', '-q', '1', '-m', 'from-mosquitto'],
       ]);
 
     it('the module publishes with its CA-signed certificate; another CN or an unregistered CA gets CONNACK 5', async () => {
-      lab = await caLab();
+      const lab = await caLab();
       const seen = rejections(lab);
-      const ok = await pub(lab, await pki.issueClient('edge-ca/filter'));
+      const ok = await pub(lab, await bench.pki.issueClient('edge-ca/filter'));
       expect(ok).toMatchObject({ status: 0 });
       expect(lab.hub.messages('edge-ca/filter').map((m) => m.body.toString())).toEqual(['from-mosquitto']);
 
-      const otherCn = await pub(lab, await pki.issueClient('edge-ca/other'));
+      const otherCn = await pub(lab, await bench.pki.issueClient('edge-ca/other'));
       // MQTT 3.1.1 §3.2.2.3: return code 5, "Connection Refused, not authorized".
       expect(otherCn.status).not.toBe(0);
       expect(otherCn.stderr).toMatch(/not authori[sz]ed/i);
       const leaf = await foreign.issueLeaf({ commonName: 'edge-ca/filter', usage: 'client' });
-      const unregistered = await pub(lab, await pki.writeFiles('unregistered-filter', leaf));
+      const unregistered = await pub(lab, await bench.pki.writeFiles('unregistered-filter', leaf));
       expect(unregistered.status).not.toBe(0);
       expect(unregistered.stderr).toMatch(/not authori[sz]ed/i);
       expect(seen.map((e) => `${e.deviceId}:${e.transport}:${e.reason}`)).toEqual([
@@ -208,14 +182,14 @@ describe.skipIf(missing('cmd:mosquitto_pub'))(
     });
 
     it('mosquitto_sub as the module takes its input messages on devices/<d>/modules/<m>/inputs/#', async () => {
-      lab = await caLab();
-      const cert = await pki.issueClient('edge-ca/filter');
+      const lab = await caLab();
+      const cert = await bench.pki.issueClient('edge-ca/filter');
       const listening = new Promise<void>((resolve) =>
-        lab!.hub.events.onEvent('listening', (e) => e.feature === 'inputs' && resolve()),
+        lab.hub.events.onEvent('listening', (e) => e.feature === 'inputs' && resolve()),
       );
       const sub = run('mosquitto_sub', [
         ...['-h', HUB_HOST, '-p', String(endpointOf(lab.hub, 'mqtts').port), '-V', 'mqttv311'],
-        ...['--cafile', pki.trust.bundlePath, '--cert', cert.chainPath, '--key', cert.keyPath],
+        ...['--cafile', bench.pki.trust.bundlePath, '--cert', cert.chainPath, '--key', cert.keyPath],
         ...['-i', 'edge-ca/filter', '-u', `${HUB_HOST}/edge-ca/filter/?api-version=2021-04-12`],
         ...['-t', 'devices/edge-ca/modules/filter/inputs/#', '-q', '1', '-C', '1', '-v', '-W', '10'],
       ]);
@@ -240,7 +214,7 @@ describe.skipIf(missing('cmd:curl'))('iot-hub CA-signed module certificates over
     const port = endpointOf(l.hub, 'https').port;
     const r = await run('curl', [
       ...['-sS', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '10'],
-      ...['--cacert', pki.trust.bundlePath, '--cert', cert.chainPath, '--key', cert.keyPath],
+      ...['--cacert', bench.pki.trust.bundlePath, '--cert', cert.chainPath, '--key', cert.keyPath],
       ...['-X', 'POST', '-H', 'iothub-app-source: curl', '--data', 'from-curl'],
       `https://${HUB_HOST}:${port}/devices/edge-ca/modules/filter/messages/events?api-version=2021-04-12`,
     ]);
@@ -248,15 +222,15 @@ describe.skipIf(missing('cmd:curl'))('iot-hub CA-signed module certificates over
   };
 
   it('the module posts telemetry with its CA-signed certificate (204); another CN or an unregistered CA gets 401', async () => {
-    lab = await caLab();
+    const lab = await caLab();
     const seen = rejections(lab);
-    expect(await post(lab, await pki.issueClient('edge-ca/filter'))).toBe('204');
+    expect(await post(lab, await bench.pki.issueClient('edge-ca/filter'))).toBe('204');
     expect(lab.hub.messages('edge-ca/filter')).toMatchObject([
       { transport: 'https', properties: { source: 'curl' } },
     ]);
-    expect(await post(lab, await pki.issueClient('edge-ca/other'))).toBe('401');
+    expect(await post(lab, await bench.pki.issueClient('edge-ca/other'))).toBe('401');
     const leaf = await foreign.issueLeaf({ commonName: 'edge-ca/filter', usage: 'client' });
-    expect(await post(lab, await pki.writeFiles('unregistered-filter-https', leaf))).toBe('401');
+    expect(await post(lab, await bench.pki.writeFiles('unregistered-filter-https', leaf))).toBe('401');
     expect(seen.map((e) => `${e.deviceId}:${e.transport}:${e.reason}`)).toEqual([
       'edge-ca/filter:https:subject-mismatch',
       'edge-ca/filter:https:untrusted-certificate',

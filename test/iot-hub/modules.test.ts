@@ -1,9 +1,9 @@
 import { X509Certificate } from 'node:crypto';
 import device from 'azure-iot-device';
 import mqtt from 'mqtt';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { endpointOf } from '../../simulators/common/handle.js';
-import { CertificateAuthority, type PkiHandle, start as startPki } from '../../simulators/pki/index.js';
+import { CertificateAuthority } from '../../simulators/pki/index.js';
 import {
   Client,
   configure,
@@ -11,9 +11,9 @@ import {
   HUB_HOST,
   type HubLab,
   hostFor,
+  hubTestBench,
   Message,
   NoRetry,
-  startHubLab,
   TRANSPORT_CTORS,
   type TransportName,
   within,
@@ -25,40 +25,31 @@ import {
  * `devices/<d>/modules/<m>/messages/events/`, twin GET / reported PATCH / desired patches, method calls.
  */
 const { ModuleClient } = device;
-type AnyClient = InstanceType<typeof Client> | InstanceType<typeof ModuleClient>;
 type Twin = Awaited<ReturnType<InstanceType<typeof Client>['getTwin']>>;
 
-let pki: PkiHandle;
-let lab: HubLab | undefined;
-let client: AnyClient | undefined;
-beforeAll(async () => {
-  pki = await startPki({ name: 'pki' });
-});
-afterAll(() => pki.stop());
-afterEach(async () => {
-  await client?.close().catch(() => undefined);
-  client = undefined;
-  await lab?.stop();
-  lab = undefined;
-});
+const bench = hubTestBench();
 
+/** A ModuleClient (closed after the test). */
 async function moduleClient(
   l: HubLab,
   transport: TransportName,
   cs: string,
   x509?: { cert: string; key: string },
 ): Promise<InstanceType<typeof ModuleClient>> {
-  const c = ModuleClient.fromConnectionString(cs, TRANSPORT_CTORS[transport]);
+  const c = bench.own(ModuleClient.fromConnectionString(cs, TRANSPORT_CTORS[transport]));
   c.setRetryPolicy(new NoRetry());
   await configure(c as never, l, 1, x509);
   return c;
 }
 
+/** A device Client with its SAS key (closed after the test). */
 async function deviceClient(l: HubLab, transport: TransportName, deviceId: string) {
   const key = l.hub.deviceKey(deviceId)!;
-  const c = Client.fromConnectionString(
-    `HostName=${hostFor(l, transport)};DeviceId=${deviceId};SharedAccessKey=${key}`,
-    TRANSPORT_CTORS[transport],
+  const c = bench.own(
+    Client.fromConnectionString(
+      `HostName=${hostFor(l, transport)};DeviceId=${deviceId};SharedAccessKey=${key}`,
+      TRANSPORT_CTORS[transport],
+    ),
   );
   c.setRetryPolicy(new NoRetry());
   await configure(c, l);
@@ -76,7 +67,7 @@ const desiredFrom = (twin: Twin, version: number) =>
 describe('iot-hub module identities with the Azure IoT device SDK', () => {
   for (const transport of ['Mqtt', 'MqttWs', 'Amqp', 'AmqpWs'] as const) {
     it(`${transport}: a module with a SAS key sends telemetry as <device>/<module>`, async () => {
-      lab = await startHubLab(pki);
+      const lab = await bench.hubLab();
       lab.hub.addDevice('edge-1');
       lab.hub.addModule('edge-1', 'sensor');
       const cs = lab.hub.moduleConnectionString('edge-1', 'sensor', {
@@ -86,7 +77,6 @@ describe('iot-hub module identities with the Azure IoT device SDK', () => {
         hostName: HUB_HOST,
       });
       const c = await moduleClient(lab, transport, cs);
-      client = c;
       await within(c.open(), 8000, 'module open');
       await within(c.sendEvent(new Message('from-module')), 8000, 'module sendEvent');
       const got = lab.hub.messages('edge-1/sensor');
@@ -96,7 +86,7 @@ describe('iot-hub module identities with the Azure IoT device SDK', () => {
   }
 
   it('Mqtt: a module key does not open the device, nor another module', async () => {
-    lab = await startHubLab(pki);
+    const lab = await bench.hubLab();
     lab.hub.addDevice('edge-2');
     const key = lab.hub.addModule('edge-2', 'a');
     lab.hub.addModule('edge-2', 'b');
@@ -108,7 +98,6 @@ describe('iot-hub module identities with the Azure IoT device SDK', () => {
       'Mqtt',
       `HostName=${host};DeviceId=edge-2;ModuleId=b;SharedAccessKey=${key}`,
     );
-    client = other;
     const err = await within(
       other.open().then(
         () => undefined,
@@ -124,7 +113,7 @@ describe('iot-hub module identities with the Azure IoT device SDK', () => {
   it('MQTT (MQTT.js, as the docs describe it): a module with an X.509 thumbprint connects with its certificate', async () => {
     // The Node SDK's ModuleClient takes SAS only; other SDKs and devices without an SDK connect modules with
     // X.509: client id <device>/<module>, username <host>/<device>/<module>/?api-version=..., no password.
-    lab = await startHubLab(pki);
+    const lab = await bench.hubLab();
     lab.hub.addDevice('edge-3');
     const own = await CertificateAuthority.createRoot({ commonName: 'edge-3-mod' });
     lab.hub.addModule('edge-3', 'mod', {
@@ -134,9 +123,9 @@ describe('iot-hub module identities with the Azure IoT device SDK', () => {
       mqtt.connectAsync({
         protocol: 'mqtts',
         host: '127.0.0.1',
-        port: endpointOf(lab!.hub, 'mqtts').port,
+        port: endpointOf(lab.hub, 'mqtts').port,
         servername: HUB_HOST,
-        ca: pki.root.certPem,
+        ca: bench.pki.root.certPem,
         cert: cert.certPem,
         key: cert.keyPem,
         clientId: 'edge-3/mod',
@@ -164,12 +153,12 @@ describe('iot-hub module identities with the Azure IoT device SDK', () => {
 describe('iot-hub twins and direct methods with the Azure IoT device SDK', () => {
   for (const transport of ['Mqtt', 'MqttWs', 'Amqp', 'AmqpWs'] as const) {
     it(`${transport}: module twin: GET, reported patch (versioned), desired patch pushed to the module`, async () => {
-      lab = await startHubLab(pki);
+      const lab = await bench.hubLab();
       lab.hub.addDevice('edge-4');
       lab.hub.addModule('edge-4', 'agent');
       lab.hub.updateDesired('edge-4/agent', { schemaVersion: '1.1' });
       const listening = new Promise<void>((resolve) =>
-        lab!.hub.events.onEvent('listening', (e) => e.feature === 'desired' && resolve()),
+        lab.hub.events.onEvent('listening', (e) => e.feature === 'desired' && resolve()),
       );
       const host = hostFor(lab, transport);
       const c = await moduleClient(
@@ -177,7 +166,6 @@ describe('iot-hub twins and direct methods with the Azure IoT device SDK', () =>
         transport,
         `HostName=${host};DeviceId=edge-4;ModuleId=agent;SharedAccessKey=${lab.hub.deviceKey('edge-4/agent')}`,
       );
-      client = c;
       await within(c.open(), 8000, 'open');
       const twin = await within(c.getTwin(), 8000, 'getTwin');
       expect(twin.properties.desired.schemaVersion).toBe('1.1');
@@ -209,20 +197,19 @@ describe('iot-hub twins and direct methods with the Azure IoT device SDK', () =>
     });
 
     it(`${transport}: a direct method reaches the device and its answer comes back; not listening (before, after close) gives 404`, async () => {
-      lab = await startHubLab(pki);
+      const lab = await bench.hubLab();
       lab.hub.addDevice('dev-m');
       expect(await lab.hub.invokeMethod('dev-m', 'reboot', {}, { timeoutMs: 2000 })).toMatchObject({
         status: 404,
       });
       const c = await deviceClient(lab, transport, 'dev-m');
-      client = c;
       await within(c.open(), 8000, 'open');
       let resolveCalled: (payload: unknown) => void = () => undefined;
       const called = new Promise<unknown>((resolve) => {
         resolveCalled = resolve;
       });
       const listening = new Promise<void>((resolve) =>
-        lab!.hub.events.onEvent('listening', (e) => e.feature === 'methods' && resolve()),
+        lab.hub.events.onEvent('listening', (e) => e.feature === 'methods' && resolve()),
       );
       c.onDeviceMethod('reboot', (req, res) => {
         resolveCalled(req.payload);
@@ -234,7 +221,6 @@ describe('iot-hub twins and direct methods with the Azure IoT device SDK', () =>
       expect(result).toEqual({ status: 200, payload: { rebooting: true } });
       // Closed: its method link or subscription is released, and the service answers 404 at once.
       await within(c.close(), 8000, 'close');
-      client = undefined;
       expect(await lab.hub.invokeMethod('dev-m', 'reboot', {}, { timeoutMs: 5000 })).toMatchObject({
         status: 404,
       });

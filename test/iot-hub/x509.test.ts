@@ -1,8 +1,8 @@
 import { X509Certificate } from 'node:crypto';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { endpointOf } from '../../simulators/common/handle.js';
 import { start as startHub } from '../../simulators/iot-hub/index.js';
-import { CertificateAuthority, type PkiHandle, start as startPki } from '../../simulators/pki/index.js';
+import { CertificateAuthority } from '../../simulators/pki/index.js';
 import {
   Client,
   configure,
@@ -11,9 +11,10 @@ import {
   HUB_HOST,
   type HubLab,
   hostFor,
+  hubTestBench,
   Message,
   NoRetry,
-  startHubLab,
+  openAndSend,
   TRANSPORT_CTORS,
   TRANSPORTS,
   type TransportName,
@@ -26,21 +27,9 @@ import {
  * CA registered with the hub whose subject CN is the device id. Refusals are what the SDK reports for the
  * real hub: UnauthorizedError.
  */
-let pki: PkiHandle;
-let lab: HubLab | undefined;
-let client: DeviceClient | undefined;
-beforeAll(async () => {
-  pki = await startPki({ name: 'pki' });
-});
-afterAll(() => pki.stop());
-afterEach(async () => {
-  await client?.close().catch(() => undefined);
-  client = undefined;
-  await lab?.stop();
-  lab = undefined;
-});
+const bench = hubTestBench();
 
-/** A device client authenticating with a certificate. */
+/** A device client authenticating with a certificate (closed after the test). */
 async function x509Client(
   l: HubLab,
   transport: TransportName,
@@ -48,7 +37,7 @@ async function x509Client(
   cred: { certPem: string; keyPem: string },
 ): Promise<DeviceClient> {
   const cs = `HostName=${hostFor(l, transport)};DeviceId=${deviceId};x509=true`;
-  const c = Client.fromConnectionString(cs, TRANSPORT_CTORS[transport]);
+  const c = bench.own(Client.fromConnectionString(cs, TRANSPORT_CTORS[transport]));
   c.setRetryPolicy(new NoRetry());
   // One setOptions call: Http answers only a call that has its receive policy.
   await configure(c, l, 1, { cert: cred.certPem, key: cred.keyPem });
@@ -61,29 +50,20 @@ async function sendsTelemetry(c: DeviceClient, l: HubLab, deviceId: string): Pro
   expect(l.hub.messages(deviceId).map((m) => m.body.toString())).toEqual(['hello']);
 }
 
-async function refused(c: DeviceClient): Promise<unknown> {
-  return within(
-    c
-      .open()
-      .then(() => c.sendEvent(new Message('x')))
-      .then(
-        () => undefined,
-        (e: unknown) => e,
-      ),
-    8000,
-    'open with a refused certificate',
-  );
-}
+const refused = (c: DeviceClient) => openAndSend(c, 'open with a refused certificate');
 
 describe('iot-hub X.509 device authentication with the Azure IoT device SDK', () => {
   for (const transport of TRANSPORTS) {
     it(`${transport}: a CA-signed device certificate (CN = device id, chain through the intermediate) connects`, async () => {
-      lab = await startHubLab(pki, { caCertificates: [pki.root.certPem] });
+      const lab = await bench.hubLab({ caCertificates: [bench.pki.root.certPem] });
       lab.hub.addX509Device('dev-ca', { ca: true });
-      const authed = new Promise((resolve) => lab!.hub.events.onceEvent('device-authenticated', resolve));
-      const cert = await pki.issueClient('dev-ca');
+      const authed = new Promise((resolve) => lab.hub.events.onceEvent('device-authenticated', resolve));
+      const cert = await bench.pki.issueClient('dev-ca');
       // The device sends its chain (leaf + lab intermediate): the hub knows only the root.
-      client = await x509Client(lab, transport, 'dev-ca', { certPem: cert.chainPem, keyPem: cert.keyPem });
+      const client = await x509Client(lab, transport, 'dev-ca', {
+        certPem: cert.chainPem,
+        keyPem: cert.keyPem,
+      });
       await sendsTelemetry(client, lab, 'dev-ca');
       expect(await within(authed, 2000, 'device-authenticated')).toMatchObject({
         deviceId: 'dev-ca',
@@ -92,86 +72,90 @@ describe('iot-hub X.509 device authentication with the Azure IoT device SDK', ()
     });
 
     it(`${transport}: a self-signed certificate with the registered thumbprint connects; another is refused`, async () => {
-      lab = await startHubLab(pki);
+      const lab = await bench.hubLab();
       const own = await CertificateAuthority.createRoot({ commonName: 'dev-ss' });
       const other = await CertificateAuthority.createRoot({ commonName: 'dev-ss' });
       lab.hub.addX509Device('dev-ss', { thumbprint: new X509Certificate(own.certPem).fingerprint });
-      client = await x509Client(lab, transport, 'dev-ss', own);
-      await sendsTelemetry(client, lab, 'dev-ss');
-      await client.close();
+      const first = await x509Client(lab, transport, 'dev-ss', own);
+      await sendsTelemetry(first, lab, 'dev-ss');
+      await first.close();
 
       const rejected = new Promise<{ reason: string }>((resolve) =>
-        lab!.hub.events.onceEvent('auth-rejected', resolve),
+        lab.hub.events.onceEvent('auth-rejected', resolve),
       );
-      client = await x509Client(lab, transport, 'dev-ss', other);
-      expect(await refused(client)).toBeInstanceOf(errors.UnauthorizedError);
+      expect(await refused(await x509Client(lab, transport, 'dev-ss', other))).toBeInstanceOf(
+        errors.UnauthorizedError,
+      );
       expect(await within(rejected, 2000, 'auth-rejected')).toMatchObject({ reason: 'thumbprint-mismatch' });
       expect(lab.hub.messages('dev-ss')).toHaveLength(1);
     });
   }
 
   it('Mqtt: a CA-signed certificate whose CN is another device is refused (subject-mismatch)', async () => {
-    lab = await startHubLab(pki, { caCertificates: [pki.root.certPem] });
+    const lab = await bench.hubLab({ caCertificates: [bench.pki.root.certPem] });
     lab.hub.addX509Device('dev-a', { ca: true });
     const rejected = new Promise<{ reason: string }>((resolve) =>
-      lab!.hub.events.onceEvent('auth-rejected', resolve),
+      lab.hub.events.onceEvent('auth-rejected', resolve),
     );
-    const cert = await pki.issueClient('dev-b');
-    client = await x509Client(lab, 'Mqtt', 'dev-a', { certPem: cert.chainPem, keyPem: cert.keyPem });
+    const cert = await bench.pki.issueClient('dev-b');
+    const client = await x509Client(lab, 'Mqtt', 'dev-a', { certPem: cert.chainPem, keyPem: cert.keyPem });
     expect(await refused(client)).toBeInstanceOf(errors.UnauthorizedError);
     expect(await within(rejected, 2000, 'auth-rejected')).toMatchObject({ reason: 'subject-mismatch' });
   });
 
   it('Amqp: a certificate from a CA the hub has not registered is refused (untrusted-certificate)', async () => {
-    const foreign = await pki.createAuthority('Foreign Root', { intermediate: true });
-    lab = await startHubLab(pki, { caCertificates: [pki.root.certPem] });
+    const foreign = await bench.pki.createAuthority('Foreign Root', { intermediate: true });
+    const lab = await bench.hubLab({ caCertificates: [bench.pki.root.certPem] });
     lab.hub.addX509Device('dev-f', { ca: true });
     const rejected = new Promise<{ reason: string }>((resolve) =>
-      lab!.hub.events.onceEvent('auth-rejected', resolve),
+      lab.hub.events.onceEvent('auth-rejected', resolve),
     );
     const leaf = await foreign.issueLeaf({ commonName: 'dev-f', usage: 'client' });
-    client = await x509Client(lab, 'Amqp', 'dev-f', { certPem: leaf.chainPem, keyPem: leaf.keyPem });
+    const client = await x509Client(lab, 'Amqp', 'dev-f', { certPem: leaf.chainPem, keyPem: leaf.keyPem });
     expect(await refused(client)).toBeInstanceOf(errors.UnauthorizedError);
     expect(await within(rejected, 2000, 'auth-rejected')).toMatchObject({ reason: 'untrusted-certificate' });
     expect(lab.hub.messages('dev-f')).toHaveLength(0);
   });
 
   it('Mqtt: an X.509 device cannot connect with a SAS token, nor a SAS device with only a certificate', async () => {
-    lab = await startHubLab(pki, { caCertificates: [pki.root.certPem] });
+    const lab = await bench.hubLab({ caCertificates: [bench.pki.root.certPem] });
     lab.hub.addX509Device('dev-x', { ca: true });
     const key = lab.hub.addDevice('dev-k');
     const reasons: string[] = [];
     lab.hub.events.onEvent('auth-rejected', (e) => reasons.push(`${e.deviceId}:${e.reason}`));
     const cs = `HostName=${HUB_HOST}:${endpointOf(lab.hub, 'mqtts').port};DeviceId=dev-x;SharedAccessKey=${key}`;
-    client = Client.fromConnectionString(cs, TRANSPORT_CTORS.Mqtt);
-    client.setRetryPolicy(new NoRetry());
-    await configure(client, lab);
-    expect(await refused(client)).toBeInstanceOf(errors.UnauthorizedError);
-    await client.close();
-    const cert = await pki.issueClient('dev-k');
-    client = await x509Client(lab, 'Mqtt', 'dev-k', { certPem: cert.chainPem, keyPem: cert.keyPem });
+    const sas = bench.own(Client.fromConnectionString(cs, TRANSPORT_CTORS.Mqtt));
+    sas.setRetryPolicy(new NoRetry());
+    await configure(sas, lab);
+    expect(await refused(sas)).toBeInstanceOf(errors.UnauthorizedError);
+    await sas.close();
+    const cert = await bench.pki.issueClient('dev-k');
+    const client = await x509Client(lab, 'Mqtt', 'dev-k', { certPem: cert.chainPem, keyPem: cert.keyPem });
     expect(await refused(client)).toBeInstanceOf(errors.UnauthorizedError);
     expect(reasons).toEqual(['dev-x:auth-type-mismatch', 'dev-k:auth-type-mismatch']);
   });
 
   it('MqttWs: an expired CA-signed certificate is refused (certificate-expired)', async () => {
-    lab = await startHubLab(pki, { caCertificates: [pki.root.certPem] });
+    const lab = await bench.hubLab({ caCertificates: [bench.pki.root.certPem] });
     lab.hub.addX509Device('dev-old', { ca: true });
     const rejected = new Promise<{ reason: string }>((resolve) =>
-      lab!.hub.events.onceEvent('auth-rejected', resolve),
+      lab.hub.events.onceEvent('auth-rejected', resolve),
     );
     const day = 24 * 3600 * 1000;
-    const cert = await pki.issueClient('dev-old', {
+    const cert = await bench.pki.issueClient('dev-old', {
       notBefore: new Date(Date.now() - 10 * day),
       notAfter: new Date(Date.now() - day),
     });
-    client = await x509Client(lab, 'MqttWs', 'dev-old', { certPem: cert.chainPem, keyPem: cert.keyPem });
+    const client = await x509Client(lab, 'MqttWs', 'dev-old', {
+      certPem: cert.chainPem,
+      keyPem: cert.keyPem,
+    });
     expect(await refused(client)).toBeInstanceOf(errors.UnauthorizedError);
     expect(await within(rejected, 2000, 'auth-rejected')).toMatchObject({ reason: 'certificate-expired' });
   });
 
   it('bad X.509 options are refused, naming the field and the fix', async () => {
-    const cert = await pki.issueServer([HUB_HOST]);
+    const cert = await bench.pki.issueServer([HUB_HOST]);
     const base = { hostName: HUB_HOST, tls: { certPem: cert.chainPem, keyPem: cert.keyPem } };
     const refused = (devices: unknown) => startHub({ ...base, devices } as never);
     await expect(refused([{ deviceId: 'd', x509: { thumbprint: 'not-hex' } }])).rejects.toMatchObject({
