@@ -45,6 +45,7 @@ describe.skipIf(missing('netns', 'cmd:curl', 'cmd:getent'))('the lab DNS on netn
     expect(run.results.map((r) => r.variant)).toEqual([
       'fixed',
       'fixed-getent',
+      'fixed-other-segment',
       'fixed-resolv-conf',
       'broken-servfail',
     ]);
@@ -166,6 +167,13 @@ variants:
       result: pass
       output: '^203\\.0\\.113\\.20\\s+api\\.iot\\.example\\.com'
       labSaw: [{ source: lab-dns, type: query, match: { client: 198.51.100.10, name: api.iot.example.com } }]
+  - name: fixed-other-segment
+    description: a namespace on the WAN (the cloud host's) asks the lab resolver's address on the WAN
+    client: { argv: [sh, -c, 'ns=$(ip netns identify $$); exec ip netns exec $\${ns%-device}-cloud getent hosts api.iot.example.com'] }
+    expect:
+      result: pass
+      output: '^203\\.0\\.113\\.20\\s+api\\.iot\\.example\\.com'
+      labSaw: [{ source: lab-dns, type: query, match: { client: 203.0.113.20, name: api.iot.example.com } }]
   - name: fixed-resolv-conf
     description: the device's resolv.conf names the lab resolver's address on the device's own segment
     client: { argv: [cat, /etc/resolv.conf, /etc/hosts] }

@@ -140,7 +140,8 @@ function netnsNetwork(
       const resolver = dns.resolver;
       if (resolver && dns.server) {
         lab.hosts.set(resolver.host, dns.server.address);
-        await simulators.start(lab, resolver);
+        // Every address of its namespace (one per segment): each namespace asks the one on its own segment.
+        await simulators.start(lab, resolver, '0.0.0.0');
       }
       // The server every namespace's resolv.conf names (on its own segment, when it has an address there).
       if (dns.server) lab.dns = { kind: 'resolver', ...dns.server };

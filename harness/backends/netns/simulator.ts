@@ -26,7 +26,12 @@ export class NetnsSimulators {
    * a reference to them in a later simulator's options resolves); the others' calls find it running. Its
    * labReady hooks run in the worker, with the names the namespaces resolve.
    */
-  async start(lab: Lab, decl: LabSimulator): Promise<LabReadyHook | undefined> {
+  async start(
+    lab: Lab,
+    decl: LabSimulator,
+    /** Where it listens in its namespace; default its host's (first) address. */
+    bind?: string,
+  ): Promise<LabReadyHook | undefined> {
     const group = this.groups.find((g) => g.some((s) => s.name === decl.name)) ?? [decl];
     if (this.started.has(group)) return undefined;
     this.started.add(group);
@@ -42,7 +47,7 @@ export class NetnsSimulators {
     const worker = await startWorkerProcess({
       network: this.placement.network,
       host: placed.host,
-      address: placed.address,
+      address: bind ?? placed.address,
       lab: lab.name,
       simulator: first,
       peers,
