@@ -1,5 +1,8 @@
 import { spawn } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { container } from '../../harness/backends/container/index.js';
+import { loopback } from '../../harness/backends/loopback/index.js';
+import { loadYamlScenario } from '../../harness/scenario/load.js';
 import { type AwsIotHandle, start } from '../../simulators/aws-iot/index.js';
 import { isFieldlabError } from '../../simulators/common/errors.js';
 import type { LabEvent } from '../../simulators/common/events.js';
@@ -214,6 +217,20 @@ describe('aws-iot maxFragmentLength without the front', () => {
       if (saved === undefined) delete process.env.FIELDLAB_TLS_FRONT;
       else process.env.FIELDLAB_TLS_FRONT = saved;
       await pki.stop();
+    }
+  });
+});
+
+describe('a variant with maxFragmentLength: ignore', () => {
+  it('needs the tls-front capability, other variants of the scenario do not', () => {
+    const s = loadYamlScenario('scenarios/device-advisor-tls.yaml');
+    const variant = (name: string) => s.variants.find((v) => v.name === name)!;
+    for (const backend of [loopback, container]) {
+      expect(backend.capabilities(s, variant('fixed-max-fragment-openssl'))).toContain('tls-front');
+      expect(backend.capabilities(s, variant('fixed-max-fragment-honoured-openssl'))).not.toContain(
+        'tls-front',
+      );
+      expect(backend.capabilities(s, variant('fixed-mosquitto'))).not.toContain('tls-front');
     }
   });
 });
