@@ -1,6 +1,34 @@
 import { execFile } from 'node:child_process';
 import type { GeoDnsHandle, GeoDnsOptions } from '../../simulators/geo-dns/index.js';
 import { start } from '../../simulators/geo-dns/index.js';
+import type { RecordInput } from '../../simulators/geo-dns/options.js';
+
+/**
+ * The seed's Route 53 geolocation records in zone iot.example.com: `global` is a CNAME by location (NA →
+ * us-east-1, Default → eu-west-1), and the two regional names have A records on loopback.
+ */
+export function seedGlobalRecords(): RecordInput[] {
+  return [
+    {
+      name: 'global',
+      type: 'CNAME',
+      routing: 'geolocation',
+      location: 'NA',
+      value: 'us-east-1.iot.example.com',
+      id: 'us',
+    },
+    {
+      name: 'global',
+      type: 'CNAME',
+      routing: 'geolocation',
+      location: '*',
+      value: 'eu-west-1.iot.example.com',
+      id: 'default',
+    },
+    { name: 'us-east-1', type: 'A', value: '127.53.0.2' },
+    { name: 'eu-west-1', type: 'A', value: '127.53.0.3' },
+  ];
+}
 
 /** The seed lab: global.iot.example.com by location (NA → us-east-1, Default → eu-west-1). */
 export function seedOptions(extra: Partial<GeoDnsOptions> = {}): GeoDnsOptions {
@@ -11,24 +39,7 @@ export function seedOptions(extra: Partial<GeoDnsOptions> = {}): GeoDnsOptions {
         soa: { mname: 'ns1.iot.example.com', rname: 'hostmaster.iot.example.com', minimum: 30 },
         ttl: 60,
         records: [
-          {
-            name: 'global',
-            type: 'CNAME',
-            routing: 'geolocation',
-            location: 'NA',
-            value: 'us-east-1.iot.example.com',
-            id: 'us',
-          },
-          {
-            name: 'global',
-            type: 'CNAME',
-            routing: 'geolocation',
-            location: '*',
-            value: 'eu-west-1.iot.example.com',
-            id: 'default',
-          },
-          { name: 'us-east-1', type: 'A', value: '127.53.0.2' },
-          { name: 'eu-west-1', type: 'A', value: '127.53.0.3' },
+          ...seedGlobalRecords(),
           { name: 'eu-west-1', type: 'AAAA', value: '2001:db8::3' },
           { name: 'info', type: 'TXT', value: 'fieldlab geo dns', ttl: 120 },
           { name: '_mqtt._tcp', type: 'SRV', value: '10 5 8883 us-east-1.iot.example.com.' },

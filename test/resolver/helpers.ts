@@ -2,7 +2,7 @@ import { endpointOf } from '../../simulators/common/index.js';
 import type { GeoDnsHandle, GeoDnsOptions } from '../../simulators/geo-dns/index.js';
 import { start as startGeoDns } from '../../simulators/geo-dns/index.js';
 import type { ResolverEvents, ResolverHandle } from '../../simulators/resolver/index.js';
-import { type DigResult, dig as geoDig } from '../geo-dns/helpers.js';
+import { type DigResult, dig as geoDig, seedGlobalRecords } from '../geo-dns/helpers.js';
 
 export type { DigResult };
 
@@ -23,27 +23,7 @@ export function geoOptions(ttl = 60, extra: Partial<GeoDnsOptions> = {}): GeoDns
         origin: 'iot.example.com',
         soa: { mname: 'ns1.iot.example.com', rname: 'hostmaster.iot.example.com', minimum: 30 },
         ttl,
-        records: [
-          {
-            name: 'global',
-            type: 'CNAME',
-            routing: 'geolocation',
-            location: 'NA',
-            value: 'us-east-1.iot.example.com',
-            id: 'us',
-          },
-          {
-            name: 'global',
-            type: 'CNAME',
-            routing: 'geolocation',
-            location: '*',
-            value: 'eu-west-1.iot.example.com',
-            id: 'default',
-          },
-          { name: 'us-east-1', type: 'A', value: '127.53.0.2' },
-          { name: 'eu-west-1', type: 'A', value: '127.53.0.3' },
-          { name: 'info', type: 'TXT', value: 'fieldlab geo dns' },
-        ],
+        records: [...seedGlobalRecords(), { name: 'info', type: 'TXT', value: 'fieldlab geo dns' }],
       },
     ],
     locations: [
