@@ -16,6 +16,23 @@ const USER = 'edge';
 const PASS = 'p@ss:w/ord';
 const ENCODED = 'p%40ss%3Aw%2Ford';
 
+/**
+ * curl through `proxy` to `target`, printing only a status: the CONNECT answer's (`%{http_connect}`) unless
+ * `write` names another; `extra` options go before the rest.
+ */
+const curlStatus = (proxy: string, target: string, o: { write?: string; extra?: string[] } = {}) =>
+  run('curl', [
+    '-s',
+    ...(o.extra ?? []),
+    '-o',
+    '/dev/null',
+    '-w',
+    o.write ?? '%{http_connect}',
+    '-x',
+    proxy,
+    target,
+  ]);
+
 describe.skipIf(missing('cmd:curl', 'cmd:openssl'))('connect-proxy with curl and openssl', () => {
   let cert: TestCert;
   let tls: Target;
@@ -98,29 +115,13 @@ describe.skipIf(missing('cmd:curl', 'cmd:openssl'))('connect-proxy with curl and
   it('answers 407 with a Basic challenge to missing and wrong credentials', async () => {
     const p = await startProxy();
     const seen = collect(p.events, 'auth-required');
-    const none = await run('curl', [
-      '-s',
-      '-v',
-      '-o',
-      '/dev/null',
-      '-w',
-      '%{http_connect}',
-      '-x',
-      `http://${proxyAddr()}`,
-      'https://iothub.lab.example/',
-    ]);
+    const none = await curlStatus(`http://${proxyAddr()}`, 'https://iothub.lab.example/', { extra: ['-v'] });
     expect(none.stdout).toBe('407');
     expect(none.stderr).toMatch(/Proxy-Authenticate: Basic realm="fieldlab"/i);
-    const wrong = await run('curl', [
-      '-s',
-      '-o',
-      '/dev/null',
-      '-w',
-      '%{http_connect}',
-      '-x',
+    const wrong = await curlStatus(
       p.proxyUrl({ username: USER, password: 'nope' }),
       'https://iothub.lab.example/',
-    ]);
+    );
     expect(wrong.stdout).toBe('407');
     expect(seen.map((e) => e.reason)).toEqual(['missing', 'wrong']);
     expect(seen[1]).toMatchObject({ status: 407, username: USER });
@@ -130,17 +131,11 @@ describe.skipIf(missing('cmd:curl', 'cmd:openssl'))('connect-proxy with curl and
   it('denies CONNECT to 8883 with 403 naming the rule', async () => {
     const p = await startProxy();
     const denied = nextEvent(p.events, 'connect-denied');
-    const r = await run('curl', [
-      '-s',
-      '-v',
-      '-o',
-      '/dev/null',
-      '-w',
-      '%{http_connect}',
-      '-x',
+    const r = await curlStatus(
       p.proxyUrl({ username: USER, password: PASS }),
       'https://mqtt.lab.example:8883/',
-    ]);
+      { extra: ['-v'] },
+    );
     expect(r.code).not.toBe(0);
     expect(r.stdout).toBe('403');
     const e = await denied;
@@ -176,17 +171,7 @@ describe.skipIf(missing('cmd:curl', 'cmd:openssl'))('connect-proxy with curl and
     expect(fwd.stdout).toBe('http target says /f (host: plain.lab.example:8080)');
     // Plain HTTP goes to any port by default; CONNECT to 9090 does not.
     const methods = collect(p.events, 'connect-denied');
-    const blocked = await run('curl', [
-      '-s',
-      '-o',
-      '/dev/null',
-      '-w',
-      '%{http_connect}',
-      '-p',
-      '-x',
-      url,
-      'http://x.lab.example:9090/',
-    ]);
+    const blocked = await curlStatus(url, 'http://x.lab.example:9090/', { extra: ['-p'] });
     expect(blocked.stdout).toBe('403');
     expect(methods[0]?.method).toBe('CONNECT');
     expect(p.stats().allowed).toBe(2);
@@ -195,30 +180,16 @@ describe.skipIf(missing('cmd:curl', 'cmd:openssl'))('connect-proxy with curl and
   it('answers 502 when the mapped destination refuses, with an upstream-error event', async () => {
     const p = await startProxy({ map: { 'down.lab.example:443': '127.0.0.1:1' } });
     const err = nextEvent(p.events, 'upstream-error');
-    const r = await run('curl', [
-      '-s',
-      '-o',
-      '/dev/null',
-      '-w',
-      '%{http_connect}',
-      '-x',
-      p.proxyUrl({ username: USER, password: PASS }),
-      'https://down.lab.example/',
-    ]);
+    const r = await curlStatus(p.proxyUrl({ username: USER, password: PASS }), 'https://down.lab.example/');
     expect(r.stdout).toBe('502');
     expect(await err).toMatchObject({ target: 'down.lab.example:443', code: 'ECONNREFUSED', status: 502 });
     // Plain HTTP forwarding too (proxy-chain's own 594 becomes 502).
     const fwdErr = nextEvent(p.events, 'upstream-error');
-    const fwd = await run('curl', [
-      '-s',
-      '-o',
-      '/dev/null',
-      '-w',
-      '%{http_code}',
-      '-x',
+    const fwd = await curlStatus(
       p.proxyUrl({ username: USER, password: PASS }),
       'http://down.lab.example:443/',
-    ]);
+      { write: '%{http_code}' },
+    );
     expect(fwd.stdout).toBe('502');
     expect(await fwdErr).toMatchObject({ target: '127.0.0.1:1', code: 'ECONNREFUSED', status: 502 });
     expect(p.stats().upstreamErrors).toBe(2);
