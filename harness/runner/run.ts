@@ -1,7 +1,8 @@
 import { availableParallelism } from 'node:os';
 import type { LoadedScenario } from '../scenario/load.js';
-import type { Backend, Variant } from '../scenario/model.js';
+import { type Backend, patchedHosts, type Scenario, type Variant } from '../scenario/model.js';
 import { toolVersion } from '../version.js';
+import { runPool } from './pool.js';
 import type { RunResult, Status, VariantResult } from './result.js';
 import { runVariant } from './run-variant.js';
 
@@ -34,6 +35,18 @@ export function selects(only: string[] | undefined, scenario: string, variant: s
   return only.some((o) => o === scenario || o === `${scenario}/${variant}`);
 }
 
+/**
+ * The WireGuard interface names a variant's netns lab names itself (`wireguard.ifname`, the variant's
+ * `network` patch applied): their UAPI sockets (`/var/run/wireguard/<ifname>.sock`) are machine-wide, so
+ * two labs naming one run one after the other. An unnamed interface gets a name of its lab's own.
+ */
+export function wireguardNames(s: Scenario, v: Variant): string[] {
+  if (!s.lab.network) return [];
+  return patchedHosts(s.lab.network, v.network).flatMap((h) =>
+    h.wireguard?.ifname ? [h.wireguard.ifname] : [],
+  );
+}
+
 /** Runs the selected variants of all scenarios, independent ones in parallel, results in catalogue order. */
 export async function runAll(scenarios: LoadedScenario[], opts: RunAllOptions): Promise<RunResult> {
   const started = performance.now();
@@ -43,14 +56,10 @@ export async function runAll(scenarios: LoadedScenario[], opts: RunAllOptions): 
     for (const v of s.scenario.variants) if (selects(opts.only, s.scenario.name, v.name)) jobs.push({ s, v });
   }
   const results: VariantResult[] = new Array(jobs.length);
-  // netns labs one at a time: WireGuard interface names (and their UAPI sockets) are machine-wide.
-  const width =
-    opts.backend === 'netns' ? 1 : Math.max(1, opts.concurrency ?? Math.max(2, availableParallelism()));
-  let next = 0;
-  const worker = async () => {
-    while (next < jobs.length && !opts.signal?.aborted) {
-      const i = next++;
-      const job = jobs[i]!;
+  const width = Math.max(1, opts.concurrency ?? Math.max(2, availableParallelism()));
+  const tasks = jobs.map((job, i) => ({
+    keys: opts.backend === 'netns' ? wireguardNames(job.s.scenario, job.v) : [],
+    run: async () => {
       const id = `${job.s.scenario.name}/${job.v.name}`;
       opts.onStart?.(id);
       const r = await runVariant(job.s, job.v, {
@@ -65,9 +74,10 @@ export async function runAll(scenarios: LoadedScenario[], opts: RunAllOptions): 
       if (opts.signal?.aborted) return; // cut short: not a result
       results[i] = r;
       opts.onResult?.(r);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(width, jobs.length) }, worker));
+    },
+  }));
+  // Variants in parallel, each in its own lab; netns labs that name one WireGuard interface one at a time.
+  await runPool(tasks, width, () => opts.signal?.aborted === true);
   const totals: Record<Status, number> = { passed: 0, failed: 0, skipped: 0, errored: 0 };
   // An aborted run leaves holes for the variants it never finished.
   const finished = results.filter((r) => r !== undefined);

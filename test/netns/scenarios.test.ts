@@ -24,7 +24,8 @@ describe.skipIf(missing('netns', 'cmd:wireguard-go', 'cmd:wg', 'cmd:curl'))(
     });
 
     // Every netns scenario of the catalogue: each simulator is a process of its own now (bounded generously:
-    // the machine is shared).
+    // the machine is shared). Two labs at once: each has namespaces, bridges and nftables tables of its
+    // own; the runner keeps labs that name one WireGuard interface (arc-allowedips's wg-arc) apart.
     it('arc-allowedips and amqp-port-blocked behave as expected, then leave nothing', {
       timeout: 900_000,
     }, async () => {
@@ -34,7 +35,7 @@ describe.skipIf(missing('netns', 'cmd:wireguard-go', 'cmd:wg', 'cmd:curl'))(
       expect(netns.map((l) => l.scenario.name)).toEqual(
         expect.arrayContaining(['amqp-port-blocked', 'arc-allowedips']),
       );
-      const run = await runAll(netns, { backend: 'netns' });
+      const run = await runAll(netns, { backend: 'netns', concurrency: 2 });
       expectAllPassed(run.results);
       const arcBroken = run.results.find((r) => r.scenario === 'arc-allowedips' && r.variant === 'broken');
       expect(arcBroken?.explanation).toContain(
