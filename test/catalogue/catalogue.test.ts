@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { runAll } from '../../harness/runner/run.js';
 import { loadScenarios } from '../../harness/scenario/load.js';
+import { catalogueRun, hasLoad } from '../helpers/catalogue-run.js';
 import { expectAllPassed } from '../helpers/results.js';
 import { useTempStateDir } from '../helpers/state-dir.js';
 
@@ -16,14 +16,23 @@ process.env.FIELDLAB_LOAD_SCALE ??= '0.2';
 
 describe('scenario catalogue on loopback', async () => {
   const { loaded, errors } = await loadScenarios(['scenarios']);
+  // Every variant in its own lab (its own loopback block), three at once across scenarios: a variant that
+  // waits out a timeout by design overlaps other scenarios' variants. Scenarios with a load run afterwards
+  // on their own, their variants two at once as before.
+  const run = catalogueRun(loaded, {
+    backend: 'loopback',
+    concurrency: 3,
+    alone: hasLoad,
+    aloneConcurrency: 2,
+  });
   it('every scenario file is valid', () => {
     expect(errors.map((e) => e.message)).toEqual([]);
     expect(loaded.length).toBeGreaterThan(0);
   });
   for (const l of loaded) {
-    it(`${l.scenario.name}: every variant behaves as expected`, { timeout: 120_000 }, async () => {
-      const run = await runAll([l], { backend: 'loopback', concurrency: 2 });
-      expectAllPassed(run.results, { allowSkipped: true });
+    // Bounded by the whole run (a scenario's variants may be among the last to start), not by its own.
+    it(`${l.scenario.name}: every variant behaves as expected`, { timeout: 600_000 }, async () => {
+      expectAllPassed(await run.of(l.scenario.name), { allowSkipped: true });
     });
   }
 });
