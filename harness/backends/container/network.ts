@@ -34,7 +34,7 @@ import { type ContainerLabDns, ownResolver, planLabDns } from './lab-dns.js';
  * container of the fieldlab image (`fieldlab serve-lab`), on a Docker network of the lab's own
  * (198.18.N.0/24, labelled), under its lab host name as a network alias, sharing the lab directory as
  * `/lab`. Every container resolves names through the lab's DNS (lab-dns.ts), not Docker's. Containers
- * are started with testcontainers and waited on by their healthcheck; their events come back on their
+ * are started with testcontainers and waited on by their ready line; their events come back on their
  * logs; toxics and DNS faults go to each container's control API. Without Ryuk (its image cannot be
  * pulled here), the lab removes its containers and network itself, and `fieldlab clean` removes what a
  * killed run left (by label).
