@@ -3,6 +3,10 @@ import type { GeoDnsHandle, GeoDnsOptions } from '../../simulators/geo-dns/index
 import { start } from '../../simulators/geo-dns/index.js';
 import type { RecordInput } from '../../simulators/geo-dns/options.js';
 
+/** The regional endpoints' addresses in the seed zone. */
+export const US_EAST_1 = '127.53.0.2';
+export const EU_WEST_1 = '127.53.0.3';
+
 /**
  * The seed's Route 53 geolocation records in zone iot.example.com: `global` is a CNAME by location (NA →
  * us-east-1, Default → eu-west-1), and the two regional names have A records on loopback.
@@ -25,8 +29,8 @@ export function seedGlobalRecords(): RecordInput[] {
       value: 'eu-west-1.iot.example.com',
       id: 'default',
     },
-    { name: 'us-east-1', type: 'A', value: '127.53.0.2' },
-    { name: 'eu-west-1', type: 'A', value: '127.53.0.3' },
+    { name: 'us-east-1', type: 'A', value: US_EAST_1 },
+    { name: 'eu-west-1', type: 'A', value: EU_WEST_1 },
   ];
 }
 

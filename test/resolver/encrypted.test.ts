@@ -6,9 +6,7 @@ import { type PkiHandle, start as startPki } from '../../simulators/pki/index.js
 import { type ResolverHandle, start } from '../../simulators/resolver/index.js';
 import { missing } from '../helpers/capability.js';
 import { within } from '../helpers/within.js';
-import { dig, lastAddress, NA_CLIENT, record, startGeo, upstreamOf } from './helpers.js';
-
-const US = '127.53.0.2';
+import { dig, lastAddress, NA_CLIENT, record, startGeo, US, upstreamOf } from './helpers.js';
 
 let pki: PkiHandle;
 let geo: GeoDnsHandle | undefined;

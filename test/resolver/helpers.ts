@@ -2,10 +2,19 @@ import { endpointOf } from '../../simulators/common/index.js';
 import type { GeoDnsHandle, GeoDnsOptions } from '../../simulators/geo-dns/index.js';
 import { start as startGeoDns } from '../../simulators/geo-dns/index.js';
 import type { ResolverEvents, ResolverHandle } from '../../simulators/resolver/index.js';
-import { type DigResult, dig as geoDig, seedGlobalRecords } from '../geo-dns/helpers.js';
+import {
+  type DigResult,
+  EU_WEST_1,
+  dig as geoDig,
+  seedGlobalRecords,
+  US_EAST_1,
+} from '../geo-dns/helpers.js';
 
 export type { DigResult };
 
+/** What the geo-dns answers for global.iot.example.com: us-east-1 (North America) or eu-west-1. */
+export const US = US_EAST_1;
+export const EU = EU_WEST_1;
 /** Client addresses on loopback that the lab's geo-dns locates. */
 export const NA_CLIENT = '127.53.1.10';
 export const NA_CLIENT_2 = '127.53.1.20';

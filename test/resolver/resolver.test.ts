@@ -7,6 +7,7 @@ import { missing } from '../helpers/capability.js';
 import { within } from '../helpers/within.js';
 import {
   dig,
+  EU,
   EU_CLIENT,
   lastAddress,
   NA_CLIENT,
@@ -14,11 +15,9 @@ import {
   NA_EGRESS,
   record,
   startGeo,
+  US,
   upstreamOf,
 } from './helpers.js';
-
-const US = '127.53.0.2';
-const EU = '127.53.0.3';
 
 let geo: GeoDnsHandle | undefined;
 let resolver: ResolverHandle | undefined;
