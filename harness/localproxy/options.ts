@@ -89,7 +89,8 @@ export const localProxyOptionsSchema = z
       .default(4 << 20),
     /**
      * Masks client frames with a zero key (RFC 6455 §5.3 allows any key; a random one only protects
-     * browsers from cache poisoning): saves a copy per frame. Off: random keys, as the AWS localproxy.
+     * browsers from cache poisoning): payloads then go to the socket as they came, never copied. Off:
+     * random keys, as the AWS localproxy (a copy per byte).
      */
     zeroMask: z.boolean().default(true),
   })
