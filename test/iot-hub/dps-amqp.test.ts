@@ -1,9 +1,9 @@
 import type { Message, Receiver, Sender } from 'rhea';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { endpointOf } from '../../simulators/common/handle.js';
 import { buildSas, type DpsHandle, startDps } from '../../simulators/iot-hub/index.js';
-import { type PkiHandle, start as startPki } from '../../simulators/pki/index.js';
 import { within } from '../helpers/within.js';
+import { hubTestBench } from './helpers.js';
 import { nextEvent, type WireConnection, wireConnect } from './wire.js';
 
 /**
@@ -13,22 +13,11 @@ import { nextEvent, type WireConnection, wireConnect } from './wire.js';
  * address each SDK writes.
  */
 const SCOPE = '0ne00FAB001';
-let pki: PkiHandle;
-let dps: DpsHandle | undefined;
-const conns: WireConnection[] = [];
-beforeAll(async () => {
-  pki = await startPki({ name: 'pki' });
-});
-afterAll(() => pki.stop());
-afterEach(async () => {
-  await Promise.all(conns.splice(0).map((c) => c.close()));
-  await dps?.stop();
-  dps = undefined;
-});
+const bench = hubTestBench();
 
 async function startService(): Promise<DpsHandle> {
-  const cert = await pki.issueServer(['localhost', '127.0.0.1']);
-  dps = await startDps({
+  const cert = await bench.pki.issueServer(['localhost', '127.0.0.1']);
+  const dps = await startDps({
     hostName: 'localhost',
     idScope: SCOPE,
     tls: { certPem: cert.chainPem, keyPem: cert.keyPem },
@@ -36,16 +25,16 @@ async function startService(): Promise<DpsHandle> {
     retryAfterSeconds: 0,
     assigningPolls: 1,
   });
-  return dps;
+  return bench.own(dps);
 }
 
 function connect(d: DpsHandle, regId: string, key: string): WireConnection {
   const se = Math.floor(Date.now() / 1000) + 3600;
-  const wire = wireConnect(endpointOf(d, 'amqps').port, pki.root.certPem, {
+  const wire = wireConnect(endpointOf(d, 'amqps').port, bench.pki.root.certPem, {
     username: `${SCOPE}/registrations/${regId}`,
     password: buildSas(`${SCOPE}/registrations/${regId}`, key, se, 'registration'),
   });
-  conns.push(wire);
+  bench.own(wire);
   return wire;
 }
 
@@ -130,12 +119,12 @@ describe('dps over AMQP as the Java and C SDKs address it', () => {
     d.addEnrollment('reg-victim');
     // The registration path as the whole ANONYMOUS initial response (RFC 4505 trace information).
     const trace = Buffer.from(`${SCOPE}/registrations/reg-victim`);
-    const wire = wireConnect(endpointOf(d, 'amqps').port, pki.root.certPem, {
+    const wire = wireConnect(endpointOf(d, 'amqps').port, bench.pki.root.certPem, {
       sasl_mechanisms: {
         ANONYMOUS: () => ({ start: (cb: (e: undefined, r: Buffer) => void) => cb(undefined, trace) }),
       },
     } as never);
-    conns.push(wire);
+    bench.own(wire);
     const receiver = wire.connection.open_receiver({
       source: { address: `${SCOPE}/registrations/reg-victim` },
     });

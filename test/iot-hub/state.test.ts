@@ -5,23 +5,14 @@ import { connect as tlsConnect } from 'node:tls';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import mqttPacket from 'mqtt-packet';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLab } from '../../harness/lab/lab.js';
 import { endpointOf } from '../../simulators/common/handle.js';
-import { type IotHubHandle, start as startHub } from '../../simulators/iot-hub/index.js';
-import { type PkiHandle, start as startPki } from '../../simulators/pki/index.js';
+import { start as startHub } from '../../simulators/iot-hub/index.js';
 import { within } from '../helpers/within.js';
+import { hubTestBench } from './helpers.js';
 
-let pki: PkiHandle;
-let hub: IotHubHandle | undefined;
-beforeAll(async () => {
-  pki = await startPki({ name: 'pki' });
-});
-afterAll(() => pki.stop());
-afterEach(async () => {
-  await hub?.stop();
-  hub = undefined;
-});
+const bench = hubTestBench();
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -35,7 +26,7 @@ function heapAfterGc(): number {
 function refusedConnect(port: number, clientId: string): Promise<number> {
   const done = new Promise<number>((resolve, reject) => {
     const socket = tlsConnect(
-      { host: '127.0.0.1', port, ca: pki.root.certPem, servername: 'localhost' },
+      { host: '127.0.0.1', port, ca: bench.pki.root.certPem, servername: 'localhost' },
       () =>
         socket.write(
           mqttPacket.generate({
@@ -64,8 +55,10 @@ function refusedConnect(port: number, clientId: string): Promise<number> {
 
 describe('iot-hub keeps no state for clients that never authenticate', () => {
   it('many distinct refused MQTT client ids leave the heap where it was', async () => {
-    const cert = await pki.issueServer(['localhost', '127.0.0.1']);
-    hub = await startHub({ hostName: 'localhost', tls: { certPem: cert.chainPem, keyPem: cert.keyPem } });
+    const cert = await bench.pki.issueServer(['localhost', '127.0.0.1']);
+    const hub = bench.own(
+      await startHub({ hostName: 'localhost', tls: { certPem: cert.chainPem, keyPem: cert.keyPem } }),
+    );
     const port = endpointOf(hub, 'mqtts').port;
     // MQTT 3.1.1 §3.1.3.1 lets a client id be up to 65,535 bytes: 60 of 60 KB are 3.6 MB if kept.
     const id = (i: number) => `${i}-${'x'.repeat(60_000)}`;
