@@ -41,6 +41,9 @@ export async function runInContainer(spec: {
   const [program, ...args] = spec.argv;
   const name = `fl-client-${randomBytes(4).toString('hex')}`;
   const docker = ['docker', 'run', '--rm', '--name', name, '--network', spec.lab.network ?? 'none'];
+  // The image's HEALTHCHECK looks for a simulator's ready file, which a client has none of: it would only
+  // fail every 2 s, each time starting a node.
+  docker.push('--no-healthcheck');
   for (const [k, v] of Object.entries(spec.lab.labels)) docker.push('--label', `${k}=${v}`);
   docker.push('-v', `${spec.lab.hostDir}:${spec.lab.dir}`);
   if (spec.resolvConf) docker.push('-v', `${spec.resolvConf}:/etc/resolv.conf:ro`);
