@@ -101,7 +101,7 @@ function fallback(lab: Lab, why: string): LabDns {
 export function pickedResolverAddress(
   dns: LabDns | undefined,
   resolver: string,
-  sim: Pick<RunningSimulator, 'decl' | 'endpoints' | 'clientEndpoints'> | undefined,
+  sim: Pick<RunningSimulator, 'decl' | 'endpoints'> | undefined,
 ): string {
   if (dns?.kind !== 'resolver') {
     const why = dns?.reason ?? 'this lab network runs no DNS for its clients';
@@ -121,7 +121,7 @@ export function pickedResolverAddress(
       hint: 'name a simulator of type resolver with port: 53 in client.resolver',
     });
   }
-  const udp = (sim.clientEndpoints ?? sim.endpoints).find((e) => e.name === 'dns-udp');
+  const udp = sim.endpoints.find((e) => e.name === 'dns-udp');
   // resolv.conf(5): `nameserver` takes an address, never a port: the client asks port 53.
   if (udp?.port !== 53) {
     throw new FieldlabError(

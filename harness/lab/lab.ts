@@ -51,8 +51,6 @@ export interface RunningSimulator {
   /** Relay per fronted endpoint name. */
   relays: Map<string, RelayHandle>;
   vars: Record<string, string>;
-  /** Endpoints as the client sees them, when its view differs (netns: the namespace addresses). */
-  clientEndpoints?: Endpoint[];
   /** The simulator's last log lines (what is not an event) when it runs elsewhere, for the report. */
   logs?: string[];
 }
@@ -252,7 +250,7 @@ export class Lab {
     }
     const s = this.simulators.get(head ?? '');
     if (!s) throw refError(ref, `simulators: ${[...this.simulators.keys()].join(', ')}`);
-    const endpoints = (client ? s.clientEndpoints : undefined) ?? s.endpoints;
+    const endpoints = s.endpoints;
     let ep = endpoints[0];
     let field = rest[0];
     if (rest.length === 2) {

@@ -49,7 +49,7 @@ export async function explainRoutes(
   const done = new Set<string>();
   for (const name of referenced) {
     const sim = lab.simulators.get(name);
-    for (const ep of sim?.clientEndpoints ?? []) {
+    for (const ep of sim?.endpoints ?? []) {
       const key = `${ep.host}:${ep.port}`;
       if (done.has(key) || reached(events, name, ep.name, sim?.endpoints[0]?.name)) continue;
       done.add(key);

@@ -83,7 +83,6 @@ function running(decl: LabSimulator, sim: Omit<WorkerSimulator, 'peers'>): Runni
     decl,
     handle: sim.handle,
     endpoints: sim.endpoints,
-    clientEndpoints: sim.endpoints,
     relays: new Map(sim.relays),
     vars: sim.vars,
     logs: sim.logs,
