@@ -1,3 +1,5 @@
+import type { DnsFaultEvents } from '../common/dns-faults.js';
+
 /** How a client reached the resolver. */
 export type ResolverTransport = 'udp' | 'tcp' | 'dot' | 'doh';
 
@@ -12,8 +14,11 @@ export interface ResolverAnswerInfo {
 /** Where an answer came from. */
 export type AnswerSource = 'cache' | 'upstream' | 'stale' | 'hosts' | 'none';
 
-/** What the resolver saw, per event name. */
-export type ResolverEvents = {
+/**
+ * What the resolver saw, per event name; DNS faults as the relay's toxics (`toxic-applied` per query
+ * hit), and the `answer` that follows names the fault in its `reason` (rcode `NONE`: dropped).
+ */
+export type ResolverEvents = DnsFaultEvents & {
   /** A client's query arrived. */
   query: { client: string; transport: ResolverTransport; name: string; type: string; rd: boolean };
   /** A cache lookup found a usable record set (`stale`: expired, served under RFC 8767). */
@@ -82,6 +87,8 @@ export type ResolverEvents = {
   };
   /** A packet that could not be answered normally (FORMERR sent, or dropped). */
   malformed: { client: string; transport: ResolverTransport; bytes: number; action: string };
+  /** DNS over TCP could not listen again after a `tcp-refused` fault ended (the port was taken). */
+  'listen-error': { code: string; message: string };
   /** A client's TLS handshake (DoT, DoH) failed. */
   'tls-client-error': { remote: string; alert?: string; code?: string; message: string };
 };
@@ -100,4 +107,6 @@ export interface ResolverStats {
   /** Entries in the cache now. */
   cacheEntries: number;
   malformed: number;
+  /** Queries a `drop` fault left unanswered. */
+  dropped: number;
 }

@@ -6,9 +6,11 @@
  * server thinks the device is depends on this resolver's location and ECS, as in the field. It caches
  * by TTL and ECS scope, retries, answers SERVFAIL when the upstream times out and can serve stale
  * answers (RFC 8767). UDP and TCP on one port, DNS over TLS and DNS over HTTPS with a lab certificate.
+ * It takes the lab's DNS faults (`DnsFaultTarget`, as the geo-dns) where it answers its clients.
  */
+import { DnsFaultSet, type DnsFaultSpecInput, type DnsFaultTarget } from '../common/dns-faults.js';
 import type { Endpoint, SimulatorHandle } from '../common/index.js';
-import { FieldlabError, hostPort, parseOptions, SimulatorEvents } from '../common/index.js';
+import { errorCode, FieldlabError, hostPort, parseOptions, SimulatorEvents } from '../common/index.js';
 import { formatIp, inCidr, ipBytes, parseCidr } from '../geo-dns/ip.js';
 import type { ResolverEvents, ResolverStats } from './events.js';
 import {
@@ -26,7 +28,7 @@ export * from './options.js';
 export type { AnswerCheck } from './resolve.js';
 
 /** A running resolver. */
-export interface ResolverHandle extends SimulatorHandle<ResolverEvents, ResolverStats> {
+export interface ResolverHandle extends SimulatorHandle<ResolverEvents, ResolverStats>, DnsFaultTarget {
   /** `dns-udp` and `dns-tcp` (same host and port), and `dot`, `doh` when a certificate was given. */
   readonly endpoints: readonly Endpoint[];
   /** What the resolver is, in a sentence a report can print: persona, location, egress, ECS. */
@@ -101,6 +103,24 @@ function configOf(opts: ParsedResolverOptions): ResolverConfig & { location?: Re
   };
 }
 
+/**
+ * A DNS fault as a resolver takes it: a `stale` fault serves the cached record set, so `record` (a
+ * geo-dns record id or region) has no meaning here and is refused rather than ignored.
+ */
+function resolverFault(spec: DnsFaultSpecInput, where: string): DnsFaultSpecInput {
+  if (spec.type === 'stale' && spec.record !== undefined) {
+    throw new FieldlabError(
+      'E_BAD_FAULT',
+      `${where}: DNS fault.record: a resolver's stale fault serves its cached answer, not a record (${spec.record})`,
+      {
+        where: 'fault.record',
+        hint: 'leave record out (the resolver answers its expired cache entry), or target the geo-dns for an old record set',
+      },
+    );
+  }
+  return spec;
+}
+
 /** Starts the resolver on `host:port` (UDP and TCP), plus DoT and DoH when `tls` is given. */
 export async function start(options?: ResolverOptions): Promise<ResolverHandle> {
   const opts = parseOptions(resolverOptionsSchema, options, 'resolver');
@@ -126,14 +146,26 @@ export async function start(options?: ResolverOptions): Promise<ResolverHandle> 
       : `ECS /${cfg.ecs.ipv4} /${cfg.ecs.ipv6}`
     : 'no ECS';
   const description = `${opts.persona ? `${opts.persona} ` : ''}resolver ${opts.name} (${locationText(cfg.location)}, egress ${cfg.egress}, ${ecsText}${cfg.serveStale ? ', serves stale' : ''})`;
+  let transports: Transports | undefined;
+  const faults = new DnsFaultSet(
+    opts.name,
+    (type, data) => events.emitEvent(type, data as ResolverEvents[typeof type]),
+    () => {
+      void transports?.refuseTcp(faults.tcpRefused).catch((err: unknown) => {
+        // The port was taken while TCP was refused: UDP keeps serving; say why TCP does not.
+        events.emitEvent('listen-error', {
+          code: errorCode(err) ?? 'ERROR',
+          message: err instanceof Error ? err.message : String(err),
+        });
+      });
+    },
+  );
   const resolver = new Resolver(
     { ...cfg, description, ...(opts.check ? { check: opts.check } : {}) },
     events,
+    faults,
   );
-  const transports = new Transports(
-    (req, client, transport) => resolver.answer(req, client, transport),
-    events,
-  );
+  transports = new Transports((req, client, transport) => resolver.answer(req, client, transport), events);
   try {
     await transports.listenDns(opts.host, opts.port);
     if (opts.tls) {
@@ -172,12 +204,16 @@ export async function start(options?: ResolverOptions): Promise<ResolverHandle> 
       cacheEntries: resolver.cache.size,
     }),
     flush: () => resolver.cache.clear(),
+    addDnsFault: (spec) => faults.add(resolverFault(spec, opts.name)),
+    removeDnsFault: (name) => faults.remove(name),
+    dnsFaults: () => faults.list(),
     setHosts(hosts) {
       const checked = parseOptions(resolverOptionsSchema.shape.hosts, hosts, 'resolver hosts');
       resolver.setHosts(checked);
     },
     stop() {
       stopping ??= (async () => {
+        faults.stop();
         resolver.stop();
         await transports.close();
       })();

@@ -6,12 +6,18 @@
  *               └ miss/expired ─► upstream (egress address, ECS, timeout × retries, TCP on TC)
  *                     ├ NOERROR/NXDOMAIN ─► cache ─► answer
  *                     └ timeout/SERVFAIL/REFUSED ─► stale entry? (RFC 8767) ─► answer : SERVFAIL
+ *
+ * DNS faults (the lab's `faults:`, simulators/common/dns-faults.ts) act first, where the client is
+ * answered, before the cache and the upstream: see `applyFault`.
  */
 import { randomInt } from 'node:crypto';
 import { isIP } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import dns2 from 'dns2';
+import type { DnsFaultSet } from '../common/dns-faults.js';
 import { preciseNow, type SimulatorEvents } from '../common/index.js';
-import { type Cidr, formatIp, ipBytes } from '../geo-dns/ip.js';
+import { type Cidr, formatIp, inCidr, ipBytes, parseCidr } from '../geo-dns/ip.js';
+import { effect, type Fault } from '../geo-dns/server.js';
 import { RCODE, rcodeName } from '../geo-dns/wire.js';
 import { type CacheEntry, ResolverCache } from './cache.js';
 import type {
@@ -33,6 +39,9 @@ import {
   type UpstreamOutcome,
   type UpstreamServer,
 } from './upstream.js';
+
+/** The merged faults acting on a query (the geo-dns's `Fault`), and whether one is `stale`. */
+type ResolverFault = Fault & { stale: boolean };
 
 /** Answers that came from the zone's servers (now or cached): the ones a location decides. */
 const FORWARDED: ReadonlySet<AnswerSource> = new Set(['upstream', 'cache', 'stale']);
@@ -98,6 +107,8 @@ type Result = {
   authority: Dns2Resource[];
   source: AnswerSource;
   reason: string;
+  /** A `truncate` fault: TC set (UDP). */
+  truncated?: boolean;
 };
 
 function normName(name: string): string {
@@ -138,6 +149,7 @@ export class Resolver {
     upstreamQueries: 0,
     upstreamTimeouts: 0,
     malformed: 0,
+    dropped: 0,
   };
   private readonly routes: Route[];
   private readonly hosts = new Map<string, string>();
@@ -148,8 +160,12 @@ export class Resolver {
   constructor(
     private readonly cfg: ResolverConfig,
     private readonly events: SimulatorEvents<ResolverEvents>,
+    /** The lab's DNS faults on this resolver (none: every query is answered normally). */
+    private readonly faults?: DnsFaultSet,
   ) {
-    this.cache = new ResolverCache(cfg.maxEntries, cfg.serveStale ? cfg.maxStaleS * 1000 : 0);
+    // Expired entries are kept `maxStale` (bounded by maxEntries) whether or not the resolver serves
+    // stale itself: a `stale` fault answers from them, as a resolver that kept the old record set.
+    this.cache = new ResolverCache(cfg.maxEntries, cfg.maxStaleS * 1000);
     this.routes = cfg.forward
       .map((f) => ({ zone: normName(f.zone), servers: f.upstream.map(parseServer) }))
       .sort((a, b) => b.zone.length - a.zone.length);
@@ -193,8 +209,33 @@ export class Resolver {
       type: typeName(type),
       rd: request.header.rd === 1,
     });
-    const result = await this.resolve(request, q, name, type, client);
+    const fault = this.faultFor(request, name, type, client, transport);
+    if (fault?.drop) {
+      this.counters.dropped++;
+      this.events.emitEvent('answer', {
+        client,
+        transport,
+        name,
+        type: typeName(type),
+        rcode: 'NONE',
+        source: 'none',
+        answers: [],
+        reason: `fault ${fault.text}: no answer`,
+        ms: preciseNow() - started,
+      });
+      return undefined;
+    }
+    if (fault?.delay !== undefined && fault.delay > 0) {
+      // Ends early when the resolver stops: the client gets nothing, as from a stopped server.
+      const waited = await sleep(fault.delay, true, { signal: this.abort.signal }).catch(() => false);
+      if (!waited) return undefined;
+    }
+    const result = fault
+      ? await this.applyFault(fault, request, q, name, type, client, transport)
+      : await this.resolve(request, q, name, type, client);
     const response = this.reply(request, result.rcode, result.answers, result.authority);
+    // RFC 2181 §9: TC set, the header and question only: the client retries over TCP (RFC 7766 §5)
+    if (result.truncated) response.header.tc = 1;
     const rcode = rcodeName(result.rcode);
     this.counters.byRcode[rcode] = (this.counters.byRcode[rcode] ?? 0) + 1;
     const answers = answerInfo(result.answers);
@@ -211,6 +252,130 @@ export class Resolver {
     });
     if (FORWARDED.has(result.source)) this.checkAnswer(client, name, typeName(type), answers);
     return response;
+  }
+
+  /**
+   * The faults acting on this query (each reported with `toxic-applied`), merged as the geo-dns merges
+   * them; undefined when none acts. `truncate` acts on UDP only: over TCP, DoT and DoH the whole answer
+   * is the point. Only well-formed standard queries are matched (the others get their FORMERR/NOTIMP).
+   */
+  private faultFor(
+    request: Dns2Packet,
+    name: string,
+    type: number,
+    client: string,
+    transport: ResolverTransport,
+  ): ResolverFault | undefined {
+    const set = this.faults;
+    if (!set?.anyActive || request.header.opcode !== 0 || request.questions.length !== 1) return undefined;
+    let addr: Uint8Array | undefined;
+    const specs = set.match({
+      qname: name,
+      qtype: typeName(type),
+      // A client of a resolver is its source address (a stub sends no client subnet of its own)
+      inCidr: (c) => {
+        const cidr = parseCidr(c);
+        addr ??= ipBytes(client);
+        return cidr !== undefined && addr !== undefined && inCidr(addr, cidr);
+      },
+    });
+    const acting = transport === 'udp' ? specs : specs.filter((x) => x.type !== 'truncate');
+    if (acting.length === 0) return undefined;
+    for (const x of acting) set.applied(x, `${name} ${typeName(type)}`, client, transport);
+    return { ...effect(acting, Math.random), stale: acting.some((x) => x.type === 'stale') };
+  }
+
+  /**
+   * The answer under a fault, before the cache and the upstream: an RCODE (servfail, nxdomain, refused),
+   * TC with no records (truncate), the given address (wrong-answer, when it is of the query's type), the
+   * cached record set however old (stale), else the normal resolution (a delay alone).
+   */
+  private async applyFault(
+    fault: ResolverFault,
+    request: Dns2Packet,
+    q: Dns2Packet['questions'][number] | undefined,
+    name: string,
+    type: number,
+    client: string,
+    transport: ResolverTransport,
+  ): Promise<Result> {
+    const because = `fault ${fault.text}`;
+    const none = (rcode: number, reason: string, truncated = false): Result => ({
+      rcode,
+      answers: [],
+      authority: [],
+      source: 'none',
+      reason,
+      ...(truncated ? { truncated } : {}),
+    });
+    const rcode =
+      fault.rcode === 'servfail'
+        ? RCODE.SERVFAIL
+        : fault.rcode === 'nxdomain'
+          ? RCODE.NXDOMAIN
+          : fault.rcode === 'refused'
+            ? RCODE.REFUSED
+            : undefined;
+    if (fault.truncate && transport === 'udp') {
+      return none(rcode ?? RCODE.NOERROR, `${because}: TC set, no records (retry over TCP)`, true);
+    }
+    if (rcode !== undefined) return none(rcode, because);
+    if (fault.address !== undefined && q) {
+      const wrong = this.wrongAnswer(q, fault.address, fault.ttl ?? 60, type);
+      if (wrong) return { ...wrong, reason: `${because}: answered ${fault.address}` };
+    }
+    if (fault.stale) {
+      const stale = this.staleAnswer(name, type, client, fault.ttl);
+      if (stale) return { ...stale, reason: `${because}: ${stale.reason}` };
+      return none(
+        RCODE.SERVFAIL,
+        `${because}: no cached answer for ${name} ${typeName(type)} to serve stale, so SERVFAIL`,
+      );
+    }
+    const result = await this.resolve(request, q, name, type, client);
+    return { ...result, reason: `${result.reason}; ${because}` };
+  }
+
+  /** A `wrong-answer` record at the query name, or undefined when the address is not of the query's type. */
+  private wrongAnswer(
+    q: Dns2Packet['questions'][number],
+    address: string,
+    ttl: number,
+    type: number,
+  ): Result | undefined {
+    const want = isIP(address) === 4 ? dns2.Packet.TYPE.A : dns2.Packet.TYPE.AAAA;
+    if (type !== want && type !== dns2.Packet.TYPE.ANY) return undefined;
+    const rr = new dns2.Packet.Resource(q.name, want, dns2.Packet.CLASS.IN, ttl);
+    rr.address = address;
+    return { rcode: RCODE.NOERROR, answers: [rr], authority: [], source: 'none', reason: '' };
+  }
+
+  /**
+   * The cached record set for the client's subnet however old (RFC 8767 answer: TTL `ttl`, default 30),
+   * without asking the upstream: a `stale` fault, the resolver that kept the record set from before a
+   * failover. Undefined when the cache has none (never cached, evicted, past `maxStale`).
+   */
+  private staleAnswer(name: string, type: number, client: string, ttl = STALE_TTL): Result | undefined {
+    const subnet = this.subnetOf(client);
+    const hit = this.cfg.cache ? this.cache.lookup(name, type, subnet?.full) : undefined;
+    if (!hit) return undefined;
+    this.counters.staleServed++;
+    this.events.emitEvent('cache-hit', {
+      name,
+      type: typeName(type),
+      subnet: subnet?.text ?? 'none',
+      scope: hit.entry.scopeText,
+      ttl,
+      stale: true,
+    });
+    const expired = hit.age - hit.entry.ttl;
+    return {
+      rcode: hit.entry.rcode,
+      answers: hit.entry.answers.map((r) => withTtl(r, ttl)),
+      authority: hit.entry.authority.map((r) => withTtl(r, ttl)),
+      source: 'stale',
+      reason: `stale answer (RFC 8767) cached ${hit.age}s ago${expired >= 0 ? `, expired ${expired}s ago` : `, ${-expired}s left`}`,
+    };
   }
 
   /** Emits `answer-check`: this answer against what the client's own location gets (the lab's check). */

@@ -75,6 +75,14 @@ export class Transports {
   private dot: TlsServer | undefined;
   private doh: Http2SecureServer | undefined;
   private readonly tracker = new ConnectionTracker();
+  /** DNS over TCP connections (port 53), reset when a `tcp-refused` fault starts. */
+  private readonly tcpSockets = new Set<Socket>();
+  /** The DNS over TCP listener is closed by a `tcp-refused` fault; UDP keeps serving. */
+  private tcpClosed = false;
+  /** Listener changes run one after the other (a fault toggled quickly). */
+  private tcpChange: Promise<void> = Promise.resolve();
+  private host = '';
+  private closing = false;
 
   constructor(
     private readonly answer: Answerer,
@@ -125,7 +133,11 @@ export class Transports {
       const tcp = dns2.createTCPServer();
       tcp.on('request', (request, send, socket) => this.serve('tcp', clientAddress(socket), request, send));
       tcp.on('requestError', () => {});
-      tcp.on('connection', (s: Socket) => this.tracker.track(s));
+      tcp.on('connection', (s: Socket) => {
+        this.tracker.track(s);
+        this.tcpSockets.add(s);
+        s.once('close', () => this.tcpSockets.delete(s));
+      });
       try {
         await listen(tcp, host, bound);
       } catch (err) {
@@ -136,8 +148,33 @@ export class Transports {
       this.udp = udp;
       this.tcp = tcp;
       this.port = bound;
+      this.host = host;
       return;
     }
+  }
+
+  /**
+   * A `tcp-refused` fault (a firewall on TCP 53): closes the DNS over TCP listener, so the kernel answers
+   * a client's SYN with RST (connection refused), and resets the connections open now; `false` listens
+   * again on the same port. UDP, DoT and DoH are not touched.
+   */
+  refuseTcp(on: boolean): Promise<void> {
+    this.tcpChange = this.tcpChange.then(async () => {
+      const tcp = this.tcp;
+      if (!tcp || this.closing || on === this.tcpClosed) return;
+      this.tcpClosed = on;
+      if (on) {
+        const closed = new Promise<void>((resolve) => tcp.close(() => resolve()));
+        for (const s of this.tcpSockets) s.resetAndDestroy();
+        await closed;
+      } else {
+        await listen(tcp, this.host, this.port).catch((err: unknown) => {
+          this.tcpClosed = true;
+          throw this.bindError(err, this.host, this.port, 'TCP');
+        });
+      }
+    });
+    return this.tcpChange;
   }
 
   /** DNS over TLS (RFC 7858): TLS, then the TCP framing of RFC 1035 §4.2.2. */
@@ -235,6 +272,8 @@ export class Transports {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
+    await this.tcpChange.catch(() => undefined);
     const closing: Promise<void>[] = [];
     if (this.udp) {
       const udp = this.udp;
