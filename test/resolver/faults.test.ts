@@ -1,7 +1,14 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { remoteDnsFaults } from '../../harness/backends/remote/dns-faults.js';
+import { httpControlChannel } from '../../harness/backends/remote/http-channel.js';
+import { startControlApi } from '../../harness/backends/remote/http-server.js';
+import { dnsFaultTarget } from '../../harness/faults/dns.js';
+import { startLab } from '../../harness/lab/lab.js';
 import { runAll } from '../../harness/runner/run.js';
 import { loadScenarios } from '../../harness/scenario/load.js';
 import { endpointOf, isFieldlabError } from '../../simulators/common/index.js';
@@ -351,5 +358,44 @@ variants:
     expectAllPassed(run.results);
     const servfail = run.results.find((x) => x.variant === 'broken-servfail');
     expect(servfail?.explanation.join('\n')).toMatch(/fault servfail/);
+  });
+});
+
+describe.skipIf(missing('cmd:dig'))("DNS faults on a worker's resolver, over the control protocol", () => {
+  it('a fault added through the worker API acts on the resolver; removed, it is gone', async () => {
+    const lab = await startLab({
+      name: 'remote-resolver',
+      simulators: [
+        { name: 'isp', type: 'resolver', host: 'resolver.isp.example.net', options: { tls: false } },
+      ],
+    });
+    const cleanups: Array<() => Promise<unknown>> = [() => lab.stop()];
+    try {
+      const token = randomBytes(32).toString('base64url');
+      const server = await startControlApi(lab, { token, host: '127.0.0.1', port: 0 });
+      cleanups.unshift(() => new Promise((r) => server.close(r)));
+      const remote = remoteDnsFaults({
+        target: 'isp',
+        channel: httpControlChannel({
+          host: '127.0.0.1',
+          port: (server.address() as AddressInfo).port,
+          token,
+        }),
+        faults: lab,
+      });
+      const local = dnsFaultTarget(lab, 'isp');
+      remote.addDnsFault({ type: 'servfail', qname: NAME });
+      await within(lab.faultsApplied(), 10_000, 'add');
+      expect(local.dnsFaults()).toMatchObject([{ name: `servfail_${NAME}`, type: 'servfail' }]);
+      const ep = endpointOf(lab.sim('isp').handle, 'dns-udp');
+      expect((await dig(ep.host, ep.port, [NAME, 'A'])).status).toBe('SERVFAIL');
+      remote.removeDnsFault(`servfail_${NAME}`);
+      await within(lab.faultsApplied(), 10_000, 'remove');
+      expect(local.dnsFaults()).toEqual([]);
+      // No fault: a name outside its forward zones is REFUSED, as before
+      expect((await dig(ep.host, ep.port, [NAME, 'A'])).status).toBe('REFUSED');
+    } finally {
+      for (const c of cleanups) await c();
+    }
   });
 });
