@@ -115,7 +115,10 @@ export const resolverOptionsSchema = z.strictObject({
   maxEntries: z.number().int().min(1).default(10_000),
   /** RFC 8767: answer with an expired record (TTL 30) when the upstream fails. Default from the persona, else false. */
   serveStale: z.boolean().optional(),
-  /** RFC 8767 §5: how long past expiry a record may still be served stale, seconds (default 1 day). */
+  /**
+   * RFC 8767 §5: how long past expiry a record is kept and may still be served stale (with `serveStale`,
+   * or by a `stale` DNS fault), seconds (default 1 day).
+   */
   maxStale: z.number().int().min(1).default(86_400),
   /** Upstream resolutions in flight at once; more get SERVFAIL (bounded per-client state). */
   maxInflight: z.number().int().min(1).default(1000),
