@@ -179,7 +179,15 @@ export class Lab {
 
   sim(name: string): RunningSimulator {
     const s = this.simulators.get(name);
-    if (!s) throw new FieldlabError('E_NO_SUCH_SIMULATOR', `the lab has no simulator ${name}`);
+    if (!s) {
+      throw new FieldlabError('E_NO_SUCH_SIMULATOR', `the lab has no simulator ${name}`, {
+        ...(name === 'lab-dns'
+          ? {
+              hint: 'lab-dns runs only when the scenario declares no resolver on port 53 and port 53 can be bound (dns53); target the declared resolver or the geo-dns instead',
+            }
+          : {}),
+      });
+    }
     return s;
   }
 

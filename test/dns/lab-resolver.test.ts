@@ -354,4 +354,11 @@ variants:
       result: fail
       class: dns.servfail
       labSaw: [{ source: ${LAB_DNS_NAME}, type: answer, match: { name: api.iot.example.com, type: A, rcode: SERVFAIL } }]
+  - name: broken-lab-dns-refused
+    description: a fault on the lab's own resolver (no simulator of the scenario's) reaches the client too
+    faults: [{ target: ${LAB_DNS_NAME}, type: refused }]
+    expect:
+      result: fail
+      class: dns.refused
+      labSaw: [{ source: ${LAB_DNS_NAME}, type: toxic-applied, match: { type: refused } }]
 `;
