@@ -39,18 +39,8 @@ export async function startLabDns(lab: Lab, def: LabDefinition): Promise<LabDns>
   const address = lab.network.place(LAB_DNS_HOST, lab.hosts.size + 1);
   if (address === undefined) return fallback(lab, 'this network places no lab resolver');
   lab.hosts.set(LAB_DNS_HOST, address);
-  const decl: LabSimulator = {
-    name: LAB_DNS_NAME,
-    type: 'resolver',
-    host: LAB_DNS_HOST,
-    port: 53,
-    options: {
-      tls: false,
-      // Every query reaches the geo-dns, so a fault put on it (or taken off) acts on the next lookup.
-      cache: false,
-      forward: forwardZones(def),
-    },
-  };
+  // On loopback every client asks from 127.0.0.1: the scenario's geo-dns locations place that address.
+  const decl = labResolverDecl(forwardZones(def), { clientSubnet: false });
   try {
     const started = await startInProcess(lab, decl, def.simulators.length);
     return {
@@ -63,6 +53,30 @@ export async function startLabDns(lab: Lab, def: LabDefinition): Promise<LabDns>
     lab.hosts.delete(LAB_DNS_HOST);
     return fallback(lab, `it could not listen on ${address}:53 (${(err as Error).message})`);
   }
+}
+
+/**
+ * The lab's own resolver as a simulator declaration, on every backend. No cache: every query reaches the
+ * geo-dns, so a fault put on it (or taken off) acts on the next lookup. `clientSubnet`: the client's own
+ * address as ECS (RFC 7871 §7.1.2, source prefix /32 and /128), so the geo-dns locates the device as if it
+ * had asked directly, never the lab's resolver (netns and containers, where each client has its address).
+ */
+export function labResolverDecl(
+  forward: Array<{ zone: string; to: string[] }>,
+  { clientSubnet }: { clientSubnet: boolean },
+): LabSimulator {
+  return {
+    name: LAB_DNS_NAME,
+    type: 'resolver',
+    host: LAB_DNS_HOST,
+    port: 53,
+    options: {
+      tls: false,
+      cache: false,
+      ...(clientSubnet ? { ecs: { ipv4: 32, ipv6: 128 } } : {}),
+      forward,
+    },
+  };
 }
 
 /** Each geo-dns zone goes to its server (the first declaring a zone wins, as in a delegation). */

@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { FieldlabError } from '../../../simulators/common/errors.js';
 import type { Lab, LabSimulator } from '../../lab/lab.js';
-import { forwardZones, LAB_DNS_HOST, LAB_DNS_NAME } from '../../lab/lab-dns.js';
+import { forwardZones, LAB_DNS_HOST, LAB_DNS_NAME, labResolverDecl } from '../../lab/lab-dns.js';
 
 /**
  * The container lab's DNS (issue 18.1): the resolver on port 53 that every container of the lab (the
@@ -76,18 +76,5 @@ export function ownResolver(lab: Lab, simulators: readonly LabSimulator[]): LabS
       return `${udp.host}:${udp.port}`;
     }),
   }));
-  return {
-    name: LAB_DNS_NAME,
-    type: 'resolver',
-    host: LAB_DNS_HOST,
-    port: 53,
-    options: {
-      tls: false,
-      cache: false,
-      // The client container's own address (RFC 7871 §7.1.2, source prefix /32), as on netns: the
-      // geo-dns locates the device as if it had asked directly, never the lab's resolver.
-      ecs: { ipv4: 32, ipv6: 128 },
-      forward,
-    },
-  };
+  return labResolverDecl(forward, { clientSubnet: true });
 }

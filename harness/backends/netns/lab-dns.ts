@@ -1,5 +1,5 @@
 import type { LabSimulator } from '../../lab/lab.js';
-import { forwardZones, LAB_DNS_HOST, LAB_DNS_NAME, labDnsHost } from '../../lab/lab-dns.js';
+import { forwardZones, LAB_DNS_HOST, LAB_DNS_NAME, labDnsHost, labResolverDecl } from '../../lab/lab-dns.js';
 import type { Network } from '../../scenario/model.js';
 import { formatIp, parseCidr } from '../../topology/netns/addresses.js';
 import { hostOfName } from './network.js';
@@ -79,21 +79,7 @@ export function netnsLabDns(
     nameservers,
     answersLabNames: true,
     server: { name: LAB_DNS_NAME, address: nameservers[0] ?? '' },
-    resolver: {
-      name: LAB_DNS_NAME,
-      type: 'resolver',
-      host: LAB_DNS_HOST,
-      port: 53,
-      options: {
-        tls: false,
-        // Every query reaches the geo-dns, so a fault put on it (or taken off) acts on the next lookup.
-        cache: false,
-        // The device's own address (RFC 7871 §7.1.2, source prefix /32): the geo-dns locates the device
-        // as if it had asked directly, never the lab's resolver.
-        ecs: { ipv4: 32, ipv6: 128 },
-        forward: zonesByAddress(network, simulators),
-      },
-    },
+    resolver: labResolverDecl(zonesByAddress(network, simulators), { clientSubnet: true }),
   };
 }
 
