@@ -1,5 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLabOn } from '../../harness/backends/index.js';
@@ -7,11 +6,11 @@ import { loopback } from '../../harness/backends/loopback/index.js';
 import type { BackendLab, CommandRun } from '../../harness/backends/types.js';
 import type { LabDefinition } from '../../harness/lab/lab.js';
 import { type LabDns, pickedResolverAddress } from '../../harness/lab/lab-dns.js';
-import { runAll } from '../../harness/runner/run.js';
-import { loadScenarios, loadYamlScenario } from '../../harness/scenario/load.js';
+import { loadYamlScenario } from '../../harness/scenario/load.js';
 import { FieldlabError } from '../../simulators/common/errors.js';
 import { missing } from '../helpers/capability.js';
 import { expectAllPassed } from '../helpers/results.js';
+import { runScenarioText } from '../helpers/scenario-text.js';
 import { useTempStateDir } from '../helpers/state-dir.js';
 
 /**
@@ -242,20 +241,10 @@ describe.skipIf(missing('dns53', 'userns', 'cmd:unshare', 'cmd:dig'))('client.re
 describe.skipIf(missing('dns53', 'userns', 'cmd:unshare', 'cmd:getent'))(
   'a scenario picks the resolver an unmodified client asks, and a variant switches it',
   () => {
-    let dir = '';
-    beforeAll(() => {
-      dir = mkdtempSync(join(tmpdir(), 'fl-pick-sc-'));
-    });
-    afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
     it('getent asks isp, or public where the variant picks it (faults too); never the lab DNS', {
       timeout: 120_000,
     }, async () => {
-      const file = join(dir, 'client-resolver-pick.yaml');
-      writeFileSync(file, SCENARIO);
-      const { loaded, errors } = await loadScenarios([file]);
-      expect(errors.map((e) => e.message)).toEqual([]);
-      const run = await runAll(loaded, { backend: 'loopback', concurrency: 1 });
+      const run = await runScenarioText(SCENARIO, 'loopback');
       expectAllPassed(run.results);
       expect(run.results.map((r) => r.variant)).toEqual([
         'fixed-isp-picked',

@@ -10,10 +10,9 @@ import { port53Check } from '../../harness/capabilities.js';
 import { runCommand } from '../../harness/clients/command.js';
 import type { LabDefinition } from '../../harness/lab/lab.js';
 import { LAB_DNS_NAME } from '../../harness/lab/lab-dns.js';
-import { runAll } from '../../harness/runner/run.js';
-import { loadScenarios } from '../../harness/scenario/load.js';
 import { missing } from '../helpers/capability.js';
 import { expectAllPassed } from '../helpers/results.js';
+import { runScenarioText } from '../helpers/scenario-text.js';
 import { useTempStateDir } from '../helpers/state-dir.js';
 
 /**
@@ -153,20 +152,10 @@ describe.skipIf(missing('dns53', 'userns', 'cmd:unshare', 'cmd:dig', 'cmd:curl')
 describe.skipIf(missing('dns53', 'userns', 'cmd:unshare', 'cmd:curl'))(
   'a DNS fault on the geo-dns reaches curl through the lab resolver',
   () => {
-    let dir = '';
-    beforeAll(() => {
-      dir = mkdtempSync(join(tmpdir(), 'fl-labdns-sc-'));
-    });
-    afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
     it('servfail on the zone: curl cannot resolve, the lab says dns.servfail', {
       timeout: 90_000,
     }, async () => {
-      const file = join(dir, 'lab-dns-servfail.yaml');
-      writeFileSync(file, SCENARIO);
-      const { loaded, errors } = await loadScenarios([file]);
-      expect(errors.map((e) => e.message)).toEqual([]);
-      const run = await runAll(loaded, { backend: 'loopback', concurrency: 1 });
+      const run = await runScenarioText(SCENARIO, 'loopback');
       expectAllPassed(run.results);
       const broken = run.results.find((r) => r.variant === 'broken-servfail');
       expect(broken?.client?.stderr).toMatch(/Could not resolve host: api\.iot\.example\.com/);
@@ -255,22 +244,11 @@ describe.skipIf(missing('root', 'cmd:setpriv') || !existsSync(join(ROOT, 'dist/h
 );
 
 describe.skipIf(missing('netns', 'cmd:curl', 'cmd:dig'))('the lab resolver on netns', () => {
-  let dir = '';
-  beforeAll(() => {
-    dir = mkdtempSync(join(tmpdir(), 'fl-labdns-netns-'));
-  });
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
   it("a namespace's resolv.conf names the resolver declared on port 53: lab names and other names", {
     timeout: 240_000,
   }, async () => {
-    const file = join(dir, 'lab-dns-netns.yaml');
-    writeFileSync(file, NETNS_SCENARIO);
-    const { loaded, errors } = await loadScenarios([file]);
-    expect(errors.map((e) => e.message)).toEqual([]);
-    const run = await runAll(loaded, { backend: 'netns', concurrency: 1 });
+    const run = await runScenarioText(NETNS_SCENARIO, 'netns');
     expectAllPassed(run.results);
-    // (DNS faults on a simulator in a netns worker are not there yet: the servfail case runs on loopback.)
     expect(run.results.map((r) => r.variant)).toEqual(['fixed', 'broken-other-names-refused']);
   });
 });

@@ -1,14 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runAll } from '../../harness/runner/run.js';
-import { loadScenarios } from '../../harness/scenario/load.js';
+import { afterAll, describe, expect, it } from 'vitest';
 import { applyNetns, type NetnsLab } from '../../harness/topology/netns/apply.js';
 import { listRecords } from '../../harness/topology/netns/state.js';
 import { missing } from '../helpers/capability.js';
 import { expectAllPassed } from '../helpers/results.js';
+import { runScenarioText } from '../helpers/scenario-text.js';
 import { useTempStateDir } from '../helpers/state-dir.js';
 import { within } from '../helpers/within.js';
 import { namespacesOf } from './helpers.js';
@@ -22,25 +18,11 @@ import { namespacesOf } from './helpers.js';
  */
 useTempStateDir('fl-netns-dns-');
 
-async function runScenario(dir: string, file: string, yaml: string) {
-  const path = join(dir, file);
-  writeFileSync(path, yaml);
-  const { loaded, errors } = await loadScenarios([path]);
-  expect(errors.map((e) => e.message)).toEqual([]);
-  return runAll(loaded, { backend: 'netns', concurrency: 1 });
-}
-
 describe.skipIf(missing('netns', 'cmd:curl', 'cmd:getent'))('the lab DNS on netns', () => {
-  let dir = '';
-  beforeAll(() => {
-    dir = mkdtempSync(join(tmpdir(), 'fl-netns-dns-sc-'));
-  });
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
   it('without a resolver of its own, the lab resolver answers lab names and a geo-dns fault reaches curl', {
     timeout: 300_000,
   }, async () => {
-    const run = await runScenario(dir, 'lab-resolver.yaml', LAB_RESOLVER);
+    const run = await runScenarioText(LAB_RESOLVER, 'netns');
     expectAllPassed(run.results);
     expect(run.results.map((r) => r.variant)).toEqual([
       'fixed',
@@ -62,7 +44,7 @@ describe.skipIf(missing('netns', 'cmd:curl', 'cmd:getent'))('the lab DNS on netn
   it('client.resolver picks one of two resolvers on port 53, and a variant picks the other', {
     timeout: 300_000,
   }, async () => {
-    const run = await runScenario(dir, 'client-resolver.yaml', CLIENT_RESOLVER);
+    const run = await runScenarioText(CLIENT_RESOLVER, 'netns');
     expectAllPassed(run.results);
     expect(run.results.map((r) => r.variant)).toEqual(['fixed-office', 'fixed-isp', 'broken-unknown-name']);
     expect(namespacesOf(/^fl-v[0-9a-f]{6}-/)).toEqual([]);

@@ -1,22 +1,18 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { remoteDnsFaults } from '../../harness/backends/remote/dns-faults.js';
 import { httpControlChannel } from '../../harness/backends/remote/http-channel.js';
 import { startControlApi } from '../../harness/backends/remote/http-server.js';
 import { dnsFaultTarget } from '../../harness/faults/dns.js';
 import { startLab } from '../../harness/lab/lab.js';
-import { runAll } from '../../harness/runner/run.js';
-import { loadScenarios } from '../../harness/scenario/load.js';
 import { endpointOf, isFieldlabError } from '../../simulators/common/index.js';
 import type { GeoDnsHandle } from '../../simulators/geo-dns/index.js';
 import { type PkiHandle, start as startPki } from '../../simulators/pki/index.js';
 import { type ResolverHandle, type ResolverOptions, start } from '../../simulators/resolver/index.js';
 import { missing } from '../helpers/capability.js';
 import { expectAllPassed } from '../helpers/results.js';
+import { runScenarioText } from '../helpers/scenario-text.js';
 import { useTempStateDir } from '../helpers/state-dir.js';
 import { within } from '../helpers/within.js';
 import {
@@ -302,16 +298,8 @@ describe.skipIf(missing('cmd:dig'))('DNS faults on a resolver over DoT and DoH',
 });
 
 describe.skipIf(missing('cmd:dig'))('a scenario fault that targets a resolver', () => {
-  let dir: string;
-  beforeAll(() => {
-    dir = mkdtempSync(join(tmpdir(), 'fl-resolver-fault-scn-'));
-  });
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
   it("servfail on the device's resolver: dig reports dns.servfail, the lab names the fault", async () => {
-    const file = join(dir, 'resolver-fault.yaml');
-    writeFileSync(
-      file,
+    const run = await runScenarioText(
       `
 name: resolver-fault
 title: DNS faults on the device's resolver
@@ -351,10 +339,8 @@ variants:
     faults: [{ target: isp, type: drop }]
     expect: { result: fail, class: dns.timeout, labSaw: [{ source: isp, type: toxic-applied, match: { type: drop } }] }
 `,
+      'loopback',
     );
-    const { loaded, errors } = await loadScenarios([file]);
-    expect(errors.map((e) => e.message)).toEqual([]);
-    const run = await runAll(loaded, { backend: 'loopback', concurrency: 1 });
     expectAllPassed(run.results);
     const servfail = run.results.find((x) => x.variant === 'broken-servfail');
     expect(servfail?.explanation.join('\n')).toMatch(/fault servfail/);
