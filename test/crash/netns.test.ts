@@ -31,6 +31,8 @@ import {
  */
 const LAB = join(import.meta.dirname, 'fixtures', 'netns-lab.yaml');
 const isWireguard = (p: { what: string }): boolean => p.what.startsWith('wireguard-go');
+/** The lab's namespaces: its four hosts, the switch, and the lab's own resolver (it declares no DNS). */
+const NAMESPACES = 6;
 const isWorker = (p: { what: string }): boolean => p.what.includes('serve-lab');
 
 /**
@@ -134,7 +136,7 @@ describe.skipIf(missing('netns', 'cmd:wireguard-go', 'cmd:wg', 'cmd:sshd', 'cmd:
       const sims = labRecords(state).flatMap((r) => r.resources);
       expect(sims.filter((p) => p.what.startsWith('sshd'))).toEqual([]);
       expect(marked('running')).toBe(false);
-      expect(namespacesOf(seen.labId)).toHaveLength(5);
+      expect(namespacesOf(seen.labId)).toHaveLength(NAMESPACES);
       const pids = recordedProcesses(state).map((p) => p.pid);
       expect(pids.length).toBeGreaterThan(0);
 
@@ -163,7 +165,7 @@ describe.skipIf(missing('netns', 'cmd:wireguard-go', 'cmd:wg', 'cmd:sshd', 'cmd:
       // the owner (parent-death signals, down the chain; the client's survives `ip netns exec`)...
       await untilGone([...workers, ...sshd, ...wireguard, client], 15_000);
       // ...while the namespaces and the records wait for clean.
-      expect(namespacesOf(labId)).toHaveLength(5);
+      expect(namespacesOf(labId)).toHaveLength(NAMESPACES);
       expect(labRecords(state)).toHaveLength(1);
 
       const r = await cli(['clean'], { env: { FIELDLAB_STATE_DIR: state } });
@@ -186,7 +188,7 @@ describe.skipIf(missing('netns', 'cmd:wireguard-go', 'cmd:wg', 'cmd:sshd', 'cmd:
       await reached(c, () => marked('teardown'), 'the teardown to signal the client');
       // Frozen half-way: the teardown has signalled the lab's processes, its namespaces are still there.
       expect(processState(c.pid as number)).toBe('T');
-      expect(namespacesOf(labId)).toHaveLength(5);
+      expect(namespacesOf(labId)).toHaveLength(NAMESPACES);
       await kill9(c);
       await untilGone(sshd, 15_000);
 
