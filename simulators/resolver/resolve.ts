@@ -325,7 +325,7 @@ export class Resolver {
       if (wrong) return { ...wrong, reason: `${because}: answered ${fault.address}` };
     }
     if (fault.stale) {
-      const stale = this.staleAnswer(name, type, client, fault.ttl);
+      const stale = this.staleAnswer(name, type, this.subnetOf(client), fault.ttl);
       if (stale) return { ...stale, reason: `${because}: ${stale.reason}` };
       return none(
         RCODE.SERVFAIL,
@@ -355,8 +355,12 @@ export class Resolver {
    * without asking the upstream: a `stale` fault, the resolver that kept the record set from before a
    * failover. Undefined when the cache has none (never cached, evicted, past `maxStale`).
    */
-  private staleAnswer(name: string, type: number, client: string, ttl = STALE_TTL): Result | undefined {
-    const subnet = this.subnetOf(client);
+  private staleAnswer(
+    name: string,
+    type: number,
+    subnet: Subnet | undefined,
+    ttl = STALE_TTL,
+  ): Result | undefined {
     const hit = this.cfg.cache ? this.cache.lookup(name, type, subnet?.full) : undefined;
     if (!hit) return undefined;
     this.counters.staleServed++;
@@ -501,26 +505,9 @@ export class Resolver {
         reason: `${server.text} answered ${rcodeName(out.rcode)}${subnet ? ` for ECS ${subnet.text} (scope /${out.scope ?? 0})` : ` to egress ${this.cfg.egress} (no ECS)`}`,
       };
     }
-    const stale =
-      this.cfg.cache && this.cfg.serveStale ? this.cache.lookup(name, type, subnet?.full) : undefined;
-    if (stale) {
-      this.counters.staleServed++;
-      this.events.emitEvent('cache-hit', {
-        name,
-        type: typeName(type),
-        subnet: subnet?.text ?? 'none',
-        scope: stale.entry.scopeText,
-        ttl: STALE_TTL,
-        stale: true,
-      });
-      return {
-        rcode: stale.entry.rcode,
-        answers: stale.entry.answers.map((r) => withTtl(r, STALE_TTL)),
-        authority: stale.entry.authority.map((r) => withTtl(r, STALE_TTL)),
-        source: 'stale',
-        reason: `stale answer (RFC 8767), expired ${stale.age - stale.entry.ttl}s ago: ${failure}`,
-      };
-    }
+    // RFC 8767: with serveStale, an expired answer beats SERVFAIL when the upstream fails.
+    const stale = this.cfg.serveStale ? this.staleAnswer(name, type, subnet) : undefined;
+    if (stale) return { ...stale, reason: `${stale.reason}: ${failure}` };
     return {
       rcode: RCODE.SERVFAIL,
       answers: [],
