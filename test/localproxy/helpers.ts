@@ -62,15 +62,23 @@ export async function proxy(c: Cleanup, o: LocalProxyOptions): Promise<LocalProx
   return h;
 }
 
-/** A TCP echo server on 127.0.0.1 (optionally tagging its answers to tell services apart). */
-export async function echoServer(c: Cleanup, tag?: string): Promise<{ port: number; server: Server }> {
+/**
+ * A TCP server on 127.0.0.1 whose sockets (each accepted one, and any `track` adds) are destroyed and the
+ * server closed by `c`; socket errors are the test's to observe, never unhandled.
+ */
+export async function tcpServer(
+  c: Cleanup,
+  onSocket: (s: Socket, track: (s: Socket) => void) => void,
+): Promise<{ port: number; server: Server }> {
   const sockets = new Set<Socket>();
-  const server = createServer((s) => {
+  const track = (s: Socket) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
     s.on('error', () => {});
-    if (tag) s.write(`${tag}\n`);
-    s.pipe(s);
+  };
+  const server = createServer((s) => {
+    track(s);
+    onSocket(s, track);
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -82,6 +90,14 @@ export async function echoServer(c: Cleanup, tag?: string): Promise<{ port: numb
       }),
   );
   return { port: (server.address() as { port: number }).port, server };
+}
+
+/** A TCP echo server on 127.0.0.1 (optionally tagging its answers to tell services apart). */
+export function echoServer(c: Cleanup, tag?: string): Promise<{ port: number; server: Server }> {
+  return tcpServer(c, (s) => {
+    if (tag) s.write(`${tag}\n`);
+    s.pipe(s);
+  });
 }
 
 export function sha256(b: Buffer): string {

@@ -1,5 +1,3 @@
-import { once } from 'node:events';
-import { createServer, type Socket } from 'node:net';
 import { CloseTunnelCommand } from '@aws-sdk/client-iotsecuretunneling';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { localproxyCommand } from '../../harness/localproxy/cli.js';
@@ -17,6 +15,7 @@ import {
   proxy,
   readN,
   startService,
+  tcpServer,
   within,
 } from './helpers.js';
 
@@ -226,25 +225,12 @@ describe('localproxy lifecycle', () => {
 
   it('a 5xx handshake is retried every retryDelayMs, then given up (bounded)', async () => {
     let attempts = 0;
-    const sockets = new Set<Socket>();
-    const server = createServer((sock) => {
+    const { port } = await tcpServer(c, (sock) => {
       attempts++;
-      sockets.add(sock);
-      sock.on('error', () => {});
       sock.once('data', () =>
         sock.end('HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbusy'),
       );
     });
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    c.add(
-      () =>
-        new Promise<void>((r) => {
-          for (const s of sockets) s.destroy();
-          server.close(() => r());
-        }),
-    );
-    const port = (server.address() as { port: number }).port;
     const t0 = Date.now();
     const err = await proxy(c, {
       mode: 'source',

@@ -4,9 +4,8 @@
  * views in one `writev`); they must be byte for byte the frames `ws` builds for the same payload.
  */
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { createRequire } from 'node:module';
-import { connect, createServer, type Socket } from 'node:net';
+import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FrameDecoder, MessageType } from '../../simulators/tunnel-service/index.js';
 import {
@@ -18,6 +17,7 @@ import {
   readN,
   sha256,
   startService,
+  tcpServer,
   within,
 } from './helpers.js';
 
@@ -47,29 +47,15 @@ async function tap(target: string): Promise<{ endpoint: string; sent(): Buffer }
     Number(target.slice(target.lastIndexOf(':') + 1)),
   ];
   const chunks: Buffer[] = [];
-  const sockets = new Set<Socket>();
-  const server = createServer((a) => {
+  const { port: tapPort } = await tcpServer(c, (a, track) => {
     const b = connect({ host, port });
-    for (const s of [a, b]) {
-      sockets.add(s);
-      s.on('error', () => {});
-      s.on('close', () => sockets.delete(s));
-    }
+    track(b);
     a.on('data', (d: Buffer) => chunks.push(d));
     a.pipe(b);
     b.pipe(a);
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  c.add(
-    () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => r());
-      }),
-  );
   return {
-    endpoint: `127.0.0.1:${(server.address() as { port: number }).port}`,
+    endpoint: `127.0.0.1:${tapPort}`,
     sent: () => Buffer.concat(chunks),
   };
 }
