@@ -316,10 +316,38 @@ type recordConn struct {
 	records      int
 	maxWire      int
 	maxPlaintext int
-	// The outgoing stream's parse state: header bytes seen so far, body bytes still to skip.
-	hdr     [5]byte
-	hdrLen  int
-	bodyOut int
+	out          recordStream
+}
+
+// recordStream follows a stream of TLS records (RFC 8446 §5.1: a 5-byte header in the clear, then its body)
+// across arbitrary reads or writes: onHeader sees each header, onBody each piece of a body.
+type recordStream struct {
+	hdr    [5]byte
+	hdrLen int
+	body   int
+}
+
+func (r *recordStream) walk(p []byte, onHeader func(contentType byte, length int), onBody func([]byte)) {
+	for len(p) > 0 {
+		if r.body > 0 {
+			k := min(r.body, len(p))
+			if onBody != nil {
+				onBody(p[:k])
+			}
+			r.body -= k
+			p = p[k:]
+			continue
+		}
+		k := copy(r.hdr[r.hdrLen:], p)
+		r.hdrLen += k
+		p = p[k:]
+		if r.hdrLen < 5 {
+			continue
+		}
+		r.hdrLen = 0
+		r.body = int(binary.BigEndian.Uint16(r.hdr[3:5]))
+		onHeader(r.hdr[0], r.body)
+	}
 }
 
 func (c *recordConn) Read(b []byte) (int, error) {
@@ -333,9 +361,7 @@ func (c *recordConn) Read(b []byte) (int, error) {
 // clear during a TLS 1.3 handshake (OpenSSL rejects the server's certificate before it has handshake
 // keys to send with; crypto/tls, expecting an encrypted record, reports "bad record MAC").
 type inbound struct {
-	hdr    [5]byte
-	hdrLen int
-	body   int
+	records recordStream
 	// The description byte of a plaintext alert (RFC 8446 §6), once seen.
 	alert    int
 	alertAt  int // position within the alert record's 2-byte body
@@ -344,32 +370,20 @@ type inbound struct {
 }
 
 func (in *inbound) scan(p []byte) {
-	for len(p) > 0 {
-		if in.body > 0 {
-			k := min(in.body, len(p))
-			if in.inAlert {
-				for _, b := range p[:k] {
-					if in.alertAt == 1 && !in.gotAlert {
-						in.alert, in.gotAlert = int(b), true
-					}
-					in.alertAt++
-				}
-			}
-			in.body -= k
-			p = p[k:]
-			continue
-		}
-		k := copy(in.hdr[in.hdrLen:], p)
-		in.hdrLen += k
-		p = p[k:]
-		if in.hdrLen < 5 {
-			continue
-		}
-		in.hdrLen = 0
-		in.body = int(binary.BigEndian.Uint16(in.hdr[3:5]))
+	in.records.walk(p, func(contentType byte, length int) {
 		// RFC 8446 §5.1: content type 21 (alert) in the clear is 2 bytes: level, description.
-		in.inAlert, in.alertAt = in.hdr[0] == 21 && in.body == 2, 0
-	}
+		in.inAlert, in.alertAt = contentType == 21 && length == 2, 0
+	}, func(body []byte) {
+		if !in.inAlert {
+			return
+		}
+		for _, b := range body {
+			if in.alertAt == 1 && !in.gotAlert {
+				in.alert, in.gotAlert = int(b), true
+			}
+			in.alertAt++
+		}
+	})
 }
 
 // startCounting: from now on, records are application data; `overhead` is what encryption adds to each.
@@ -390,28 +404,13 @@ func (c *recordConn) startCounting(cs tls.ConnectionState) {
 func (c *recordConn) Write(b []byte) (int, error) {
 	n, err := c.Conn.Write(b)
 	c.bytesOut += int64(n)
-	for p := b[:n]; len(p) > 0; {
-		if c.bodyOut > 0 {
-			k := min(c.bodyOut, len(p))
-			c.bodyOut -= k
-			p = p[k:]
-			continue
-		}
-		k := copy(c.hdr[c.hdrLen:], p)
-		c.hdrLen += k
-		p = p[k:]
-		if c.hdrLen < 5 {
-			continue
-		}
-		c.hdrLen = 0
-		length := int(binary.BigEndian.Uint16(c.hdr[3:5]))
-		c.bodyOut = length
-		if c.counting && c.hdr[0] == 23 {
+	c.out.walk(b[:n], func(contentType byte, length int) {
+		if c.counting && contentType == 23 {
 			c.records++
 			c.maxWire = max(c.maxWire, length)
 			c.maxPlaintext = max(c.maxPlaintext, length-c.overhead)
 		}
-	}
+	}, nil)
 	return n, err
 }
 
